@@ -1,0 +1,5 @@
+import sys
+
+from hog.cli import main
+
+sys.exit(main())

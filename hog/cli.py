@@ -1,0 +1,133 @@
+"""Command line: ``hog --job_file F --gpus SPEC`` runs a sweep; verbs come first.
+
+Exit codes: 0 all jobs succeeded; 1 a job failed (or could not be scheduled); 2 usage
+or input error, nothing started; 130 stopped by Ctrl-C; 143 stopped by SIGTERM.
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from hog import __version__
+from hog.errors import HogError, UsageError
+
+DESCRIPTION = """\
+Run every job of a job file (one bash command per line) or of a Python yielder,
+one job per GPU slot at a time, each pinned with CUDA_VISIBLE_DEVICES, each with
+its own folder: <output_dir>/job_N/ holding INFO, job_N.OUT, job_N.ERR and, once
+it ended, SUCCESS or FAILURE.
+"""
+
+EPILOG = """\
+examples:
+  hog --job_file jobs.txt --gpus 0,1          one job at a time on GPU 0 and on GPU 1
+  hog --job_file jobs.txt --gpus 0,0,1        two jobs at once on GPU 0, one on GPU 1
+  hog --job_file jobs.txt --gpus 0-3x2        two slots on each of GPUs 0 to 3
+  hog --job_yielder sweep.py --gpus all       jobs from sweep.py's yielder(), every GPU
+
+job files: blank lines and lines starting with # are skipped; a trailing backslash
+continues a line; a trailing comment '# hog: name=NAME gpus=2 timeout=30m' sets options.
+yielder: a Python file whose yielder() generator yields command strings, or mappings
+with 'cmd' and the same options.
+
+Ctrl-C once: start nothing new, let running jobs finish. Twice: terminate them.
+exit codes: 0 all succeeded, 1 some job failed, 2 bad usage or input, 130 Ctrl-C,
+143 SIGTERM.
+
+other commands:
+  hog gpus                                    the GPUs that discovery sees
+"""
+
+
+def _flag(parser, name: str, **kw) -> None:
+    """An option accepted as --some_name and --some-name."""
+    names = [f"--{name}"]
+    if "_" in name:
+        names.append(f"--{name.replace('_', '-')}")
+    parser.add_argument(*names, dest=name, **kw)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hog", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    _flag(src, "job_file", metavar="FILE", help="text file: one bash command per line")
+    _flag(src, "job_yielder", metavar="FILE",
+          help="Python file defining yielder(), a generator of jobs")
+    _flag(p, "gpus", metavar="SPEC",
+          help="GPU slots: ids (0,1), repeats for several jobs per GPU (0,0,1), ranges (0-3),"
+               " repeat counts (0-3x2), or 'all'. Default: every GPU nvidia-smi finds "
+               "(within CUDA_VISIBLE_DEVICES)")
+    _flag(p, "output_dir", metavar="DIR", default="output",
+          help="where job folders go (default: output)")
+    _flag(p, "prefix", default="job_", help="job folder name prefix (default: job_)")
+    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
+          help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
+    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
+          help="auto: a live view on a terminal, one line per job start/end otherwise")
+    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
+                   help="print only the final summary")
+    p.add_argument("--version", action="version", version=f"hog {__version__}")
+    return p
+
+
+def gpus_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hog gpus", description="Show the GPUs discovery sees.")
+    return p
+
+
+def cmd_gpus(argv: List[str]) -> int:
+    gpus_parser().parse_args(argv)
+    from hog.discovery import query_gpus, visible_ids
+    gpus = query_gpus()
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus is None:
+        print("nvidia-smi: not available")
+    else:
+        for g in gpus:
+            mem = "" if g.memory_total_mib is None else \
+                f"  {g.memory_used_mib} / {g.memory_total_mib} MiB used"
+            print(f"GPU {g.index}  {g.name}  {g.uuid}{mem}")
+    ids = visible_ids(gpus, cvd)
+    print(f"CUDA_VISIBLE_DEVICES: {cvd if cvd is not None else '(not set)'}")
+    print(f"--gpus all would use: {','.join(ids) if ids else 'nothing'}")
+    return 0
+
+
+VERBS = {"gpus": cmd_gpus}
+
+
+def cmd_run(argv: List[str]) -> int:
+    args = run_parser().parse_args(argv)
+    from hog.producer import SourceSpec
+    from hog.runner import RunConfig, run, slots_for
+    from hog.sources import check_readable
+    if args.job_file is not None:
+        check_readable(args.job_file, "job file")
+        source = SourceSpec("text", args.job_file)
+    else:
+        check_readable(args.job_yielder, "yielder file")
+        source = SourceSpec("yielder", args.job_yielder)
+    if not args.prefix or "/" in args.prefix or args.prefix.startswith("."):
+        raise UsageError(f"--prefix {args.prefix!r}: must be non-empty, without '/', "
+                         f"and not start with '.'")
+    if args.grace < 0:
+        raise UsageError("--grace must be 0 or more seconds")
+    slots = slots_for(args.gpus)
+    config = RunConfig(source=source, slots=tuple(slots), output_dir=args.output_dir,
+                       prefix=args.prefix, grace=args.grace, display=args.display)
+    return run(config)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in VERBS:
+            return VERBS[argv[0]](argv[1:])
+        return cmd_run(argv)
+    except HogError as e:
+        print(f"hog: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hog: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,72 @@
+"""GPU discovery through ``nvidia-smi``, restricted to ``CUDA_VISIBLE_DEVICES``."""
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import List, Optional
+
+from hog.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: str
+    uuid: str
+    name: str
+    memory_total_mib: Optional[int]
+    memory_used_mib: Optional[int]
+
+
+def query_gpus(timeout: float = 10.0) -> Optional[List[Gpu]]:
+    """Every GPU ``nvidia-smi`` reports, or None when nvidia-smi is not available."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=index,uuid,name,memory.total,memory.used",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=timeout, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5 or not parts[0].isdigit():
+            continue
+        gpus.append(Gpu(parts[0], parts[1], parts[2], _int(parts[3]), _int(parts[4])))
+    return gpus
+
+
+def _int(text: str) -> Optional[int]:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def visible_ids(gpus: Optional[List[Gpu]], cvd: Optional[str]) -> List[str]:
+    """The GPU ids hog may use: discovered ones, in ``CUDA_VISIBLE_DEVICES`` order if set."""
+    if cvd is not None:
+        wanted = [x.strip() for x in cvd.split(",") if x.strip()]
+        if gpus is None:
+            return wanted
+        by_key = {g.index: g.index for g in gpus}
+        by_key.update({g.uuid: g.uuid for g in gpus})
+        return [by_key[w] for w in wanted if w in by_key]
+    return [g.index for g in gpus or []]
+
+
+def discover() -> List[str]:
+    """Slot ids for ``--gpus all`` (or no ``--gpus``); UsageError when there are none."""
+    gpus = query_gpus()
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible_ids(gpus, cvd)
+    if ids:
+        return ids
+    if gpus is None and cvd is None:
+        raise UsageError("no --gpus given and nvidia-smi is not available to discover GPUs; "
+                         "pass the ids to use, e.g. --gpus 0,1 (ids are labels; any will do "
+                         "on a machine without GPUs)")
+    raise UsageError(f"no GPU found (nvidia-smi saw {len(gpus or [])}, "
+                     f"CUDA_VISIBLE_DEVICES={cvd!r}); pass --gpus explicitly")

@@ -1,0 +1,52 @@
+"""Parse a ``--gpus`` spec into the list of slot GPU ids.
+
+``0,0,1``: two slots on GPU 0, one on GPU 1. ``0-3``: a range. ``0-3x2``: the item
+repeated twice (0,1,2,3,0,1,2,3). ``all`` (or no spec): every discovered GPU.
+Ids are labels: integers, or device UUIDs such as ``GPU-5f1c...`` / ``MIG-...``.
+"""
+import re
+from typing import Callable, List, Optional
+
+from hog.errors import UsageError
+
+_ITEM = re.compile(r"^(?P<body>[^x]+?)(?:x(?P<times>\d+))?$")
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+_UUID = re.compile(r"^(GPU|MIG)-[0-9A-Za-z/-]+$")
+
+
+def parse_gpus(spec: Optional[str], discover: Callable[[], List[str]]) -> List[str]:
+    """Return the slot list for ``spec``; ``discover`` is called for ``all``/None."""
+    if spec is None or spec.strip().lower() == "all":
+        return discover()
+    slots: List[str] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        slots.extend(_expand(item, spec))
+    return slots
+
+
+def _expand(item: str, spec: str) -> List[str]:
+    bad = f"--gpus {spec!r}: bad item {item!r} (expected an id like 0, a range like 0-3, " \
+          f"an id or range with a repeat like 0x2 or 0-3x2, or 'all')"
+    if not item:
+        raise UsageError(bad)
+    if _UUID.match(item):
+        return [item]
+    m = _ITEM.match(item)
+    if not m:
+        raise UsageError(bad)
+    body, times = m.group("body"), m.group("times")
+    n = int(times) if times is not None else 1
+    if n < 1:
+        raise UsageError(f"--gpus {spec!r}: repeat count in {item!r} must be at least 1")
+    if body.isdigit():
+        ids = [str(int(body))]
+    else:
+        r = _RANGE.match(body)
+        if not r:
+            raise UsageError(bad)
+        lo, hi = int(r.group(1)), int(r.group(2))
+        if hi < lo:
+            raise UsageError(f"--gpus {spec!r}: range {body!r} runs backwards")
+        ids = [str(i) for i in range(lo, hi + 1)]
+    return ids * n

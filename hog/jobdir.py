@@ -1,0 +1,168 @@
+"""The job folder: the one module that knows its layout and writes it.
+
+``<output_dir>/<prefix><N>/`` holds ``INFO`` (YAML), ``<prefix><N>.OUT`` and
+``.ERR`` (the job's raw streams) and, once the job has ended, exactly one of
+``SUCCESS`` or ``FAILURE``. Everything another process may read is written to a
+temporary file and moved into place with ``os.replace``.
+
+INFO is emitted as YAML by hand: every string is written as a JSON string, which
+is a valid YAML double-quoted scalar. That keeps the per-job cost to a few
+microseconds, and ``yaml.safe_load`` reads it back exactly.
+"""
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from hog.model import Outcome, Status
+
+STATE_DIR = ".hog"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+INFO = "INFO"
+HOST = socket.gethostname()
+
+
+def iso(ts: Optional[float]) -> Optional[str]:
+    """ISO 8601 with the local UTC offset, to the millisecond."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+
+
+def _scalar(value) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def render_info(fields: dict) -> str:
+    """YAML text for a flat mapping (lists of strings become flow sequences)."""
+    lines = []
+    for key, value in fields.items():
+        if isinstance(value, (list, tuple)):
+            lines.append(f"{key}: [{', '.join(_scalar(v) for v in value)}]")
+        else:
+            lines.append(f"{key}: {_scalar(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def atomic_write(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see all of it or nothing."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode("utf-8", "surrogateescape"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of an output directory's job folders."""
+
+    root: str
+    prefix: str = "job_"
+
+    def folder_name(self, index: int) -> str:
+        return f"{self.prefix}{index}"
+
+    def folder(self, index: int) -> str:
+        return os.path.join(self.root, self.folder_name(index))
+
+    def out_path(self, index: int) -> str:
+        return os.path.join(self.folder(index), f"{self.folder_name(index)}.OUT")
+
+    def err_path(self, index: int) -> str:
+        return os.path.join(self.folder(index), f"{self.folder_name(index)}.ERR")
+
+    def info_path(self, index: int) -> str:
+        return os.path.join(self.folder(index), INFO)
+
+    def marker_path(self, index: int, success: bool) -> str:
+        return os.path.join(self.folder(index), SUCCESS if success else FAILURE)
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.join(self.root, STATE_DIR)
+
+    def prepare_root(self) -> None:
+        """Create the output directory and its private state folder (0700)."""
+        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+
+    def existing_job_folders(self, limit: int = 3) -> List[str]:
+        """Up to ``limit`` names of job folders already in the output directory."""
+        found = []
+        with os.scandir(self.root) as it:
+            for entry in it:
+                name = entry.name
+                if name.startswith(self.prefix) and name[len(self.prefix):].isdigit() \
+                        and entry.is_dir():
+                    found.append(name)
+                    if len(found) >= limit:
+                        break
+        return sorted(found)
+
+
+def info_fields(*, name: str, index: int, command: str, gpu_ids: Iterable[str], slot: int,
+                pid: Optional[int], attempt: int, status: Status, exit_code: Optional[int] = None,
+                signal: Optional[str] = None, started: Optional[float] = None,
+                ended: Optional[float] = None) -> dict:
+    return {
+        "name": name,
+        "index": index,
+        "command": command,
+        "gpus": list(gpu_ids),
+        "slot": slot,
+        "host": HOST,
+        "pid": pid,
+        "attempt": attempt,
+        "status": status.value,
+        "exit_code": exit_code,
+        "signal": signal,
+        "started": iso(started),
+        "ended": iso(ended),
+        "duration_s": None if ended is None or started is None else round(ended - started, 3),
+    }
+
+
+class JobFolder:
+    """Writes one job attempt's folder: created at start, INFO, then the marker last."""
+
+    def __init__(self, layout: Layout, index: int):
+        self.layout = layout
+        self.index = index
+        self.path = layout.folder(index)
+        self.out_path = layout.out_path(index)
+        self.err_path = layout.err_path(index)
+        self.info_path = layout.info_path(index)
+
+    def create(self) -> None:
+        os.makedirs(self.path, exist_ok=True)
+
+    def write_info(self, fields: dict) -> None:
+        atomic_write(self.info_path, render_info(fields))
+
+    def finish(self, fields: dict, outcome: Outcome) -> None:
+        """Rewrite INFO with the outcome, then write exactly one marker, last."""
+        self.write_info(fields)
+        success = outcome.status is Status.SUCCEEDED
+        body = f"status: {outcome.status.value}\nexit_code: {_scalar(outcome.exit_code)}\n"
+        atomic_write(self.layout.marker_path(self.index, success), body)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,129 @@
+"""Per-job options shared by every source: validation and units.
+
+A text line's ``# hog: key=value`` directive, a yielder's mapping and (later) a
+YAML entry all go through ``job_kwargs``, so a requirement means the same thing
+wherever it is written, and a malformed one is an input error, never ignored.
+"""
+import re
+from typing import Any, Dict, Mapping, Optional
+
+from hog.errors import InputError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40, "P": 2 ** 50}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+KNOWN = ("cmd", "name", "gpus", "resources", "env", "cwd", "timeout", "retries", "priority")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``4h``, ``1.5d``; ValueError if not one."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(value)
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(value)
+    return seconds
+
+
+def parse_amount(value: Any) -> float:
+    """A resource amount: a number, or a size such as ``20G`` (bytes)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        amount = float(value)
+    else:
+        m = _SIZE.match(str(value))
+        if not m:
+            raise ValueError(value)
+        unit = (m.group(2) or "").upper().replace("IB", "").replace("B", "") or ""
+        amount = float(m.group(1)) * _SIZE_UNITS[unit or ""]
+    if amount < 0:
+        raise ValueError(value)
+    return amount
+
+
+def _int(value: Any, minimum: Optional[int]) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    number = int(value) if isinstance(value, int) else int(str(value).strip())
+    if minimum is not None and number < minimum:
+        raise ValueError(value)
+    return number
+
+
+def job_kwargs(raw: Mapping[str, Any], where: str) -> Dict[str, Any]:
+    """Validate job options (all but ``cmd``) into ``Job`` keyword arguments."""
+    out: Dict[str, Any] = {}
+    resources: Dict[str, float] = {}
+
+    def bad(key: str, expected: str) -> InputError:
+        return InputError(f"bad value {raw[key]!r} for {key!r}: expected {expected}", where)
+
+    for key, value in raw.items():
+        if key == "cmd":
+            continue
+        if key == "name":
+            if not isinstance(value, (str, int)) or not str(value).strip():
+                raise bad(key, "a non-empty name")
+            out["name"] = str(value).strip()
+        elif key == "gpus":
+            try:
+                out["gpus"] = _int(value, 0)
+            except ValueError:
+                raise bad(key, "a whole number of GPUs, 0 or more") from None
+        elif key in ("retries",):
+            try:
+                out[key] = _int(value, 0)
+            except ValueError:
+                raise bad(key, "a whole number, 0 or more") from None
+        elif key == "priority":
+            try:
+                out[key] = _int(value, None)
+            except ValueError:
+                raise bad(key, "a whole number (higher runs first)") from None
+        elif key == "timeout":
+            try:
+                out[key] = parse_duration(value)
+            except ValueError:
+                raise bad(key, "a duration such as 90s, 30m or 4h") from None
+        elif key == "cwd":
+            if not isinstance(value, str) or not value:
+                raise bad(key, "a directory path")
+            out[key] = value
+        elif key == "env":
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                raise bad(key, "a mapping of variable names to values")
+            out[key] = tuple((k, "" if v is None else str(v)) for k, v in value.items())
+        elif key == "resources":
+            if not isinstance(value, Mapping):
+                raise bad(key, "a mapping such as {foo: 5}")
+            for rname, amount in value.items():
+                resources[str(rname)] = _resource(str(rname), amount, where)
+        elif _NAME.match(key):
+            resources[key] = _resource(key, value, where)
+        else:
+            raise InputError(f"unknown job option {key!r}", where)
+    if resources:
+        out["resources"] = tuple(sorted(resources.items()))
+    return out
+
+
+def _resource(name: str, amount: Any, where: str) -> float:
+    if not _NAME.match(name):
+        raise InputError(f"bad resource name {name!r}", where)
+    try:
+        return parse_amount(amount)
+    except ValueError:
+        raise InputError(f"bad amount {amount!r} for resource {name!r}: expected a number "
+                         f"of 0 or more (sizes such as 20G allowed)", where) from None

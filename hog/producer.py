@@ -1,0 +1,67 @@
+"""The producer: reads a job source and streams its jobs into a bounded queue.
+
+It runs in its own process, so a slow or heavy source (a yielder that imports a
+framework, or pauses for minutes between items) never holds up the runner, and
+the queue's bound gives back-pressure: memory does not grow with the source.
+Messages are pickled tuples: ``("job", Job)``, ``("end", n)``, ``("error", text)``.
+"""
+import pickle
+import signal
+import threading
+from dataclasses import dataclass
+
+from hog.errors import HogError
+from hog.flags import SignalFlags, set_parent_death_signal
+from hog.sources import SourceError, count_text_jobs, text_jobs, yielder_jobs
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str   # "text" | "yielder"
+    path: str
+
+
+def open_source(spec: SourceSpec):
+    if spec.kind == "text":
+        return text_jobs(spec.path)
+    if spec.kind == "yielder":
+        return yielder_jobs(spec.path)
+    raise ValueError(spec.kind)
+
+
+def _count_in_background(spec: SourceSpec, total) -> None:
+    def count() -> None:
+        try:
+            total.value = count_text_jobs(spec.path)
+        except (OSError, HogError):
+            pass
+    threading.Thread(target=count, daemon=True).start()
+
+
+def produce(spec: SourceSpec, put, total=None) -> None:
+    """Put every job of ``spec`` with ``put``, then an end or error message."""
+    n = 0
+    try:
+        if spec.kind == "text" and total is not None:
+            _count_in_background(spec, total)
+        for job in open_source(spec):
+            put(pickle.dumps(("job", job), pickle.HIGHEST_PROTOCOL))
+            n += 1
+        message = ("end", n)
+    except (HogError, SourceError) as e:
+        message = ("error", str(e))
+    except Exception as e:  # noqa: BLE001 - reported, not raised, so jobs already queued run
+        message = ("error", f"{spec.path}: reading the job source failed: "
+                            f"{type(e).__name__}: {e}")
+    if total is not None and message[0] == "end":
+        total.value = n
+    put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def producer_main(spec: SourceSpec, queue, total) -> None:
+    """Entry point of the producer process."""
+    set_parent_death_signal(signal.SIGKILL)   # it owns no jobs: nothing to clean up
+    SignalFlags().install([signal.SIGINT, signal.SIGHUP])
+    produce(spec, queue.put, total)
+    queue.close()
+    queue.join_thread()

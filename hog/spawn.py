@@ -1,0 +1,169 @@
+"""Start job processes and end them: the one module that spawns and kills.
+
+Each job is ``bash -c COMMAND`` in a new session (so its own process group, and
+no terminal signals reach it), stdin from /dev/null, stdout and stderr opened
+straight onto its files by the spawn itself, so hog never holds job output in
+memory. ``os.posix_spawn`` (vfork+exec in glibc) keeps the cost per job low.
+"""
+import errno
+import os
+import select
+import shutil
+import signal
+import time
+from typing import Dict, Optional, Tuple
+
+BASH = shutil.which("bash") or "/bin/bash"
+
+# Signals a job must start with at their defaults: Python ignores SIGPIPE and
+# SIGXFSZ, and hog's processes catch the terminal signals; ignored signals
+# would otherwise be inherited across exec.
+_RESET = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), signal.SIGINT,
+                           signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                           signal.SIGUSR2, signal.SIGCHLD) if s is not None)
+_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def start(command: str, env: Dict[str, str], out_path: str, err_path: str,
+          cwd: Optional[str] = None) -> int:
+    """Start ``bash -c command`` in its own session; return its pid (= its pgid)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, out_path, _OUT_FLAGS, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, err_path, _OUT_FLAGS, 0o644),
+    ]
+    if cwd is None:
+        return _spawn([BASH, "-c", command], env, actions)
+    old = os.getcwd()
+    os.chdir(cwd)   # posix_spawn has no chdir action; consumers are single-threaded
+    try:
+        return _spawn([BASH, "-c", command], env, actions)
+    finally:
+        os.chdir(old)
+
+
+def _spawn(argv, env, actions) -> int:
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True,
+                          setsigdef=_RESET, setsigmask=())
+
+
+def exit_status(status: int) -> Tuple[Optional[int], Optional[str]]:
+    """(exit_code, signal name) from a wait status."""
+    if os.WIFSIGNALED(status):
+        return None, signal.Signals(os.WTERMSIG(status)).name
+    return os.WEXITSTATUS(status), None
+
+
+class Watch:
+    """Waits for a started job to exit, or for a file descriptor to become readable.
+
+    Uses a pidfd where the kernel has them (Linux 5.3+), so waiting costs nothing;
+    elsewhere it falls back to checking every 10 ms.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.status: Optional[int] = None
+        try:
+            self.pidfd: Optional[int] = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def reap(self, block: bool = False) -> bool:
+        """Collect the exit status if the process has exited; True when it has."""
+        if self.status is not None:
+            return True
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            self.status = 0
+            return True
+        if pid == 0:
+            return False
+        self.status = status
+        return True
+
+    def wait(self, other_fd: Optional[int], timeout: Optional[float]) -> str:
+        """Block until the job exits ("exited"), ``other_fd`` is readable ("other"),
+        or ``timeout`` seconds pass ("timeout")."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = select.poll()
+        if other_fd is not None:
+            poller.register(other_fd, select.POLLIN)
+        if self.pidfd is not None:
+            poller.register(self.pidfd, select.POLLIN)
+        while True:
+            if self.reap():
+                return "exited"
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = left if self.pidfd is not None else min(0.01, left if left is not None else 0.01)
+            events = poller.poll(None if step is None else step * 1000)
+            if any(fd == other_fd for fd, _ in events):
+                if self.reap():
+                    return "exited"
+                return "other"
+            if deadline is not None and time.monotonic() >= deadline and not self.reap():
+                return "timeout"
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError as e:
+        if e.errno == errno.EPERM:
+            return True
+        raise
+
+
+def end_group(watch: Watch, grace: float) -> None:
+    """Terminate a job's whole process group: TERM, up to ``grace`` s, then KILL.
+
+    Returns once the leader is reaped and no process is left in the group.
+    """
+    pgid = watch.pid
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        watch.wait(None, min(0.05, max(0.0, deadline - time.monotonic())))
+        if watch.status is not None and not group_alive(pgid):
+            return
+    signal_group(pgid, signal.SIGKILL)
+    watch.reap(block=True)
+    for _ in range(200):   # the kernel takes a moment to tear a killed group down
+        if not group_alive(pgid):
+            return
+        time.sleep(0.005)
+
+
+def sweep_leftovers(pgid: int, grace: float) -> bool:
+    """After a job's leader exited: end processes it left behind in its group.
+
+    Returns True when something was left behind.
+    """
+    if not signal_group(pgid, signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and group_alive(pgid):
+        time.sleep(0.01)
+    if group_alive(pgid):
+        signal_group(pgid, signal.SIGKILL)
+    return True
