@@ -33,6 +33,7 @@ class Progress:
     started_at: float = field(default_factory=time.time)
     failures: List[Outcome] = field(default_factory=list)
     failure_count: int = 0
+    by_status: Dict[str, int] = field(default_factory=dict)
     notice: str = ""
 
     @property
@@ -54,6 +55,7 @@ class Progress:
     def record(self, outcome: Outcome) -> None:
         self.running.pop(outcome.slot, None)
         self.duration_sum += outcome.duration_s
+        self.by_status[outcome.status.value] = self.by_status.get(outcome.status.value, 0) + 1
         if outcome.status is Status.SUCCEEDED:
             self.succeeded += 1
         else:
@@ -70,6 +72,15 @@ def fmt_duration(seconds: Optional[float]) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def shown_path(path: str) -> str:
+    """A path as the user would type it: relative when under the working directory."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
 
 
 def describe(outcome: Outcome) -> str:
@@ -188,10 +199,15 @@ class LiveDisplay(PlainDisplay):
                 table.add_row(str(i), gpu, Text("idle", style="dim"), "")
             else:
                 table.add_row(str(i), r.gpus or "-", r.name, fmt_duration(now - r.started))
-        parts = [head, table]
+        from rich.progress_bar import ProgressBar
+        bar_row = Table.grid(padding=(0, 1))
+        pct = f"{100 * p.finished / p.total:.0f}%" if p.total else ""
+        bar_row.add_row(ProgressBar(total=float(p.total) if p.total else None,
+                                    completed=p.finished, width=60), pct)
+        parts = [head, bar_row, table]
         if p.failures:
             last = p.failures[-1]
-            parts.append(Text(f"last failure: {last.name} {describe(last)}  {last.err_path}",
+            parts.append(Text(f"last failure: {last.name} {describe(last)}  {shown_path(last.err_path)}",
                               style="red"))
         if p.notice:
             parts.append(Text(p.notice, style="yellow"))
@@ -217,8 +233,10 @@ def _is_terminal() -> bool:
 def summary(p: Progress, not_started: int, stop_reason: str, source_error: str) -> str:
     lines = []
     took = fmt_duration(time.time() - p.started_at)
-    lines.append(f"hog: {p.finished} job(s) finished in {took}: {p.succeeded} succeeded, "
-                 f"{p.failed} failed" + (f", {not_started} not started" if not_started else ""))
+    kinds = ", ".join(f"{n} {status}" for status, n in sorted(p.by_status.items(),
+                                                             key=lambda kv: kv[0] != "succeeded"))
+    lines.append(f"hog: {p.finished} job(s) finished in {took}: {kinds or 'none'}"
+                 + (f", {not_started} not started" if not_started else ""))
     if stop_reason:
         lines.append(f"hog: {stop_reason}")
     if source_error:
@@ -227,7 +245,7 @@ def summary(p: Progress, not_started: int, stop_reason: str, source_error: str) 
         lines.append("hog: failed jobs:")
         width = max(len(o.name) for o in p.failures)
         for o in p.failures:
-            lines.append(f"  {o.name:<{width}}  {describe(o):<24}  {o.err_path}")
+            lines.append(f"  {o.name:<{width}}  {describe(o):<24}  {shown_path(o.err_path)}")
         more = p.failure_count - len(p.failures)
         if more > 0:
             lines.append(f"  ... and {more} more (each job folder holds a FAILURE marker)")

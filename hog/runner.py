@@ -67,6 +67,7 @@ class Runner:
 
     # ------------------------------------------------------------ set-up
     def _prepare_output(self) -> None:
+        self.created_root = not os.path.exists(self.layout.root)
         self.layout.prepare_root()
         lock_path = os.path.join(self.layout.state_dir, "runner.lock")
         self._lock = open(lock_path, "a+")
@@ -124,6 +125,7 @@ class Runner:
                         continue
                     if obj is self.producer.sentinel:
                         self.producer_exited = True
+                        self.producer.join(0)
                     elif obj is self.queue._reader:
                         continue   # taken in _fill, when a slot is free
                     else:
@@ -344,6 +346,16 @@ class Runner:
         self.queue.cancel_join_thread()
         self.display.stop()
 
+    def _remove_unused_output(self) -> None:
+        """Nothing ran: leave no empty output directory behind."""
+        try:
+            os.unlink(os.path.join(self.layout.state_dir, "runner.lock"))
+            os.rmdir(self.layout.state_dir)
+            if self.created_root:
+                os.rmdir(self.layout.root)
+        except OSError:
+            pass
+
     def _report(self) -> int:
         p = self.progress
         not_started = 0
@@ -352,6 +364,10 @@ class Runner:
         elif self.head is not None:
             not_started = 1
         self.display.idle()
+        if self.source_error and not self.started_any and not p.finished:
+            self._remove_unused_output()
+            print(f"hog: error: {self.source_error}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
         text = summary(p, not_started, self.stop_reason, self.source_error)
         try:
             print(text, file=sys.stderr if p.failed or self.source_error else sys.stdout,

@@ -147,7 +147,7 @@ def job_from_item(item: Any, index: int, where: str) -> Job:
             raise InputError(f"job {index} has no 'cmd' string", where)
         options = job_kwargs(item, where)
     else:
-        raise InputError(f"job {index} is a {type(item).__name__}; expected a command string "
+        raise InputError(f"job {index} is of type {type(item).__name__}; expected a command string "
                          f"or a mapping with 'cmd'", where)
     if not command.strip():
         raise InputError(f"job {index} has an empty command", where)
