@@ -1,0 +1,521 @@
+"""The store: an SQLite database in ``<output_dir>/.hog/`` that is the single source
+of truth for a sweep. This module alone owns the schema.
+
+Every state change of a job is committed here before it is acted on (a job is
+``running`` in the store before its consumer is told to start it), so a crash at
+any point leaves a state that ``recover`` can reconcile with the job folders.
+Several processes (runners, and verbs such as ``hog add``) open it at once: WAL
+mode, short ``BEGIN IMMEDIATE`` transactions, and a busy timeout.
+"""
+import json
+import os
+import sqlite3
+import stat
+import time
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from hog.errors import UsageError
+from hog.model import Job, Status
+
+DB_NAME = "hog.sqlite"
+SCHEMA_VERSION = 1
+STALE_HEARTBEAT_S = 60.0
+HEARTBEAT_S = 5.0
+
+# The schema of each version, and how to go from version N-1 to N. A database of
+# any earlier version is migrated in one transaction when it is opened.
+SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,          -- N of the job folder <prefix>N
+    source_pos  INTEGER UNIQUE,               -- position in the sweep's source, NULL if added
+    name        TEXT,
+    command     TEXT NOT NULL,
+    spec        TEXT NOT NULL DEFAULT '{}',   -- JSON: gpus, resources, env, cwd, timeout, ...
+    origin      TEXT NOT NULL DEFAULT '',     -- file:line it came from
+    priority    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL DEFAULT 'queued',
+    attempt     INTEGER NOT NULL DEFAULT 0,   -- attempts started so far
+    runner      INTEGER,
+    slot        INTEGER,
+    gpus        TEXT,
+    pid         INTEGER,
+    exit_code   INTEGER,
+    signal      TEXT,
+    started     REAL,
+    ended       REAL,
+    added       REAL NOT NULL,
+    cancel      INTEGER NOT NULL DEFAULT 0,   -- 1: a user asked to cancel it
+    note        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
+CREATE INDEX jobs_by_name ON jobs (name);
+CREATE TABLE runners (
+    id           INTEGER PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,
+    proc_start   TEXT NOT NULL DEFAULT '',    -- /proc start time, tells a reused pid apart
+    gpus         TEXT NOT NULL,
+    started      REAL NOT NULL,
+    heartbeat    REAL NOT NULL,
+    ended        REAL,
+    request      TEXT,                        -- 'drain' | 'kill' from hog stop
+    gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
+);
+"""
+# Statements are split on ";", so comments in them must not hold one.
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
+
+JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
+               "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note")
+FINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED, Status.TIMEOUT, Status.CANCELLED,
+         Status.SKIPPED, Status.UNSCHEDULABLE)
+RERUNNABLE = ("failed", "interrupted", "timeout", "cancelled", "skipped", "unschedulable")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    source_pos: Optional[int]
+    name: Optional[str]
+    command: str
+    spec: str
+    origin: str
+    priority: int
+    status: str
+    attempt: int
+    runner: Optional[int]
+    slot: Optional[int]
+    gpus: Optional[str]
+    pid: Optional[int]
+    exit_code: Optional[int]
+    signal: Optional[str]
+    started: Optional[float]
+    ended: Optional[float]
+    added: float
+    cancel: int
+    note: str
+
+    def job(self) -> Job:
+        spec = json.loads(self.spec)
+        for key in ("resources", "env"):
+            if key in spec:
+                spec[key] = tuple(tuple(x) for x in spec[key])
+        return Job(index=self.id, command=self.command, where=self.origin, name=self.name,
+                   **spec)
+
+
+@dataclass(frozen=True)
+class RunnerRow:
+    id: int
+    pid: int
+    host: str
+    proc_start: str
+    gpus: str
+    started: float
+    heartbeat: float
+    ended: Optional[float]
+    request: Optional[str]
+    gpus_request: Optional[str]
+
+
+def job_spec(job: Job) -> str:
+    spec = {}
+    defaults = Job(index=0, command="")
+    for key in ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority"):
+        value = getattr(job, key)
+        if value != getattr(defaults, key):
+            spec[key] = [list(x) for x in value] if key in ("resources", "env") else value
+    return json.dumps(spec, sort_keys=True)
+
+
+def proc_start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` ('' if unknown): a pid plus this is unique."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2:].split()[19].decode()
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+def check_private(path: str, what: str) -> None:
+    """Refuse a queue others could write to, or that another user owns."""
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        raise UsageError(f"{path}: {what} is owned by uid {st.st_uid}, not by you "
+                         f"(uid {os.geteuid()}); refusing to run jobs from a queue someone "
+                         f"else controls")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(f"{path}: {what} is writable by group or others "
+                         f"(mode {stat.S_IMODE(st.st_mode):o}); anyone could add commands to "
+                         f"your sweep. Fix with: chmod go-w {path}")
+
+
+class Store:
+    """One connection to a sweep's database."""
+
+    def __init__(self, state_dir: str, create: bool = True):
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, DB_NAME)
+        if create:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        elif not os.path.exists(self.path):
+            raise UsageError(f"{os.path.dirname(state_dir) or '.'}: no hog sweep here "
+                             f"(no {os.path.join(os.path.basename(state_dir), DB_NAME)})")
+        check_private(state_dir, "the queue directory")
+        if create and not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        check_private(self.path, "the queue database")
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----------------------------------------------------------- schema
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: made by a newer hog (schema {version}; this hog "
+                             f"knows up to {SCHEMA_VERSION}); upgrade hog")
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def transaction(self):
+        return _Transaction(self.db)
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap "anything new?"."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # ------------------------------------------------------------- meta
+    def meta(self, key: str) -> Optional[str]:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                        "DO UPDATE SET value = excluded.value", (key, value))
+
+    # ---------------------------------------------------------- runners
+    def register_runner(self, gpus: str) -> int:
+        now = time.time()
+        pid = os.getpid()
+        cur = self.db.execute(
+            "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (pid, _host(), proc_start_time(pid), gpus, now, now))
+        return cur.lastrowid
+
+    def heartbeat(self, runner: int, gpus: Optional[str] = None) -> None:
+        if gpus is None:
+            self.db.execute("UPDATE runners SET heartbeat = ? WHERE id = ?", (time.time(), runner))
+        else:
+            self.db.execute("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
+                            (time.time(), gpus, runner))
+
+    def retire_runner(self, runner: int) -> None:
+        self.db.execute("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))
+
+    def runner(self, runner: int) -> RunnerRow:
+        return RunnerRow(*self.db.execute("SELECT * FROM runners WHERE id = ?",
+                                          (runner,)).fetchone())
+
+    def take_gpus_request(self, runner: int) -> Optional[str]:
+        row = self.db.execute("SELECT gpus_request FROM runners WHERE id = ?",
+                              (runner,)).fetchone()
+        if row and row[0]:
+            self.db.execute("UPDATE runners SET gpus_request = NULL WHERE id = ?", (runner,))
+            return row[0]
+        return None
+
+    def active_runners(self) -> List[RunnerRow]:
+        rows = self.db.execute("SELECT * FROM runners WHERE ended IS NULL ORDER BY id")
+        return [RunnerRow(*r) for r in rows]
+
+    def live_runners(self) -> List[RunnerRow]:
+        return [r for r in self.active_runners() if runner_alive(r)]
+
+    def request(self, request: str, runner: Optional[int] = None) -> int:
+        """Ask live runners (or one) to 'drain' or 'kill'; returns how many were asked."""
+        ids = [r.id for r in self.live_runners() if runner is None or r.id == runner]
+        for rid in ids:
+            self.db.execute("UPDATE runners SET request = ? WHERE id = ?", (request, rid))
+        return len(ids)
+
+    def request_gpus(self, runner: int, spec: str) -> None:
+        self.db.execute("UPDATE runners SET gpus_request = ? WHERE id = ?", (spec, runner))
+
+    # ------------------------------------------------------- recovery
+    def recover(self, folder_status) -> List[Tuple[JobRow, str]]:
+        """Reconcile jobs left ``running`` by runners that died.
+
+        ``folder_status(row)`` tells what the job folder says ('succeeded', 'failed',
+        ... or None). A folder with SUCCESS wins; anything else that was running is
+        recorded interrupted and queued again. Returns (row, new status) pairs.
+        """
+        changed = []
+        with self.transaction():
+            dead = [r for r in self.active_runners() if not runner_alive(r)]
+            for r in dead:
+                self.db.execute("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), r.id))
+            dead_ids = {r.id for r in dead}
+            live_ids = {r.id for r in self.active_runners()}
+            rows = self._rows("WHERE status = 'running'")
+            for row in rows:
+                if row.runner in live_ids and row.runner not in dead_ids:
+                    continue
+                on_disk = folder_status(row)
+                if on_disk == "succeeded":
+                    self.db.execute("UPDATE jobs SET status = 'succeeded', runner = NULL, "
+                                    "note = 'recovered from its folder' WHERE id = ?", (row.id,))
+                    changed.append((row, "succeeded"))
+                else:
+                    self.db.execute(
+                        "UPDATE jobs SET status = 'queued', runner = NULL, pid = NULL, "
+                        "note = ? WHERE id = ?",
+                        (f"interrupted: its runner (pid {_runner_pid(self, row.runner)}) "
+                         f"died; queued again", row.id))
+                    changed.append((row, "interrupted"))
+        return changed
+
+    # ---------------------------------------------------------- ingest
+    def ingest(self, jobs: Sequence[Job], resume: bool) -> Tuple[int, int, int]:
+        """Insert jobs from the sweep's source (``Job.index`` = source position).
+
+        New positions are queued. An existing position with the same command is kept
+        as it is (when ``resume``: a failed, interrupted or never-finished one is queued
+        again); one whose command changed is queued again with the new command.
+        Returns (added, requeued, skipped as already succeeded).
+        """
+        added = requeued = skipped = 0
+        now = time.time()
+        with self.transaction():
+            positions = [j.index for j in jobs]
+            existing = {}
+            for chunk in _chunks(positions, 500):
+                marks = ",".join("?" * len(chunk))
+                for r in self.db.execute(
+                        f"SELECT source_pos, id, command, status FROM jobs "
+                        f"WHERE source_pos IN ({marks})", chunk):
+                    existing[r[0]] = r[1:]
+            next_id = self._next_id()
+            for job in jobs:
+                old = existing.get(job.index)
+                if old is None:
+                    self._insert(next_id, job, job.index, now)
+                    next_id += 1
+                    added += 1
+                    continue
+                jid, command, status = old
+                if command != job.command:
+                    self.db.execute(
+                        "UPDATE jobs SET command = ?, spec = ?, name = ?, origin = ?, "
+                        "priority = ?, status = 'queued', cancel = 0, "
+                        "note = 'command changed; queued again' WHERE id = ? "
+                        "AND status != 'running'",
+                        (job.command, job_spec(job), job.name, job.where, job.priority, jid))
+                    requeued += 1
+                elif status == "succeeded":
+                    skipped += 1
+                elif resume and status in RERUNNABLE:
+                    self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
+                                    "note = 'queued again on resume' WHERE id = ?", (jid,))
+                    requeued += 1
+        return added, requeued, skipped
+
+    def add(self, jobs: Iterable[Job]) -> List[int]:
+        """Append jobs outside the sweep's source (``hog add``); returns their ids."""
+        now = time.time()
+        ids = []
+        with self.transaction():
+            next_id = self._next_id()
+            for job in jobs:
+                ids.append(self._insert(next_id, job, None, now))
+                next_id += 1
+        return ids
+
+    def _next_id(self) -> int:
+        """Folder numbers count from 0; call inside a write transaction."""
+        return self.db.execute("SELECT coalesce(max(id) + 1, 0) FROM jobs").fetchone()[0]
+
+    def _insert(self, job_id: int, job: Job, source_pos: Optional[int], now: float) -> int:
+        self.db.execute(
+            "INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, source_pos, job.name, job.command, job_spec(job), job.where, job.priority,
+             now))
+        return job_id
+
+    # ------------------------------------------------------ scheduling
+    def queued(self, limit: int, after: Tuple[int, int] = None) -> List[JobRow]:
+        """The next queued jobs in run order: priority (high first), then id."""
+        return self._rows("WHERE status = 'queued' ORDER BY priority DESC, id LIMIT ?",
+                          (limit,))
+
+    def claim(self, job_id: int, runner: int, slot: int, gpus: str) -> Optional[int]:
+        """Mark a queued job running on this runner; its new attempt number, or None
+        when another runner took it first (or it was cancelled)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
+                "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
+                "started = ?, ended = NULL, note = '' WHERE id = ? AND status = 'queued'",
+                (runner, slot, gpus, time.time(), job_id))
+            if cur.rowcount != 1:
+                return None
+            return self.db.execute("SELECT attempt FROM jobs WHERE id = ?",
+                                   (job_id,)).fetchone()[0]
+
+    def started(self, job_id: int, pid: int, started: float) -> None:
+        self.db.execute("UPDATE jobs SET pid = ?, started = ? WHERE id = ?",
+                        (pid, started, job_id))
+
+    def ended(self, job_id: int, status: Status, exit_code: Optional[int],
+              signal: Optional[str], started: float, ended: float, note: str = "",
+              requeue: bool = False) -> None:
+        """Record how an attempt ended; ``requeue``: queue the job for another attempt."""
+        final = "queued" if requeue else status.value
+        self.db.execute(
+            "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, started = ?, ended = ?, "
+            "note = ?, runner = CASE WHEN ? THEN NULL ELSE runner END WHERE id = ?",
+            (final, exit_code, signal, started, ended,
+             note or ("" if not requeue else f"attempt ended {status.value}; retrying"),
+             requeue, job_id))
+
+    def set_status(self, job_id: int, status: Status, note: str = "") -> None:
+        self.db.execute("UPDATE jobs SET status = ?, note = ?, ended = ? WHERE id = ?",
+                        (status.value, note, time.time(), job_id))
+
+    def cancel_requested(self, runner: int) -> List[int]:
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM jobs WHERE status = 'running' AND runner = ? AND cancel = 1",
+            (runner,))]
+
+    def pending_request(self, runner: int) -> Optional[str]:
+        row = self.db.execute("SELECT request FROM runners WHERE id = ?", (runner,)).fetchone()
+        return row[0] if row else None
+
+    # ---------------------------------------------------- verbs' queries
+    def find(self, ref: str) -> List[JobRow]:
+        """Jobs by folder number (``7`` or ``job_7``-style names) or by name."""
+        rows = self._rows("WHERE name = ?", (ref,))
+        if rows:
+            return rows
+        digits = ref.rsplit("_", 1)[-1] if not ref.isdigit() else ref
+        if digits.isdigit():
+            return self._rows("WHERE id = ?", (int(digits),))
+        return []
+
+    def cancel(self, job_id: int) -> str:
+        """``hog kill``: cancel a job. Returns what happened."""
+        with self.transaction():
+            row = self.db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return "unknown"
+            if row[0] == "queued":
+                self.db.execute("UPDATE jobs SET status = 'cancelled', cancel = 1, ended = ?, "
+                                "note = 'cancelled before it started' WHERE id = ?",
+                                (time.time(), job_id))
+                return "cancelled"
+            if row[0] == "running":
+                self.db.execute("UPDATE jobs SET cancel = 1 WHERE id = ?", (job_id,))
+                return "stopping"
+            return row[0]
+
+    def retry(self, job_ids: Iterable[int]) -> List[int]:
+        done = []
+        with self.transaction():
+            for jid in job_ids:
+                cur = self.db.execute(
+                    f"UPDATE jobs SET status = 'queued', cancel = 0, note = 'retry requested' "
+                    f"WHERE id = ? AND status IN ({','.join('?' * len(RERUNNABLE))})",
+                    (jid, *RERUNNABLE))
+                if cur.rowcount:
+                    done.append(jid)
+        return done
+
+    def failed_ids(self) -> List[int]:
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM jobs WHERE status IN ('failed', 'interrupted', 'timeout', "
+            "'unschedulable') ORDER BY id")]
+
+    def counts(self) -> Dict[str, int]:
+        return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+
+    def rows_with_status(self, status: str, limit: int = 1000) -> List[JobRow]:
+        return self._rows("WHERE status = ? ORDER BY id LIMIT ?", (status, limit))
+
+    def all_rows(self) -> Iterable[JobRow]:
+        cur = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+        for r in cur:
+            yield JobRow(*r)
+
+    def row(self, job_id: int) -> Optional[JobRow]:
+        rows = self._rows("WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def _rows(self, where: str, args: tuple = ()) -> List[JobRow]:
+        return [JobRow(*r) for r in self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs {where}",
+                                                     args)]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
+
+
+def _chunks(items: Sequence, n: int):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _host() -> str:
+    import socket
+    return socket.gethostname()
+
+
+def runner_alive(r: RunnerRow) -> bool:
+    """Is this runner still running? On this host: its pid, with the same start time.
+    Elsewhere: a heartbeat within ``STALE_HEARTBEAT_S``."""
+    if r.ended is not None:
+        return False
+    if r.host != _host():
+        return time.time() - r.heartbeat < STALE_HEARTBEAT_S
+    try:
+        os.kill(r.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not r.proc_start or proc_start_time(r.pid) == r.proc_start
+
+
+def _runner_pid(store: "Store", runner: Optional[int]) -> str:
+    if runner is None:
+        return "?"
+    row = store.db.execute("SELECT pid FROM runners WHERE id = ?", (runner,)).fetchone()
+    return str(row[0]) if row else "?"
