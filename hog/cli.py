@@ -34,8 +34,16 @@ Ctrl-C once: start nothing new, let running jobs finish. Twice: terminate them.
 exit codes: 0 all succeeded, 1 some job failed, 2 bad usage or input, 130 Ctrl-C,
 143 SIGTERM.
 
-other commands:
+a sweep's state lives in <output_dir>/.hog/ (SQLite): running the same command again
+resumes it (succeeded jobs are skipped), and these work from any shell:
+  hog status DIR [--json]                     counts, running and failed jobs
+  hog add DIR -- COMMAND...                   queue another job (or --job_file FILE)
+  hog stop DIR [--now]                        drain (or terminate) the runners
+  hog kill DIR JOB...                         cancel jobs (by number or name)
+  hog retry DIR --failed | JOB...             queue finished jobs again
+  hog gpus DIR SPEC                           change a live runner's slots
   hog gpus                                    the GPUs that discovery sees
+  hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
 """
 
 
@@ -63,6 +71,12 @@ def run_parser() -> argparse.ArgumentParser:
     _flag(p, "prefix", default="job_", help="job folder name prefix (default: job_)")
     _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
           help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
+    _flag(p, "keep_alive", action="store_true",
+          help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
+    _flag(p, "fresh", action="store_true",
+          help="start over: move an existing output directory aside (to DIR.old-TIME) first")
+    _flag(p, "detach", action="store_true",
+          help="run in the background, immune to logout; output goes to DIR/.hog/runner.log")
     _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
           help="auto: a live view on a terminal, one line per job start/end otherwise")
     p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
@@ -77,6 +91,9 @@ def gpus_parser() -> argparse.ArgumentParser:
 
 
 def cmd_gpus(argv: List[str]) -> int:
+    if argv and not argv[0].startswith("-"):
+        from hog.verbs import cmd_set_gpus
+        return cmd_set_gpus(argv)
     gpus_parser().parse_args(argv)
     from hog.discovery import query_gpus, visible_ids
     gpus = query_gpus()
@@ -94,7 +111,43 @@ def cmd_gpus(argv: List[str]) -> int:
     return 0
 
 
-VERBS = {"gpus": cmd_gpus}
+def _verb(name: str):
+    def call(argv: List[str]) -> int:
+        from hog import verbs
+        return getattr(verbs, f"cmd_{name}")(argv)
+    return call
+
+
+def cmd_watch(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="hog watch", description="Run the scripts dropped into DIR/to_run/ in natural "
+        "order (s2 before s10): each moves to DIR/running/, then to DIR/complete/ or "
+        "DIR/fail/ with its .stdout, .stderr and .exitcode beside it. Copy scripts in with "
+        "mv, or let them settle: a file changed less than a second ago is not started.")
+    p.add_argument("dir", metavar="DIR")
+    _flag(p, "gpus", metavar="SPEC", help="GPU slots, as for a sweep (default: all)")
+    p.add_argument("--exit", type=int, choices=(0, 1), default=1,
+                   help="1 (default): exit once to_run/ is empty and nothing runs; "
+                        "0: keep watching for new scripts")
+    _flag(p, "output_dir", metavar="DIR", help="job folders (default: DIR/output)")
+    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0)
+    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto")
+    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display")
+    args = p.parse_args(argv)
+    from hog.producer import SourceSpec
+    from hog.runner import RunConfig, run, slots_for
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"{args.dir}: no such directory")
+    slots = slots_for(args.gpus)
+    config = RunConfig(source=SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
+                       slots=tuple(slots),
+                       output_dir=args.output_dir or os.path.join(args.dir, "output"),
+                       grace=args.grace, display=args.display)
+    return run(config)
+
+
+VERBS = {"gpus": cmd_gpus, "watch": cmd_watch, "status": _verb("status"), "add": _verb("add"),
+         "stop": _verb("stop"), "kill": _verb("kill"), "retry": _verb("retry")}
 
 
 def cmd_run(argv: List[str]) -> int:
@@ -114,8 +167,12 @@ def cmd_run(argv: List[str]) -> int:
     if args.grace < 0:
         raise UsageError("--grace must be 0 or more seconds")
     slots = slots_for(args.gpus)
+    if args.detach:
+        from hog.detach import detach
+        return detach(argv, args.output_dir)
     config = RunConfig(source=source, slots=tuple(slots), output_dir=args.output_dir,
-                       prefix=args.prefix, grace=args.grace, display=args.display)
+                       prefix=args.prefix, grace=args.grace, display=args.display,
+                       keep_alive=args.keep_alive, fresh=args.fresh)
     return run(config)
 
 

@@ -17,6 +17,7 @@ from hog.jobdir import JobFolder, Layout, info_fields
 from hog.model import Dispatch, Outcome, Status
 
 KILL = "kill"
+CANCEL = "cancel"
 
 
 def job_env(base: Dict[str, str], d: Dispatch, folder: str) -> Dict[str, str]:
@@ -69,7 +70,7 @@ class Consumer:
     def run(self, d: Dispatch) -> Outcome:
         job = d.job
         folder = JobFolder(self.layout, job.index)
-        folder.create()
+        folder.create(d.attempt)
         started = time.time()
         fields = dict(name=d.name, index=job.index, command=job.command, gpu_ids=d.gpu_ids,
                       slot=d.slot, attempt=d.attempt)
@@ -113,9 +114,9 @@ class Consumer:
             except (EOFError, OSError):
                 self.runner_gone = True
                 message = KILL
-            if message == KILL:
+            if message in (KILL, CANCEL):
                 spawn.end_group(watch, self.grace)
-                return Status.INTERRUPTED
+                return Status.INTERRUPTED if message == KILL else Status.CANCELLED
 
     def _could_not_start(self, d: Dispatch, folder: JobFolder, fields: dict, started: float,
                          error: OSError) -> Outcome:

@@ -27,6 +27,7 @@ class Progress:
     slots: List[str]
     succeeded: int = 0
     failed: int = 0
+    cancelled: int = 0                   # by the user (hog kill): not a failure
     running: Dict[int, Running] = field(default_factory=dict)
     total: Optional[int] = None          # known once the source has been counted
     duration_sum: float = 0.0
@@ -38,7 +39,7 @@ class Progress:
 
     @property
     def finished(self) -> int:
-        return self.succeeded + self.failed
+        return self.succeeded + self.failed + self.cancelled
 
     @property
     def queued(self) -> Optional[int]:
@@ -58,6 +59,8 @@ class Progress:
         self.by_status[outcome.status.value] = self.by_status.get(outcome.status.value, 0) + 1
         if outcome.status is Status.SUCCEEDED:
             self.succeeded += 1
+        elif outcome.status is Status.CANCELLED:
+            self.cancelled += 1
         else:
             self.failed += 1
             self.failure_count += 1

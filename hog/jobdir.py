@@ -150,8 +150,17 @@ class JobFolder:
         self.err_path = layout.err_path(index)
         self.info_path = layout.info_path(index)
 
-    def create(self) -> None:
+    def create(self, attempt: int = 1) -> None:
+        """Make the folder; from the second attempt on, first keep the files of the
+        earlier one under names that carry its number (``job_3.OUT`` -> ``job_3.1.OUT``,
+        ``INFO`` -> ``INFO.1``, ``FAILURE`` -> ``FAILURE.1``)."""
         os.makedirs(self.path, exist_ok=True)
+        if attempt > 1:
+            archive_attempt(self.layout, self.index)
+
+    def verdict(self) -> Optional[str]:
+        """'succeeded' if SUCCESS exists, 'failed' if FAILURE does, else None."""
+        return folder_verdict(self.layout, self.index)
 
     def write_info(self, fields: dict) -> None:
         atomic_write(self.info_path, render_info(fields))
@@ -162,6 +171,48 @@ class JobFolder:
         success = outcome.status is Status.SUCCEEDED
         body = f"status: {outcome.status.value}\nexit_code: {_scalar(outcome.exit_code)}\n"
         atomic_write(self.layout.marker_path(self.index, success), body)
+
+
+def folder_verdict(layout: Layout, index: int) -> Optional[str]:
+    if os.path.exists(layout.marker_path(index, True)):
+        return "succeeded"
+    if os.path.exists(layout.marker_path(index, False)):
+        return "failed"
+    return None
+
+
+def _attempt_of(info_path: str) -> Optional[int]:
+    try:
+        with open(info_path) as f:
+            for line in f:
+                if line.startswith("attempt:"):
+                    return int(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def archive_attempt(layout: Layout, index: int) -> None:
+    """Rename the files of a folder's last attempt so the next one overwrites nothing."""
+    folder = layout.folder(index)
+    stem = layout.folder_name(index)
+    current = [INFO, SUCCESS, FAILURE, f"{stem}.OUT", f"{stem}.ERR"]
+    if not any(os.path.exists(os.path.join(folder, name)) for name in current):
+        return
+    n = _attempt_of(os.path.join(folder, INFO)) or 1
+    while any(os.path.exists(os.path.join(folder, _numbered(name, stem, n))) for name in current):
+        n += 1
+    for name in current:
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            os.replace(path, os.path.join(folder, _numbered(name, stem, n)))
+
+
+def _numbered(name: str, stem: str, n: int) -> str:
+    """``job_3.OUT`` -> ``job_3.2.OUT``; ``INFO`` -> ``INFO.2``."""
+    if name.startswith(stem + "."):
+        return f"{stem}.{n}{name[len(stem):]}"
+    return f"{name}.{n}"
 
 
 def now() -> float:

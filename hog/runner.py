@@ -1,44 +1,56 @@
-"""The runner: producer -> queue -> scheduler -> consumers -> job folders.
+"""The runner: producer -> queue -> store -> scheduler -> consumers -> job folders.
 
-The main process owns the loop. It takes jobs from the producer's queue only
-while a slot is free (back-pressure), asks the scheduler where each goes, sends
-it to that slot's consumer, and records what comes back. It blocks on its pipes
-and a signal wake-up fd; nothing polls on a timer.
+The main process owns the loop. The producer's jobs are written to the store (the
+single source of truth) as they arrive; the scheduler takes queued jobs from the
+store in order, each claim is committed before the job is sent to its slot's
+consumer, and every outcome is committed when it comes back. The loop blocks on
+its pipes, a signal wake-up fd and a 0.5 s tick for requests made from other
+shells (``hog add``, ``stop``, ``kill``, ``gpus``); nothing polls on the job path.
 """
-import fcntl
 import os
 import pickle
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Deque, Dict, List, Optional, Tuple
 
 import multiprocess
 from multiprocess.connection import wait
 
 from hog import spawn
-from hog.consumer import KILL, consumer_main
+from hog.consumer import CANCEL, KILL, consumer_main
 from hog.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.flags import SignalFlags
-from hog.jobdir import JobFolder, Layout, info_fields
+from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields
 from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.producer import SourceSpec, producer_main
 from hog.scheduler import Scheduler
+from hog.store import HEARTBEAT_S, JobRow, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+TICK_S = 0.5
+INGEST_BATCH = 500
+READY_AHEAD = 64
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    source: SourceSpec
+    source: Optional[SourceSpec]
     slots: Tuple[str, ...]
     output_dir: str = "output"
     prefix: str = "job_"
     grace: float = 5.0
     display: str = "auto"   # auto | live | plain | quiet
+    keep_alive: bool = False
+    fresh: bool = False
+
+
+def source_key(source: SourceSpec) -> str:
+    return f"{source.kind}:{os.path.abspath(source.path)}"
 
 
 class Runner:
@@ -51,44 +63,114 @@ class Runner:
         self.flags = SignalFlags()
         self.conns: Dict[int, object] = {}
         self.procs: Dict[int, object] = {}
+        self.slot_of_conn: Dict[int, int] = {}
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
-        self.head: Optional[Job] = None
-        self.source_done = False
+        self.ready: Deque[JobRow] = deque()
+        self.not_here: set = set()      # queued jobs this runner can never run
+        self.cancelling: set = set()
+        self.producer = None
+        self.source_done = config.source is None
         self.source_error = ""
         self.producer_exited = False
         self.started_any = False
-        self.produced = 0
-        self.stopping = False       # first Ctrl-C: start nothing new
-        self.killing = False        # second Ctrl-C / SIGTERM: end running jobs
+        self.stopping = False       # first Ctrl-C / hog stop: start nothing new
+        self.killing = False        # second Ctrl-C / SIGTERM / hog stop --now
         self.stop_reason = ""
         self.exit_signal = 0
         self.detached = False
+        self.resume = False
+        self.ingested = [0, 0, 0]   # added, queued again, skipped (succeeded)
+        self.next_tick = 0.0
+        self.next_heartbeat = 0.0
+        self.data_version = None
 
     # ------------------------------------------------------------ set-up
-    def _prepare_output(self) -> None:
-        self.created_root = not os.path.exists(self.layout.root)
+    def _open_store(self) -> None:
+        root = self.layout.root
+        if self.cfg.fresh:
+            self._move_aside()
+        had_store = os.path.exists(os.path.join(self.layout.state_dir, "hog.sqlite"))
+        self.created_root = not os.path.exists(root)
+        if not had_store and os.path.isdir(root):
+            existing = self.layout.existing_job_folders()
+            if existing:
+                raise UsageError(f"{self.cfg.output_dir}/ holds job folders ({', '.join(existing)}"
+                                 f", ...) but no hog queue; nothing is overwritten: use another "
+                                 f"--output_dir, or --fresh to move that one aside")
         self.layout.prepare_root()
-        lock_path = os.path.join(self.layout.state_dir, "runner.lock")
-        self._lock = open(lock_path, "a+")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another hog is already running on {self.cfg.output_dir}/ "
-                             f"(lock {lock_path}); use another --output_dir") from None
-        existing = self.layout.existing_job_folders()
-        if existing:
-            raise UsageError(f"{self.cfg.output_dir}/ already holds job folders from an "
-                             f"earlier run ({', '.join(existing)}, ...); nothing is overwritten:"
-                             f" use another --output_dir, or move that one away")
+        self.store = Store(self.layout.state_dir)
+        recovered = self.store.recover(lambda row: folder_verdict(self.layout, row.id))
+        with self.store.transaction():
+            live = self.store.live_runners()
+            self._check_sweep(live)
+            self.runner_id = self.store.register_runner(",".join(self.cfg.slots))
+        self.joiner = bool(live)
+        if recovered:
+            again = sum(1 for _, s in recovered if s == "interrupted")
+            self.notices.append(
+                f"recovered {len(recovered)} job(s) left running by a runner that died: "
+                f"{again} queued again, {len(recovered) - again} had succeeded")
+        if self.joiner:
+            self.source_done = True
+            self.notices.append(f"joining {len(live)} active runner(s) on this queue")
+
+    def _check_sweep(self, live) -> None:
+        """Decide whether this run starts a sweep, resumes it, or joins it."""
+        prefix = self.store.meta("prefix")
+        if prefix is not None and prefix != self.cfg.prefix:
+            raise UsageError(f"{self.cfg.output_dir}/ holds a sweep with --prefix {prefix!r}; "
+                             f"use the same prefix, or another --output_dir")
+        self.store.set_meta("prefix", self.cfg.prefix)
+        if self.cfg.source is None:
+            return
+        mine = source_key(self.cfg.source)
+        theirs = self.store.meta("source")
+        if theirs is None:
+            self.store.set_meta("source", mine)
+        elif theirs != mine:
+            counts = self.store.counts()
+            done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            raise UsageError(
+                f"{self.cfg.output_dir}/ holds another sweep ({theirs.split(':', 1)[1]}: "
+                f"{done}); to run {self.cfg.source.path} use another --output_dir, or --fresh "
+                f"to move the old one aside; to queue its jobs in this sweep: "
+                f"hog add {self.cfg.output_dir} --job_file {self.cfg.source.path}")
+        else:
+            self.resume = not live
+        if not live:
+            self.store.set_meta("ingest_done", "0")
+            if self.cfg.source.kind == "watch":   # scripts left in running/ run again
+                self.store.retry(r.id for r in self.store.rows_with_status("interrupted"))
+
+    def _move_aside(self) -> None:
+        root = self.layout.root
+        if not os.path.exists(root) or not os.listdir(root):
+            return
+        db = os.path.join(self.layout.state_dir, "hog.sqlite")
+        if os.path.exists(db):
+            probe = Store(self.layout.state_dir, create=False)
+            try:
+                if probe.live_runners():
+                    raise UsageError(f"--fresh: a runner is still active on "
+                                     f"{self.cfg.output_dir}/; stop it first (hog stop)")
+            finally:
+                probe.close()
+        aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while os.path.exists(aside):
+            aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+            n += 1
+        os.rename(root, aside)
+        self.notices.append(f"--fresh: moved the previous {self.cfg.output_dir}/ to {aside}")
 
     def _start_processes(self) -> None:
-        self.queue = self.ctx.Queue(maxsize=max(64, 4 * len(self.cfg.slots)))
-        self.total = self.ctx.Value("q", -1, lock=False)
-        self.producer = self.ctx.Process(target=producer_main, name="hog-producer",
-                                         args=(self.cfg.source, self.queue, self.total))
-        self.producer.start()
-        for slot in range(len(self.cfg.slots)):
+        if not self.joiner and self.cfg.source is not None:
+            self.queue = self.ctx.Queue(maxsize=max(64, 4 * len(self.cfg.slots)))
+            self.producer = self.ctx.Process(target=producer_main, name="hog-producer",
+                                             args=(self.cfg.source, self.queue, None))
+            self.producer.start()
+        for slot in sorted(self.sched.slots):
             self._start_consumer(slot)
 
     def _start_consumer(self, slot: int) -> None:
@@ -100,36 +182,48 @@ class Runner:
         theirs.close()
         self.conns[slot] = ours
         self.procs[slot] = proc
+        self.slot_of_conn[id(ours)] = slot
+
+    def _stop_consumer(self, slot: int) -> None:
+        conn = self.conns.pop(slot)
+        self.slot_of_conn.pop(id(conn), None)
+        self._send_conn(conn, None)
+        conn.close()
+        self.procs.pop(slot).join(5)
 
     # ------------------------------------------------------------- loop
     def run(self) -> int:
-        self._prepare_output()
+        self.notices: List[str] = []
+        self._open_store()
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         self.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP], wake_w.fileno())
-        self._start_processes()
-        self.display = make_display(self.progress, self.cfg.display)
-        self.display.start()
-        self.slot_of_conn = {id(c): s for s, c in self.conns.items()}
         try:
+            self._start_processes()
+            self.display = make_display(self.progress, self.cfg.display)
+            self.display.start()
+            for note in self.notices:
+                self.display.message(note)
+            self.data_version = self.store.data_version()
+            self._refresh_total()
             while True:
+                self._ingest()
                 self._fill()
                 if self._finished():
                     break
                 self.display.idle()
-                ready = wait(self._waitables(wake_r))
+                timeout = max(0.0, self.next_tick - time.monotonic())
+                ready = wait(self._waitables(wake_r), timeout)
                 self._handle_signals(wake_r)
                 for obj in ready:
-                    if obj is wake_r:
-                        continue
-                    if obj is self.producer.sentinel:
+                    if self.producer is not None and obj is self.producer.sentinel:
                         self.producer_exited = True
                         self.producer.join(0)
-                    elif obj is self.queue._reader:
-                        continue   # taken in _fill, when a slot is free
-                    else:
+                    elif id(obj) in self.slot_of_conn:
                         self._from_consumer(self.slot_of_conn[id(obj)])
+                if time.monotonic() >= self.next_tick:
+                    self._tick()
         finally:
             self._shutdown()
             signal.set_wakeup_fd(-1)
@@ -137,62 +231,113 @@ class Runner:
 
     def _waitables(self, wake_r) -> list:
         objs = [wake_r] + list(self.conns.values())
-        if not self.producer_exited:
+        if self.producer is not None and not self.producer_exited:
             objs.append(self.producer.sentinel)
-        if self._wants_jobs():
+        if self.producer is not None and not self.source_done:
             objs.append(self.queue._reader)
         return objs
-
-    def _wants_jobs(self) -> bool:
-        return not self.stopping and not self.source_done and self.head is None \
-            and self.sched.has_free
 
     def _finished(self) -> bool:
         if self.running:
             return False
-        return self.stopping or (self.source_done and self.head is None)
+        if self.stopping:
+            return True
+        if self.cfg.keep_alive or not self.source_done or self.ready:
+            return False
+        if self.joiner and self.store.meta("ingest_done") != "1" and self._ingester_alive():
+            return False
+        return not self._queued_here()
 
+    def _ingester_alive(self) -> bool:
+        return any(r.id != self.runner_id for r in self.store.live_runners())
+
+    def _queued_here(self) -> bool:
+        rows = self.store.queued(READY_AHEAD + len(self.not_here))
+        return any(r.id not in self.not_here for r in rows)
+
+    # ---------------------------------------------------------- ingest
+    def _ingest(self) -> None:
+        """Move jobs the producer has ready into the store, a batch at a time."""
+        if self.producer is None or self.source_done:
+            return
+        batch: List[Job] = []
+        ended = None
+        while len(batch) < INGEST_BATCH:
+            if not self.queue._reader.poll():
+                if self.producer_exited and not batch:
+                    ended = f"the job source process died (exit code {self.producer.exitcode})"
+                break
+            kind, *rest = pickle.loads(self.queue.get())
+            if kind == "job":
+                batch.append(rest[0])
+            else:
+                ended = rest[0] if kind == "error" else ""
+                break
+        if batch and self.cfg.source.kind == "watch":
+            self.store.add(batch)           # scripts are new jobs, not source positions
+            self.progress.total = (self.progress.total or 0) + len(batch)
+            self.ready.clear()
+        elif batch:
+            counts = self.store.ingest(batch, self.resume)
+            self.ingested = [a + b for a, b in zip(self.ingested, counts)]
+            self.progress.total = (self.progress.total or 0) + counts[0] + counts[1]
+            self.ready.clear()      # new jobs may come before what we fetched
+        if ended is not None:
+            self._source_ended(ended)
+            self._refresh_total()
+
+    def _source_ended(self, error: str) -> None:
+        self.source_done = True
+        self.source_error = error
+        if not error:
+            self.store.set_meta("ingest_done", "1")
+        added, again, skipped = self.ingested
+        if self.resume and (again or skipped):
+            self.display.message(f"resuming {self.cfg.output_dir}/: skipped {skipped} job(s) "
+                                 f"that already succeeded; {again} queued again (failed, "
+                                 f"interrupted or changed), {added} new")
+
+    # ------------------------------------------------------------ fill
     def _fill(self) -> None:
-        """Start jobs while slots are free and jobs are available."""
+        """Start queued jobs while slots are free."""
         while not self.stopping and self.sched.has_free:
-            if self.head is None:
-                if self.source_done or not self._next_from_queue():
+            if not self.ready:
+                rows = self.store.queued(READY_AHEAD + len(self.not_here))
+                self.ready.extend(r for r in rows if r.id not in self.not_here)
+                if not self.ready:
                     return
-                continue
-            job = self.head
+            row = self.ready[0]
+            job = row.job()
             name = job.name or self.layout.folder_name(job.index)
             why = self.sched.never_fits(job)
             if why:
-                self.head = None
-                self._unschedulable(job, name, why)
+                self.ready.popleft()
+                self._cannot_run_here(row, job, name, why)
                 continue
             d = self.sched.place(job, name)
             if d is None:
                 return
-            self.head = None
-            self._dispatch(d)
+            self.ready.popleft()
+            attempt = self.store.claim(row.id, self.runner_id, d.slot, ",".join(d.gpu_ids))
+            if attempt is None:         # another runner took it, or it was cancelled
+                self.sched.release(d.slot)
+                continue
+            self._dispatch(replace(d, attempt=attempt))
 
-    def _next_from_queue(self) -> bool:
-        """Take one message from the producer if one is ready; True if taken."""
-        if not self.queue._reader.poll():
-            if self.producer_exited:
-                self.source_done = True
-                code = self.producer.exitcode
-                if not self.source_error and code not in (0, None):
-                    self.source_error = f"the job source process died (exit code {code})"
-            return False
-        kind, *rest = pickle.loads(self.queue.get())
-        if kind == "job":
-            self.head = rest[0]
-            self.produced += 1
-        elif kind == "end":
-            self.source_done = True
-        else:
-            self.source_done = True
-            self.source_error = rest[0]
-        if self.total.value >= 0:
-            self.progress.total = self.total.value
-        return True
+    def _cannot_run_here(self, row: JobRow, job: Job, name: str, why: str) -> None:
+        self.not_here.add(row.id)
+        if len(self.store.live_runners()) > 1:
+            self.display.message(f"{name} {why}; leaving it to another runner")
+            return
+        self.display.message(f"{name} ({job.where}) {why}; it will not run")
+        now = time.time()
+        d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
+        self.store.set_status(row.id, Status.UNSCHEDULABLE, f"{name} {why}")
+        self._write_folder_without_consumer(d, Status.UNSCHEDULABLE, now, now, None,
+                                            f"{name} {why}")
+        self._account(Outcome(index=row.id, name=name, slot=-1, status=Status.UNSCHEDULABLE,
+                              exit_code=None, signal=None, started=now, ended=now,
+                              err_path=self.layout.err_path(row.id), note=why))
 
     def _dispatch(self, d: Dispatch) -> None:
         self.running[d.slot] = d
@@ -201,11 +346,18 @@ class Runner:
         self._send(d.slot, d)
 
     def _send(self, slot: int, message) -> None:
+        conn = self.conns.get(slot)
+        if conn is not None:
+            self._send_conn(conn, message)
+
+    @staticmethod
+    def _send_conn(conn, message) -> None:
         try:
-            self.conns[slot].send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
         except OSError:
             pass   # the consumer is gone; its EOF is handled in _from_consumer
 
+    # ------------------------------------------------- consumer events
     def _from_consumer(self, slot: int) -> None:
         conn = self.conns[slot]
         try:
@@ -216,47 +368,68 @@ class Runner:
         if kind == "started":
             _, index, pid, started = rest
             self.pids[slot] = pid
+            self.store.started(index, pid, started)
             r = self.progress.running.get(slot)
             if r is not None:
                 r.started = started
-            self.display.job_started(slot, self.running[slot].name,
-                                     ",".join(self.running[slot].gpu_ids), pid)
+            d = self.running[slot]
+            self.display.job_started(slot, d.name, ",".join(d.gpu_ids), pid)
         elif kind == "ended":
             self._ended(rest[0])
 
     def _ended(self, outcome: Outcome) -> None:
-        self.running.pop(outcome.slot, None)
+        d = self.running.pop(outcome.slot, None)
         self.pids.pop(outcome.slot, None)
-        self.sched.release(outcome.slot)
+        self.cancelling.discard(outcome.index)
+        retry = d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
+            and outcome.attempt <= d.job.retries and not self.killing
+        self.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
+                         outcome.started, outcome.ended, outcome.note, requeue=retry)
+        for gone in self.sched.release(outcome.slot):
+            self._stop_consumer(gone)
+        self.progress.running.pop(outcome.slot, None)
+        if retry:
+            self.ready.clear()
+            self.display.message(f"{outcome.name} attempt {outcome.attempt} ended "
+                                 f"{outcome.status.value}; retrying")
+            return
+        self._account(outcome)
+
+    def _account(self, outcome: Outcome) -> None:
+        if self.cfg.source is not None and self.cfg.source.kind == "watch":
+            from hog.watch import finish
+            finish(self.cfg.source.path, outcome, self.layout.out_path(outcome.index),
+                   self.layout.err_path(outcome.index))
         self.progress.record(outcome)
-        if self.total.value >= 0:
-            self.progress.total = self.total.value
         self.display.job_ended(outcome)
 
     def _consumer_died(self, slot: int) -> None:
         """A consumer vanished (killed by someone): end its job, record it, replace it."""
         conn = self.conns.pop(slot)
-        del self.slot_of_conn[id(conn)]
+        self.slot_of_conn.pop(id(conn), None)
         conn.close()
         proc = self.procs.pop(slot)
         proc.join(1)
         d = self.running.get(slot)
         if d is not None:
             pid = self.pids.get(slot)
-            now = time.time()
             if pid is not None:
                 spawn.signal_group(pid, signal.SIGKILL)
             started = self.progress.running[slot].started
-            self._record_without_consumer(d, Status.INTERRUPTED, started, now, pid,
-                                          f"its slot process died (exit code {proc.exitcode})")
-        if not (self.killing or self.stopping):
+            why = f"its slot process died (exit code {proc.exitcode})"
+            now = time.time()
+            self._write_folder_without_consumer(d, Status.INTERRUPTED, started, now, pid, why)
+            self._ended(Outcome(index=d.job.index, name=d.name, slot=slot,
+                                status=Status.INTERRUPTED, exit_code=None, signal=None,
+                                started=started, ended=now, pid=pid, attempt=d.attempt,
+                                err_path=self.layout.err_path(d.job.index), note=why))
+        if not (self.killing or self.stopping) and slot in self.sched.slots:
             self.display.message(f"slot {slot} process died (exit code {proc.exitcode}); "
                                  f"starting a new one")
             self._start_consumer(slot)
-            self.slot_of_conn[id(self.conns[slot])] = slot
 
-    def _record_without_consumer(self, d: Dispatch, status: Status, started: float,
-                                 ended: float, pid: Optional[int], why: str) -> None:
+    def _write_folder_without_consumer(self, d: Dispatch, status: Status, started: float,
+                                       ended: float, pid: Optional[int], why: str) -> None:
         folder = JobFolder(self.layout, d.job.index)
         folder.create()
         with open(folder.err_path, "a") as f:
@@ -268,13 +441,61 @@ class Runner:
         folder.finish(info_fields(name=d.name, index=d.job.index, command=d.job.command,
                                   gpu_ids=d.gpu_ids, slot=d.slot, pid=pid, attempt=d.attempt,
                                   status=status, started=started, ended=ended), outcome)
-        self._ended(outcome)
 
-    def _unschedulable(self, job: Job, name: str, why: str) -> None:
-        self.display.message(f"{name} ({job.where}) {why}; it will not run")
-        now = time.time()
-        d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name)
-        self._record_without_consumer(d, Status.UNSCHEDULABLE, now, now, None, f"{name} {why}")
+    # ------------------------------------------------------------ tick
+    def _tick(self) -> None:
+        """Every 0.5 s: requests from other shells, heartbeat."""
+        now = time.monotonic()
+        self.next_tick = now + TICK_S
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + HEARTBEAT_S
+            self.store.heartbeat(self.runner_id)
+        version = self.store.data_version()
+        if version == self.data_version:
+            return
+        self.data_version = version
+        self.ready.clear()              # jobs added, cancelled or retried elsewhere
+        self._refresh_total()
+        request = self.store.pending_request(self.runner_id)
+        if request == "kill" and not self.killing:
+            self._kill_all("stopped by hog stop --now: running jobs were terminated")
+        elif request == "drain" and not self.stopping:
+            self._drain("stopped by hog stop: no new jobs were started")
+        for job_id in self.store.cancel_requested(self.runner_id):
+            for slot, d in self.running.items():
+                if d.job.index == job_id and job_id not in self.cancelling:
+                    self.cancelling.add(job_id)
+                    self._send(slot, CANCEL)
+        spec = self.store.take_gpus_request(self.runner_id)
+        if spec is not None:
+            self._change_slots(spec)
+
+    def _refresh_total(self) -> None:
+        counts = self.store.counts()
+        self.progress.total = self.progress.finished + len(self.running) + counts.get("queued", 0)
+
+    def _change_slots(self, spec: str) -> None:
+        from hog.runner import slots_for
+        try:
+            wanted = slots_for(spec)
+        except UsageError as e:
+            self.display.message(f"hog gpus: {e}; keeping the current slots")
+            return
+        current = {i: s.gpu for i, s in self.sched.slots.items() if i not in self.sched.retiring}
+        keep: Dict[int, str] = {}
+        todo = list(wanted)
+        for i, gpu in sorted(current.items()):
+            if gpu in todo:
+                todo.remove(gpu)
+                keep[i] = gpu
+        for i in set(current) - set(keep):
+            if self.sched.retire_slot(i):
+                self._stop_consumer(i)
+        for gpu in todo:
+            self._start_consumer(self.sched.add_slot(gpu))
+        self.progress.slots = self.sched.slot_gpus()
+        self.store.heartbeat(self.runner_id, ",".join(self.progress.slots))
+        self.display.message(f"slots are now --gpus {','.join(self.progress.slots)}")
 
     # ---------------------------------------------------------- signals
     def _handle_signals(self, wake_r) -> None:
@@ -294,17 +515,19 @@ class Runner:
             self._kill_all("stopped by a second Ctrl-C: running jobs were terminated")
         elif ints == 1 and not self.stopping:
             self.exit_signal = signal.SIGINT
-            self.stopping = True
-            self.stop_reason = "stopped by Ctrl-C: no new jobs were started"
-            note = (f"Ctrl-C: starting no new jobs; waiting for {len(self.running)} running "
-                    f"job(s) to finish. Press Ctrl-C again to terminate them.")
-            self.progress.notice = note
-            self.display.message(note)
+            self._drain("stopped by Ctrl-C: no new jobs were started")
+            self.display.message(f"Ctrl-C: starting no new jobs; waiting for "
+                                 f"{len(self.running)} running job(s) to finish. Press Ctrl-C "
+                                 f"again to terminate them.")
 
-    def _kill_all(self, reason: str) -> None:
-        self.stopping = self.killing = True
+    def _drain(self, reason: str) -> None:
+        self.stopping = True
         self.stop_reason = reason
         self.progress.notice = reason
+
+    def _kill_all(self, reason: str) -> None:
+        self._drain(reason)
+        self.killing = True
         for slot in list(self.running):
             self._send(slot, KILL)
 
@@ -337,38 +560,47 @@ class Runner:
             if proc.is_alive():
                 proc.kill()
                 proc.join(1)
-        if self.producer.is_alive():
-            self.producer.kill()
-        self.producer.join(2)
+        if self.producer is not None:
+            if self.producer.is_alive():
+                self.producer.kill()
+            self.producer.join(2)
+            self.queue.close()
+            self.queue.cancel_join_thread()
         for conn in self.conns.values():
             conn.close()
-        self.queue.close()
-        self.queue.cancel_join_thread()
-        self.display.stop()
+        if hasattr(self, "store"):
+            if hasattr(self, "runner_id"):
+                self.store.retire_runner(self.runner_id)
+            self.store.close()
+        if hasattr(self, "display"):
+            self.display.stop()
 
     def _remove_unused_output(self) -> None:
-        """Nothing ran: leave no empty output directory behind."""
+        """Nothing ran and nothing was queued: leave no empty output directory behind."""
+        if self.created_root and not any(self._store_counts().values()):
+            import shutil
+            shutil.rmtree(self.layout.root, ignore_errors=True)
+
+    def _store_counts(self) -> Dict[str, int]:
+        store = Store(self.layout.state_dir)
         try:
-            os.unlink(os.path.join(self.layout.state_dir, "runner.lock"))
-            os.rmdir(self.layout.state_dir)
-            if self.created_root:
-                os.rmdir(self.layout.root)
-        except OSError:
-            pass
+            return store.counts()
+        finally:
+            store.close()
 
     def _report(self) -> int:
         p = self.progress
-        not_started = 0
-        if p.total is not None:
-            not_started = max(0, p.total - p.finished)
-        elif self.head is not None:
-            not_started = 1
         self.display.idle()
         if self.source_error and not self.started_any and not p.finished:
             self._remove_unused_output()
             print(f"hog: error: {self.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
+        not_started = self._store_counts().get("queued", 0)
         text = summary(p, not_started, self.stop_reason, self.source_error)
+        if not p.finished and not self.stop_reason and not self.source_error:
+            text = f"hog: nothing left to do in {self.cfg.output_dir}/ " \
+                   f"({self.ingested[2]} job(s) had already succeeded)" \
+                if self.ingested[2] else "hog: no jobs to run"
         try:
             print(text, file=sys.stderr if p.failed or self.source_error else sys.stdout,
                   flush=True)

@@ -16,11 +16,32 @@ from hog.model import Dispatch, Job, Slot
 
 class Scheduler:
     def __init__(self, slots: Sequence[Slot], resources: Optional[Dict[str, float]] = None):
-        self.slots: List[Slot] = list(slots)
+        self.slots: Dict[int, Slot] = {s.index: s for s in slots}
         self.resources = dict(resources or {})
-        self.free = set(s.index for s in self.slots)
+        self.free = set(self.slots)
         self.load: Counter = Counter()
         self.holding: Dict[int, Tuple[int, ...]] = {}   # runner slot -> all slots it holds
+        self.retiring: set = set()
+
+    def add_slot(self, gpu: str) -> int:
+        """A new slot on ``gpu``; returns its index (indices are never reused)."""
+        index = max(self.slots, default=-1) + 1
+        self.slots[index] = Slot(index, gpu)
+        self.free.add(index)
+        return index
+
+    def retire_slot(self, index: int) -> bool:
+        """Take a slot out of use; True if it is free now (gone), False if it will
+        go when its job ends."""
+        if index in self.free:
+            self.free.discard(index)
+            del self.slots[index]
+            return True
+        self.retiring.add(index)
+        return False
+
+    def slot_gpus(self) -> List[str]:
+        return [s.gpu for i, s in sorted(self.slots.items()) if i not in self.retiring]
 
     @property
     def has_free(self) -> bool:
@@ -32,7 +53,7 @@ class Scheduler:
 
     def never_fits(self, job: Job) -> Optional[str]:
         """Why ``job`` can never run on these slots, or None if it can."""
-        gpus = len(set(s.gpu for s in self.slots))
+        gpus = len(set(s.gpu for s in self.slots.values()))
         if job.gpus > gpus:
             return f"needs {job.gpus} GPUs; this runner has {gpus}"
         for name, amount in job.resources:
@@ -69,8 +90,16 @@ class Scheduler:
         self.holding[chosen[0]] = tuple(chosen)
         return Dispatch(job=job, slot=chosen[0], gpu_ids=gpu_ids, name=name, attempt=attempt)
 
-    def release(self, slot: int) -> None:
-        """The job run by ``slot`` ended: give back every slot it held."""
+    def release(self, slot: int) -> List[int]:
+        """The job run by ``slot`` ended: give back every slot it held. Returns the
+        slots that retired now."""
+        gone = []
         for i in self.holding.pop(slot, ()):
-            self.free.add(i)
             self.load[self.slots[i].gpu] -= 1
+            if i in self.retiring:
+                self.retiring.discard(i)
+                del self.slots[i]
+                gone.append(i)
+            else:
+                self.free.add(i)
+        return gone

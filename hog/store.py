@@ -476,15 +476,20 @@ class Store:
 
 
 class _Transaction:
+    """A write transaction; nested ones join the outermost, which commits."""
+
     def __init__(self, db: sqlite3.Connection):
         self.db = db
 
     def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, exc_type, exc, tb):
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if self.outer:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
 
 
