@@ -188,3 +188,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("hog: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # hog status DIR | head
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0

@@ -67,6 +67,8 @@ CREATE TABLE runners (
 # Statements are split on ";", so comments in them must not hold one.
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
 
+_INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
                "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note")
 FINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED, Status.TIMEOUT, Status.CANCELLED,
@@ -120,14 +122,18 @@ class RunnerRow:
     gpus_request: Optional[str]
 
 
+_DEFAULTS = Job(index=0, command="")
+_SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority")
+
+
 def job_spec(job: Job) -> str:
+    """The job's options that differ from the defaults, as JSON."""
     spec = {}
-    defaults = Job(index=0, command="")
-    for key in ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority"):
+    for key in _SPEC_KEYS:
         value = getattr(job, key)
-        if value != getattr(defaults, key):
+        if value != getattr(_DEFAULTS, key):
             spec[key] = [list(x) for x in value] if key in ("resources", "env") else value
-    return json.dumps(spec, sort_keys=True)
+    return json.dumps(spec, sort_keys=True) if spec else "{}"
 
 
 def proc_start_time(pid: int) -> str:
@@ -303,7 +309,7 @@ class Store:
         again); one whose command changed is queued again with the new command.
         Returns (added, requeued, skipped as already succeeded).
         """
-        added = requeued = skipped = 0
+        requeued = skipped = 0
         now = time.time()
         with self.transaction():
             positions = [j.index for j in jobs]
@@ -315,12 +321,12 @@ class Store:
                         f"WHERE source_pos IN ({marks})", chunk):
                     existing[r[0]] = r[1:]
             next_id = self._next_id()
+            new_rows = []
             for job in jobs:
                 old = existing.get(job.index)
                 if old is None:
-                    self._insert(next_id, job, job.index, now)
+                    new_rows.append(self._row_values(next_id, job, job.index, now))
                     next_id += 1
-                    added += 1
                     continue
                 jid, command, status = old
                 if command != job.command:
@@ -337,30 +343,26 @@ class Store:
                     self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
                                     "note = 'queued again on resume' WHERE id = ?", (jid,))
                     requeued += 1
-        return added, requeued, skipped
+            self.db.executemany(_INSERT, new_rows)
+        return len(new_rows), requeued, skipped
 
     def add(self, jobs: Iterable[Job]) -> List[int]:
         """Append jobs outside the sweep's source (``hog add``); returns their ids."""
         now = time.time()
-        ids = []
         with self.transaction():
             next_id = self._next_id()
-            for job in jobs:
-                ids.append(self._insert(next_id, job, None, now))
-                next_id += 1
-        return ids
+            rows = [self._row_values(next_id + i, job, None, now) for i, job in enumerate(jobs)]
+            self.db.executemany(_INSERT, rows)
+        return [r[0] for r in rows]
 
     def _next_id(self) -> int:
         """Folder numbers count from 0; call inside a write transaction."""
         return self.db.execute("SELECT coalesce(max(id) + 1, 0) FROM jobs").fetchone()[0]
 
-    def _insert(self, job_id: int, job: Job, source_pos: Optional[int], now: float) -> int:
-        self.db.execute(
-            "INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job_id, source_pos, job.name, job.command, job_spec(job), job.where, job.priority,
-             now))
-        return job_id
+    @staticmethod
+    def _row_values(job_id: int, job: Job, source_pos: Optional[int], now: float) -> tuple:
+        return (job_id, source_pos, job.name, job.command, job_spec(job), job.where,
+                job.priority, now)
 
     # ------------------------------------------------------ scheduling
     def queued(self, limit: int, after: Tuple[int, int] = None) -> List[JobRow]:

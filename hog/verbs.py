@@ -15,9 +15,6 @@ from typing import List
 from hog.display import fmt_duration, shown_path
 from hog.errors import UsageError
 from hog.jobdir import STATE_DIR, Layout
-from hog.model import Job
-from hog.options import job_kwargs
-from hog.sources import check_readable, text_jobs
 from hog.store import Store, runner_alive
 
 
@@ -43,8 +40,10 @@ def status_data(store: Store, directory: str, failed_limit: int = 1000) -> dict:
         runners.append(dict(id=r.id, pid=r.pid, host=r.host, gpus=r.gpus,
                             alive=runner_alive(r), started=r.started,
                             heartbeat_age_s=round(now - r.heartbeat, 1), request=r.request))
+    alive = {r["id"] for r in runners if r["alive"]}
     running = [dict(id=r.id, name=r.name or f"job_{r.id}", slot=r.slot, gpus=r.gpus,
-                    pid=r.pid, runner=r.runner, attempt=r.attempt,
+                    pid=r.pid, runner=r.runner, runner_alive=r.runner in alive,
+                    attempt=r.attempt,
                     elapsed_s=None if r.started is None else round(now - r.started, 1),
                     command=r.command)
                for r in store.rows_with_status("running")]
@@ -89,7 +88,9 @@ def cmd_status(argv: List[str]) -> int:
         print("running:")
         for r in data["running"]:
             print(f"  {r['name']:<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
-                  f"pid {r['pid'] or '-':<8} {fmt_duration(r['elapsed_s'])}")
+                  f"pid {r['pid'] or '-':<8} {fmt_duration(r['elapsed_s'])}"
+                  + ("" if r["runner_alive"] else
+                     "  (its runner is gone: the next runner on this directory runs it again)"))
     if data["failed"]:
         print("failed:")
         for f in data["failed"][:20]:
@@ -119,6 +120,9 @@ def cmd_add(argv: List[str]) -> int:
     else:
         command = []
     args = p.parse_args(argv)
+    from hog.model import Job
+    from hog.options import job_kwargs
+    from hog.sources import check_readable, text_jobs
     if bool(command) == bool(args.job_file):
         raise UsageError("hog add: give a command after '--', or --job_file FILE (not both)")
     raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries")
