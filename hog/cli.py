@@ -71,6 +71,22 @@ def run_parser() -> argparse.ArgumentParser:
     _flag(p, "prefix", default="job_", help="job folder name prefix (default: job_)")
     _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
           help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
+    _flag(p, "resources", metavar="'NAME=N ...'",
+          help="named resources this runner has, e.g. 'license=2 disk=1'; a job asking for "
+               "more than is free waits (job option NAME=N)")
+    _flag(p, "gpu_memory", metavar="SIZE",
+          help="memory per GPU for jobs that declare memory=SIZE (default: what nvidia-smi "
+               "reports): one size for all, e.g. 80G, or per id: 0=80G,1=40G")
+    _flag(p, "cpu_slots", metavar="N", type=int,
+          help="jobs with gpus=0 run in their own N slots, never taking a GPU slot "
+               "(default: as many as GPU slots)")
+    _flag(p, "min_free_memory", metavar="SIZE",
+          help="start jobs only on GPUs where others leave at least SIZE free "
+               "(checked with nvidia-smi every 2 s)")
+    _flag(p, "exclusive", action="store_true",
+          help="start jobs only on GPUs where no process hog did not start is running")
+    _flag(p, "wait_for_running", action="store_true",
+          help="start nothing while another hog runner of yours on this machine runs jobs")
     _flag(p, "keep_alive", action="store_true",
           help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
     _flag(p, "fresh", action="store_true",
@@ -150,6 +166,38 @@ VERBS = {"gpus": cmd_gpus, "watch": cmd_watch, "status": _verb("status"), "add":
          "stop": _verb("stop"), "kill": _verb("kill"), "retry": _verb("retry")}
 
 
+def parse_resources(text: Optional[str]) -> tuple:
+    """``'foo=12 bar=1'`` (spaces or commas) -> (("bar", 1.0), ("foo", 12.0))."""
+    from hog.options import parse_amount
+    out = {}
+    for item in (text or "").replace(",", " ").split():
+        name, eq, amount = item.partition("=")
+        try:
+            if not eq or not name:
+                raise ValueError(item)
+            out[name] = parse_amount(amount)
+        except ValueError:
+            raise UsageError(f"--resources: bad item {item!r} (expected NAME=NUMBER, e.g. "
+                             f"'license=2 disk=1')") from None
+    return tuple(sorted(out.items()))
+
+
+def parse_gpu_memory(text: Optional[str]) -> tuple:
+    """``80G`` -> (("*", bytes),); ``0=80G,1=40G`` -> per id."""
+    from hog.options import parse_amount
+    if not text:
+        return ()
+    out = []
+    for item in text.split(","):
+        gpu, eq, size = item.strip().rpartition("=")
+        try:
+            out.append((gpu if eq else "*", parse_amount(size)))
+        except ValueError:
+            raise UsageError(f"--gpu_memory: bad item {item!r} (expected a size such as 80G, "
+                             f"or ID=SIZE)") from None
+    return tuple(out)
+
+
 def cmd_run(argv: List[str]) -> int:
     args = run_parser().parse_args(argv)
     from hog.producer import SourceSpec
@@ -157,7 +205,8 @@ def cmd_run(argv: List[str]) -> int:
     from hog.sources import check_readable
     if args.job_file is not None:
         check_readable(args.job_file, "job file")
-        source = SourceSpec("text", args.job_file)
+        yaml_file = args.job_file.lower().endswith((".yaml", ".yml"))
+        source = SourceSpec("yaml" if yaml_file else "text", args.job_file)
     else:
         check_readable(args.job_yielder, "yielder file")
         source = SourceSpec("yielder", args.job_yielder)
@@ -170,9 +219,23 @@ def cmd_run(argv: List[str]) -> int:
     if args.detach:
         from hog.detach import detach
         return detach(argv, args.output_dir)
+    if args.cpu_slots is not None and args.cpu_slots < 0:
+        raise UsageError("--cpu_slots must be 0 or more")
+    from hog.options import parse_amount
+    min_free = None
+    if args.min_free_memory is not None:
+        try:
+            min_free = parse_amount(args.min_free_memory)
+        except ValueError:
+            raise UsageError(f"--min_free_memory {args.min_free_memory!r}: expected a size "
+                             f"such as 10G") from None
     config = RunConfig(source=source, slots=tuple(slots), output_dir=args.output_dir,
                        prefix=args.prefix, grace=args.grace, display=args.display,
-                       keep_alive=args.keep_alive, fresh=args.fresh)
+                       keep_alive=args.keep_alive, fresh=args.fresh,
+                       resources=parse_resources(args.resources),
+                       gpu_memory=parse_gpu_memory(args.gpu_memory),
+                       cpu_slots=args.cpu_slots, min_free_memory=min_free,
+                       exclusive=args.exclusive, wait_for_running=args.wait_for_running)
     return run(config)
 
 

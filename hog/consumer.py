@@ -14,7 +14,7 @@ from typing import Dict, Iterable, Optional
 from hog import spawn
 from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, info_fields
-from hog.model import Dispatch, Outcome, Status
+from hog.model import Dispatch, Outcome, Status, slot_label
 
 KILL = "kill"
 CANCEL = "cancel"
@@ -28,7 +28,7 @@ def job_env(base: Dict[str, str], d: Dispatch, folder: str) -> Dict[str, str]:
     env["HOG_JOB_INDEX"] = str(d.job.index)
     env["HOG_JOB_NAME"] = d.name
     env["HOG_JOB_DIR"] = folder
-    env["HOG_SLOT"] = str(d.slot)
+    env["HOG_SLOT"] = slot_label(d.slot)
     env["HOG_ATTEMPT"] = str(d.attempt)
     return env
 

@@ -38,6 +38,33 @@ def query_gpus(timeout: float = 10.0) -> Optional[List[Gpu]]:
     return gpus
 
 
+@dataclass(frozen=True)
+class ComputeApp:
+    gpu_uuid: str
+    pid: int
+    used_mib: Optional[int]
+
+
+def query_compute_apps(timeout: float = 10.0) -> Optional[List[ComputeApp]]:
+    """Processes using each GPU (``nvidia-smi --query-compute-apps``), or None."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-compute-apps=gpu_uuid,pid,used_memory",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=timeout, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    apps = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 3 and parts[1].isdigit():
+            apps.append(ComputeApp(parts[0], int(parts[1]), _int(parts[2])))
+    return apps
+
+
 def _int(text: str) -> Optional[int]:
     try:
         return int(float(text))

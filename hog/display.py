@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, TextIO
 
-from hog.model import Outcome, Status
+from hog.model import Outcome, Status, slot_label
 
 MAX_LISTED_FAILURES = 20
 
@@ -126,7 +126,7 @@ class PlainDisplay:
             pass
 
     def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
-        self._line(f"[hog] start {name} slot {slot} gpus {gpus or '-'} pid {pid}")
+        self._line(f"[hog] start {name} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}")
 
     def job_ended(self, o: Outcome) -> None:
         self._line(f"[hog] {'done ' if o.status is Status.SUCCEEDED else 'FAIL '}{o.name} "

@@ -46,6 +46,13 @@ class Job:
     timeout: Optional[float] = None
     retries: int = 0
     priority: int = 0
+    gpu_ids: Tuple[str, ...] = ()      # affinity: only these GPU ids
+    after: Tuple[str, ...] = ()        # names of jobs that must succeed first
+
+
+def slot_label(slot: int) -> str:
+    """Slots 0, 1, ... hold GPUs; CPU-only slots are -1, -2, ... shown as cpu0, cpu1."""
+    return str(slot) if slot >= 0 else f"cpu{-slot - 1}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ YAML entry all go through ``job_kwargs``, so a requirement means the same thing
 wherever it is written, and a malformed one is an input error, never ignored.
 """
 import re
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from hog.errors import InputError
 
@@ -15,7 +15,21 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40, "P": 2 ** 50}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
-KNOWN = ("cmd", "name", "gpus", "resources", "env", "cwd", "timeout", "retries", "priority")
+KNOWN = ("cmd", "name", "gpus", "resources", "env", "cwd", "timeout", "retries", "priority",
+         "gpu_ids", "after")
+
+
+def _names(value: Any) -> Tuple[str, ...]:
+    """A list of names: ``[a, b]`` or ``"a,b"``."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v).strip() for v in value]
+    elif isinstance(value, (str, int)):
+        items = [v.strip() for v in str(value).split(",")]
+    else:
+        raise ValueError(value)
+    if not items or not all(items):
+        raise ValueError(value)
+    return tuple(items)
 
 
 def parse_duration(value: Any) -> float:
@@ -62,8 +76,12 @@ def _int(value: Any, minimum: Optional[int]) -> int:
     return number
 
 
-def job_kwargs(raw: Mapping[str, Any], where: str) -> Dict[str, Any]:
-    """Validate job options (all but ``cmd``) into ``Job`` keyword arguments."""
+def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False) -> Dict[str, Any]:
+    """Validate job options (all but ``cmd``) into ``Job`` keyword arguments.
+
+    ``bare_resources``: any other ``key=number`` is a named resource (text directives);
+    in mappings (YAML, yielders) resources go under ``resources`` and an unknown key
+    is an error, so a typo never runs a job unconstrained."""
     out: Dict[str, Any] = {}
     resources: Dict[str, float] = {}
 
@@ -97,6 +115,16 @@ def job_kwargs(raw: Mapping[str, Any], where: str) -> Dict[str, Any]:
                 out[key] = parse_duration(value)
             except ValueError:
                 raise bad(key, "a duration such as 90s, 30m or 4h") from None
+        elif key == "gpu_ids":
+            try:
+                out[key] = _names(value)
+            except ValueError:
+                raise bad(key, "GPU ids such as 1 or 0,1") from None
+        elif key == "after":
+            try:
+                out[key] = _names(value)
+            except ValueError:
+                raise bad(key, "job names such as [prep] or prep,data") from None
         elif key == "cwd":
             if not isinstance(value, str) or not value:
                 raise bad(key, "a directory path")
@@ -110,10 +138,12 @@ def job_kwargs(raw: Mapping[str, Any], where: str) -> Dict[str, Any]:
                 raise bad(key, "a mapping such as {foo: 5}")
             for rname, amount in value.items():
                 resources[str(rname)] = _resource(str(rname), amount, where)
-        elif _NAME.match(key):
+        elif bare_resources and _NAME.match(key):
             resources[key] = _resource(key, value, where)
         else:
-            raise InputError(f"unknown job option {key!r}", where)
+            raise InputError(f"unknown job option {key!r} (known: {', '.join(KNOWN)}"
+                             + (", or name=number for a resource)" if bare_resources else
+                                "; resources go under 'resources:')"), where)
     if resources:
         out["resources"] = tuple(sorted(resources.items()))
     return out

@@ -17,7 +17,7 @@ from hog.sources import SourceError, count_text_jobs, text_jobs, yielder_jobs
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str   # "text" | "yielder" | "watch"
+    kind: str   # "text" | "yaml" | "yielder" | "watch"
     path: str
     exit_when_empty: bool = True   # watch: stop once to_run/ is empty
 
@@ -27,6 +27,9 @@ def open_source(spec: SourceSpec):
         return text_jobs(spec.path)
     if spec.kind == "yielder":
         return yielder_jobs(spec.path)
+    if spec.kind == "yaml":
+        from hog.yamlsource import yaml_jobs
+        return yaml_jobs(spec.path)
     if spec.kind == "watch":
         from hog.watch import watch_jobs
         return watch_jobs(spec.path, spec.exit_when_empty)

@@ -28,7 +28,7 @@ from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields
 from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.producer import SourceSpec, producer_main
-from hog.scheduler import Scheduler
+from hog.scheduler import MEMORY, Capacity, Scheduler, Placement
 from hog.store import HEARTBEAT_S, JobRow, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
@@ -47,6 +47,12 @@ class RunConfig:
     display: str = "auto"   # auto | live | plain | quiet
     keep_alive: bool = False
     fresh: bool = False
+    resources: Tuple[Tuple[str, float], ...] = ()
+    gpu_memory: Tuple[Tuple[str, float], ...] = ()   # (gpu id or "*", bytes)
+    cpu_slots: Optional[int] = None                  # default: as many as GPU slots
+    min_free_memory: Optional[float] = None
+    exclusive: bool = False
+    wait_for_running: bool = False
 
 
 def source_key(source: SourceSpec) -> str:
@@ -58,7 +64,15 @@ class Runner:
         self.cfg = config
         self.layout = Layout(os.path.abspath(config.output_dir), config.prefix)
         self.ctx = multiprocess.get_context("fork")
-        self.sched = Scheduler([Slot(i, g) for i, g in enumerate(config.slots)])
+        cpu = config.cpu_slots if config.cpu_slots is not None else len(config.slots)
+        self.sched = Scheduler(Capacity([Slot(i, g) for i, g in enumerate(config.slots)],
+                                      resources=dict(config.resources),
+                                      gpu_memory=self._gpu_memory(config.gpu_memory),
+                                      cpu_slots=cpu))
+        self.memory_known = bool(config.gpu_memory)
+        self.monitor = None
+        self.registry = None
+        self.waiting_deps: set = set()
         self.progress = Progress(slots=list(config.slots))
         self.flags = SignalFlags()
         self.conns: Dict[int, object] = {}
@@ -66,7 +80,7 @@ class Runner:
         self.slot_of_conn: Dict[int, int] = {}
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
-        self.ready: Deque[JobRow] = deque()
+        self.ready: Deque[Tuple[JobRow, Job]] = deque()
         self.not_here: set = set()      # queued jobs this runner can never run
         self.cancelling: set = set()
         self.producer = None
@@ -82,6 +96,7 @@ class Runner:
         self.resume = False
         self.ingested = [0, 0, 0]   # added, queued again, skipped (succeeded)
         self.next_tick = 0.0
+        self._others_running = False
         self.next_heartbeat = 0.0
         self.data_version = None
 
@@ -164,6 +179,26 @@ class Runner:
         os.rename(root, aside)
         self.notices.append(f"--fresh: moved the previous {self.cfg.output_dir}/ to {aside}")
 
+    def _gpu_memory(self, spec) -> Dict[str, float]:
+        gpus = set(self.cfg.slots)
+        out: Dict[str, float] = {}
+        for gpu, size in spec:
+            if gpu == "*":
+                out.update({g: size for g in gpus})
+            else:
+                out[gpu] = size
+        return out
+
+    def _learn_gpu_memory(self) -> None:
+        """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
+        self.memory_known = True
+        from hog.discovery import query_gpus
+        for g in query_gpus() or []:
+            if g.memory_total_mib:
+                for key in (g.index, g.uuid):
+                    if key in self.cfg.slots:
+                        self.sched.gpu_memory[key] = g.memory_total_mib * 2 ** 20
+
     def _start_processes(self) -> None:
         if not self.joiner and self.cfg.source is not None:
             self.queue = self.ctx.Queue(maxsize=max(64, 4 * len(self.cfg.slots)))
@@ -172,6 +207,18 @@ class Runner:
             self.producer.start()
         for slot in sorted(self.sched.slots):
             self._start_consumer(slot)
+        if self.cfg.min_free_memory is not None or self.cfg.exclusive:
+            from hog.gpumonitor import GpuMonitor
+            self.monitor = GpuMonitor(self.cfg.min_free_memory, self.cfg.exclusive)
+            self.monitor.start()
+            if self.monitor.error:
+                raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
+                                 f"{self.monitor.error}")
+            self.sched.set_unavailable(self.monitor.unavailable)
+        if self.cfg.wait_for_running:
+            from hog.registry import Registry
+            self.registry = Registry()
+            self.registry.update(0)
 
     def _start_consumer(self, slot: int) -> None:
         ours, theirs = self.ctx.Pipe(duplex=True)
@@ -298,49 +345,107 @@ class Runner:
                                  f"interrupted or changed), {added} new")
 
     # ------------------------------------------------------------ fill
+    def _refill(self) -> None:
+        skip = self.not_here
+        rows = self.store.queued(READY_AHEAD + len(skip) + len(self.waiting_deps))
+        self.ready.extend((r, r.job()) for r in rows if r.id not in skip)
+
     def _fill(self) -> None:
-        """Start queued jobs while slots are free."""
-        while not self.stopping and self.sched.has_free:
+        """Start queued jobs while there is room and the planner finds a place."""
+        if self.stopping or (self.registry is not None and self._others_running):
+            return
+        while self.sched.has_room():
             if not self.ready:
-                rows = self.store.queued(READY_AHEAD + len(self.not_here))
-                self.ready.extend(r for r in rows if r.id not in self.not_here)
+                self._refill()
                 if not self.ready:
                     return
-            row = self.ready[0]
-            job = row.job()
-            name = job.name or self.layout.folder_name(job.index)
+            candidates = self._candidates()
+            placements = self.sched.schedule(candidates) if candidates else []
+            if not placements:
+                return
+            by_id = {job.index: (row, job) for row, job in self.ready}
+            for p in placements:
+                row, job = by_id[p.job_id]
+                self.ready.remove((row, job))
+                gpus = ",".join(p.gpu_ids)
+                attempt = self.store.claim(row.id, self.runner_id, p.slot, gpus)
+                if attempt is None:     # another runner took it, or it was cancelled
+                    self.sched.release(p.job_id, ran=False)
+                    continue
+                name = job.name or self.layout.folder_name(job.index)
+                self._dispatch(Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
+                                        attempt=attempt))
+
+    def _candidates(self) -> List[Job]:
+        """Queued jobs that may start: not impossible here, dependencies met."""
+        out = []
+        for row, job in list(self.ready):
+            if MEMORY in dict(job.resources) and not self.memory_known:
+                self._learn_gpu_memory()
             why = self.sched.never_fits(job)
             if why:
-                self.ready.popleft()
-                self._cannot_run_here(row, job, name, why)
+                self.ready.remove((row, job))
+                self._cannot_run_here(row, job, job.name or self.layout.folder_name(job.index),
+                                      why)
                 continue
-            d = self.sched.place(job, name)
-            if d is None:
-                return
-            self.ready.popleft()
-            attempt = self.store.claim(row.id, self.runner_id, d.slot, ",".join(d.gpu_ids))
-            if attempt is None:         # another runner took it, or it was cancelled
-                self.sched.release(d.slot)
-                continue
-            self._dispatch(replace(d, attempt=attempt))
+            if job.after:
+                state = self._dependencies(job)
+                if state == "wait":
+                    self.waiting_deps.add(job.index)
+                    continue
+                self.waiting_deps.discard(job.index)
+                if state != "ok":
+                    self.ready.remove((row, job))
+                    self._skip(row, job, state)
+                    continue
+            out.append(job)
+        return out
+
+    def _dependencies(self, job: Job) -> str:
+        """'ok' when every job named in ``after`` succeeded, 'wait' while one may still,
+        else why this job will not run."""
+        waiting = False
+        for name in job.after:
+            rows = self.store.by_name(name)
+            if not rows:
+                return f"it is after {name!r}, but no job is named {name!r}"
+            for r in rows:
+                if r.status == "succeeded":
+                    continue
+                if r.status in ("queued", "running"):
+                    waiting = True
+                else:
+                    return f"its dependency {name} ended {r.status}"
+        return "wait" if waiting else "ok"
+
+    def _skip(self, row: JobRow, job: Job, why: str) -> None:
+        self._end_unrun(row, job, Status.SKIPPED, why, "skipped: " + why)
+
+    def _end_unrun(self, row: JobRow, job: Job, status: Status, why: str, message: str) -> None:
+        """Record a job that ends without running (skipped, unschedulable)."""
+        name = job.name or self.layout.folder_name(job.index)
+        self.display.message(f"{name} ({job.where}) {message}")
+        now = time.time()
+        d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
+        self.store.set_status(row.id, status, why)
+        self._write_folder_without_consumer(d, status, now, now, None, f"{name}: {why}")
+        self._account(Outcome(index=row.id, name=name, slot=-1, status=status, exit_code=None,
+                              signal=None, started=now, ended=now,
+                              err_path=self.layout.err_path(row.id), note=why))
 
     def _cannot_run_here(self, row: JobRow, job: Job, name: str, why: str) -> None:
         self.not_here.add(row.id)
         if len(self.store.live_runners()) > 1:
             self.display.message(f"{name} {why}; leaving it to another runner")
             return
-        self.display.message(f"{name} ({job.where}) {why}; it will not run")
-        now = time.time()
-        d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
-        self.store.set_status(row.id, Status.UNSCHEDULABLE, f"{name} {why}")
-        self._write_folder_without_consumer(d, Status.UNSCHEDULABLE, now, now, None,
-                                            f"{name} {why}")
-        self._account(Outcome(index=row.id, name=name, slot=-1, status=Status.UNSCHEDULABLE,
-                              exit_code=None, signal=None, started=now, ended=now,
-                              err_path=self.layout.err_path(row.id), note=why))
+        self._end_unrun(row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")
 
     def _dispatch(self, d: Dispatch) -> None:
+        if d.slot not in self.conns:            # CPU slots start on first use
+            self._start_consumer(d.slot)
         self.running[d.slot] = d
+        if self.registry is not None:
+            self.registry.update(len(self.running))
         self.started_any = True
         self.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time())
         self._send(d.slot, d)
@@ -369,6 +474,8 @@ class Runner:
             _, index, pid, started = rest
             self.pids[slot] = pid
             self.store.started(index, pid, started)
+            if self.monitor is not None:
+                self.monitor.ours = frozenset(self.pids.values())
             r = self.progress.running.get(slot)
             if r is not None:
                 r.started = started
@@ -385,8 +492,12 @@ class Runner:
             and outcome.attempt <= d.job.retries and not self.killing
         self.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                          outcome.started, outcome.ended, outcome.note, requeue=retry)
-        for gone in self.sched.release(outcome.slot):
+        for gone in self.sched.release(outcome.index):
             self._stop_consumer(gone)
+        if self.registry is not None:
+            self.registry.update(len(self.running))
+        if self.monitor is not None:
+            self.monitor.ours = frozenset(self.pids.values())
         self.progress.running.pop(outcome.slot, None)
         if retry:
             self.ready.clear()
@@ -444,9 +555,21 @@ class Runner:
 
     # ------------------------------------------------------------ tick
     def _tick(self) -> None:
-        """Every 0.5 s: requests from other shells, heartbeat."""
+        """Every 0.5 s: requests from other shells, heartbeat, GPU checks."""
         now = time.monotonic()
         self.next_tick = now + TICK_S
+        if self.monitor is not None and self.monitor.unavailable != self.sched.unavailable:
+            self.sched.set_unavailable(self.monitor.unavailable)
+            busy = sorted(g for g in self.monitor.unavailable if g in self.cfg.slots)
+            self.display.message(f"GPU(s) in use by others, no new jobs there: "
+                                 f"{','.join(busy) or 'none now'}")
+        if self.registry is not None:
+            others = self.registry.others_running()
+            if others != self._others_running:
+                self._others_running = others
+                if others:
+                    self.display.message("--wait_for_running: another hog runner of yours "
+                                         "is running jobs; waiting")
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_S
             self.store.heartbeat(self.runner_id)
@@ -560,6 +683,10 @@ class Runner:
             if proc.is_alive():
                 proc.kill()
                 proc.join(1)
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.registry is not None:
+            self.registry.close()
         if self.producer is not None:
             if self.producer.is_alive():
                 self.producer.kill()

@@ -1,38 +1,99 @@
-"""The scheduler: decides which slot(s) run a job. Pure: no I/O, no processes.
+"""Resource-aware scheduling: which queued jobs start now, and where. Pure: no I/O,
+no processes; time comes from an injected clock so every rule can be stepped.
 
-Slots are (index, GPU id) pairs; a GPU id listed twice gives two slots on it.
-A job asking for ``gpus: k`` takes ``k`` free slots on ``k`` distinct GPUs and
-sees those ids; ``gpus: 0`` takes one slot and sees no GPU. Among free slots the
-one on the least loaded GPU is taken first (lowest index breaks ties), so
-``--gpus 0,0,1,1`` with two jobs uses both GPUs. Jobs start in the order they
-arrive; a job that cannot fit now waits for slots to free up, and a job that can
-never fit (more GPUs than the runner has, a resource it lacks) is reported.
+Capacities: GPU slots (a GPU id listed twice = two slots on it), optionally a
+memory total per GPU, named runner-wide resources (``foo=12``) and a pool of CPU
+slots for jobs that ask for ``gpus: 0``.
+
+Order: jobs are offered in queue order (priority, then submission). Each one that
+fits starts. The first one that does not fit (the *head*) gets a reservation:
+the GPUs it will use as soon as they free up. A later job may still start
+(backfill) if it does not touch the head's reservation, or if it is expected to
+end before the head could start anyway. Expected durations come from the jobs
+that have ended so far (their mean), and a running job's remaining time is taken
+as the larger of (mean - elapsed) and elapsed; while nothing has ended yet,
+nothing is known, and backfill is allowed so no GPU idles. This keeps GPUs busy
+(Guild's 4 s / 2 s mix ends in 6 s, not Dask's 8 s) and bounds a multi-GPU job's
+wait once it is at the head to about one job duration (Ray lets it starve).
 """
+import time
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from hog.model import Dispatch, Job, Slot
+from hog.model import Job, Slot
+
+MEMORY = "memory"     # a per-GPU resource: the declared sum on a GPU stays within its total
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Run job ``job_id`` on these slots (the first runs it) with these GPU ids."""
+
+    job_id: int
+    slots: Tuple[int, ...]
+    gpu_ids: Tuple[str, ...]
+    cpu: bool = False
+
+    @property
+    def slot(self) -> int:
+        return self.slots[0]
+
+
+@dataclass
+class _Alloc:
+    placement: Placement
+    job: Job
+    started: float
+    memory: float
+
+
+@dataclass
+class Capacity:
+    slots: Sequence[Slot]
+    resources: Dict[str, float] = field(default_factory=dict)
+    gpu_memory: Dict[str, float] = field(default_factory=dict)   # bytes per GPU id
+    cpu_slots: int = 1
+
+
+def job_memory(job: Job) -> float:
+    return dict(job.resources).get(MEMORY, 0.0)
+
+
+def named_resources(job: Job) -> List[Tuple[str, float]]:
+    return [(k, v) for k, v in job.resources if k != MEMORY]
 
 
 class Scheduler:
-    def __init__(self, slots: Sequence[Slot], resources: Optional[Dict[str, float]] = None):
-        self.slots: Dict[int, Slot] = {s.index: s for s in slots}
-        self.resources = dict(resources or {})
+    def __init__(self, capacity: Capacity, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.slots: Dict[int, Slot] = {s.index: s for s in capacity.slots}
         self.free = set(self.slots)
-        self.load: Counter = Counter()
-        self.holding: Dict[int, Tuple[int, ...]] = {}   # runner slot -> all slots it holds
         self.retiring: set = set()
+        self.resources = dict(capacity.resources)
+        self.used: Counter = Counter()
+        self.gpu_memory = dict(capacity.gpu_memory)
+        self.mem_used: Counter = Counter()
+        self.cpu_total = capacity.cpu_slots
+        self.cpu_free = list(range(-1, -capacity.cpu_slots - 1, -1))   # CPU slots: -1, -2, ...
+        self.load: Counter = Counter()
+        self.running: Dict[int, _Alloc] = {}
+        self.unavailable: set = set()      # GPU ids others are using (free-memory checks)
+        self.durations = 0.0
+        self.ended = 0
+
+    # --------------------------------------------------------- capacity
+    def gpus(self) -> List[str]:
+        return sorted(set(s.gpu for s in self.slots.values()), key=_gpu_order)
 
     def add_slot(self, gpu: str) -> int:
-        """A new slot on ``gpu``; returns its index (indices are never reused)."""
         index = max(self.slots, default=-1) + 1
         self.slots[index] = Slot(index, gpu)
         self.free.add(index)
         return index
 
     def retire_slot(self, index: int) -> bool:
-        """Take a slot out of use; True if it is free now (gone), False if it will
-        go when its job ends."""
+        """Take a slot out of use: True if it went now, False if when its job ends."""
         if index in self.free:
             self.free.discard(index)
             del self.slots[index]
@@ -43,59 +104,93 @@ class Scheduler:
     def slot_gpus(self) -> List[str]:
         return [s.gpu for i, s in sorted(self.slots.items()) if i not in self.retiring]
 
-    @property
-    def has_free(self) -> bool:
-        return bool(self.free)
+    def set_unavailable(self, gpu_ids) -> None:
+        self.unavailable = set(gpu_ids)
 
     @property
-    def busy(self) -> int:
-        return len(self.holding)
+    def idle(self) -> bool:
+        return not self.running
 
+    def has_room(self) -> bool:
+        return bool(self.free) or bool(self.cpu_free)
+
+    # ------------------------------------------------------------ rules
     def never_fits(self, job: Job) -> Optional[str]:
-        """Why ``job`` can never run on these slots, or None if it can."""
-        gpus = len(set(s.gpu for s in self.slots.values()))
-        if job.gpus > gpus:
-            return f"needs {job.gpus} GPUs; this runner has {gpus}"
-        for name, amount in job.resources:
+        """Why ``job`` can never run on this runner, or None."""
+        gpus = self.gpus()
+        if job.gpus == 0:
+            if self.cpu_total == 0:
+                return "is a CPU-only job (gpus=0); this runner has no CPU slots (--cpu_slots)"
+        elif job.gpu_ids:
+            missing = [g for g in job.gpu_ids if g not in gpus]
+            if missing:
+                return f"must run on GPU {','.join(job.gpu_ids)}; this runner has no GPU " \
+                       f"{','.join(missing)}"
+            if len(job.gpu_ids) < job.gpus:
+                return f"needs {job.gpus} GPUs but is pinned to {len(job.gpu_ids)}"
+        elif job.gpus > len(gpus):
+            return f"needs {job.gpus} GPUs; this runner has {len(gpus)}"
+        memory = job_memory(job)
+        if memory and job.gpus:
+            if not self.gpu_memory:
+                return f"needs memory={_size(memory)} per GPU; this runner knows no GPU memory " \
+                       f"(no nvidia-smi: give --gpu_memory)"
+            fitting = [g for g in (job.gpu_ids or gpus) if self.gpu_memory.get(g, 0) >= memory]
+            if len(fitting) < job.gpus:
+                most = max(self.gpu_memory.values())
+                return f"needs memory={_size(memory)} per GPU; the largest GPU here has " \
+                       f"{_size(most)}"
+        for name, amount in named_resources(job):
             if name not in self.resources:
                 return f"needs {name}={amount:g}; this runner has no {name}"
             if amount > self.resources[name]:
                 return f"needs {name}={amount:g}; this runner has {self.resources[name]:g}"
         return None
 
-    def place(self, job: Job, name: str, attempt: int = 1) -> Optional[Dispatch]:
-        """Take slots for ``job`` now and return the dispatch, or None if none fit."""
-        free = sorted((self.load[self.slots[i].gpu], i) for i in self.free)
-        if not free:
-            return None
-        if job.gpus == 0:
-            chosen = [free[0][1]]
-            gpu_ids: Tuple[str, ...] = ()
-        else:
-            chosen, seen = [], set()
-            for _, i in free:
-                gpu = self.slots[i].gpu
-                if gpu not in seen:
-                    seen.add(gpu)
-                    chosen.append(i)
-                    if len(chosen) == job.gpus:
-                        break
-            if len(chosen) < job.gpus:
-                return None
-            chosen.sort()
-            gpu_ids = tuple(self.slots[i].gpu for i in chosen)
-        for i in chosen:
-            self.free.discard(i)
-            self.load[self.slots[i].gpu] += 1
-        self.holding[chosen[0]] = tuple(chosen)
-        return Dispatch(job=job, slot=chosen[0], gpu_ids=gpu_ids, name=name, attempt=attempt)
+    def schedule(self, candidates: Sequence[Job]) -> List[Placement]:
+        """Start what can start now among ``candidates`` (in queue order)."""
+        now = self.clock()
+        started: List[Placement] = []
+        head: Optional[Job] = None
+        reserved: set = set()
+        head_start = None
+        for job in candidates:
+            if not self.has_room():
+                break
+            if job.index in self.running or self.never_fits(job):
+                continue
+            p = self._fit(job)
+            if p is None:
+                if head is None and job.gpus > 0:
+                    head = job
+                    reserved, head_start = self._reservation(job, now)
+                continue
+            if head is not None and not p.cpu and set(p.gpu_ids) & reserved:
+                if not self._ends_in_time(job, now, head_start):
+                    continue
+            self._take(job, p, now)
+            started.append(p)
+        return started
 
-    def release(self, slot: int) -> List[int]:
-        """The job run by ``slot`` ended: give back every slot it held. Returns the
-        slots that retired now."""
+    def release(self, job_id: int, ran: bool = True) -> List[int]:
+        """A job ended (``ran``: its duration informs later estimates) or was never
+        started after all: free what it held. Returns slots that retired now."""
+        alloc = self.running.pop(job_id, None)
+        if alloc is None:
+            return []
+        if ran:
+            self.durations += max(0.0, self.clock() - alloc.started)
+            self.ended += 1
+        p = alloc.placement
+        for name, amount in named_resources(alloc.job):
+            self.used[name] -= amount
+        if p.cpu:
+            self.cpu_free.append(p.slot)
+            return []
         gone = []
-        for i in self.holding.pop(slot, ()):
-            self.load[self.slots[i].gpu] -= 1
+        for i, gpu in zip(p.slots, p.gpu_ids):
+            self.load[gpu] -= 1
+            self.mem_used[gpu] -= alloc.memory
             if i in self.retiring:
                 self.retiring.discard(i)
                 del self.slots[i]
@@ -103,3 +198,91 @@ class Scheduler:
             else:
                 self.free.add(i)
         return gone
+
+    # ------------------------------------------------------------ inner
+    def _resources_fit(self, job: Job) -> bool:
+        return all(self.used[n] + a <= self.resources.get(n, 0) for n, a in named_resources(job))
+
+    def _fit(self, job: Job) -> Optional[Placement]:
+        if not self._resources_fit(job):
+            return None
+        if job.gpus == 0:
+            if not self.cpu_free:
+                return None
+            return Placement(job.index, (self.cpu_free[-1],), (), cpu=True)
+        memory = job_memory(job)
+        allowed = set(job.gpu_ids) if job.gpu_ids else None
+        free = sorted((self.load[self.slots[i].gpu], _gpu_order(self.slots[i].gpu), i)
+                      for i in self.free)
+        chosen, seen = [], set()
+        for _, _, i in free:
+            gpu = self.slots[i].gpu
+            if gpu in seen or gpu in self.unavailable or (allowed and gpu not in allowed):
+                continue
+            if memory and self.mem_used[gpu] + memory > self.gpu_memory.get(gpu, 0):
+                continue
+            seen.add(gpu)
+            chosen.append(i)
+            if len(chosen) == job.gpus:
+                break
+        if len(chosen) < job.gpus:
+            return None
+        chosen.sort()
+        return Placement(job.index, tuple(chosen), tuple(self.slots[i].gpu for i in chosen))
+
+    def _take(self, job: Job, p: Placement, now: float) -> None:
+        memory = job_memory(job)
+        for name, amount in named_resources(job):
+            self.used[name] += amount
+        if p.cpu:
+            self.cpu_free.remove(p.slot)
+        else:
+            for i, gpu in zip(p.slots, p.gpu_ids):
+                self.free.discard(i)
+                self.load[gpu] += 1
+                self.mem_used[gpu] += memory
+        self.running[job.index] = _Alloc(p, job, now, memory if not p.cpu else 0.0)
+
+    def _mean(self) -> Optional[float]:
+        return self.durations / self.ended if self.ended else None
+
+    def _remaining(self, alloc: _Alloc, now: float) -> float:
+        elapsed = now - alloc.started
+        mean = self._mean()
+        return max(mean - elapsed, elapsed) if mean is not None else elapsed
+
+    def _reservation(self, job: Job, now: float) -> Tuple[set, Optional[float]]:
+        """The GPUs the blocked head job will take first, and when it could start."""
+        ready_at: Dict[str, float] = {}
+        allowed = set(job.gpu_ids) if job.gpu_ids else None
+        for gpu in self.gpus():
+            if gpu in self.unavailable or (allowed and gpu not in allowed):
+                continue
+            has_free = any(self.slots[i].gpu == gpu for i in self.free)
+            if has_free:
+                ready_at[gpu] = now
+                continue
+            ends = [now + max(0.0, self._remaining(a, now)) for a in self.running.values()
+                    if gpu in a.placement.gpu_ids]
+            ready_at[gpu] = min(ends) if ends else now
+        order = sorted(ready_at, key=lambda g: (ready_at[g], _gpu_order(g)))[:max(1, job.gpus)]
+        start = max((ready_at[g] for g in order), default=now)
+        return set(order), start
+
+    def _ends_in_time(self, job: Job, now: float, head_start: Optional[float]) -> bool:
+        mean = self._mean()
+        if mean is None:
+            return True                 # nothing known yet: keep the GPUs busy
+        expected = min(mean, job.timeout) if job.timeout else mean
+        return head_start is not None and now + expected <= head_start
+
+
+def _gpu_order(gpu: str):
+    return (0, int(gpu), "") if gpu.isdigit() else (1, 0, gpu)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("T", 2 ** 40), ("G", 2 ** 30), ("M", 2 ** 20), ("K", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:g}{unit}"
+    return f"{n:g}"

@@ -81,13 +81,21 @@ def parse_directive(command: str, where: str) -> dict:
         raw[key] = value
     if "cmd" in raw:
         raise InputError("a hog directive cannot set cmd", where)
-    return job_kwargs(raw, where)
+    return job_kwargs(raw, where, bare_resources=True)
 
 
 def text_jobs(path: str) -> Iterator[Job]:
+    names = set()
     for index, (lineno, command) in enumerate(text_lines(path)):
         where = f"{path}:{lineno}"
-        yield Job(index=index, command=command, where=where, **parse_directive(command, where))
+        job = Job(index=index, command=command, where=where, **parse_directive(command, where))
+        for dep in job.after:       # a stream can only look back: no cycles possible
+            if dep not in names:
+                raise InputError(f"job {job.name or index} is after {dep!r}, but no earlier "
+                                 f"line names a job {dep!r}", where)
+        if job.name:
+            names.add(job.name)
+        yield job
 
 
 def count_text_jobs(path: str) -> int:

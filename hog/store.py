@@ -101,9 +101,9 @@ class JobRow:
 
     def job(self) -> Job:
         spec = json.loads(self.spec)
-        for key in ("resources", "env"):
+        for key in ("resources", "env", "gpu_ids", "after"):
             if key in spec:
-                spec[key] = tuple(tuple(x) for x in spec[key])
+                spec[key] = tuple(tuple(x) if key in _PAIRS else x for x in spec[key])
         return Job(index=self.id, command=self.command, where=self.origin, name=self.name,
                    **spec)
 
@@ -123,7 +123,9 @@ class RunnerRow:
 
 
 _DEFAULTS = Job(index=0, command="")
-_SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority")
+_SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
+              "after")
+_PAIRS = ("resources", "env")
 
 
 def job_spec(job: Job) -> str:
@@ -132,7 +134,7 @@ def job_spec(job: Job) -> str:
     for key in _SPEC_KEYS:
         value = getattr(job, key)
         if value != getattr(_DEFAULTS, key):
-            spec[key] = [list(x) for x in value] if key in ("resources", "env") else value
+            spec[key] = [list(x) for x in value] if key in _PAIRS else value
     return json.dumps(spec, sort_keys=True) if spec else "{}"
 
 
@@ -424,6 +426,9 @@ class Store:
             return self._rows("WHERE id = ?", (int(digits),))
         return []
 
+    def by_name(self, name: str) -> List[JobRow]:
+        return self._rows("WHERE name = ?", (name,))
+
     def cancel(self, job_id: int) -> str:
         """``hog kill``: cancel a job. Returns what happened."""
         with self.transaction():
@@ -455,7 +460,7 @@ class Store:
     def failed_ids(self) -> List[int]:
         return [r[0] for r in self.db.execute(
             "SELECT id FROM jobs WHERE status IN ('failed', 'interrupted', 'timeout', "
-            "'unschedulable') ORDER BY id")]
+            "'unschedulable', 'skipped') ORDER BY id")]
 
     def counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))

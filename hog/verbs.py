@@ -48,7 +48,7 @@ def status_data(store: Store, directory: str, failed_limit: int = 1000) -> dict:
                     command=r.command)
                for r in store.rows_with_status("running")]
     failed = []
-    for status in ("failed", "timeout", "interrupted", "unschedulable"):
+    for status in ("failed", "timeout", "interrupted", "unschedulable", "skipped"):
         for r in store.rows_with_status(status, failed_limit):
             failed.append(dict(id=r.id, name=r.name, status=r.status, exit_code=r.exit_code,
                                signal=r.signal, attempt=r.attempt, note=r.note))
@@ -112,8 +112,9 @@ def cmd_add(argv: List[str]) -> int:
         usage="hog add DIR [options] (-- COMMAND... | --job_file FILE)")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--job_file", "--job-file", dest="job_file", metavar="FILE")
-    for opt in ("name", "gpus", "priority", "timeout", "retries"):
+    for opt in ("name", "gpus", "priority", "timeout", "retries", "after", "gpu_ids"):
         p.add_argument(f"--{opt}")
+    p.add_argument("--resources", metavar="'NAME=N ...'")
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
@@ -125,8 +126,11 @@ def cmd_add(argv: List[str]) -> int:
     from hog.sources import check_readable, text_jobs
     if bool(command) == bool(args.job_file):
         raise UsageError("hog add: give a command after '--', or --job_file FILE (not both)")
-    raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries")
-           if getattr(args, k) is not None}
+    raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries",
+                                         "after", "gpu_ids") if getattr(args, k) is not None}
+    if args.resources:
+        from hog.cli import parse_resources
+        raw["resources"] = dict(parse_resources(args.resources))
     options = job_kwargs(raw, "hog add")
     if command:
         text = command[0] if len(command) == 1 else shlex.join(command)
