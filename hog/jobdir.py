@@ -15,7 +15,6 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Iterable, List, Optional
 
 from hog.model import Outcome, Status

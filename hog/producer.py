@@ -7,12 +7,11 @@ Messages are pickled tuples: ``("job", Job)``, ``("end", n)``, ``("error", text)
 """
 import pickle
 import signal
-import threading
 from dataclasses import dataclass
 
 from hog.errors import HogError
 from hog.flags import SignalFlags, set_parent_death_signal
-from hog.sources import SourceError, count_text_jobs, text_jobs, yielder_jobs
+from hog.sources import SourceError, text_jobs, yielder_jobs
 
 
 @dataclass(frozen=True)
@@ -36,21 +35,10 @@ def open_source(spec: SourceSpec):
     raise ValueError(spec.kind)
 
 
-def _count_in_background(spec: SourceSpec, total) -> None:
-    def count() -> None:
-        try:
-            total.value = count_text_jobs(spec.path)
-        except (OSError, HogError):
-            pass
-    threading.Thread(target=count, daemon=True).start()
-
-
-def produce(spec: SourceSpec, put, total=None) -> None:
+def produce(spec: SourceSpec, put) -> None:
     """Put every job of ``spec`` with ``put``, then an end or error message."""
     n = 0
     try:
-        if spec.kind == "text" and total is not None:
-            _count_in_background(spec, total)
         for job in open_source(spec):
             put(pickle.dumps(("job", job), pickle.HIGHEST_PROTOCOL))
             n += 1
@@ -60,15 +48,13 @@ def produce(spec: SourceSpec, put, total=None) -> None:
     except Exception as e:  # noqa: BLE001 - reported, not raised, so jobs already queued run
         message = ("error", f"{spec.path}: reading the job source failed: "
                             f"{type(e).__name__}: {e}")
-    if total is not None and message[0] == "end":
-        total.value = n
     put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
-def producer_main(spec: SourceSpec, queue, total) -> None:
+def producer_main(spec: SourceSpec, queue) -> None:
     """Entry point of the producer process."""
     set_parent_death_signal(signal.SIGKILL)   # it owns no jobs: nothing to clean up
     SignalFlags().install([signal.SIGINT, signal.SIGHUP])
-    produce(spec, queue.put, total)
+    produce(spec, queue.put)
     queue.close()
     queue.join_thread()

@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
 import multiprocess
@@ -28,7 +28,7 @@ from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields
 from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.producer import SourceSpec, producer_main
-from hog.scheduler import MEMORY, Capacity, Scheduler, Placement
+from hog.scheduler import MEMORY, Capacity, Scheduler
 from hog.store import HEARTBEAT_S, JobRow, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
@@ -113,7 +113,11 @@ class Runner:
                 raise UsageError(f"{self.cfg.output_dir}/ holds job folders ({', '.join(existing)}"
                                  f", ...) but no hog queue; nothing is overwritten: use another "
                                  f"--output_dir, or --fresh to move that one aside")
-        self.layout.prepare_root()
+        try:
+            self.layout.prepare_root()
+        except OSError as e:
+            raise UsageError(f"--output_dir {self.cfg.output_dir}: cannot be used as a "
+                             f"directory ({e.strerror})") from None
         self.store = Store(self.layout.state_dir)
         recovered = self.store.recover(lambda row: folder_verdict(self.layout, row.id))
         with self.store.transaction():
@@ -203,7 +207,7 @@ class Runner:
         if not self.joiner and self.cfg.source is not None:
             self.queue = self.ctx.Queue(maxsize=max(64, 4 * len(self.cfg.slots)))
             self.producer = self.ctx.Process(target=producer_main, name="hog-producer",
-                                             args=(self.cfg.source, self.queue, None))
+                                             args=(self.cfg.source, self.queue))
             self.producer.start()
         for slot in sorted(self.sched.slots):
             self._start_consumer(slot)

@@ -98,10 +98,6 @@ def text_jobs(path: str) -> Iterator[Job]:
         yield job
 
 
-def count_text_jobs(path: str) -> int:
-    return sum(1 for _ in text_lines(path))
-
-
 # ------------------------------------------------------------------ yielder
 def load_yielder(path: str):
     """Import ``path`` and return its ``yielder`` function; InputError if that fails."""

@@ -112,13 +112,37 @@ class Watch:
 
 
 def group_alive(pgid: int) -> bool:
+    """Does the process group still have a live (not zombie) member?
+
+    ``killpg(pgid, 0)`` alone also succeeds for a group holding only zombies (dead
+    children of a killed shell, waiting for init to reap them), which would make a
+    stop wait for nothing, so a positive answer is checked against ``/proc``."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return _live_member(pgid)
+
+
+def _live_member(pgid: int) -> bool:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True                       # no /proc: trust killpg
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -159,7 +183,7 @@ def sweep_leftovers(pgid: int, grace: float) -> bool:
 
     Returns True when something was left behind.
     """
-    if not signal_group(pgid, signal.SIGTERM):
+    if not signal_group(pgid, signal.SIGTERM) or not _live_member(pgid):
         return False
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and group_alive(pgid):

@@ -172,20 +172,18 @@ def test_bad_gpus_names_the_bad_item(tmp_path):
     assert job_dirs(tmp_path) == []
 
 
-def test_an_output_dir_holding_job_folders_is_refused_and_left_untouched(tmp_path):
-    job_file(tmp_path, "echo first-run")
-    assert run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0").returncode == 0
-    before = {p: p.read_bytes() for p in (tmp_path / "output").rglob("*") if p.is_file()
-              and ".hog" not in p.parts}
-    job_file(tmp_path, "echo second-run", "echo more")
+def test_an_output_dir_holding_job_folders_but_no_hog_queue_is_refused_and_left_untouched(
+        tmp_path):
+    folder = tmp_path / "output" / "job_0"
+    folder.mkdir(parents=True)
+    (folder / "job_0.OUT").write_text("someone else's results\n")
+    job_file(tmp_path, "echo second-run")
     r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0")
     assert r.returncode == 2
     assert "output" in one_line(r.stderr)
     assert_no_traceback(r.stderr)
-    after = {p: p.read_bytes() for p in (tmp_path / "output").rglob("*") if p.is_file()
-             and ".hog" not in p.parts}
-    assert after == before
-    assert out(job_dir(tmp_path, 0)) == "first-run\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["job_0.OUT"]
+    assert (folder / "job_0.OUT").read_text() == "someone else's results\n"
 
 
 def test_an_existing_output_dir_without_job_folders_is_used(tmp_path):
@@ -199,13 +197,14 @@ def test_an_existing_output_dir_without_job_folders_is_used(tmp_path):
     assert (tmp_path / "output" / "notes.txt").read_text() == "mine\n"
 
 
-def test_two_hogs_on_one_output_dir_the_second_is_refused(tmp_path):
+def test_a_second_hog_with_another_job_file_on_a_live_sweep_is_refused(tmp_path):
     job_file(tmp_path, "while [ ! -e release ]; do sleep 0.05; done", name="slow.txt")
     first = start_hog(tmp_path, "--job_file", "slow.txt", "--gpus", "0")
     wait_for(lambda: (job_dir(tmp_path, 0) / "INFO").exists(), 15, what="first hog's job")
     job_file(tmp_path, "echo second")
     r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0")
     assert r.returncode == 2
+    assert "slow.txt" in r.stderr and "jobs.txt" in r.stderr
     assert_no_traceback(r.stderr)
     (tmp_path / "release").touch()
     assert first.wait(20) == 0
