@@ -329,7 +329,7 @@ class Runner:
             self.progress.total = (self.progress.total or 0) + len(batch)
             self.ready.clear()
         elif batch:
-            counts = self.store.ingest(batch, self.resume)
+            counts = self.store.ingest(batch, self.resume, self.runner_id)
             self.ingested = [a + b for a, b in zip(self.ingested, counts)]
             self.progress.total = (self.progress.total or 0) + counts[0] + counts[1]
             self.ready.clear()      # new jobs may come before what we fetched

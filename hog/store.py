@@ -303,13 +303,14 @@ class Store:
         return changed
 
     # ---------------------------------------------------------- ingest
-    def ingest(self, jobs: Sequence[Job], resume: bool) -> Tuple[int, int, int]:
+    def ingest(self, jobs: Sequence[Job], resume: bool,
+               runner: Optional[int] = None) -> Tuple[int, int, int]:
         """Insert jobs from the sweep's source (``Job.index`` = source position).
 
         New positions are queued. An existing position with the same command is kept
         as it is (when ``resume``: a failed, interrupted or never-finished one is queued
         again); one whose command changed is queued again with the new command.
-        Returns (added, requeued, skipped as already succeeded).
+        Returns (added, requeued, skipped: succeeded before ``runner`` started).
         """
         requeued = skipped = 0
         now = time.time()
@@ -319,7 +320,7 @@ class Store:
             for chunk in _chunks(positions, 500):
                 marks = ",".join("?" * len(chunk))
                 for r in self.db.execute(
-                        f"SELECT source_pos, id, command, status FROM jobs "
+                        f"SELECT source_pos, id, command, status, runner FROM jobs "
                         f"WHERE source_pos IN ({marks})", chunk):
                     existing[r[0]] = r[1:]
             next_id = self._next_id()
@@ -330,7 +331,7 @@ class Store:
                     new_rows.append(self._row_values(next_id, job, job.index, now))
                     next_id += 1
                     continue
-                jid, command, status = old
+                jid, command, status, ran_by = old
                 if command != job.command:
                     self.db.execute(
                         "UPDATE jobs SET command = ?, spec = ?, name = ?, origin = ?, "
@@ -340,7 +341,7 @@ class Store:
                         (job.command, job_spec(job), job.name, job.where, job.priority, jid))
                     requeued += 1
                 elif status == "succeeded":
-                    skipped += 1
+                    skipped += ran_by is None or ran_by != runner
                 elif resume and status in RERUNNABLE:
                     self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
                                     "note = 'queued again on resume' WHERE id = ?", (jid,))
