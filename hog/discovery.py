@@ -17,25 +17,27 @@ class Gpu:
     memory_used_mib: Optional[int]
 
 
-def query_gpus(timeout: float = 10.0) -> Optional[List[Gpu]]:
-    """Every GPU ``nvidia-smi`` reports, or None when nvidia-smi is not available."""
+def _nvidia_smi(query: str, timeout: float) -> Optional[List[List[str]]]:
+    """Rows of ``nvidia-smi --QUERY --format=csv,noheader,nounits``, or None when
+    nvidia-smi is missing or fails."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None
     try:
-        out = subprocess.run(
-            [exe, "--query-gpu=index,uuid,name,memory.total,memory.used",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout, check=True).stdout
+        out = subprocess.run([exe, f"--{query}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=timeout, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    gpus = []
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 5 or not parts[0].isdigit():
-            continue
-        gpus.append(Gpu(parts[0], parts[1], parts[2], _int(parts[3]), _int(parts[4])))
-    return gpus
+    return [[p.strip() for p in line.split(",")] for line in out.splitlines() if line.strip()]
+
+
+def query_gpus(timeout: float = 10.0) -> Optional[List[Gpu]]:
+    """Every GPU ``nvidia-smi`` reports, or None when nvidia-smi is not available."""
+    rows = _nvidia_smi("query-gpu=index,uuid,name,memory.total,memory.used", timeout)
+    if rows is None:
+        return None
+    return [Gpu(r[0], r[1], r[2], _int(r[3]), _int(r[4]))
+            for r in rows if len(r) >= 5 and r[0].isdigit()]
 
 
 @dataclass(frozen=True)
@@ -47,22 +49,10 @@ class ComputeApp:
 
 def query_compute_apps(timeout: float = 10.0) -> Optional[List[ComputeApp]]:
     """Processes using each GPU (``nvidia-smi --query-compute-apps``), or None."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
+    rows = _nvidia_smi("query-compute-apps=gpu_uuid,pid,used_memory", timeout)
+    if rows is None:
         return None
-    try:
-        out = subprocess.run(
-            [exe, "--query-compute-apps=gpu_uuid,pid,used_memory",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    apps = []
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 3 and parts[1].isdigit():
-            apps.append(ComputeApp(parts[0], int(parts[1]), _int(parts[2])))
-    return apps
+    return [ComputeApp(r[0], int(r[1]), _int(r[2])) for r in rows if len(r) >= 3 and r[1].isdigit()]
 
 
 def _int(text: str) -> Optional[int]:

@@ -313,7 +313,9 @@ class Runner:
             return
         batch: List[Job] = []
         ended = None
-        while len(batch) < INGEST_BATCH:
+        # While slots are idle, hand the first jobs over at once; then take big batches.
+        limit = INGEST_BATCH if self.running else max(4, 2 * len(self.sched.free))
+        while len(batch) < limit:
             if not self.queue._reader.poll():
                 if self.producer_exited and not batch:
                     ended = f"the job source process died (exit code {self.producer.exitcode})"
