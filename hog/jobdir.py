@@ -97,10 +97,14 @@ class Layout:
         return os.path.join(self.root, STATE_DIR)
 
     def prepare_root(self) -> None:
-        """Create the output directory and its private state folder (0700)."""
+        """Create the output directory and its private state folder (0700). An existing
+        state folder is left as it is: the store refuses it if others can write to it."""
         os.makedirs(self.root, exist_ok=True)
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        os.chmod(self.state_dir, 0o700)
+        try:
+            os.mkdir(self.state_dir, 0o700)
+        except FileExistsError:
+            return
+        os.chmod(self.state_dir, 0o700)     # whatever the umask
 
     def existing_job_folders(self, limit: int = 3) -> List[str]:
         """Up to ``limit`` names of job folders already in the output directory."""
@@ -170,6 +174,17 @@ class JobFolder:
         success = outcome.status is Status.SUCCEEDED
         body = f"status: {outcome.status.value}\nexit_code: {_scalar(outcome.exit_code)}\n"
         atomic_write(self.layout.marker_path(self.index, success), body)
+
+
+def read_info(layout: Layout, index: int) -> dict:
+    """A job folder's INFO as a mapping ({} if missing or unreadable)."""
+    import yaml
+    try:
+        with open(layout.info_path(index)) as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def folder_verdict(layout: Layout, index: int) -> Optional[str]:

@@ -25,7 +25,7 @@ from hog.consumer import CANCEL, KILL, consumer_main
 from hog.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.flags import SignalFlags
-from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields
+from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
 from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.producer import SourceSpec, producer_main
 from hog.scheduler import MEMORY, Capacity, Scheduler
@@ -119,7 +119,7 @@ class Runner:
             raise UsageError(f"--output_dir {self.cfg.output_dir}: cannot be used as a "
                              f"directory ({e.strerror})") from None
         self.store = Store(self.layout.state_dir)
-        recovered = self.store.recover(lambda row: folder_verdict(self.layout, row.id))
+        recovered = self.store.recover(self._folder_state)
         with self.store.transaction():
             live = self.store.live_runners()
             self._check_sweep(live)
@@ -133,6 +133,10 @@ class Runner:
         if self.joiner:
             self.source_done = True
             self.notices.append(f"joining {len(live)} active runner(s) on this queue")
+
+    def _folder_state(self, row: JobRow):
+        verdict = folder_verdict(self.layout, row.id)
+        return None if verdict is None else (verdict, read_info(self.layout, row.id))
 
     def _check_sweep(self, live) -> None:
         """Decide whether this run starts a sweep, resumes it, or joins it."""

@@ -74,6 +74,7 @@ JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, a
 FINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED, Status.TIMEOUT, Status.CANCELLED,
          Status.SKIPPED, Status.UNSCHEDULABLE)
 RERUNNABLE = ("failed", "interrupted", "timeout", "cancelled", "skipped", "unschedulable")
+RESUMED = ("failed", "interrupted", "timeout", "skipped", "unschedulable")   # not cancelled
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,9 @@ class Store:
     def recover(self, folder_status) -> List[Tuple[JobRow, str]]:
         """Reconcile jobs left ``running`` by runners that died.
 
-        ``folder_status(row)`` tells what the job folder says ('succeeded', 'failed',
-        ... or None). A folder with SUCCESS wins; anything else that was running is
+        ``folder_status(row)`` tells what the job folder says: None, or (verdict, INFO
+        mapping) with verdict 'succeeded' or 'failed'. A folder with SUCCESS wins (its
+        exit code and end time are taken from INFO); anything else that was running is
         recorded interrupted and queued again. Returns (row, new status) pairs.
         """
         changed = []
@@ -288,10 +290,13 @@ class Store:
             for row in rows:
                 if row.runner in live_ids and row.runner not in dead_ids:
                     continue
-                on_disk = folder_status(row)
-                if on_disk == "succeeded":
-                    self.db.execute("UPDATE jobs SET status = 'succeeded', runner = NULL, "
-                                    "note = 'recovered from its folder' WHERE id = ?", (row.id,))
+                verdict, info = folder_status(row) or (None, {})
+                if verdict == "succeeded":
+                    self.db.execute(
+                        "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
+                        "ended = ?, note = 'recovered from its folder' WHERE id = ?",
+                        (info.get("exit_code", 0), info.get("signal"),
+                         _timestamp(info.get("ended")) or time.time(), row.id))
                     changed.append((row, "succeeded"))
                 else:
                     self.db.execute(
@@ -342,7 +347,7 @@ class Store:
                     requeued += 1
                 elif status == "succeeded":
                     skipped += ran_by is None or ran_by != runner
-                elif resume and status in RERUNNABLE:
+                elif resume and status in RESUMED:
                     self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
                                     "note = 'queued again on resume' WHERE id = ?", (jid,))
                     requeued += 1
@@ -501,6 +506,17 @@ class _Transaction:
         return False
 
 
+def _timestamp(value) -> Optional[float]:
+    """Seconds since the epoch from INFO's ISO 8601 time (None if absent or bad)."""
+    from datetime import datetime
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
 def _chunks(items: Sequence, n: int):
     for i in range(0, len(items), n):
         yield items[i:i + n]
@@ -518,13 +534,27 @@ def runner_alive(r: RunnerRow) -> bool:
         return False
     if r.host != _host():
         return time.time() - r.heartbeat < STALE_HEARTBEAT_S
-    try:
-        os.kill(r.pid, 0)
-    except ProcessLookupError:
+    start = proc_start_time(r.pid)
+    if not start:                       # gone (or /proc unreadable: trust kill)
+        try:
+            os.kill(r.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not os.path.isdir("/proc/self")
+    if _zombie(r.pid):                  # exited, not yet reaped by its parent
         return False
-    except PermissionError:
-        return True
-    return not r.proc_start or proc_start_time(r.pid) == r.proc_start
+    return not r.proc_start or start == r.proc_start
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
+    except (OSError, ValueError):
+        return False
 
 
 def _runner_pid(store: "Store", runner: Optional[int]) -> str:

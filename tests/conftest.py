@@ -12,81 +12,21 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
 import pytest
 import yaml
 
-TAG_VAR = "HOG_TEST_TAG"
+from .procs import TAG_VAR, pid_alive, tagged_pids, wait_for  # noqa: F401
 MARKERS = ("SUCCESS", "FAILURE")
 INFO_FIELDS = ("name", "index", "command", "gpus", "slot", "host", "pid", "attempt",
                "status", "exit_code", "signal", "started", "ended", "duration_s")
 
 
 # ------------------------------------------------------------------ processes
-def _environ(pid: int) -> Optional[List[bytes]]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return None
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True
-    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
-
-
-def tagged_pids(tag: str, also: Iterable[bytes] = ()) -> List[int]:
-    """Live processes whose environment holds HOG_TEST_TAG=tag (and every entry of
-    ``also``), excluding this test process."""
-    needle = f"{TAG_VAR}={tag}".encode()
-    also = list(also)
-    me = os.getpid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        env = _environ(int(name))
-        if not env or needle not in env:
-            continue
-        if any(not any(e.startswith(a) for e in env) for a in also):
-            continue
-        if not _is_zombie(int(name)):
-            found.append(int(name))
-    return found
-
-
 def job_pids(tag: str) -> List[int]:
     """Live processes started by a hog job (they carry HOG_JOB_INDEX) of this test."""
     return tagged_pids(tag, also=[b"HOG_JOB_INDEX="])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02,
-             what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture
