@@ -196,7 +196,8 @@ def test_no_job_process_survives_a_sigkilled_hog(tmp_path, tag):
     hog.signal(signal.SIGKILL)
     hog.wait(5)
     wait_for(lambda: not job_pids(tag), 8, what="every job process to be gone")
-    assert not any(pid_alive(p) for p in everything)
+    # a process that is still exiting no longer shows its environment: wait for it too
+    assert_all_dead(everything)
     # hog's own helper processes (producer, slot processes) do not linger either
     wait_for(lambda: not tagged_pids(tag), 8, what="hog's helper processes to exit")
 
