@@ -15,7 +15,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 import multiprocess
 from multiprocess.connection import wait
@@ -205,7 +205,7 @@ class Runner:
             if g.memory_total_mib:
                 for key in (g.index, g.uuid):
                     if key in self.cfg.slots:
-                        self.sched.gpu_memory[key] = g.memory_total_mib * 2 ** 20
+                        self.sched.set_gpu_memory(key, g.memory_total_mib * 2 ** 20)
 
     def _start_processes(self) -> None:
         if not self.joiner and self.cfg.source is not None:
@@ -369,8 +369,7 @@ class Runner:
                 self._refill()
                 if not self.ready:
                     return
-            candidates = self._candidates()
-            placements = self.sched.schedule(candidates) if candidates else []
+            placements = self.sched.schedule(self._candidates())
             if not placements:
                 return
             by_id = {job.index: (row, job) for row, job in self.ready}
@@ -386,9 +385,9 @@ class Runner:
                 self._dispatch(Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
                                         attempt=attempt))
 
-    def _candidates(self) -> List[Job]:
-        """Queued jobs that may start: not impossible here, dependencies met."""
-        out = []
+    def _candidates(self) -> Iterator[Job]:
+        """Queued jobs that may start: not impossible here, dependencies met (lazily:
+        the scheduler stops asking once there is no room left)."""
         for row, job in list(self.ready):
             if MEMORY in dict(job.resources) and not self.memory_known:
                 self._learn_gpu_memory()
@@ -408,8 +407,7 @@ class Runner:
                     self.ready.remove((row, job))
                     self._skip(row, job, state)
                     continue
-            out.append(job)
-        return out
+            yield job
 
     def _dependencies(self, job: Job) -> str:
         """'ok' when every job named in ``after`` succeeded, 'wait' while one may still,

@@ -81,12 +81,21 @@ class Scheduler:
         self.unavailable: set = set()      # GPU ids others are using (free-memory checks)
         self.durations = 0.0
         self.ended = 0
+        self._gpus: Optional[List[str]] = None
+        self._verdicts: Dict[tuple, Optional[str]] = {}
 
     # --------------------------------------------------------- capacity
     def gpus(self) -> List[str]:
-        return sorted(set(s.gpu for s in self.slots.values()), key=_gpu_order)
+        if self._gpus is None:
+            self._gpus = sorted(set(s.gpu for s in self.slots.values()), key=_gpu_order)
+        return self._gpus
+
+    def _capacity_changed(self) -> None:
+        self._gpus = None
+        self._verdicts.clear()
 
     def add_slot(self, gpu: str) -> int:
+        self._capacity_changed()
         index = max(self.slots, default=-1) + 1
         self.slots[index] = Slot(index, gpu)
         self.free.add(index)
@@ -97,6 +106,7 @@ class Scheduler:
         if index in self.free:
             self.free.discard(index)
             del self.slots[index]
+            self._capacity_changed()
             return True
         self.retiring.add(index)
         return False
@@ -116,7 +126,20 @@ class Scheduler:
 
     # ------------------------------------------------------------ rules
     def never_fits(self, job: Job) -> Optional[str]:
-        """Why ``job`` can never run on this runner, or None."""
+        """Why ``job`` can never run on this runner, or None (remembered per job until
+        the capacity changes)."""
+        key = (job.index, job.gpus, job.gpu_ids, job.resources)
+        if key not in self._verdicts:
+            if len(self._verdicts) > 4096:
+                self._verdicts.clear()
+            self._verdicts[key] = self._never_fits(job)
+        return self._verdicts[key]
+
+    def set_gpu_memory(self, gpu: str, size: float) -> None:
+        self.gpu_memory[gpu] = size
+        self._capacity_changed()
+
+    def _never_fits(self, job: Job) -> Optional[str]:
         gpus = self.gpus()
         if job.gpus == 0:
             if self.cpu_total == 0:
@@ -157,6 +180,10 @@ class Scheduler:
         for job in candidates:
             if not self.has_room():
                 break
+            if job.gpus and not self.free:
+                if not self.cpu_free:
+                    break
+                continue                # no GPU slot free: only CPU jobs can start now
             if job.index in self.running or self.never_fits(job):
                 continue
             p = self._fit(job)
@@ -194,6 +221,7 @@ class Scheduler:
             if i in self.retiring:
                 self.retiring.discard(i)
                 del self.slots[i]
+                self._capacity_changed()
                 gone.append(i)
             else:
                 self.free.add(i)
