@@ -377,7 +377,7 @@ class Runner:
                 row, job = by_id[p.job_id]
                 self.ready.remove((row, job))
                 gpus = ",".join(p.gpu_ids)
-                attempt = self.store.claim(row.id, self.runner_id, p.slot, gpus)
+                attempt = self.store.claim(row.id, row.attempt, self.runner_id, p.slot, gpus)
                 if attempt is None:     # another runner took it, or it was cancelled
                     self.sched.release(p.job_id, ran=False)
                     continue
@@ -388,26 +388,43 @@ class Runner:
     def _candidates(self) -> Iterator[Job]:
         """Queued jobs that may start: not impossible here, dependencies met (lazily:
         the scheduler stops asking once there is no room left)."""
-        for row, job in list(self.ready):
+        snapshot = list(self.ready)
+        for i, (row, job) in enumerate(snapshot):
+            if job.gpus and not self.sched.free:
+                # every GPU slot is busy: of the rest, only CPU-only jobs can start now
+                cpu_jobs = [entry for entry in snapshot[i + 1:] if not entry[1].gpus]
+                if cpu_jobs and self.sched.cpu_free:
+                    yield from self._check_cpu_jobs(cpu_jobs)
+                return
             if MEMORY in dict(job.resources) and not self.memory_known:
                 self._learn_gpu_memory()
-            why = self.sched.never_fits(job)
-            if why:
+            if self._startable(row, job):
+                yield job
+
+    def _check_cpu_jobs(self, entries) -> Iterator[Job]:
+        for row, job in entries:
+            if (row, job) in self.ready and self._startable(row, job):
+                yield job
+
+    def _startable(self, row: JobRow, job: Job) -> bool:
+        """False (and the job dealt with) if it can never run here or its dependencies
+        failed; False while its dependencies are still running."""
+        why = self.sched.never_fits(job)
+        if why:
+            self.ready.remove((row, job))
+            self._cannot_run_here(row, job, job.name or self.layout.folder_name(job.index), why)
+            return False
+        if job.after:
+            state = self._dependencies(job)
+            if state == "wait":
+                self.waiting_deps.add(job.index)
+                return False
+            self.waiting_deps.discard(job.index)
+            if state != "ok":
                 self.ready.remove((row, job))
-                self._cannot_run_here(row, job, job.name or self.layout.folder_name(job.index),
-                                      why)
-                continue
-            if job.after:
-                state = self._dependencies(job)
-                if state == "wait":
-                    self.waiting_deps.add(job.index)
-                    continue
-                self.waiting_deps.discard(job.index)
-                if state != "ok":
-                    self.ready.remove((row, job))
-                    self._skip(row, job, state)
-                    continue
-            yield job
+                self._skip(row, job, state)
+                return False
+        return True
 
     def _dependencies(self, job: Job) -> str:
         """'ok' when every job named in ``after`` succeeded, 'wait' while one may still,

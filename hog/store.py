@@ -378,19 +378,18 @@ class Store:
         return self._rows("WHERE status = 'queued' ORDER BY priority DESC, id LIMIT ?",
                           (limit,))
 
-    def claim(self, job_id: int, runner: int, slot: int, gpus: str) -> Optional[int]:
-        """Mark a queued job running on this runner; its new attempt number, or None
-        when another runner took it first (or it was cancelled)."""
-        with self.transaction():
-            cur = self.db.execute(
-                "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
-                "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
-                "started = ?, ended = NULL, note = '' WHERE id = ? AND status = 'queued'",
-                (runner, slot, gpus, time.time(), job_id))
-            if cur.rowcount != 1:
-                return None
-            return self.db.execute("SELECT attempt FROM jobs WHERE id = ?",
-                                   (job_id,)).fetchone()[0]
+    def claim(self, job_id: int, attempts: int, runner: int, slot: int,
+              gpus: str) -> Optional[int]:
+        """Mark a queued job running on this runner, if it is still queued with
+        ``attempts`` attempts behind it (one statement, so atomic); returns its new
+        attempt number, or None when another runner took it first or it changed."""
+        cur = self.db.execute(
+            "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
+            "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
+            "started = ?, ended = NULL, note = '' "
+            "WHERE id = ? AND status = 'queued' AND attempt = ?",
+            (runner, slot, gpus, time.time(), job_id, attempts))
+        return attempts + 1 if cur.rowcount == 1 else None
 
     def started(self, job_id: int, pid: int, started: float) -> None:
         self.db.execute("UPDATE jobs SET pid = ?, started = ? WHERE id = ?",
