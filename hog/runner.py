@@ -223,10 +223,11 @@ class Runner:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
                                  f"{self.monitor.error}")
             self.sched.set_unavailable(self.monitor.unavailable)
+        from hog.registry import Registry   # every runner says when it runs jobs,
+        self.registry = Registry()          # for those started with --wait_for_running
+        self.registry.update(0)
         if self.cfg.wait_for_running:
-            from hog.registry import Registry
-            self.registry = Registry()
-            self.registry.update(0)
+            self._note_others_running(self.registry.others_running())
 
     def _start_consumer(self, slot: int) -> None:
         ours, theirs = self.ctx.Pipe(duplex=True)
@@ -362,7 +363,7 @@ class Runner:
 
     def _fill(self) -> None:
         """Start queued jobs while there is room and the planner finds a place."""
-        if self.stopping or (self.registry is not None and self._others_running):
+        if self.stopping or self._others_running:
             return
         while self.sched.has_room():
             if not self.ready:
@@ -588,13 +589,8 @@ class Runner:
             busy = sorted(g for g in self.monitor.unavailable if g in self.cfg.slots)
             self.display.message(f"GPU(s) in use by others, no new jobs there: "
                                  f"{','.join(busy) or 'none now'}")
-        if self.registry is not None:
-            others = self.registry.others_running()
-            if others != self._others_running:
-                self._others_running = others
-                if others:
-                    self.display.message("--wait_for_running: another hog runner of yours "
-                                         "is running jobs; waiting")
+        if self.cfg.wait_for_running:
+            self._note_others_running(self.registry.others_running())
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + HEARTBEAT_S
             self.store.heartbeat(self.runner_id)
@@ -617,6 +613,21 @@ class Runner:
         spec = self.store.take_gpus_request(self.runner_id)
         if spec is not None:
             self._change_slots(spec)
+
+    def _note_others_running(self, others: bool) -> None:
+        if others == self._others_running:
+            return
+        self._others_running = others
+        if others:
+            self._say("--wait_for_running: another hog runner of yours is running jobs; "
+                      "waiting")
+
+    def _say(self, text: str) -> None:
+        """A message for the user: shown now, or once the display has started."""
+        if hasattr(self, "display"):
+            self.display.message(text)
+        else:
+            self.notices.append(text)
 
     def _refresh_total(self) -> None:
         counts = self.store.counts()

@@ -75,7 +75,8 @@ class Scheduler:
         self.gpu_memory = dict(capacity.gpu_memory)
         self.mem_used: Counter = Counter()
         self.cpu_total = capacity.cpu_slots
-        self.cpu_free = list(range(-1, -capacity.cpu_slots - 1, -1))   # CPU slots: -1, -2, ...
+        # CPU slots are -1, -2, ... (shown as cpu0, cpu1, ...); the list's end is taken first
+        self.cpu_free = list(range(-capacity.cpu_slots, 0))
         self.load: Counter = Counter()
         self.running: Dict[int, _Alloc] = {}
         self.unavailable: set = set()      # GPU ids others are using (free-memory checks)
@@ -158,11 +159,13 @@ class Scheduler:
             if not self.gpu_memory:
                 return f"needs memory={_size(memory)} per GPU; this runner knows no GPU memory " \
                        f"(no nvidia-smi: give --gpu_memory)"
-            fitting = [g for g in (job.gpu_ids or gpus) if self.gpu_memory.get(g, 0) >= memory]
+            allowed = job.gpu_ids or gpus
+            fitting = [g for g in allowed if self.gpu_memory.get(g, 0) >= memory]
             if len(fitting) < job.gpus:
-                most = max(self.gpu_memory.values())
-                return f"needs memory={_size(memory)} per GPU; the largest GPU here has " \
-                       f"{_size(most)}"
+                most = max(self.gpu_memory.get(g, 0) for g in allowed)
+                where = "the largest GPU here" if not job.gpu_ids else \
+                    f"the largest of GPU {','.join(job.gpu_ids)}"
+                return f"needs memory={_size(memory)} per GPU; {where} has {_size(most)}"
         for name, amount in named_resources(job):
             if name not in self.resources:
                 return f"needs {name}={amount:g}; this runner has no {name}"

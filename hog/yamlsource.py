@@ -29,7 +29,7 @@ from hog.errors import InputError
 from hog.model import Job
 from hog.options import KNOWN, job_kwargs
 
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")     # {key}, but ${VAR} stays bash's
 _TOP = ("defaults", "jobs", "sweeps")
 
 

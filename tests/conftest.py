@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from .procs import TAG_VAR, pid_alive, tagged_pids, wait_for  # noqa: F401
+
+CHECKOUT = Path(__file__).resolve().parent.parent
 MARKERS = ("SUCCESS", "FAILURE")
 INFO_FIELDS = ("name", "index", "command", "gpus", "slot", "host", "pid", "attempt",
                "status", "exit_code", "signal", "started", "ended", "duration_s")
@@ -42,6 +44,9 @@ def no_leaks(monkeypatch):
     """Give the test a unique tag; afterwards fail if any tagged process is alive."""
     tag = f"hogtest-{uuid.uuid4().hex}"
     monkeypatch.setenv(TAG_VAR, tag)
+    # every hog a test starts imports this checkout's hog, whatever else is installed
+    old = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(CHECKOUT) + (os.pathsep + old if old else ""))
     for var in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HOG_JOB_INDEX", "HOG_JOB_NAME",
                 "HOG_JOB_DIR", "HOG_SLOT", "HOG_ATTEMPT"):
         monkeypatch.delenv(var, raising=False)

@@ -5,7 +5,7 @@ hand, or that ``simulate`` moves from one job end to the next.
 """
 import itertools
 from collections import Counter
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import pytest
 
