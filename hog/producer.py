@@ -3,15 +3,21 @@
 It runs in its own process, so a slow or heavy source (a yielder that imports a
 framework, or pauses for minutes between items) never holds up the runner, and
 the queue's bound gives back-pressure: memory does not grow with the source.
-Messages are pickled tuples: ``("job", Job)``, ``("end", n)``, ``("error", text)``.
+Messages are pickled tuples: ``("job", Job)``, ``("total", n)`` (a file source's job
+count, from a thread that reads the file once more after the first job is out, so the view
+can show an ETA), ``("end", n)``, ``("error", text)``.
 """
+import os
 import pickle
 import signal
+import stat
+import threading
 from dataclasses import dataclass
+from typing import Optional
 
 from hog.errors import HogError
 from hog.flags import SignalFlags, set_parent_death_signal
-from hog.sources import SourceError, text_jobs, yielder_jobs
+from hog.sources import SourceError, text_jobs, text_lines, yielder_jobs
 
 
 @dataclass(frozen=True)
@@ -35,19 +41,47 @@ def open_source(spec: SourceSpec):
     raise ValueError(spec.kind)
 
 
+def count_jobs(spec: SourceSpec) -> Optional[int]:
+    """How many jobs a file source holds (None for sources that are not files, or when
+    the file cannot be read to the end: the stream reports that error itself)."""
+    try:
+        if not stat.S_ISREG(os.stat(spec.path).st_mode):   # a pipe can be read only once
+            return None
+        if spec.kind == "text":
+            return sum(1 for _ in text_lines(spec.path))
+        if spec.kind == "yaml":
+            from hog.yamlsource import yaml_jobs
+            return sum(1 for _ in yaml_jobs(spec.path))
+    except Exception:  # noqa: BLE001 - counting is a nicety; reading reports errors
+        return None
+    return None
+
+
+def _put_count(spec: SourceSpec, put) -> None:
+    total = count_jobs(spec)
+    if total is not None:
+        put(pickle.dumps(("total", total), pickle.HIGHEST_PROTOCOL))
+
+
 def produce(spec: SourceSpec, put) -> None:
     """Put every job of ``spec`` with ``put``, then an end or error message."""
     n = 0
+    counter = None
     try:
         for job in open_source(spec):
             put(pickle.dumps(("job", job), pickle.HIGHEST_PROTOCOL))
             n += 1
+            if counter is None and spec.kind in ("text", "yaml"):
+                counter = threading.Thread(target=_put_count, args=(spec, put), daemon=True)
+                counter.start()
         message = ("end", n)
     except (HogError, SourceError) as e:
         message = ("error", str(e))
     except Exception as e:  # noqa: BLE001 - reported, not raised, so jobs already queued run
         message = ("error", f"{spec.path}: reading the job source failed: "
                             f"{type(e).__name__}: {e}")
+    if counter is not None:
+        counter.join()
     put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 

@@ -35,6 +35,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
 TICK_S = 0.5
 INGEST_BATCH = 500
 READY_AHEAD = 64
+LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless yielder is fine)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,10 @@ class Runner:
         self.detached = False
         self.resume = False
         self.ingested = [0, 0, 0]   # added, queued again, skipped (succeeded)
+        self.received = 0           # jobs taken from the producer
+        self.source_total: Optional[int] = None   # jobs in the source, once counted
+        self.base_total = 0         # finished + running + queued in the store
+        self.ahead = 0              # queued jobs in the store not yet started (estimate)
         self.next_tick = 0.0
         self._others_running = False
         self.next_heartbeat = 0.0
@@ -289,7 +294,7 @@ class Runner:
         objs = [wake_r] + list(self.conns.values())
         if self.producer is not None and not self.producer_exited:
             objs.append(self.producer.sentinel)
-        if self.producer is not None and not self.source_done:
+        if self._may_ingest():
             objs.append(self.queue._reader)
         return objs
 
@@ -313,8 +318,9 @@ class Runner:
 
     # ---------------------------------------------------------- ingest
     def _ingest(self) -> None:
-        """Move jobs the producer has ready into the store, a batch at a time."""
-        if self.producer is None or self.source_done:
+        """Move jobs the producer has ready into the store, a batch at a time, staying at
+        most LOOKAHEAD jobs ahead of the slots."""
+        if not self._may_ingest():
             return
         batch: List[Job] = []
         ended = None
@@ -328,21 +334,40 @@ class Runner:
             kind, *rest = pickle.loads(self.queue.get())
             if kind == "job":
                 batch.append(rest[0])
+            elif kind == "total":
+                self.source_total = rest[0]
             else:
                 ended = rest[0] if kind == "error" else ""
                 break
+        self.received += len(batch)
         if batch and self.cfg.source.kind == "watch":
             self.store.add(batch)           # scripts are new jobs, not source positions
-            self.progress.total = (self.progress.total or 0) + len(batch)
+            self.base_total += len(batch)
+            self.ahead += len(batch)
             self.ready.clear()
         elif batch:
             counts = self.store.ingest(batch, self.resume, self.runner_id)
             self.ingested = [a + b for a, b in zip(self.ingested, counts)]
-            self.progress.total = (self.progress.total or 0) + counts[0] + counts[1]
+            self.base_total += counts[0] + counts[1]
+            self.ahead += counts[0] + counts[1]
             self.ready.clear()      # new jobs may come before what we fetched
+        self._show_total()
         if ended is not None:
             self._source_ended(ended)
             self._refresh_total()
+
+    def _may_ingest(self) -> bool:
+        """Read on while fewer than LOOKAHEAD jobs wait, or while nothing runs (so a queue
+        whose head cannot start yet never stalls the source)."""
+        if self.producer is None or self.source_done:
+            return False
+        return self.ahead < LOOKAHEAD or not self.running
+
+    def _show_total(self) -> None:
+        unread = 0
+        if self.source_total is not None and not self.source_done:
+            unread = max(0, self.source_total - self.received)
+        self.progress.total = self.base_total + unread
 
     def _source_ended(self, error: str) -> None:
         self.source_done = True
@@ -379,6 +404,7 @@ class Runner:
                 self.ready.remove((row, job))
                 gpus = ",".join(p.gpu_ids)
                 attempt = self.store.claim(row.id, row.attempt, self.runner_id, p.slot, gpus)
+                self.ahead = max(0, self.ahead - 1)
                 if attempt is None:     # another runner took it, or it was cancelled
                     self.sched.release(p.job_id, ran=False)
                     continue
@@ -454,6 +480,7 @@ class Runner:
         now = time.time()
         d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
         self.store.set_status(row.id, status, why)
+        self.ahead = max(0, self.ahead - 1)
         self._write_folder_without_consumer(d, status, now, now, None, f"{name}: {why}")
         self._account(Outcome(index=row.id, name=name, slot=-1, status=status, exit_code=None,
                               signal=None, started=now, ended=now,
@@ -526,6 +553,7 @@ class Runner:
             self.monitor.ours = frozenset(self.pids.values())
         self.progress.running.pop(outcome.slot, None)
         if retry:
+            self.ahead += 1
             self.ready.clear()
             self.display.message(f"{outcome.name} attempt {outcome.attempt} ended "
                                  f"{outcome.status.value}; retrying")
@@ -631,7 +659,9 @@ class Runner:
 
     def _refresh_total(self) -> None:
         counts = self.store.counts()
-        self.progress.total = self.progress.finished + len(self.running) + counts.get("queued", 0)
+        self.ahead = counts.get("queued", 0)
+        self.base_total = self.progress.finished + len(self.running) + self.ahead
+        self._show_total()
 
     def _change_slots(self, spec: str) -> None:
         from hog.runner import slots_for
