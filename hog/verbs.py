@@ -137,7 +137,12 @@ def cmd_add(argv: List[str]) -> int:
         jobs = [Job(index=0, command=text, where="hog add", **options)]
     else:
         check_readable(args.job_file, "job file")
-        jobs = [Job(**{**j.__dict__, **options}) for j in text_jobs(args.job_file)]
+        if args.job_file.lower().endswith((".yaml", ".yml")):
+            from hog.yamlsource import yaml_jobs
+            read = yaml_jobs
+        else:
+            read = text_jobs
+        jobs = [Job(**{**j.__dict__, **options}) for j in read(args.job_file)]
     store = open_store(args.dir, create=True)
     ids = store.add(jobs)
     live = store.live_runners()

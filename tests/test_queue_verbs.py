@@ -137,6 +137,26 @@ def test_jobs_added_while_no_runner_is_active_wait_for_the_next_one(hq):
     assert [marker(d) for d in job_dirs(out)] == ["SUCCESS"] * 4
 
 
+@pytest.mark.timeout(60)
+def test_add_takes_a_yaml_job_file_with_its_options_and_sweeps(hq):
+    out, ran = hq.tmp / "out", hq.tmp / "ran.txt"
+    jobs = job_file(hq.tmp / "jobs.txt", [f"echo sweep >> {ran}"])
+    assert hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out).returncode == 0
+    more = hq.tmp / "more.yaml"
+    more.write_text("jobs:\n"
+                    f"  - {{cmd: 'echo cpu >> {ran}', name: prep, gpus: 0}}\n"
+                    "  - sweep:\n"
+                    f"      cmd: 'echo lr{{lr}} >> {ran}'\n"
+                    "      grid: {lr: [1, 2]}\n"
+                    "      after: [prep]\n")
+    r = hq.run("add", out, "--job_file", more)
+    assert r.returncode == 0 and "added 3 job(s)" in r.stdout, r.stdout + r.stderr
+    r = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts_of(ran) == {"sweep": 1, "cpu": 1, "lr1": 1, "lr2": 1}
+    assert info(job_dir(out, 1))["gpus"] == [], "the YAML option gpus: 0 was kept"
+
+
 # ----------------------------------------------------------------- stop
 @pytest.mark.timeout(60)
 def test_stop_drains_running_jobs_finish_with_success_nothing_new_starts_runner_exits(hq):
