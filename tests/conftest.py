@@ -108,21 +108,15 @@ def run_hog(cwd, *args, timeout: float = 60, env: Optional[Dict[str, Optional[st
                           capture_output=True, text=True, timeout=timeout)
 
 
-class Hog:
-    """A hog started in the background; its stdout/stderr go to files in ``cwd``."""
+class Background:
+    """A hog running in the background; its stdout/stderr go to files."""
 
-    def __init__(self, cwd: Path, args, env=None, new_session: bool = True):
-        self.cwd = Path(cwd)
-        n = len(list(self.cwd.glob("hog-*.stdout")))
-        self.out_path = self.cwd / f"hog-{n}.stdout"
-        self.err_path = self.cwd / f"hog-{n}.stderr"
-        self._out = open(self.out_path, "wb")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(hog_argv(*args), cwd=str(self.cwd), env=hog_env(env),
-                                     stdin=subprocess.DEVNULL, stdout=self._out,
-                                     stderr=self._err, start_new_session=new_session)
-        _STARTED.append(self.proc)
-        self.pid = self.proc.pid
+    def __init__(self, proc: subprocess.Popen, out_path: Path, err_path: Path, files=()):
+        self.proc = proc
+        self.pid = proc.pid
+        self.out_path = out_path
+        self.err_path = err_path
+        self._files = files
 
     @property
     def stdout(self) -> str:
@@ -149,15 +143,31 @@ class Hog:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"hog did not exit within {timeout}s\nstdout:\n{self.stdout}\n"
-                        f"stderr:\n{self.stderr}")
-        self._out.close()
-        self._err.close()
+            pytest.fail(f"hog (pid {self.pid}) did not exit within {timeout}s\n"
+                        f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+        for f in self._files:
+            f.close()
         return rc
 
     def wait_output(self, text: str, timeout: float = 10) -> None:
         wait_for(lambda: text.lower() in self.output.lower(), timeout,
                  what=f"{text!r} in hog's output")
+
+
+class Hog(Background):
+    """A hog started in the background in ``cwd``; output in ``cwd/hog-N.stdout``."""
+
+    def __init__(self, cwd: Path, args, env=None, new_session: bool = True):
+        cwd = Path(cwd)
+        n = len(list(cwd.glob("hog-*.stdout")))
+        out_path, err_path = cwd / f"hog-{n}.stdout", cwd / f"hog-{n}.stderr"
+        out, err = open(out_path, "wb"), open(err_path, "wb")
+        proc = subprocess.Popen(hog_argv(*args), cwd=str(cwd), env=hog_env(env),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=new_session)
+        _STARTED.append(proc)
+        super().__init__(proc, out_path, err_path, (out, err))
+        self.cwd = cwd
 
 
 def track(proc: subprocess.Popen) -> subprocess.Popen:

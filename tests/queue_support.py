@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 import pytest
 
@@ -35,54 +35,14 @@ _CLEAN_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HOG_JOB_INDEX", "HO
                "HOG_JOB_DIR", "HOG_SLOT", "HOG_ATTEMPT", "HOG_DETACHED", "PYTHONUNBUFFERED")
 
 
+from .conftest import Background, info, marker, markers, write  # noqa: F401
+from .conftest import out as job_out  # noqa: F401
 from .procs import (TAG_VAR, children_of, cpu_ticks, describe_pid, is_zombie, pid_alive,  # noqa: F401
                     proc_stat, read_environ, session_of, tagged_pids, wait_for)
 
 
 # --------------------------------------------------------------------- hog
-class BgHog:
-    """A hog started in the background; its stdout and stderr go to files."""
-
-    def __init__(self, proc: subprocess.Popen, out_path: Path, err_path: Path, files):
-        self.proc = proc
-        self.pid = proc.pid
-        self.out_path = out_path
-        self.err_path = err_path
-        self._files = files
-
-    @property
-    def stdout(self) -> str:
-        return self.out_path.read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def signal_group(self, sig: int) -> None:
-        os.killpg(self.pid, sig)
-
-    def wait(self, timeout: float = 30) -> int:
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"hog (pid {self.pid}) did not exit within {timeout}s\n"
-                        f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
-        for f in self._files:
-            f.close()
-        return rc
-
-    def wait_output(self, text: str, timeout: float = 10) -> None:
-        wait_for(lambda: text in self.output, timeout, what=f"{text!r} in hog's output")
+BgHog = Background
 
 
 class HogSession:
@@ -210,13 +170,6 @@ def hq(tmp_path):
 
 
 # --------------------------------------------------------------------- files
-def write(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 def job_file(path: Path, lines: Iterable[str]) -> Path:
     return write(path, "".join(line + "\n" for line in lines))
 
@@ -232,29 +185,6 @@ def job_dirs(out: Path, prefix: str = "job_") -> List[Path]:
     found = [p for p in out.iterdir()
              if p.is_dir() and p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
     return sorted(found, key=lambda p: int(p.name[len(prefix):]))
-
-
-def info(folder: Path) -> dict:
-    import yaml
-    with open(Path(folder) / "INFO") as f:
-        data = yaml.safe_load(f)
-    assert isinstance(data, dict), f"INFO of {folder} is not a YAML mapping"
-    return data
-
-
-def markers(folder: Path) -> List[str]:
-    return [m for m in ("SUCCESS", "FAILURE") if (Path(folder) / m).exists()]
-
-
-def marker(folder: Path) -> str:
-    found = markers(folder)
-    assert len(found) == 1, f"{folder}: expected exactly one marker, found {found}"
-    return found[0]
-
-
-def job_out(folder: Path) -> str:
-    folder = Path(folder)
-    return (folder / f"{folder.name}.OUT").read_text()
 
 
 def lines_of(path: Path) -> List[str]:
