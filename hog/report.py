@@ -307,16 +307,16 @@ def _summary(sweep: Sweep, counts: Counter, use: Usage, t0: float, t1: float) ->
         _card("Jobs", f"{total:,}", f"{done:,} finished" + (
             f", {counts['running']:,} running" if counts.get("running") else "") + (
             f", {counts['queued']:,} queued" if counts.get("queued") else ""), "jobs"),
-        _card("Wall time", fmt_duration(t1) if total else "&ndash;",
+        _card("Wall time", _duration(t1) if total else "&ndash;",
               f"from {html.escape(_clock(t0))}" + (" (still running)" if sweep.alive else "")),
         _card("GPU-slot utilisation", util_text,
-              f"busy {fmt_duration(use.busy_s)} of {fmt_duration(use.offered_s)} slot time"
-              f" offered; idle {fmt_duration(max(0.0, idle))}", "util"),
-        _card("Job durations", fmt_duration(_quantile(durations, 0.5)) if durations
+              f"busy {_duration(use.busy_s)} of {_duration(use.offered_s)} slot time"
+              f" offered; idle {_duration(max(0.0, idle))}", "util"),
+        _card("Job durations", _duration(_quantile(durations, 0.5)) if durations
               else "&ndash;",
-              f"median; p90 {fmt_duration(_quantile(durations, 0.9))}, max "
-              f"{fmt_duration(durations[-1])}" if durations else "no job has ended yet"),
-        _card("GPU time", fmt_duration(gpu_time), "sum over jobs of duration &times; GPUs"),
+              f"median; p90 {_duration(_quantile(durations, 0.9))}, max "
+              f"{_duration(durations[-1])}" if durations else "no job has ended yet"),
+        _card("GPU time", _duration(gpu_time), "sum over jobs of duration &times; GPUs"),
         _card("Runners", f"{len(sweep.runners)}",
               html.escape(", ".join(hosts)) + (f"; {len(sweep.alive)} active"
                                                 if sweep.alive else "")),
@@ -390,7 +390,7 @@ def _histogram(rows: List[JobRow]) -> str:
     bw = pw / n
     for i in range(n):
         x = left + i * bw
-        label = f"{fmt_duration(edges[i])} to {fmt_duration(edges[i + 1])}"
+        label = f"{_duration(edges[i])} to {_duration(edges[i + 1])}"
         y = head + ph
         for count, status, cls in ((ok_n[i], "succeeded", "ok"), (bad_n[i], "failed", "bad")):
             if not count:
@@ -404,13 +404,13 @@ def _histogram(rows: List[JobRow]) -> str:
     for i in _tick_indices(n):
         x = left + i * bw
         parts.append(f'<text class="axis" x="{x:.1f}" y="{h - bottom + 16}" '
-                     f'text-anchor="middle">{_short_duration(edges[i])}</text>')
+                     f'text-anchor="middle">{_duration(edges[i])}</text>')
     parts.append(f'<text class="axis" x="{left + pw / 2:.1f}" y="{h - 2}" '
                  f'text-anchor="middle">duration{" (log scale)" if log else ""}</text>')
     parts.append("</svg>")
     median = sorted(values)[len(values) // 2]
     caption = (f'<p class="caption">{len(values):,} jobs that ended; median '
-               f'{fmt_duration(median)}; {len(bad):,} did not succeed (red).</p>')
+               f'{_duration(median)}; {len(bad):,} did not succeed (red).</p>')
     return "".join(parts) + caption
 
 
@@ -429,9 +429,14 @@ def _nice_step(raw: float) -> int:
         step *= 10
 
 
-def _short_duration(s: float) -> str:
+def _duration(s: Optional[float]) -> str:
+    """Like the rest of hog (1m05s, 2h03m00s), and exact enough for short jobs."""
+    if s is None:
+        return "?"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
     if s < 10:
-        return f"{s:.2g}s" if s < 1 else f"{s:.1f}s"
+        return f"{s:.1f}s"
     return fmt_duration(s)
 
 
@@ -441,15 +446,20 @@ def _failures(sweep: Sweep, counts: Counter) -> str:
         return '<p class="empty">No job failed.</p>'
     layout = sweep.layout
     tails = {r.id: err_tail(layout, r.id) for r in failed[:MAX_TAILS_READ]}
-    common = Counter()
+    common: Counter = Counter()         # last lines of stderr, numbers aside
+    example: Dict[str, str] = {}
     for r in failed[:MAX_TAILS_READ]:
         last = next((line.strip() for line in reversed(tails[r.id].split("\n"))
-                     if line.strip()), "")
-        common[last[:200] or f"(no stderr; {r.status})"] += 1
+                     if line.strip()), "")[:200] or f"(no stderr; {r.status})"
+        key = re.sub(r"\d+", "#", last)
+        common[key] += 1
+        example.setdefault(key, last)
     out = []
     if len(failed) > 3 and len(common) < len(failed[:MAX_TAILS_READ]):
-        items = "".join(f"<li><b>{n:,}&times;</b> <code>{html.escape(line)}</code></li>"
-                        for line, n in common.most_common(8))
+        items = "".join(f"<li><b>{n:,}&times;</b> <code>{html.escape(example[key])}</code>"
+                        + (" <span class=\"dim\">(and alike)</span>" if n > 1 and key !=
+                           example[key] else "") + "</li>"
+                        for key, n in common.most_common(8))
         out.append(f'<div class="common"><h3>Most common last lines of stderr</h3>'
                    f'<ul>{items}</ul></div>')
     for n, r in enumerate(failed[:MAX_FAILURES_SHOWN]):
@@ -460,7 +470,9 @@ def _failures(sweep: Sweep, counts: Counter) -> str:
             how = f"exit code {r.exit_code}"
         else:
             how = html.escape(r.note or r.status)
-        duration = fmt_duration(r.ended - r.started) \
+        if r.status == "timeout" and r.job().timeout:
+            how += f" at its {_duration(r.job().timeout)} timeout"
+        duration = _duration(r.ended - r.started) \
             if r.started is not None and r.ended is not None else ""
         where = f"GPU {r.gpus}" if r.gpus else ("CPU" if r.slot is not None and r.slot < 0
                                                  else "")
@@ -489,6 +501,7 @@ def _runners(sweep: Sweep) -> str:
     if not sweep.runners:
         return '<p class="empty">No runner has worked on this sweep yet.</p>'
     rows = []
+    ran = Counter(a.runner for a in sweep.attempts)
     for r in sweep.runners:
         alive = r.id in sweep.alive
         start, end = runner_span(r, alive, sweep.now)
@@ -497,9 +510,11 @@ def _runners(sweep: Sweep) -> str:
         rows.append(f"<tr><td>{r.id}</td><td>{html.escape(r.host)}</td><td>{r.pid}</td>"
                     f"<td><code>{html.escape(r.gpus)}</code></td>"
                     f"<td>{html.escape(_clock(start, True))}</td>"
-                    f"<td>{fmt_duration(end - start)}</td><td>{state}</td></tr>")
+                    f"<td>{_duration(end - start)}</td><td>{ran[r.id]:,}</td>"
+                    f"<td>{state}</td></tr>")
     return ("<table class=\"runners\"><thead><tr><th>runner</th><th>host</th><th>pid</th>"
-            "<th>--gpus</th><th>started</th><th>ran for</th><th>state</th></tr></thead>"
+            "<th>--gpus</th><th>started</th><th>ran for</th><th>jobs run</th><th>state</th>"
+            "</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 

@@ -133,7 +133,9 @@
       ctx.fillStyle = C.grid; ctx.fillRect(0, groups[k].y, right, 1);
     }
     var tk = ticks(view.a, view.b, g.plotW);              // time axis
-    ctx.font = "11px " + FONT; ctx.textAlign = "center";
+    ctx.font = "11px " + FONT; ctx.fillStyle = C.muted;
+    ctx.fillText("from " + clock(0), 8, AXIS_H / 2 - 1);
+    ctx.textAlign = "center";
     for (var i = 0; i < tk.list.length; i++) {
       var x = Math.round(X(tk.list[i], g)) + 0.5;
       ctx.fillStyle = C.grid; ctx.fillRect(x - 0.5, AXIS_H - 4, 1, GANTT_H - AXIS_H);
@@ -151,7 +153,9 @@
         if ((pass === 0) !== ok) continue;
         var s = B.s[b], e = B.e[b];
         if (e < view.a || s > view.b) continue;
-        var x0 = X(s, g), x1 = X(e, g), w = Math.max(1, x1 - x0);
+        // whole device pixels, at least one CSS pixel: a short job keeps its true colour
+        var x0 = Math.floor(X(s, g) * dpr) / dpr, x1 = Math.round(X(e, g) * dpr) / dpr;
+        var w = Math.max(1, x1 - x0);
         if (w >= 4) w -= 1;                              // a gap between consecutive jobs
         var yb = laneY[B.lane[b]] + 3, h = RH - 6, f = B.flags[b];
         var col = color(st);
@@ -232,6 +236,47 @@
     }
     ctx.lineTo(X(view.b, g), Y(prev));
   }
+  function columnMeans(g) {
+    // time-weighted mean of busy / offered / CPU over each pixel column: what a step
+    // chart would show if it had more pixels than the sweep has slot changes
+    var cols = Math.max(1, Math.floor(g.plotW)), n = U.t.length, dt = (view.b - view.a) / cols;
+    var out = { busy: new Float64Array(cols), cap: new Float64Array(cols), cpu: new Float64Array(cols) };
+    var i = firstIndex(view.a);
+    for (var c = 0; c < cols; c++) {
+      var t = view.a + c * dt, end = t + dt, sb = 0, sc = 0, su = 0;
+      while (i + 1 < n && U.t[i + 1] <= t) i++;
+      while (t < end) {
+        var next = i + 1 < n ? Math.min(U.t[i + 1], end) : end;
+        if (U.t[i] <= t) { sb += U.busy[i] * (next - t); sc += U.cap[i] * (next - t); su += U.cpu[i] * (next - t); }
+        t = next;
+        if (t < end) i++;
+      }
+      out.busy[c] = sb / dt; out.cap[c] = sc / dt; out.cpu[c] = su / dt;
+    }
+    return out;
+  }
+  function pointsInView() {
+    return firstIndex(view.b) - firstIndex(view.a);
+  }
+  function drawMeans(ctx, g, base) {
+    var m = columnMeans(g), Y = function (v) { return base - v / ymax * USAGE_PLOT_H; };
+    ctx.fillStyle = C.idle;
+    for (var c = 0; c < m.cap.length; c++) {
+      if (m.cap[c] > m.busy[c]) ctx.fillRect(LABEL_W + c, Y(m.cap[c]), 1, Y(m.busy[c]) - Y(m.cap[c]));
+    }
+    ctx.fillStyle = C.busy;
+    for (c = 0; c < m.busy.length; c++) {
+      if (m.busy[c] > 0) ctx.fillRect(LABEL_W + c, Y(m.busy[c]), 1, base - Y(m.busy[c]));
+    }
+    function line(values, col, dash) {
+      ctx.beginPath();
+      for (var k = 0; k < values.length; k++) ctx.lineTo(LABEL_W + k + 0.5, Y(values[k]));
+      ctx.strokeStyle = col; ctx.lineWidth = 1.5; ctx.setLineDash(dash); ctx.stroke(); ctx.setLineDash([]);
+    }
+    line(m.cap, C.offered, []);
+    if (hasCpu) line(m.cpu, C.cpu, [5, 3]);
+    rendered.usageMode = "column means";
+  }
   function drawUsage() {
     var H = 8 + USAGE_PLOT_H + USAGE_AXIS_H;
     var g = UG = setup(usageCanvas, H), ctx = g.ctx, base = 8 + USAGE_PLOT_H, right = LABEL_W + g.plotW;
@@ -246,7 +291,10 @@
     ctx.fillText("GPU slots", 8, 8 + USAGE_PLOT_H / 2);
     ctx.save();
     ctx.beginPath(); ctx.rect(LABEL_W, 0, g.plotW, H); ctx.clip();
-    if (U.t.length) {
+    if (U.t.length && pointsInView() > g.plotW / 2) {
+      drawMeans(ctx, g, base);
+    } else if (U.t.length) {
+      rendered.usageMode = "steps";
       ctx.beginPath(); stepPath(ctx, g, U.cap, base); ctx.lineTo(X(view.b, g), base); ctx.closePath();
       ctx.fillStyle = C.idle; ctx.fill();
       ctx.beginPath(); stepPath(ctx, g, U.busy, base); ctx.lineTo(X(view.b, g), base); ctx.closePath();
@@ -273,6 +321,23 @@
     drawGantt();
     drawUsage();
     rendered.draws++;
+    rendered.view = [view.a, view.b];
+    publish();
+  }
+  function publish() {
+    rendered.renderMs = rendered.renderMs || Math.round(performance.now() - started);
+    document.getElementById("hog-rendered").textContent = JSON.stringify(rendered);
+  }
+  function setView(a, b) {          // the shown time range, kept in the URL (#t=A-B)
+    a = Math.max(0, a); b = Math.min(SPAN, b);
+    if (b - a < 0.01) b = Math.min(SPAN, a + 0.01);
+    view = { a: a, b: b };
+    var whole = a <= 0 && b >= SPAN;
+    try {
+      history.replaceState(null, "", whole ? location.pathname + location.search
+                                           : "#t=" + a.toFixed(3) + "-" + b.toFixed(3));
+    } catch (e) { /* some browsers refuse it for file: pages; the view still changes */ }
+    draw();
   }
 
   // ------------------------------------------------------------------ hover
@@ -350,7 +415,7 @@
   }
   [gantt, usageCanvas].forEach(function (c) {
     c.addEventListener("mousedown", function (ev) { startDrag(c, ev); });
-    c.addEventListener("dblclick", function () { view = { a: 0, b: SPAN }; draw(); });
+    c.addEventListener("dblclick", function () { setView(0, SPAN); });
   });
   window.addEventListener("mousemove", function (ev) {
     if (!drag) return;
@@ -365,17 +430,13 @@
     drag = null;
     d.sel.style.display = "none";
     if (Math.abs(d.x1 - d.x0) < 5) return;
-    var a = T(Math.min(d.x0, d.x1), g), b = T(Math.max(d.x0, d.x1), g);
-    if (b - a < 0.01) b = a + 0.01;
-    view = { a: a, b: b };
-    draw();
+    setView(T(Math.min(d.x0, d.x1), g), T(Math.max(d.x0, d.x1), g));
   });
-  document.getElementById("zoom-reset").addEventListener("click", function () { view = { a: 0, b: SPAN }; draw(); });
+  document.getElementById("zoom-reset").addEventListener("click", function () { setView(0, SPAN); });
   document.getElementById("zoom-out").addEventListener("click", function () {
     var w = (view.b - view.a) * 2, mid = (view.a + view.b) / 2;
-    var a = Math.max(0, mid - w / 2), b = Math.min(SPAN, a + w);
-    view = { a: Math.max(0, b - w), b: b };
-    draw();
+    var b = Math.min(SPAN, Math.max(0, mid - w / 2) + w);
+    setView(Math.max(0, b - w), b);
   });
   var resizeTimer = null;
   window.addEventListener("resize", function () {
@@ -384,7 +445,11 @@
   });
 
   // ------------------------------------------------------------------ go
-  draw();
+  var linked = /^#t=([0-9.]+)-([0-9.]+)$/.exec(location.hash);
+  if (linked && +linked[2] > +linked[1]) {
+    view = { a: Math.max(0, +linked[1]), b: Math.min(SPAN, +linked[2]) };
+    if (view.b - view.a < 0.01) view = { a: 0, b: SPAN };
+  }
   for (var b3 = 0; b3 < N; b3++) {
     if (B.flags[b3] & 1) rendered.earlier++;
     if (B.flags[b3] & 2) rendered.parts++;
@@ -392,7 +457,7 @@
   }
   rendered.histogramBars = document.querySelectorAll("svg.hist rect.bin").length;
   rendered.failures = document.querySelectorAll("details.failure").length;
-  rendered.renderMs = Math.round(performance.now() - started);
+  draw();                           // renderMs: from parsing the data to the first drawing
   rendered.sinceNavigationMs = Math.round(performance.now());
-  document.getElementById("hog-rendered").textContent = JSON.stringify(rendered);
+  publish();
 })();
