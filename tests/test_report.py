@@ -75,7 +75,8 @@ def render(page: Path, tmp_path: Path, size: Tuple[int, int] = (1400, 1500),
             "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
             f"--log-net-log={netlog}", "--enable-logging=stderr", "--v=0",
             f"--virtual-time-budget={budget_ms}", f"--window-size={size[0]},{size[1]}",
-            "--hide-scrollbars", f"--screenshot={png}", "--dump-dom", page.as_uri() + fragment]
+            "--run-all-compositor-stages-before-draw", "--hide-scrollbars",
+            f"--screenshot={png}", "--dump-dom", page.as_uri() + fragment]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=str(work))
     try:

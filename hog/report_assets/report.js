@@ -156,7 +156,7 @@
         // whole device pixels, at least one CSS pixel: a short job keeps its true colour
         var x0 = Math.floor(X(s, g) * dpr) / dpr, x1 = Math.round(X(e, g) * dpr) / dpr;
         var w = Math.max(1, x1 - x0);
-        if (w >= 4) w -= 1;                              // a gap between consecutive jobs
+        if (w >= 4) w -= w >= 12 ? 2 : 1;                // a gap between consecutive jobs
         var yb = laneY[B.lane[b]] + 3, h = RH - 6, f = B.flags[b];
         var col = color(st);
         ctx.fillStyle = (f & 1) ? hatch(ctx, col) : col;
