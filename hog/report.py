@@ -43,9 +43,9 @@ ASSETS = os.path.dirname(os.path.abspath(__file__))
 # ----------------------------------------------------------------- the data
 @dataclass(frozen=True)
 class Lane:
-    """A timeline row: one slot of one runner."""
+    """A timeline row: one slot of a group of runners (see ``runner_groups``)."""
 
-    runner: Optional[int]
+    runner: Optional[int]       # the group's first runner
     slot: int
     gpu: str                    # the slot's GPU id; "" for a CPU slot
 
@@ -93,18 +93,39 @@ def runner_span(r: RunnerRow, alive: bool, now: float) -> Tuple[float, float]:
     return r.started, max(r.started, end)
 
 
+def runner_groups(sweep: Sweep) -> Dict[int, List[RunnerRow]]:
+    """Runners that share timeline rows: on the same host with the same slots, one
+    after the other (a sweep run again, or resumed). Keyed by the first one's id."""
+    last_end: Dict[Optional[int], float] = {}
+    for a in sweep.attempts:
+        end = sweep.now if a.ended is None else a.ended
+        last_end[a.runner] = max(last_end.get(a.runner, end), end)
+    groups: Dict[int, List[RunnerRow]] = {}
+    ends: Dict[int, float] = {}
+    for r in sorted(sweep.runners, key=lambda r: (r.started, r.id)):
+        start, end = runner_span(r, r.id in sweep.alive, sweep.now)
+        end = max(end, last_end.get(r.id, end))
+        key = next((k for k, members in groups.items() if members[0].host == r.host
+                    and members[0].gpus == r.gpus and ends[k] <= start), r.id)
+        groups.setdefault(key, []).append(r)
+        ends[key] = max(ends.get(key, end), end)
+    return groups
+
+
 def lanes_and_bars(sweep: Sweep) -> Tuple[List[Lane], List[Bar]]:
-    """Rows per (runner, slot): every GPU slot a runner had (idle ones too), then the CPU
-    slots that ran something. A multi-GPU job is drawn on its first slot and, as a
-    part, on a free slot of each further GPU it held."""
+    """Rows per slot of each runner group: every GPU slot it had (idle ones too), then
+    the CPU slots that ran something. A multi-GPU job is drawn on its first slot and,
+    as a part, on a free slot of each further GPU it held."""
+    group_of = {r.id: key for key, members in runner_groups(sweep).items() for r in members}
     found: Dict[Tuple[Optional[int], int], Lane] = {}
     for r in sweep.runners:
         for i, gpu in enumerate(g for g in r.gpus.split(",") if g):
-            found[(r.id, i)] = Lane(r.id, i, gpu)
+            found.setdefault((group_of[r.id], i), Lane(group_of[r.id], i, gpu))
     for a in sweep.attempts:
-        if (a.runner, a.slot) not in found:
+        key = (group_of.get(a.runner), a.slot)
+        if key not in found:
             gpu = (a.gpus[0] if a.gpus else "?") if a.slot >= 0 else ""
-            found[(a.runner, a.slot)] = Lane(a.runner, a.slot, gpu)
+            found[key] = Lane(key[0], a.slot, gpu)
     order = sorted(found.values(), key=lambda ln: (ln.runner is None, ln.runner or 0,
                                                   ln.slot < 0, abs(ln.slot)))
     index = {(ln.runner, ln.slot): i for i, ln in enumerate(order)}
@@ -112,7 +133,7 @@ def lanes_and_bars(sweep: Sweep) -> Tuple[List[Lane], List[Bar]]:
     busy: Dict[int, List[Tuple[float, float]]] = {}
     for a in sweep.attempts:
         end = sweep.now if a.ended is None else a.ended
-        lane = index[(a.runner, a.slot)]
+        lane = index[(group_of.get(a.runner), a.slot)]
         bars.append(Bar(lane, a, end))
         busy.setdefault(lane, []).append((a.started, end))
     for spans in busy.values():
@@ -121,10 +142,11 @@ def lanes_and_bars(sweep: Sweep) -> Tuple[List[Lane], List[Bar]]:
         if a.slot < 0 or len(a.gpus) < 2:
             continue
         end = sweep.now if a.ended is None else a.ended
-        used = {index[(a.runner, a.slot)]}
+        group = group_of.get(a.runner)
+        used = {index[(group, a.slot)]}
         for gpu in a.gpus[1:]:
             for i, ln in enumerate(order):
-                if ln.runner == a.runner and ln.gpu == gpu and ln.slot >= 0 and i not in used \
+                if ln.runner == group and ln.gpu == gpu and ln.slot >= 0 and i not in used \
                         and not _overlaps(busy.get(i, []), a.started, end):
                     used.add(i)
                     bars.append(Bar(i, a, end, part=True))
@@ -254,11 +276,14 @@ def _timeline_data(sweep: Sweep, lanes: List[Lane], bars: List[Bar], use: Usage,
         cols["flags"].append((0 if a.latest else 1) | (2 if b.part else 0)
                              | (4 if a.ended is None else 0))
     multi = len({ln.runner for ln in lanes}) > 1
-    runner_host = {r.id: r.host for r in sweep.runners}
+    groups = runner_groups(sweep)
     lane_rows = []
     for ln in lanes:
-        group = "" if not multi else (f"runner {ln.runner} ({runner_host.get(ln.runner, '?')})"
-                                      if ln.runner is not None else "runner ?")
+        members = groups.get(ln.runner, [])
+        group = "" if not multi else (
+            f"runner{'s' if len(members) > 1 else ''} "
+            f"{', '.join(str(r.id) for r in members)} on {members[0].host}"
+            if members else "runner unknown")
         lane_rows.append({"label": ln.label, "slot": slot_label(ln.slot), "group": group,
                           "cpu": ln.slot < 0})
     return {

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -387,3 +388,41 @@ def test_report_of_10000_jobs_is_small_and_renders_every_bar_quickly(tmp_path):
     assert s["failures"] == 200          # listed with stderr; the rest are counted
     assert "and 200 more" in shown.dom
     assert s["renderMs"] < 10_000, f"drawing 10,000 jobs took {s['renderMs']} ms"
+
+
+@pytest.mark.timeout(120)
+def test_a_resumed_sweep_keeps_its_slot_rows_and_shows_each_attempt(tmp_path):
+    jobs = job_file(tmp_path, "echo no >&2; exit 3  # hog: name=bad", "true  # hog: name=ok")
+    for _ in range(2):                                  # the second run resumes the first
+        r = run_hog(tmp_path, "--job_file", jobs, "--gpus", "0,1", "--display", "plain")
+        assert r.returncode == 1, r.stderr
+    assert make_report(tmp_path, "output").returncode == 0
+    data = embedded_data((tmp_path / "output" / "report.html").read_text())
+    assert [(ln["label"], ln["slot"], ln["group"]) for ln in data["lanes"]] == [
+        ("GPU 0", "0", ""), ("GPU 1", "1", "")]         # one set of rows for both runs
+    bars = data["bars"]
+    shown = sorted((data["jobs"]["name"][j], a, data["statuses"][st], bool(f & 1))
+                   for j, a, st, f in zip(bars["job"], bars["att"], bars["st"], bars["flags"]))
+    assert shown == [("bad", 1, "failed", True), ("bad", 2, "failed", False),
+                     ("ok", 1, "succeeded", False)]
+
+
+@pytest.mark.timeout(120)
+def test_runners_working_side_by_side_get_their_own_rows(tmp_path):
+    go = tmp_path / "go"
+    hold = f"while [ ! -e {go} ]; do sleep 0.05; done"
+    jobs = job_file(tmp_path, *[f"{hold}  # hog: name=held{i}" for i in range(3)])
+    first = start_hog(tmp_path, "--job_file", jobs, "--gpus", "0", "--display", "plain")
+    wait_for(lambda: "start held0" in first.output, timeout=30, what="the first runner's job")
+    second = start_hog(tmp_path, "--job_file", jobs, "--gpus", "1,1", "--display", "plain")
+    wait_for(lambda: second.output.count("[hog] start held") == 2, timeout=30,
+             what="the second runner's two jobs")
+    go.touch()
+    assert first.wait(60) == 0 and second.wait(60) == 0
+    assert make_report(tmp_path, "output").returncode == 0
+    data = embedded_data((tmp_path / "output" / "report.html").read_text())
+    host = socket.gethostname()
+    assert [(ln["group"], ln["label"], ln["slot"]) for ln in data["lanes"]] == [
+        (f"runner 1 on {host}", "GPU 0", "0"),
+        (f"runner 2 on {host}", "GPU 1", "0"), (f"runner 2 on {host}", "GPU 1", "1")]
+    assert sorted(data["bars"]["lane"]) == [0, 1, 2]
