@@ -24,7 +24,7 @@ from hog.errors import UsageError
 from hog.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
                         replaced_atomically)
 from hog.model import slot_label
-from hog.results import Attempt, attempts, utc_iso, write_results
+from hog.results import Attempt, attempts, write_results
 from hog.store import HEARTBEAT_S, JobRow, RunnerRow, Store, runner_alive
 
 STATUS_ORDER = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "skipped",
@@ -332,11 +332,12 @@ def _summary(sweep: Sweep, counts: Counter, use: Usage, t0: float, t1: float) ->
         _card("Jobs", f"{total:,}", f"{done:,} finished" + (
             f", {counts['running']:,} running" if counts.get("running") else "") + (
             f", {counts['queued']:,} queued" if counts.get("queued") else ""), "jobs"),
-        _card("Wall time", _duration(t1) if total else "&ndash;",
+        _card("Wall time", _duration(t1) if sweep.attempts else "&ndash;",
               f"from {html.escape(_clock(t0))}" + (" (still running)" if sweep.alive else "")),
         _card("GPU-slot utilisation", util_text,
               f"busy {_duration(use.busy_s)} of {_duration(use.offered_s)} slot time"
-              f" offered; idle {_duration(max(0.0, idle))}", "util"),
+              f" offered; idle {_duration(max(0.0, idle))}" if use.offered_s
+              else "no runner has offered GPU slots yet", "util"),
         _card("Job durations", _duration(_quantile(durations, 0.5)) if durations
               else "&ndash;",
               f"median; p90 {_duration(_quantile(durations, 0.9))}, max "
@@ -354,6 +355,8 @@ def _quantile(values: Sequence[float], q: float) -> float:
 
 
 def _legend(counts: Counter, bars: List[Bar], use: Usage) -> str:
+    if not bars:
+        return '<span class="empty">No job has started yet.</span>'
     shown = {b.attempt.status for b in bars}
     items = [f'<span class="key"><i style="background:{COLORS[s]}"></i>{s}</span>'
              for s in STATUS_ORDER if s in shown]

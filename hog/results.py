@@ -78,6 +78,7 @@ def record(row: ResultRow, layout: Layout) -> dict:
 
 
 def records(store: Store, layout: Layout) -> Iterator[dict]:
+    """Every job's record, by index: what ``results.jsonl`` holds."""
     for row in store.result_rows():
         yield record(row, layout)
 
@@ -89,8 +90,7 @@ def write_results(store: Store, layout: Layout) -> Tuple[str, str]:
     with replaced_atomically(jsonl) as jf, replaced_atomically(csv_path) as cf:
         writer = csv.writer(cf, lineterminator="\n")
         writer.writerow(FIELDS)
-        for row in store.result_rows():
-            rec = record(row, layout)
+        for rec in records(store, layout):
             jf.write(dumps(rec) + "\n")
             writer.writerow(["" if v is None else v for v in rec.values()])
     return jsonl, csv_path
