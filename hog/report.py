@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from hog.display import fmt_duration
-from hog.errors import UsageError
+from hog.errors import HogError, UsageError
 from hog.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
                         replaced_atomically)
 from hog.model import slot_label
@@ -565,8 +566,11 @@ def write_report(directory: str, output: Optional[str] = None) -> str:
     finally:
         store.close()
     path = output or layout.sweep_file(REPORT_HTML)
-    with replaced_atomically(path) as f:
-        f.write(page)
+    try:
+        with replaced_atomically(path) as f:
+            f.write(page)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write the report ({e.strerror})") from None
     return path
 
 
@@ -575,14 +579,16 @@ def cmd_report(argv: List[str]) -> int:
         prog="hog report", description="Write DIR/report.html: a self-contained page with "
         "the sweep's summary, a timeline of every job per slot, GPU-slot use over time, "
         "durations and each failed job's stderr (also rewrites DIR/results.jsonl and "
-        "results.csv). Works while runners are active; never changes the sweep.")
+        "results.csv). Works while runners are active; never writes the queue.")
     p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
     p.add_argument("--output", "-o", metavar="FILE", help="where to write the page "
                    "(default: DIR/report.html)")
     args = p.parse_args(argv)
     try:
         path = write_report(args.dir, args.output)
-    except OSError as e:
+    except OSError as e:            # e.g. the store or a folder cannot be read
         raise UsageError(f"{e.filename or args.dir}: {e.strerror}") from None
+    except sqlite3.Error as e:
+        raise HogError(f"{args.dir}: cannot read the sweep's queue ({e})") from None
     print(path)
     return 0
