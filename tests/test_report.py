@@ -327,6 +327,11 @@ def test_report_of_a_missing_directory_or_one_without_a_sweep_is_a_one_line_erro
     assert "no hog sweep here" in r.stderr
     assert not (tmp_path / "plain" / "report.html").exists()
     assert os.listdir(tmp_path / "plain") == []
+    assert run_hog(tmp_path, "add", "queued", "--", "true").returncode == 0
+    r = make_report(tmp_path, "queued", "--output", tmp_path / "missing" / "r.html")
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"hog: error: {tmp_path / 'missing' / 'r.html'}: cannot write "
+                                f"the report (No such file or directory)")
 
 
 def synthetic_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3",
