@@ -44,6 +44,8 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog gpus DIR SPEC                           change a live runner's slots
   hog gpus                                    the GPUs that discovery sees
   hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
+  hog report DIR [--output FILE]              DIR/report.html: timeline per GPU slot,
+                                              utilisation, durations, failures' stderr
 """
 
 
@@ -162,8 +164,14 @@ def cmd_watch(argv: List[str]) -> int:
     return run(config)
 
 
+def cmd_report(argv: List[str]) -> int:
+    from hog.report import cmd_report as report
+    return report(argv)
+
+
 VERBS = {"gpus": cmd_gpus, "watch": cmd_watch, "status": _verb("status"), "add": _verb("add"),
-         "stop": _verb("stop"), "kill": _verb("kill"), "retry": _verb("retry")}
+         "stop": _verb("stop"), "kill": _verb("kill"), "retry": _verb("retry"),
+         "report": cmd_report}
 
 
 def parse_resources(text: Optional[str]) -> tuple:

@@ -11,19 +11,27 @@ microseconds, and ``yaml.safe_load`` reads it back exactly.
 """
 import json
 import os
+import re
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, List, Optional
 
 from hog.model import Outcome, Status
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
 STATE_DIR = ".hog"
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 INFO = "INFO"
 HOST = socket.gethostname()
+# Files about the whole sweep, beside the job folders.
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+REPORT_HTML = "report.html"
 
 
 def iso(ts: Optional[float]) -> Optional[str]:
@@ -31,6 +39,16 @@ def iso(ts: Optional[float]) -> Optional[str]:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+
+
+def from_iso(value) -> Optional[float]:
+    """Seconds since the epoch from an INFO time (None if absent or malformed)."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
 
 
 def _scalar(value) -> str:
@@ -67,6 +85,24 @@ def atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def replaced_atomically(path: str):
+    """A text file to write that replaces ``path`` in one step when the block ends
+    without an error (readers see the old file or the whole new one, never a part);
+    on an error ``path`` is left as it was."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 @dataclass(frozen=True)
 class Layout:
     """Paths of an output directory's job folders."""
@@ -95,6 +131,10 @@ class Layout:
     @property
     def state_dir(self) -> str:
         return os.path.join(self.root, STATE_DIR)
+
+    def sweep_file(self, name: str) -> str:
+        """A file about the whole sweep (``RESULTS_JSONL``, ``REPORT_HTML``, ...)."""
+        return os.path.join(self.root, name)
 
     def prepare_root(self) -> None:
         """Create the output directory and its private state folder (0700). An existing
@@ -185,6 +225,49 @@ def read_info(layout: Layout, index: int) -> dict:
     except (OSError, yaml.YAMLError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def earlier_attempts(layout: Layout, index: int) -> List[dict]:
+    """The INFO of each earlier attempt kept in a job folder (``INFO.1``, ``INFO.2``, ...),
+    oldest first; unreadable ones are left out."""
+    import yaml
+    try:
+        names = os.listdir(layout.folder(index))
+    except OSError:
+        return []
+    numbered = sorted(int(n[len(INFO) + 1:]) for n in names
+                      if n.startswith(INFO + ".") and n[len(INFO) + 1:].isdigit())
+    found = []
+    for n in numbered:
+        try:
+            with open(os.path.join(layout.folder(index), f"{INFO}.{n}")) as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            found.append(data)
+    return found
+
+
+def err_tail(layout: Layout, index: int, max_bytes: int = 4096, max_lines: int = 30) -> str:
+    """The end of a job's stderr as a terminal would show it: the last ``max_lines``
+    lines of at most ``max_bytes``, colour codes removed, and of a line rewritten with
+    carriage returns (progress bars) only its last version. '' if there is none."""
+    try:
+        with open(layout.err_path(index), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    text = _ANSI.sub("", data.decode("utf-8", "replace"))
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+    if size > max_bytes and len(lines) > 1:
+        lines = lines[1:]                   # the first one is cut
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-max_lines:])
 
 
 def folder_verdict(layout: Layout, index: int) -> Optional[str]:

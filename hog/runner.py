@@ -28,6 +28,7 @@ from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
 from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.producer import SourceSpec, producer_main
+from hog.results import save_results
 from hog.scheduler import MEMORY, Capacity, Scheduler
 from hog.store import HEARTBEAT_S, JobRow, Store
 
@@ -764,6 +765,7 @@ class Runner:
         if hasattr(self, "store"):
             if hasattr(self, "runner_id"):
                 self.store.retire_runner(self.runner_id)
+                save_results(self.store, self.layout)     # results.jsonl / .csv, atomically
             self.store.close()
         if hasattr(self, "display"):
             self.display.stop()

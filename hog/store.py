@@ -13,9 +13,10 @@ import sqlite3
 import stat
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from hog.errors import UsageError
+from hog.jobdir import from_iso
 from hog.model import Job, Status
 
 DB_NAME = "hog.sqlite"
@@ -109,6 +110,24 @@ class JobRow:
                    **spec)
 
 
+class ResultRow(NamedTuple):
+    """A job's columns for results files (``Store.result_rows``)."""
+    id: int
+    name: Optional[str]
+    command: str
+    status: str
+    exit_code: Optional[int]
+    signal: Optional[str]
+    attempt: int
+    gpus: Optional[str]
+    slot: Optional[int]
+    runner: Optional[int]
+    host: Optional[str]
+    started: Optional[float]
+    ended: Optional[float]
+    note: str
+
+
 @dataclass(frozen=True)
 class RunnerRow:
     id: int
@@ -165,7 +184,10 @@ def check_private(path: str, what: str) -> None:
 class Store:
     """One connection to a sweep's database."""
 
-    def __init__(self, state_dir: str, create: bool = True):
+    def __init__(self, state_dir: str, create: bool = True, readonly: bool = False):
+        """``readonly``: for views (reports) that must never write, even while runners
+        are active; implies ``create=False``."""
+        create = create and not readonly
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, DB_NAME)
         if create:
@@ -177,6 +199,16 @@ class Store:
         if create and not os.path.exists(self.path):
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         check_private(self.path, "the queue database")
+        if readonly:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            version = self.schema_version()
+            if version < SCHEMA_VERSION:
+                raise UsageError(f"{self.path}: written by an older hog (schema {version}); "
+                                 f"'hog status' on its directory upgrades it")
+            self._migrate()     # a newer schema: the same refusal as for writers
+            return
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA busy_timeout = 30000")
@@ -253,6 +285,10 @@ class Store:
             return row[0]
         return None
 
+    def all_runners(self) -> List[RunnerRow]:
+        """Every runner that ever worked on this queue, ended ones too (for reports)."""
+        return [RunnerRow(*r) for r in self.db.execute("SELECT * FROM runners ORDER BY id")]
+
     def active_runners(self) -> List[RunnerRow]:
         rows = self.db.execute("SELECT * FROM runners WHERE ended IS NULL ORDER BY id")
         return [RunnerRow(*r) for r in rows]
@@ -296,7 +332,7 @@ class Store:
                         "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
                         "ended = ?, note = 'recovered from its folder' WHERE id = ?",
                         (info.get("exit_code", 0), info.get("signal"),
-                         _timestamp(info.get("ended")) or time.time(), row.id))
+                         from_iso(info.get("ended")) or time.time(), row.id))
                     changed.append((row, "succeeded"))
                 else:
                     self.db.execute(
@@ -478,6 +514,15 @@ class Store:
         for r in cur:
             yield JobRow(*r)
 
+    def result_rows(self) -> Iterator["ResultRow"]:
+        """Every job with what a results file shows (its runner's host too), by id;
+        plain tuples, fast enough for 100,000 jobs at the end of a run."""
+        cur = self.db.execute(
+            "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
+            "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note "
+            "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
+        return map(ResultRow._make, cur)
+
     def row(self, job_id: int) -> Optional[JobRow]:
         rows = self._rows("WHERE id = ?", (job_id,))
         return rows[0] if rows else None
@@ -503,17 +548,6 @@ class _Transaction:
         if self.outer:
             self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
-
-
-def _timestamp(value) -> Optional[float]:
-    """Seconds since the epoch from INFO's ISO 8601 time (None if absent or bad)."""
-    from datetime import datetime
-    if isinstance(value, datetime):
-        return value.timestamp()
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
 
 
 def _chunks(items: Sequence, n: int):

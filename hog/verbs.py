@@ -34,14 +34,19 @@ def _parser(name: str, description: str) -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------- status
 def status_data(store: Store, directory: str, failed_limit: int = 1000) -> dict:
+    """What ``hog status --json`` prints. Its keys are always there (``counts`` has every
+    status, zeros included), so scripts can rely on them."""
+    from hog.model import Status
     now = time.time()
+    layout = Layout(directory, store.meta("prefix") or "job_")
     runners = []
     for r in store.active_runners():
         runners.append(dict(id=r.id, pid=r.pid, host=r.host, gpus=r.gpus,
                             alive=runner_alive(r), started=r.started,
                             heartbeat_age_s=round(now - r.heartbeat, 1), request=r.request))
     alive = {r["id"] for r in runners if r["alive"]}
-    running = [dict(id=r.id, name=r.name or f"job_{r.id}", slot=r.slot, gpus=r.gpus,
+    running = [dict(id=r.id, name=r.name or layout.folder_name(r.id),
+                    folder=layout.folder_name(r.id), slot=r.slot, gpus=r.gpus,
                     pid=r.pid, runner=r.runner, runner_alive=r.runner in alive,
                     attempt=r.attempt,
                     elapsed_s=None if r.started is None else round(now - r.started, 1),
@@ -50,12 +55,18 @@ def status_data(store: Store, directory: str, failed_limit: int = 1000) -> dict:
     failed = []
     for status in ("failed", "timeout", "interrupted", "unschedulable", "skipped"):
         for r in store.rows_with_status(status, failed_limit):
-            failed.append(dict(id=r.id, name=r.name, status=r.status, exit_code=r.exit_code,
-                               signal=r.signal, attempt=r.attempt, note=r.note))
+            failed.append(dict(id=r.id, name=r.name or layout.folder_name(r.id),
+                               folder=layout.folder_name(r.id), status=r.status,
+                               exit_code=r.exit_code, signal=r.signal, attempt=r.attempt,
+                               gpus=r.gpus, slot=r.slot, started=r.started, ended=r.ended,
+                               note=r.note))
     failed.sort(key=lambda f: f["id"])
+    found = store.counts()
+    counts = {s.value: found.pop(s.value, 0) for s in Status}
+    counts.update(found)
     return dict(output_dir=directory, source=store.meta("source"),
-                schema_version=store.schema_version(), counts=store.counts(),
-                runners=runners, running=running, failed=failed[:failed_limit])
+                schema_version=store.schema_version(), time=now, total=sum(counts.values()),
+                counts=counts, runners=runners, running=running, failed=failed[:failed_limit])
 
 
 def cmd_status(argv: List[str]) -> int:

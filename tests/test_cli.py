@@ -113,7 +113,8 @@ def test_prefix_names_the_job_folders_and_files(tmp_path):
     job_file(tmp_path, "echo a", "echo b")
     r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", "--prefix", "lr_sweep-")
     assert r.returncode == 0, r.stderr
-    names = sorted(p.name for p in (tmp_path / "output").iterdir() if not p.name.startswith("."))
+    names = sorted(p.name for p in (tmp_path / "output").iterdir()
+                   if p.is_dir() and not p.name.startswith("."))
     assert names == ["lr_sweep-0", "lr_sweep-1"]
     assert (tmp_path / "output" / "lr_sweep-1" / "lr_sweep-1.OUT").read_text() == "b\n"
     assert info(tmp_path / "output" / "lr_sweep-1")["name"] == "lr_sweep-1"

@@ -114,7 +114,7 @@ def test_a_checked_in_schema_v1_database_opens_shows_its_counts_and_resumes(hq):
     os.chmod(db_path(out), 0o600)
 
     st = hq.status(out)
-    assert st["counts"] == {"succeeded": 2, "failed": 1}
+    assert {k: n for k, n in st["counts"].items() if n} == {"succeeded": 2, "failed": 1}
     assert [(f["id"], f["status"], f["exit_code"]) for f in st["failed"]] == [(1, "failed", 3)]
     assert st["running"] == [] and all(not r["alive"] for r in st["runners"])
     text = hq.run("status", out)
