@@ -218,18 +218,21 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
             new = [r for r in rows if (r.id, r.attempt, r.ended) not in printed]
             if rows:
                 since = max(since, rows[-1].ended)
-            for r in started:
-                seen.add((r.id, r.attempt))
-                out.write(_start(view, r) + "\n")
-            if new:
-                counts = store.counts()
-                finished = sum(n for s, n in counts.items() if s not in ("queued", "running"))
-                for r in new:
-                    printed.add((r.id, r.attempt, r.ended))
-                    duration = (r.ended - r.started) if r.started and r.ended else 0.0
-                    out.write(end_line(view.name(r), r.status == "succeeded",
-                                       describe_end(r.status, r.exit_code, r.signal, r.note),
-                                       duration, finished, sum(counts.values())) + "\n")
+            # a job that started and ended between two looks gets its start line too
+            started += [r for r in new if (r.id, r.attempt) not in seen]
+            events = [(r.started or 0.0, 0, r) for r in started] + [(r.ended, 1, r) for r in new]
+            counts = store.counts() if new else {}
+            finished = sum(n for s, n in counts.items() if s not in ("queued", "running"))
+            for _, kind, r in sorted(events, key=lambda e: (e[0], e[1])):
+                if kind == 0:
+                    seen.add((r.id, r.attempt))
+                    out.write(_start(view, r) + "\n")
+                    continue
+                printed.add((r.id, r.attempt, r.ended))
+                duration = (r.ended - r.started) if r.started and r.ended else 0.0
+                out.write(end_line(view.name(r), r.status == "succeeded",
+                                   describe_end(r.status, r.exit_code, r.signal, r.note),
+                                   duration, finished, sum(counts.values())) + "\n")
             out.flush()
         if ended:
             return None
