@@ -44,6 +44,7 @@ class StoreView:
         self.running: List[JobRow] = []
         self.failures: List[JobRow] = []
         self.stats = (0, 0.0)
+        self.span: Tuple[Optional[float], Optional[float]] = (None, None)
 
     def name(self, row: JobRow) -> str:
         return row.name or self.layout.folder_name(row.id)
@@ -69,6 +70,7 @@ class StoreView:
         self.running = self.store.rows_with_status("running")
         self.failures = self.store.latest_ended(FAILED, LISTED_FAILURES)
         self.stats = self.store.duration_stats()
+        self.span = self.store.time_span()
 
     def snapshot(self, notice: str = "") -> Snapshot:
         c = self.counts
@@ -96,7 +98,10 @@ class StoreView:
         failures = tuple(FailureView(self.name(r), describe_end(r.status, r.exit_code, r.signal,
                                                                 r.note),
                                      self.layout.err_path(r.id)) for r in self.failures)
-        return Snapshot(title=self.directory, now=time.time(), started_at=self.started_at,
+        now, started_at = time.time(), self.started_at
+        if not self.runners and not self.slot_layout and self.span[0] is not None:
+            started_at, now = self.span[0], self.span[1] or self.span[0]   # a past sweep
+        return Snapshot(title=self.directory, now=now, started_at=started_at,
                         succeeded=c.get("succeeded", 0), failed=failed,
                         cancelled=c.get("cancelled", 0), running=running, queued=queued,
                         eta_s=eta_s(queued, running, ran, duration, len(self.slot_layout)),

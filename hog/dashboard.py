@@ -114,7 +114,8 @@ def render(s: Snapshot):
         Text(f"{100 * s.finished / total:.0f}%" if total else ""),
         Text(f"{s.finished}/{total if total is not None else '?'}"),
         Text(f"elapsed {fmt_duration(s.now - s.started_at)}", style="dim"),
-        Text("done" if s.ended else f"ETA {fmt_duration(s.eta_s)}", style="dim"))
+        Text(("stopped" if s.queued else "done") if s.ended else f"ETA {fmt_duration(s.eta_s)}",
+             style="dim"))
     counts = Text.assemble(
         (f"{s.succeeded} done  ", "green"),
         (f"{s.failed} failed  ", "bold red" if s.failed else "dim"),
@@ -135,7 +136,7 @@ def render(s: Snapshot):
             elapsed = None if v.started is None else max(0.0, s.now - v.started)
             table.add_row(v.label, v.gpus or "-", v.job, fmt_duration(elapsed),
                           Text(v.last_line, style="dim"))
-    parts = [head, counts, table]
+    parts = [head, counts] + ([table] if s.slots else [])
     if s.failures:
         more = s.failure_count - len(s.failures)
         parts.append(Text(f"latest failures ({s.failure_count} in all)" if more > 0

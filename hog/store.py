@@ -491,6 +491,10 @@ class Store:
         return self._rows(f"WHERE ended >= ? AND status IN ({marks}) ORDER BY ended, id "
                           f"LIMIT ?", (since, *[s.value for s in FINAL], limit))
 
+    def time_span(self) -> Tuple[Optional[float], Optional[float]]:
+        """(the first start, the last end) of the sweep's jobs; None where none is known."""
+        return tuple(self.db.execute("SELECT min(started), max(ended) FROM jobs").fetchone())
+
     def duration_stats(self) -> Tuple[int, float]:
         """(jobs that ran to an end, the sum of their durations in seconds)."""
         n, total = self.db.execute(
