@@ -264,7 +264,7 @@ def cmd_attach(argv: List[str]) -> int:
     p.add_argument("--plain", action="store_true",
                    help="plain lines even on a terminal")
     args = p.parse_args(argv)
-    from hog.display import _is_terminal
+    from hog.display import is_terminal
     from hog.verbs import open_store
     store = open_store(args.dir)
     try:
@@ -272,8 +272,8 @@ def cmd_attach(argv: List[str]) -> int:
         with SignalWait() as sig:
             view.refresh(force=True)
             if not view.runners:
-                return _no_runner(view, live=_is_terminal() and not args.plain)
-            if _is_terminal() and not args.plain:
+                return _no_runner(view, live=is_terminal() and not args.plain)
+            if is_terminal() and not args.plain:
                 left = attach_live(view, sig)
             else:
                 left = attach_plain(view, sig, sys.stdout)

@@ -204,7 +204,9 @@ class LiveDisplay(PlainDisplay):
 
     def message(self, text: str) -> None:
         try:
-            self.live.console.print(f"[bold]hog:[/bold] {text}", highlight=False, markup=True)
+            from rich.markup import escape
+            self.live.console.print(f"[bold]hog:[/bold] {escape(text)}", highlight=False,
+                                    markup=True)
         except (OSError, ValueError):
             pass
 
@@ -216,12 +218,12 @@ def make_display(progress: Progress, mode: str):
     """``auto``: live on a terminal, plain otherwise; or ``live``/``plain``/``quiet``."""
     if mode == "quiet":
         return PlainDisplay(progress, quiet=True)
-    if mode == "live" or (mode == "auto" and _is_terminal()):
+    if mode == "live" or (mode == "auto" and is_terminal()):
         return LiveDisplay(progress)
     return PlainDisplay(progress)
 
 
-def _is_terminal() -> bool:
+def is_terminal() -> bool:
     try:
         return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
     except (AttributeError, ValueError):
