@@ -24,6 +24,7 @@ from hog.tail import TailCache
 FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
 QUERY_S = 0.5          # the store is asked at most this often (and only when it changed)
 RUNNERS_S = 1.0        # runner liveness (a pid check) at most this often
+STARTING_S = 5.0       # how long a runner just started with --detach may take to register
 
 
 class StoreView:
@@ -271,6 +272,12 @@ def cmd_attach(argv: List[str]) -> int:
         view = StoreView(args.dir, store)
         with SignalWait() as sig:
             view.refresh(force=True)
+            if not view.runners and _just_detached(args.dir):
+                deadline = time.monotonic() + STARTING_S    # its runner is on its way
+                while not view.runners and time.monotonic() < deadline \
+                        and sig.exit_code is None:
+                    sig.wait([], 0.1)
+                    view.refresh(force=True)
             if not view.runners:
                 return _no_runner(view, live=is_terminal() and not args.plain)
             if is_terminal() and not args.plain:
@@ -287,6 +294,19 @@ def cmd_attach(argv: List[str]) -> int:
         return sig.exit_code or 0
     finally:
         store.close()
+
+
+def _just_detached(directory: str) -> bool:
+    """Was a runner started with --detach a moment ago (it may not be registered yet)?"""
+    from hog.detach import LOG_NAME
+    from hog.jobdir import STATE_DIR
+    from hog.tail import last_line
+    log = os.path.join(directory, STATE_DIR, LOG_NAME)
+    try:
+        recent = time.time() - os.path.getmtime(log) < STARTING_S
+    except OSError:
+        return False
+    return recent and last_line(log).startswith("--- hog started")    # and nothing since
 
 
 def _no_runner(view: StoreView, live: bool) -> int:

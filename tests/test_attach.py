@@ -3,6 +3,7 @@ process; leaving it (Ctrl-C, q) never stops the runner; when the runner ends,
 attach shows the final state and exits 0. Without a terminal: plain lines."""
 import re
 import subprocess
+import time
 
 from .conftest import (assert_no_traceback, hog_argv, hog_env, job_dir, job_dirs, job_file,
                        marker, pid_alive, run_hog, track, wait_for)
@@ -123,3 +124,23 @@ def test_attach_errors_are_one_line_with_exit_code_2(tmp_path):
     (tmp_path / "empty").mkdir()
     r = run_hog(tmp_path, "attach", "empty")
     assert r.returncode == 2 and "no hog sweep here" in r.stderr
+
+
+def test_attach_right_after_detach_waits_for_the_runner_to_register(tmp_path):
+    # what `hog --detach` leaves before its runner has opened the store: the log's header
+    assert run_hog(tmp_path, "add", "output", "--", "sleep 0.5").returncode == 0
+    log = tmp_path / "output" / ".hog" / "runner.log"
+    log.write_text("\n--- hog started 2024-01-01 00:00:00: --job_file jobs.txt\n")
+    attach = track(subprocess.Popen(hog_argv("attach", "output"), cwd=str(tmp_path),
+                                    env=hog_env(), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    time.sleep(1.5)       # the runner is slow to start; attach must not give up meanwhile
+    assert attach.poll() is None
+    job_file(tmp_path, "true")
+    runner = subprocess.run(hog_argv("--job_file", "jobs.txt", "--gpus", "0"), cwd=str(tmp_path),
+                            env=hog_env(), stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=30)
+    assert runner.returncode == 0
+    text, _ = attach.communicate(timeout=20)
+    assert attach.returncode == 0
+    assert "attached to output" in text and "no runner is active" not in text, text
