@@ -229,7 +229,7 @@ def cmd_run(argv: List[str]) -> int:
     return run(config)
 
 
-def run_config(args: argparse.Namespace, source) -> "RunConfig":
+def run_config(args: argparse.Namespace, source):
     """The run's configuration from the sweep options (checked: UsageError if bad).
     ``hog.run`` in Python goes through here too, so both take the same options."""
     from hog.runner import RunConfig, slots_for

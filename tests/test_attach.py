@@ -33,7 +33,7 @@ def release_all(tmp_path, n):
 
 def test_attach_on_a_terminal_shows_the_dashboard_of_a_detached_runner(tmp_path):
     runner = start_detached(tmp_path, f"echo epoch-1-loss-0.5; {release_gate(0)}",
-                            f"echo oops >&2; exit 6  # hog: name=broken",
+                            "echo oops >&2; exit 6  # hog: name=broken",
                             f"echo second-slot-output; {release_gate(1)}  # hog: name=other")
     term = Terminal(tmp_path, "attach", "output")
     term.wait_for(lambda t: rows_with(t, "job_0", "epoch-1-loss-0.5")
