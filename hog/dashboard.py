@@ -98,54 +98,83 @@ def eta_s(queued: Optional[int], running: int, finished: int, duration_sum: floa
 
 
 # ------------------------------------------------------------------ drawing
+BAR_WIDTH = 40
+JOB_WIDTH = 32
+
+
 def render(s: Snapshot):
     """The dashboard as a rich renderable: counts, a progress bar with the ETA, a row
-    per slot with its job's last output line, and the latest failures."""
+    per slot with its job's last output line, and the latest failures.
+
+    Every line is a plain ``Text`` laid out here (no rich ``Table``, whose layout
+    costs ten times more): the live view redraws it several times a second in the
+    runner's process, so each frame must stay well under a millisecond or two."""
     from rich.console import Group
-    from rich.progress_bar import ProgressBar
-    from rich.table import Table
     from rich.text import Text
 
     total = s.total
-    head = Table.grid(padding=(0, 1))
-    head.add_row(
-        Text("hog", style="bold"), Text(s.title, style="bold"),
-        ProgressBar(total=float(total) if total else None, completed=s.finished, width=40),
-        Text(f"{100 * s.finished / total:.0f}%" if total else ""),
-        Text(f"{s.finished}/{total if total is not None else '?'}"),
-        Text(f"elapsed {fmt_duration(s.now - s.started_at)}", style="dim"),
-        Text(("stopped" if s.queued else "done") if s.ended else f"ETA {fmt_duration(s.eta_s)}",
-             style="dim"))
+    head = Text.assemble(("hog ", "bold"), (s.title, "bold"), " ", *_bar(s.finished, total),
+                         f" {100 * s.finished / total:.0f}%" if total else "",
+                         f" {s.finished}/{total if total is not None else '?'}",
+                         (f"  elapsed {fmt_duration(s.now - s.started_at)}", "dim"),
+                         (f"  {_eta(s)}", "dim"))
     counts = Text.assemble(
         (f"{s.succeeded} done  ", "green"),
         (f"{s.failed} failed  ", "bold red" if s.failed else "dim"),
         (f"{s.running} running  ", "cyan"),
         (f"{'?' if s.queued is None else s.queued} queued", ""),
         (f"  {s.cancelled} cancelled" if s.cancelled else "", "dim"))
-    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold dim",
-                  expand=True)
-    table.add_column("slot", justify="right", no_wrap=True)
-    table.add_column("gpu", no_wrap=True)
-    table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=32)
-    table.add_column("elapsed", justify="right", no_wrap=True)
-    table.add_column("last output", no_wrap=True, overflow="ellipsis", ratio=1)
-    for v in s.slots:
-        if v.job is None:
-            table.add_row(v.label, v.gpu or "-", Text("idle", style="dim"), "", "")
-        else:
+    lines = [head, counts]
+    if s.slots:
+        wl = max(4, max(len(v.label) for v in s.slots))
+        wg = max(3, max(len(v.gpus if v.job else v.gpu or "-") for v in s.slots))
+        wj = min(JOB_WIDTH, max(4, max(len(v.job or "idle") for v in s.slots)))
+        lines.append(_line(Text(f"{'slot':>{wl}}  {'gpu':<{wg}}  {'job':<{wj}}  {'elapsed':>7}"
+                                f"  last output", style="bold dim")))
+        for v in s.slots:
+            if v.job is None:
+                lines.append(_line(Text.assemble(f"{v.label:>{wl}}  {v.gpu or '-':<{wg}}  ",
+                                                 ("idle", "dim"))))
+                continue
             elapsed = None if v.started is None else max(0.0, s.now - v.started)
-            table.add_row(v.label, v.gpus or "-", v.job, fmt_duration(elapsed),
-                          Text(v.last_line, style="dim"))
-    parts = [head, counts] + ([table] if s.slots else [])
+            lines.append(_line(Text.assemble(
+                f"{v.label:>{wl}}  {v.gpus or '-':<{wg}}  {_cut(v.job, wj):<{wj}}  "
+                f"{fmt_duration(elapsed):>7}  ", (v.last_line, "dim"))))
     if s.failures:
         more = s.failure_count - len(s.failures)
-        parts.append(Text(f"latest failures ({s.failure_count} in all)" if more > 0
+        lines.append(Text(f"latest failures ({s.failure_count} in all)" if more > 0
                           else "latest failures", style="bold red"))
-        fails = Table.grid(padding=(0, 2))
+        wn = min(JOB_WIDTH, max(len(f.name) for f in s.failures))
+        wh = max(len(f.how) for f in s.failures)
         for f in s.failures:
-            fails.add_row(Text(f"  {f.name}"), Text(f.how, style="red"),
-                          Text(shown_path(f.err_path), style="dim"))
-        parts.append(fails)
+            lines.append(_line(Text.assemble(f"  {_cut(f.name, wn):<{wn}}  ",
+                                             (f"{f.how:<{wh}}", "red"), "  ",
+                                             (shown_path(f.err_path), "dim"))))
     if s.notice:
-        parts.append(Text(s.notice, style="yellow"))
-    return Group(*parts)
+        lines.append(Text(s.notice, style="yellow"))
+    return Group(*lines)
+
+
+def _line(text):
+    """One screen line: cut at the terminal's width, never wrapped."""
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _bar(done: int, total: Optional[int]):
+    if not total:
+        return [("━" * BAR_WIDTH, "grey37")]
+    full = min(BAR_WIDTH, round(BAR_WIDTH * done / total))
+    return [("━" * full, "green" if done >= total else "magenta"),
+            ("━" * (BAR_WIDTH - full), "grey37")]
+
+
+def _eta(s: Snapshot) -> str:
+    if s.ended:
+        return "stopped" if s.queued else "done"
+    return f"ETA {fmt_duration(s.eta_s)}"
