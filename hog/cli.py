@@ -44,6 +44,8 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog gpus DIR SPEC                           change a live runner's slots
   hog gpus                                    the GPUs that discovery sees
   hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
+  hog attach DIR                              the live dashboard of a runner started elsewhere
+  hog logs DIR JOB [--err] [-f]               a job's output (-f: follow it until it ends)
   hog report DIR [--output FILE]              DIR/report.html: timeline per GPU slot,
                                               utilisation, durations, failures' stderr
 """
@@ -99,6 +101,15 @@ def run_parser() -> argparse.ArgumentParser:
           help="auto: a live view on a terminal, one line per job start/end otherwise")
     p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
                    help="print only the final summary")
+    _flag(p, "on_job_end", metavar="CMD",
+          help="run 'bash -c CMD' when a job ends, with HOG_JOB_NAME, HOG_JOB_STATUS, "
+               "HOG_JOB_EXIT_CODE, HOG_JOB_DIR, HOG_JOB_ERR, ... in its environment")
+    _flag(p, "on_finish", metavar="CMD",
+          help="run 'bash -c CMD' when the sweep ends, with HOG_SWEEP_STATUS, HOG_EXIT_CODE, "
+               "HOG_SUCCEEDED, HOG_FAILED, ... in its environment")
+    _flag(p, "hook_timeout", metavar="SECONDS", type=float, default=30.0,
+          help="a hook still running after this long is killed (default 30); hook output "
+               "and failures go to DIR/.hog/hooks.log")
     p.add_argument("--version", action="version", version=f"hog {__version__}")
     return p
 
@@ -129,10 +140,10 @@ def cmd_gpus(argv: List[str]) -> int:
     return 0
 
 
-def _verb(name: str):
+def _verb(name: str, module: str = "verbs"):
     def call(argv: List[str]) -> int:
-        from hog import verbs
-        return getattr(verbs, f"cmd_{name}")(argv)
+        import importlib
+        return getattr(importlib.import_module(f"hog.{module}"), f"cmd_{name}")(argv)
     return call
 
 
@@ -171,6 +182,7 @@ def cmd_report(argv: List[str]) -> int:
 
 VERBS = {"gpus": cmd_gpus, "watch": cmd_watch, "status": _verb("status"), "add": _verb("add"),
          "stop": _verb("stop"), "kill": _verb("kill"), "retry": _verb("retry"),
+         "attach": _verb("attach", "attach"), "logs": _verb("logs", "logs"),
          "report": cmd_report}
 
 
@@ -209,7 +221,7 @@ def parse_gpu_memory(text: Optional[str]) -> tuple:
 def cmd_run(argv: List[str]) -> int:
     args = run_parser().parse_args(argv)
     from hog.producer import SourceSpec
-    from hog.runner import RunConfig, run, slots_for
+    from hog.runner import run
     from hog.sources import check_readable
     if args.job_file is not None:
         check_readable(args.job_file, "job file")
@@ -218,15 +230,25 @@ def cmd_run(argv: List[str]) -> int:
     else:
         check_readable(args.job_yielder, "yielder file")
         source = SourceSpec("yielder", args.job_yielder)
+    config = run_config(args, source)
+    if args.detach:
+        from hog.detach import detach
+        return detach(argv, args.output_dir)
+    return run(config)
+
+
+def run_config(args: argparse.Namespace, source):
+    """The run's configuration from the sweep options (checked: UsageError if bad).
+    ``hog.run`` in Python goes through here too, so both take the same options."""
+    from hog.runner import RunConfig, slots_for
     if not args.prefix or "/" in args.prefix or args.prefix.startswith("."):
         raise UsageError(f"--prefix {args.prefix!r}: must be non-empty, without '/', "
                          f"and not start with '.'")
     if args.grace < 0:
         raise UsageError("--grace must be 0 or more seconds")
+    if args.hook_timeout <= 0:
+        raise UsageError("--hook_timeout must be more than 0 seconds")
     slots = slots_for(args.gpus)
-    if args.detach:
-        from hog.detach import detach
-        return detach(argv, args.output_dir)
     if args.cpu_slots is not None and args.cpu_slots < 0:
         raise UsageError("--cpu_slots must be 0 or more")
     from hog.options import parse_amount
@@ -237,14 +259,15 @@ def cmd_run(argv: List[str]) -> int:
         except ValueError:
             raise UsageError(f"--min_free_memory {args.min_free_memory!r}: expected a size "
                              f"such as 10G") from None
-    config = RunConfig(source=source, slots=tuple(slots), output_dir=args.output_dir,
-                       prefix=args.prefix, grace=args.grace, display=args.display,
-                       keep_alive=args.keep_alive, fresh=args.fresh,
-                       resources=parse_resources(args.resources),
-                       gpu_memory=parse_gpu_memory(args.gpu_memory),
-                       cpu_slots=args.cpu_slots, min_free_memory=min_free,
-                       exclusive=args.exclusive, wait_for_running=args.wait_for_running)
-    return run(config)
+    return RunConfig(source=source, slots=tuple(slots), output_dir=args.output_dir,
+                     prefix=args.prefix, grace=args.grace, display=args.display,
+                     keep_alive=args.keep_alive, fresh=args.fresh,
+                     resources=parse_resources(args.resources),
+                     gpu_memory=parse_gpu_memory(args.gpu_memory),
+                     cpu_slots=args.cpu_slots, min_free_memory=min_free,
+                     exclusive=args.exclusive, wait_for_running=args.wait_for_running,
+                     on_job_end=args.on_job_end, on_finish=args.on_finish,
+                     hook_timeout=args.hook_timeout)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

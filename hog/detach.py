@@ -35,6 +35,6 @@ def detach(argv: List[str], output_dir: str) -> int:
         print("\n".join(tail), file=sys.stderr)
         return code
     print(f"hog: running in the background as pid {proc.pid}; it survives logout.\n"
-          f"  watch:  hog status {output_dir}    tail -f {log}\n"
+          f"  watch:  hog attach {output_dir}    hog status {output_dir}    tail -f {log}\n"
           f"  stop:   hog stop {output_dir}      (--now to terminate running jobs)")
     return 0

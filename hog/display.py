@@ -1,14 +1,20 @@
-"""What the runner shows: a rich live view on a terminal, plain lines otherwise,
+"""What the runner shows: a rich live dashboard on a terminal, plain lines otherwise,
 and always a final summary. Displays read the runner's ``Progress``; they never
-change it.
+change it. The dashboard itself (snapshot and drawing) is ``hog.dashboard``.
 """
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, TextIO
+from typing import Deque, Dict, List, Optional, TextIO
 
+from hog.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, Snapshot,
+                           SlotView, describe_end, eta_s, fmt_duration, render, shown_path)
 from hog.model import Outcome, Status, slot_label
+
+__all__ = ["Progress", "Running", "PlainDisplay", "LiveDisplay", "make_display", "summary",
+           "describe", "fmt_duration", "shown_path", "start_line", "end_line"]
 
 MAX_LISTED_FAILURES = 20
 
@@ -18,6 +24,7 @@ class Running:
     name: str
     gpus: str
     started: float
+    index: Optional[int] = None
 
 
 @dataclass
@@ -36,6 +43,10 @@ class Progress:
     failure_count: int = 0
     by_status: Dict[str, int] = field(default_factory=dict)
     notice: str = ""
+    layout: Optional[object] = None      # the job folders' Layout: where output is
+    title: str = ""
+    recent_failures: Deque[Outcome] = field(
+        default_factory=lambda: deque(maxlen=LISTED_FAILURES))
 
     @property
     def finished(self) -> int:
@@ -48,10 +59,8 @@ class Progress:
         return max(0, self.total - self.finished - len(self.running))
 
     def eta_s(self) -> Optional[float]:
-        if self.queued is None or self.finished == 0:
-            return None
-        mean = self.duration_sum / self.finished
-        return (self.queued + len(self.running) / 2) * mean / max(1, len(self.slots))
+        return eta_s(self.queued, len(self.running), self.finished, self.duration_sum,
+                     len(self.slots))
 
     def record(self, outcome: Outcome) -> None:
         self.running.pop(outcome.slot, None)
@@ -64,37 +73,56 @@ class Progress:
         else:
             self.failed += 1
             self.failure_count += 1
+            self.recent_failures.append(outcome)
             if len(self.failures) < MAX_LISTED_FAILURES:
                 self.failures.append(outcome)
 
 
-def fmt_duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
-def shown_path(path: str) -> str:
-    """A path as the user would type it: relative when under the working directory."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
 def describe(outcome: Outcome) -> str:
-    if outcome.signal:
-        how = f"killed by {outcome.signal}"
-    elif outcome.exit_code is not None:
-        how = f"exit {outcome.exit_code}"
-    else:
-        how = outcome.note or "did not run"
-    return how if outcome.status in (Status.FAILED, Status.SUCCEEDED) \
-        else f"{outcome.status.value}, {how}"
+    return describe_end(outcome.status.value, outcome.exit_code, outcome.signal, outcome.note)
+
+
+def start_line(slot: int, name: str, gpus: str, pid) -> str:
+    return f"[hog] start {name} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}"
+
+
+def end_line(name: str, ok: bool, how: str, duration_s: float, finished: int,
+             total: Optional[int]) -> str:
+    return (f"[hog] {'done ' if ok else 'FAIL '}{name} {how} in {duration_s:.2f}s "
+            f"({finished}{'/' + str(total) if total else ''})")
+
+
+def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
+    """What the dashboard shows of a runner's ``Progress``; ``tails`` (a
+    ``hog.tail.TailCache``) gives each running job's last output line."""
+    now = time.time() if now is None else now
+    running = dict(p.running)            # one atomic copy: the runner thread updates it
+    layout = p.layout
+    rows, shown = [], []
+
+    def row(slot: int, gpu: str) -> SlotView:
+        r = running.get(slot)
+        if r is None:
+            return SlotView(slot_label(slot), gpu)
+        line = ""
+        if layout is not None and r.index is not None:
+            out, err = layout.out_path(r.index), layout.err_path(r.index)
+            shown.extend((out, err))
+            line = tails.latest(out, err)
+        return SlotView(slot_label(slot), gpu, r.name, r.gpus, r.started, line)
+
+    slots = list(p.slots)
+    for i, gpu in enumerate(slots):
+        rows.append(row(i, gpu))
+    for slot in sorted(s for s in running if not 0 <= s < len(slots)):
+        rows.append(row(slot, ""))
+    tails.forget_except(shown)
+    failures = tuple(FailureView(o.name, describe(o), o.err_path)
+                     for o in reversed(list(p.recent_failures)))
+    return Snapshot(title=p.title, now=now, started_at=p.started_at, succeeded=p.succeeded,
+                    failed=p.failed, cancelled=p.cancelled, running=len(running),
+                    queued=p.queued, eta_s=p.eta_s(), slots=tuple(rows), failures=failures,
+                    failure_count=p.failure_count, notice=p.notice)
 
 
 class PlainDisplay:
@@ -126,12 +154,11 @@ class PlainDisplay:
             pass
 
     def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
-        self._line(f"[hog] start {name} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}")
+        self._line(start_line(slot, name, gpus, pid))
 
     def job_ended(self, o: Outcome) -> None:
-        self._line(f"[hog] {'done ' if o.status is Status.SUCCEEDED else 'FAIL '}{o.name} "
-                   f"{describe(o)} in {o.duration_s:.2f}s "
-                   f"({self.p.finished}{'/' + str(self.p.total) if self.p.total else ''})")
+        self._line(end_line(o.name, o.status is Status.SUCCEEDED, describe(o), o.duration_s,
+                            self.p.finished, self.p.total))
 
     def message(self, text: str) -> None:
         """Something the user must see, even with --quiet (goes to stderr)."""
@@ -143,15 +170,18 @@ class PlainDisplay:
 
 
 class LiveDisplay(PlainDisplay):
-    """A rich live view: counts, ETA and what runs on each slot."""
+    """The rich dashboard, redrawn by rich's refresh thread a few times a second (never
+    per job): counts, progress bar and ETA, a row per slot, the latest failures."""
 
     def __init__(self, progress: Progress):
         super().__init__(progress)
         from rich.console import Console
         from rich.live import Live
+        from hog.tail import TailCache
+        self.tails = TailCache()
         self.console = Console(stderr=False)
-        self.live = Live(console=self.console, refresh_per_second=4, transient=False,
-                         get_renderable=self._render, redirect_stdout=False,
+        self.live = Live(console=self.console, refresh_per_second=REFRESH_PER_SECOND,
+                         transient=False, get_renderable=self._render, redirect_stdout=False,
                          redirect_stderr=False)
 
     def start(self) -> None:
@@ -174,59 +204,26 @@ class LiveDisplay(PlainDisplay):
 
     def message(self, text: str) -> None:
         try:
-            self.live.console.print(f"[bold]hog:[/bold] {text}", highlight=False, markup=True)
+            from rich.markup import escape
+            self.live.console.print(f"[bold]hog:[/bold] {escape(text)}", highlight=False,
+                                    markup=True)
         except (OSError, ValueError):
             pass
 
     def _render(self):
-        from rich.table import Table
-        from rich.text import Text
-        from rich.console import Group
-        p = self.p
-        now = time.time()
-        total = f"/{p.total}" if p.total is not None else ""
-        queued = "?" if p.queued is None else str(p.queued)
-        head = Text.assemble(
-            ("hog ", "bold"), (f"{p.finished}{total} finished  ", ""),
-            (f"{p.succeeded} ok  ", "green"), (f"{p.failed} failed  ", "red" if p.failed else ""),
-            (f"{len(p.running)} running  ", "cyan"), (f"{queued} queued  ", ""),
-            (f"elapsed {fmt_duration(now - p.started_at)}  ETA {fmt_duration(p.eta_s())}", "dim"))
-        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold dim")
-        table.add_column("slot", justify="right")
-        table.add_column("gpu")
-        table.add_column("job")
-        table.add_column("elapsed", justify="right")
-        for i, gpu in enumerate(p.slots):
-            r = p.running.get(i)
-            if r is None:
-                table.add_row(str(i), gpu, Text("idle", style="dim"), "")
-            else:
-                table.add_row(str(i), r.gpus or "-", r.name, fmt_duration(now - r.started))
-        from rich.progress_bar import ProgressBar
-        bar_row = Table.grid(padding=(0, 1))
-        pct = f"{100 * p.finished / p.total:.0f}%" if p.total else ""
-        bar_row.add_row(ProgressBar(total=float(p.total) if p.total else None,
-                                    completed=p.finished, width=60), pct)
-        parts = [head, bar_row, table]
-        if p.failures:
-            last = p.failures[-1]
-            parts.append(Text(f"last failure: {last.name} {describe(last)}  {shown_path(last.err_path)}",
-                              style="red"))
-        if p.notice:
-            parts.append(Text(p.notice, style="yellow"))
-        return Group(*parts)
+        return render(snapshot(self.p, self.tails))
 
 
 def make_display(progress: Progress, mode: str):
     """``auto``: live on a terminal, plain otherwise; or ``live``/``plain``/``quiet``."""
     if mode == "quiet":
         return PlainDisplay(progress, quiet=True)
-    if mode == "live" or (mode == "auto" and _is_terminal()):
+    if mode == "live" or (mode == "auto" and is_terminal()):
         return LiveDisplay(progress)
     return PlainDisplay(progress)
 
 
-def _is_terminal() -> bool:
+def is_terminal() -> bool:
     try:
         return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
     except (AttributeError, ValueError):

@@ -30,3 +30,52 @@ def set_parent_death_signal(sig: int) -> None:
         libc.prctl(1, int(sig), 0, 0, 0)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+class SignalWait:
+    """For a command that waits in ``select()`` (``hog attach``, ``hog logs -f``): while
+    in use, SIGINT, SIGTERM and SIGHUP only set a flag and make ``readable`` fd wake up,
+    and ``exit_code`` says which came first (130, 143, 129), or None."""
+
+    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+    def __enter__(self) -> "SignalWait":
+        import socket
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self.fd = self._r.fileno()
+        self.first: Optional[int] = None
+        self._old = {s: signal.signal(s, self._handler) for s in self.CODES}
+        self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        return self
+
+    def _handler(self, signum, _frame) -> None:
+        if self.first is None:
+            self.first = signum
+
+    def __exit__(self, *exc) -> None:
+        signal.set_wakeup_fd(self._old_fd)
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._r.close()
+        self._w.close()
+
+    @property
+    def exit_code(self) -> Optional[int]:
+        return None if self.first is None else self.CODES[self.first]
+
+    def wait(self, fds, timeout: float) -> list:
+        """``select`` on ``fds`` and the signal fd; the ready ones among ``fds``."""
+        import select
+        try:
+            ready, _, _ = select.select(list(fds) + [self.fd], [], [], timeout)
+        except InterruptedError:
+            return []
+        if self.fd in ready:
+            try:
+                while self._r.recv(64):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+        return [fd for fd in ready if fd != self.fd]

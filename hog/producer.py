@@ -12,8 +12,8 @@ import pickle
 import signal
 import stat
 import threading
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from hog.errors import HogError
 from hog.flags import SignalFlags, set_parent_death_signal
@@ -22,9 +22,10 @@ from hog.sources import SourceError, text_jobs, text_lines, yielder_jobs
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str   # "text" | "yaml" | "yielder" | "watch"
-    path: str
+    kind: str   # "text" | "yaml" | "yielder" | "watch" | "python"
+    path: str   # for "python": a label naming the sweep (hog.run in Python)
     exit_when_empty: bool = True   # watch: stop once to_run/ is empty
+    items: Any = field(default=None, compare=False, repr=False)   # "python": the jobs
 
 
 def open_source(spec: SourceSpec):
@@ -35,6 +36,9 @@ def open_source(spec: SourceSpec):
     if spec.kind == "yaml":
         from hog.yamlsource import yaml_jobs
         return yaml_jobs(spec.path)
+    if spec.kind == "python":     # handed over by fork, never pickled
+        from hog.sources import iterable_jobs
+        return iterable_jobs(spec.items, spec.path)
     if spec.kind == "watch":
         from hog.watch import watch_jobs
         return watch_jobs(spec.path, spec.exit_when_empty)

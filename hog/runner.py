@@ -20,7 +20,7 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 import multiprocess
 from multiprocess.connection import wait
 
-from hog import spawn
+from hog import hooks, spawn
 from hog.consumer import CANCEL, KILL, consumer_main
 from hog.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
@@ -55,9 +55,14 @@ class RunConfig:
     min_free_memory: Optional[float] = None
     exclusive: bool = False
     wait_for_running: bool = False
+    on_job_end: Optional[str] = None                 # notification hooks (hog.hooks)
+    on_finish: Optional[str] = None
+    hook_timeout: float = 30.0
 
 
 def source_key(source: SourceSpec) -> str:
+    if source.kind == "python":             # a label, not a file
+        return f"python:{source.path}"
     return f"{source.kind}:{os.path.abspath(source.path)}"
 
 
@@ -75,7 +80,8 @@ class Runner:
         self.monitor = None
         self.registry = None
         self.waiting_deps: set = set()
-        self.progress = Progress(slots=list(config.slots))
+        self.progress = Progress(slots=list(config.slots), layout=self.layout,
+                                 title=config.output_dir)
         self.flags = SignalFlags()
         self.conns: Dict[int, object] = {}
         self.procs: Dict[int, object] = {}
@@ -105,6 +111,7 @@ class Runner:
         self._others_running = False
         self.next_heartbeat = 0.0
         self.data_version = None
+        self.hooks = None
 
     # ------------------------------------------------------------ set-up
     def _open_store(self) -> None:
@@ -265,6 +272,8 @@ class Runner:
             self._start_processes()
             self.display = make_display(self.progress, self.cfg.display)
             self.display.start()
+            self.hooks = hooks.start_hooks(self.cfg, self.layout,
+                                           lambda text: self.display.message(text))
             for note in self.notices:
                 self.display.message(note)
             self.data_version = self.store.data_version()
@@ -289,7 +298,10 @@ class Runner:
         finally:
             self._shutdown()
             signal.set_wakeup_fd(-1)
-        return self._report()
+        code = self._report()
+        if self.hooks is not None:
+            self.hooks.close(hooks.sweep_variables(self.progress, self.layout, code))
+        return code
 
     def _waitables(self, wake_r) -> list:
         objs = [wake_r] + list(self.conns.values())
@@ -501,7 +513,8 @@ class Runner:
         if self.registry is not None:
             self.registry.update(len(self.running))
         self.started_any = True
-        self.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time())
+        self.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time(),
+                                                d.job.index)
         self._send(d.slot, d)
 
     def _send(self, slot: int, message) -> None:
@@ -568,6 +581,9 @@ class Runner:
                    self.layout.err_path(outcome.index))
         self.progress.record(outcome)
         self.display.job_ended(outcome)
+        if self.hooks is not None:
+            self.hooks.job_ended(outcome.name,
+                                 hooks.job_variables(outcome, self.layout, self.progress))
 
     def _consumer_died(self, slot: int) -> None:
         """A consumer vanished (killed by someone): end its job, record it, replace it."""

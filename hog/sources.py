@@ -9,7 +9,7 @@ import re
 import shlex
 import sys
 import traceback
-from typing import Any, Iterator, Mapping, Optional, Tuple
+from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple
 
 from hog.errors import InputError
 from hog.model import Job
@@ -127,6 +127,26 @@ def yielder_jobs(path: str) -> Iterator[Job]:
         items = iter(fn())
     except BaseException as e:  # noqa: BLE001
         raise InputError(f"yielder() raised {_describe(e)}", _user_frame(e, path)) from None
+    return _numbered_jobs(items, lambda index: _gen_where(items, path, index),
+                          lambda e, index: f"{_user_frame(e, path)}: yielder() raised "
+                                           f"{_describe(e)} after {index} job(s)")
+
+
+def iterable_jobs(items: Iterable, label: str) -> Iterator[Job]:
+    """Jobs from a Python iterable of command strings or mappings (``hog.run``); a
+    generator's errors name its file and line."""
+    items = iter(items)
+    code = getattr(getattr(items, "gi_frame", None), "f_code", None)
+    path = code.co_filename if code is not None else ""
+    return _numbered_jobs(
+        items, lambda index: _gen_where(items, path, index) if path else f"{label} (job {index})",
+        lambda e, index: f"{_user_frame(e, path) if path else label}: the jobs of {label} "
+                         f"raised {_describe(e)} after {index} job(s)")
+
+
+def _numbered_jobs(items: Iterator, where_of, failure) -> Iterator[Job]:
+    """Jobs numbered from 0 from an iterator of items; an item that fails to come is a
+    ``SourceError`` (the jobs before it still run)."""
     index = 0
     while True:
         try:
@@ -134,10 +154,8 @@ def yielder_jobs(path: str) -> Iterator[Job]:
         except StopIteration:
             return
         except BaseException as e:  # noqa: BLE001
-            raise SourceError(f"{_user_frame(e, path)}: yielder() raised {_describe(e)} "
-                              f"after {index} job(s)") from None
-        where = _gen_where(items, path, index)
-        yield job_from_item(item, index, where)
+            raise SourceError(failure(e, index)) from None
+        yield job_from_item(item, index, where_of(index))
         index += 1
 
 

@@ -42,6 +42,17 @@ def start(command: str, env: Dict[str, str], out_path: str, err_path: str,
         os.chdir(old)
 
 
+def start_hook(command: str, env: Dict[str, str], log_path: str) -> int:
+    """Start a notification hook, ``bash -c command``, in its own session; its stdout
+    and stderr are appended to ``log_path``. Returns its pid (= its pgid)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return _spawn([BASH, "-c", command], env, actions)
+
+
 def _spawn(argv, env, actions) -> int:
     return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True,
                           setsigdef=_RESET, setsigmask=())

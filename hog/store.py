@@ -523,6 +523,31 @@ class Store:
             "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
         return map(ResultRow._make, cur)
 
+    # ------------------------------------------------------ views' queries
+    def latest_ended(self, statuses: Sequence[str], limit: int) -> List[JobRow]:
+        """Jobs with one of ``statuses``, the one that ended last first."""
+        marks = ",".join("?" * len(statuses))
+        return self._rows(f"WHERE status IN ({marks}) ORDER BY ended DESC, id DESC LIMIT ?",
+                          (*statuses, limit))
+
+    def ended_since(self, since: float, limit: int = 10000) -> List[JobRow]:
+        """Jobs that ended (for good, not for a retry) at ``since`` or later, in order."""
+        marks = ",".join("?" * len(FINAL))
+        return self._rows(f"WHERE ended >= ? AND status IN ({marks}) ORDER BY ended, id "
+                          f"LIMIT ?", (since, *[s.value for s in FINAL], limit))
+
+    def time_span(self) -> Tuple[Optional[float], Optional[float]]:
+        """(the first start, the last end) of the sweep's jobs; None where none is known."""
+        return tuple(self.db.execute("SELECT min(started), max(ended) FROM jobs").fetchone())
+
+    def duration_stats(self) -> Tuple[int, float]:
+        """(jobs that ran to an end, the sum of their durations in seconds)."""
+        n, total = self.db.execute(
+            "SELECT count(*), coalesce(sum(ended - started), 0) FROM jobs WHERE status IN "
+            "('succeeded', 'failed', 'timeout') AND started IS NOT NULL "
+            "AND ended IS NOT NULL").fetchone()
+        return n, float(total)
+
     def row(self, job_id: int) -> Optional[JobRow]:
         rows = self._rows("WHERE id = ?", (job_id,))
         return rows[0] if rows else None
