@@ -53,10 +53,14 @@ def test_counts_progress_and_eta_are_shown_while_jobs_run(tmp_path):
 def test_latest_failures_show_while_the_sweep_runs_with_exit_code_and_err_path(tmp_path):
     job_file(tmp_path, "echo boom >&2; exit 7", "exit 4  # hog: name=second", WAIT)
     term = Terminal(tmp_path, "--job_file", "jobs.txt", "--gpus", "0")
-    text = term.wait_for(lambda t: "latest failures" in t and rows_with(t, "second", "exit 4")
-                         and t, what="the failures section with both failed jobs")
-    section = text[text.rindex("latest failures"):]
-    lines = section.splitlines()[1:3]
+    def failure_lines(t):
+        """The two lines under the last drawn failures heading, once both are drawn."""
+        if "latest failures" not in t:
+            return None
+        lines = t[t.rindex("latest failures"):].splitlines()[1:3]
+        return lines if len(lines) == 2 and "job_0.ERR" in lines[1] else None
+
+    lines = term.wait_for(failure_lines, what="the failures section with both failed jobs")
     assert "second" in lines[0] and "exit 4" in lines[0] and "output/job_1/job_1.ERR" in lines[0]
     assert "job_0" in lines[1] and "exit 7" in lines[1] and "output/job_0/job_0.ERR" in lines[1]
     assert term.proc.poll() is None, "the failures must show while the sweep still runs"
