@@ -38,8 +38,8 @@ def test_the_same_command_again_skips_succeeded_jobs_and_reruns_failed_interrupt
         f"echo $HOG_JOB_INDEX >> {ran}; true",                              # 4 never starts
     ])
     first = hq.start("--job_file", jobs, "--gpus", "0", "--output_dir", out)
-    wait_for(lambda: [r["id"] for r in running_rows(out)] == [3], timeout=20,
-             what="job 3 running")
+    wait_for(lambda: [r["id"] for r in running_rows(out)] == [3]
+             and counts_of(ran).get("3") == 1, timeout=20, what="job 3 running its command")
     first.signal(signal.SIGTERM)
     assert first.wait(30) == 143
     assert {i: r["status"] for i, r in job_rows(out).items()} == {

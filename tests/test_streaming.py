@@ -92,13 +92,22 @@ def test_an_endless_yielder_is_read_only_as_fast_as_slots_free_up(tmp_path):
         """))
     hog = start_hog(tmp_path, "--job_yielder", "sweep.py", "--gpus", "0")
     wait_for(lambda: (job_dir(tmp_path, 0) / "INFO").exists(), 20, what="job 0 to start")
+
+    def pulled() -> int:
+        return int(counter.read_text() or 0)
+
+    seen = [pulled()]
+
+    def settled() -> bool:      # read ahead as far as hog goes, then no further
+        time.sleep(0.5)
+        seen.append(pulled())
+        return seen[-1] == seen[-2] > 0
+
+    wait_for(settled, 20, what="the yielder to stop being read while the only slot is busy")
+    assert seen[-1] < 3000, f"the yielder was drained ahead of the slots ({seen[-1]} items)"
     time.sleep(1.5)
-    pulled = int(counter.read_text() or 0)
-    time.sleep(1.5)
-    pulled_later = int(counter.read_text() or 0)
-    assert pulled < 3000, f"the yielder was drained ahead of the slots ({pulled} items)"
-    assert pulled_later == pulled, \
-        f"with the only slot busy the yielder was still read ({pulled} -> {pulled_later})"
+    assert pulled() == seen[-1], \
+        f"with the only slot busy the yielder was still read ({seen[-1]} -> {pulled()})"
     assert hog.alive()
     hog.signal(signal.SIGTERM)
     assert hog.wait(30) == 143
