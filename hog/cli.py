@@ -97,6 +97,12 @@ def run_parser() -> argparse.ArgumentParser:
           help="auto: a live view on a terminal, one line per job start/end otherwise")
     p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
                    help="print only the final summary")
+    _flag(p, "backend", choices=("local", "ray"), default="local",
+          help="local (default): one process per slot on this machine; ray: each job is a "
+               "Ray task on a Ray cluster (pip install 'hog[ray]'; see docs/ray.md)")
+    _flag(p, "ray_address", metavar="ADDR",
+          help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
+               "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
     p.add_argument("--version", action="version", version=f"hog {__version__}")
     return p
 
@@ -215,7 +221,14 @@ def cmd_run(argv: List[str]) -> int:
                          f"and not start with '.'")
     if args.grace < 0:
         raise UsageError("--grace must be 0 or more seconds")
-    slots = slots_for(args.gpus)
+    ray_gpus = None
+    if args.backend == "ray":
+        ray_gpus = ray_options(args)
+        slots = []
+    elif args.ray_address is not None:
+        raise UsageError("--ray_address is for --backend ray")
+    else:
+        slots = slots_for(args.gpus)
     if args.detach:
         from hog.detach import detach
         return detach(argv, args.output_dir)
@@ -235,8 +248,40 @@ def cmd_run(argv: List[str]) -> int:
                        resources=parse_resources(args.resources),
                        gpu_memory=parse_gpu_memory(args.gpu_memory),
                        cpu_slots=args.cpu_slots, min_free_memory=min_free,
-                       exclusive=args.exclusive, wait_for_running=args.wait_for_running)
+                       exclusive=args.exclusive, wait_for_running=args.wait_for_running,
+                       backend=args.backend, ray_address=args.ray_address, ray_gpus=ray_gpus)
     return run(config)
+
+
+RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resources"),
+               ("gpu_memory", "ask for fractions of a GPU instead (gpus=0.5)"),
+               ("cpu_slots", "CPU-only jobs take one CPU of the cluster each (or CPU=n)"),
+               ("min_free_memory", "it watches this machine's GPUs only"),
+               ("exclusive", "it watches this machine's GPUs only"),
+               ("wait_for_running", "it watches this machine's runners only"))
+
+
+def ray_options(args) -> Optional[tuple]:
+    """Check the options of a ``--backend ray`` run; returns the GPU ids of a local Ray
+    instance (None: Ray finds them)."""
+    import importlib.util
+    for name, why in RAY_IGNORES:
+        if getattr(args, name) not in (None, False):
+            raise UsageError(f"--{name} does not apply with --backend ray: {why}")
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'hog[ray]'")
+    if args.gpus in (None, "all"):
+        return None
+    if args.ray_address or os.environ.get("RAY_ADDRESS"):
+        raise UsageError("--gpus does not apply to an existing Ray cluster: each node has "
+                         "the GPUs it was started with (ray start --num-gpus N)")
+    from hog.discovery import discover
+    from hog.gpuspec import parse_gpus
+    ids = parse_gpus(args.gpus, discover)
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus {args.gpus}: with --backend ray a GPU is listed once; "
+                         f"jobs share a GPU by asking for a fraction of it (gpus=0.5)")
+    return tuple(ids)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

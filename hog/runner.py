@@ -54,6 +54,7 @@ class RunConfig:
     wait_for_running: bool = False
     backend: str = "local"                           # local | ray
     ray_address: Optional[str] = None                # None: a local Ray instance
+    ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
 
 
 def source_key(source: SourceSpec) -> str:

@@ -42,8 +42,41 @@ def start(command: str, env: Dict[str, str], out_path: str, err_path: str,
         os.chdir(old)
 
 
-def _spawn(argv, env, actions) -> int:
-    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True,
+KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
+
+
+def start_piped(command: str, env: Dict[str, str], out_fd: int, err_fd: int,
+                cwd: Optional[str]) -> int:
+    """Start ``bash -c command`` in its own session with its stdout and stderr on
+    ``out_fd``/``err_fd`` (pipes on a Ray node); returns its pid (= its pgid). Safe in
+    a process with threads (a Ray worker): the working directory is set in the child."""
+    import subprocess
+    proc = subprocess.Popen([BASH, "-c", command], stdin=subprocess.DEVNULL, stdout=out_fd,
+                            stderr=err_fd, env=env, cwd=cwd, start_new_session=True,
+                            close_fds=True)
+    proc.returncode = 0     # reaped by the caller (Watch), never by subprocess
+    return proc.pid
+
+
+def start_keeper(python: str, grace: float) -> Tuple[int, int]:
+    """Start ``keeper.py`` for this process (a Ray worker): it ends the process groups
+    it is told about if this process goes away. Returns (pid of the ``sh`` between
+    them, the fd to write ``+PGID START`` / ``-PGID`` lines to). The ``sh`` is there
+    because Ray kills a worker's direct children when the worker exits."""
+    r, w = os.pipe()
+    argv = ["/bin/sh", "-c", '"$@"; exit $?', "sh", python, "-I", "-S", KEEPER,
+            str(os.getpid()), repr(grace)]
+    actions = [(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+    try:
+        pid = _spawn(argv, os.environ, actions, setsid=False)
+    finally:
+        os.close(r)
+    return pid, w
+
+
+def _spawn(argv, env, actions, setsid: bool = True) -> int:
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=setsid,
                           setsigdef=_RESET, setsigmask=())
 
 
