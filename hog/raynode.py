@@ -112,7 +112,8 @@ def run_job(spec: dict):
     """A Ray generator task: run one job, stream its output, report how it ended."""
     import ray
     context = ray.get_runtime_context()
-    gpu_ids = [str(g) for g in context.get_accelerator_ids().get("GPU", [])]
+    gpu_ids = sorted((str(g) for g in context.get_accelerator_ids().get("GPU", [])),
+                     key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
     cwd, note = _workdir(spec["cwd"], spec["cwd_explicit"])
     grace = spec["grace"]
     info = dict(host=socket.gethostname(), node=context.get_node_id(), gpu_ids=gpu_ids)
