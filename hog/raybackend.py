@@ -67,18 +67,25 @@ class RayAdmission:
         gpus = sum(n.get("GPU", 0) for n in self.nodes)
         return max(MIN_PENDING, 2 * math.ceil(gpus))
 
+    def _room(self, cpu: bool) -> int:
+        """How many more GPU (or CPU-only) jobs may wait in Ray: the two kinds are counted
+        apart, so CPU-only jobs waiting for CPUs never keep GPU jobs from idle GPUs."""
+        if not self.ready:
+            return 0
+        waiting = sum(1 for job in self.pending.values() if (not job.gpus) == cpu)
+        return max(0, self.max_pending - waiting)
+
     def has_room(self) -> bool:
-        return self.ready and len(self.pending) < self.max_pending
+        return bool(self._room(False) or self._room(True))
 
     @property
     def free(self) -> frozenset:
         """Truthy while GPU jobs may be handed over (the runner's test)."""
-        return frozenset(range(self.max_pending - len(self.pending))) if self.has_room() \
-            else frozenset()
+        return frozenset(range(self._room(False)))
 
     @property
     def cpu_free(self) -> list:
-        return list(self.free)
+        return list(range(self._room(True)))
 
     def slot_gpus(self) -> List[str]:
         return ["ray" for i in sorted(self.slots) if i >= 0]
@@ -111,7 +118,8 @@ class RayAdmission:
         need = demand(job)
         if any(all(node.get(k, 0) >= v for k, v in need.items() if v) for node in self.nodes):
             return None
-        widest = {k: max(n.get(k, 0) for n in self.nodes) for k in need} if self.nodes else {}
+        widest = {k: max(n.get(k, 0) for n in self.nodes) for k, v in need.items() if v} \
+            if self.nodes else {}
         has = _amounts(widest) or "nothing"
         return f"needs {_amounts(need) or 'nothing'} on one node; no node of the Ray " \
                f"cluster has that (the most any node has: {has})"
@@ -122,8 +130,8 @@ class RayAdmission:
         for job in candidates:
             if not self.has_room():
                 break
-            if job.index in self.pending or job.index in self.running \
-                    or self.never_fits(job) or self._held_back(job):
+            if not self._room(not job.gpus) or job.index in self.pending \
+                    or job.index in self.running or self.never_fits(job) or self._held_back(job):
                 continue
             placed.append(self._take(job))
         return placed

@@ -204,7 +204,8 @@ class Bridge:
         try:
             kind, payload = ray.get(ref)
         except ray.exceptions.TaskCancelledError:
-            self._lost(task, Status.INTERRUPTED, "cancelled in Ray")
+            self._lost(task, Status.INTERRUPTED, "cancelled in Ray" if task.info else
+                       "cancelled in Ray before it started")
             return
         except ray.exceptions.RayError as e:
             self._lost(task, Status.FAILED, _describe(e, task))

@@ -124,7 +124,9 @@ class Runner:
         with self.store.transaction():
             live = self.store.live_runners()
             self._check_sweep(live)
-            self.runner_id = self.store.register_runner(",".join(self.cfg.slots))
+            self.runner_id = self.store.register_runner(
+                ",".join(self.cfg.slots) if self.backend.local else
+                f"ray {self.cfg.ray_address or os.environ.get('RAY_ADDRESS') or '(local)'}")
         self.joiner = bool(live)
         if recovered:
             again = sum(1 for _, s in recovered if s == "interrupted")
