@@ -314,8 +314,43 @@ def connect(settings: RaySettings):
         ray.init(address="local", num_gpus=settings.num_gpus, include_dashboard=False,
                  **common)
     else:
+        probe(settings.address)
         ray.init(address=settings.address, **common)
     return ray
+
+
+def probe(address: str, wait_s: float = 15.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
+    import socket
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return                          # "auto", or a form Ray resolves itself
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(f"nothing answers at {address} "
+                                      f"({e.strerror or e}); is the head node running?") \
+                    from None
+            time.sleep(1)
+
+
+def _hint(log_path: str) -> str:
+    """What Ray's log says that its exception does not."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(log_path) - 65536))
+            tail = f.read()
+    except OSError:
+        return ""
+    if b"InvalidAuthToken" in tail or b"Unauthenticated" in tail:
+        return "; the cluster wants its authentication token: set RAY_AUTH_MODE=token and " \
+               "the token (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) as on " \
+               "its nodes"
+    return ""
 
 
 def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close) -> None:
@@ -333,8 +368,8 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
     try:
         ray = connect(settings)
     except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user gets one line
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        _send(conn, ("error", text))
+        text = (" ".join(str(e).split()) or type(e).__name__)[:600]     # one line
+        _send(conn, ("error", text + _hint(settings.log_path)))
         return
     flags.install(quiet)     # ray.init installs its own SIGTERM handler
     bridge = Bridge(conn, layout, grace, ray)
