@@ -1,6 +1,7 @@
 """The keeper of a Ray worker's jobs (run as a plain script, one per worker).
 
-``python -I -S keeper.py WORKER_PID GRACE``: reads ``+PGID START`` (a job started:
+``python -I -S keeper.py WORKER_PID GRACE``: says ``ready`` on stdout, then reads
+``+PGID START`` (a job started:
 its process group and its leader's start time) and ``-PGID`` (it ended) lines on
 stdin. When the worker goes away, whatever the reason (Ray ends idle workers,
 kills them when hog's driver exits, or the raylet died), it ends every group still
@@ -41,17 +42,19 @@ def main(argv) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     groups = {}
+    poller = select.poll()
+    poller.register(0, select.POLLIN)
     try:
         watched = os.pidfd_open(worker)
+        poller.register(watched, select.POLLIN)
     except ProcessLookupError:
-        return 0
-    poller = select.poll()
-    poller.register(watched, select.POLLIN)
-    poller.register(0, select.POLLIN)
+        watched = None                     # gone already: end what it had started
+    os.write(1, b"ready\n")
+    os.close(1)
     buf = b""
     while True:
         ready = {fd for fd, _ in poller.poll()}
-        if 0 in ready:
+        if 0 in ready or watched is None:
             data = os.read(0, 65536)
             buf += data
             while b"\n" in buf:
@@ -63,7 +66,7 @@ def main(argv) -> int:
                     groups.pop(int(fields[0][1:]), None)
             if not data:
                 break
-        if watched in ready:
+        if watched is not None and watched in ready:
             break
     end_groups(groups, grace)
     return 0

@@ -104,8 +104,9 @@ def _keep(line: str, grace: float) -> None:
     """Tell this worker's keeper (started on first use) that a job started or ended."""
     global _keeper
     if _keeper is None:
-        _, _keeper = spawn.start_keeper(sys.executable, grace)
-    os.write(_keeper, line.encode() + b"\n")
+        _keeper = spawn.start_keeper(sys.executable, grace)
+    if line:
+        os.write(_keeper, line.encode() + b"\n")
 
 
 def run_job(spec: dict):
@@ -117,6 +118,7 @@ def run_job(spec: dict):
     cwd, note = _workdir(spec["cwd"], spec["cwd_explicit"])
     grace = spec["grace"]
     info = dict(host=socket.gethostname(), node=context.get_node_id(), gpu_ids=gpu_ids)
+    _keep("", grace)                # the keeper runs before the first job does
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     started = time.time()

@@ -58,21 +58,33 @@ def start_piped(command: str, env: Dict[str, str], out_fd: int, err_fd: int,
     return proc.pid
 
 
-def start_keeper(python: str, grace: float) -> Tuple[int, int]:
-    """Start ``keeper.py`` for this process (a Ray worker): it ends the process groups
-    it is told about if this process goes away. Returns (pid of the ``sh`` between
-    them, the fd to write ``+PGID START`` / ``-PGID`` lines to). The ``sh`` is there
-    because Ray kills a worker's direct children when the worker exits."""
+def start_keeper(python: str, grace: float, wait_s: float = 30.0) -> int:
+    """Start ``keeper.py`` for this process (a Ray worker) and wait until it runs: it
+    ends the process groups it is told about if this process goes away. Returns the fd
+    to write ``+PGID START`` / ``-PGID`` lines to. The ``sh`` in between is there
+    because Ray kills a worker's direct children when the worker exits; the keeper
+    has its own session by the time this returns, out of that reach."""
     r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
     argv = ["/bin/sh", "-c", '"$@"; exit $?', "sh", python, "-I", "-S", KEEPER,
             str(os.getpid()), repr(grace)]
-    actions = [(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+    actions = [(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, ready_w, 1),
                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
     try:
-        pid = _spawn(argv, os.environ, actions, setsid=False)
+        _spawn(argv, os.environ, actions, setsid=False)
     finally:
         os.close(r)
-    return pid, w
+        os.close(ready_w)
+    try:
+        readable, _, _ = select.select([ready_r], [], [], wait_s)
+        if not readable or not os.read(ready_r, 16):
+            raise OSError("the keeper process did not start")
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(ready_r)
+    return w
 
 
 def _spawn(argv, env, actions, setsid: bool = True) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import err, info, job_dir, job_file, marker, out, run_hog, track, write
-from .procs import pid_alive, wait_for
+from .procs import children_of, wait_for
 from .ray_support import pids_with, why_no_ray
 
 pytestmark = pytest.mark.timeout(300)
@@ -212,6 +212,25 @@ def test_a_killed_hog_leaves_no_job_running_and_the_next_run_recovers(ray_hog, t
     assert r.returncode == 0, r.stdout + r.stderr
     assert "recovered" in r.stderr and "queued again" in r.stderr
     assert marker(job_dir(tmp_path, 0)) == "SUCCESS" and info(job_dir(tmp_path, 0))["attempt"] == 2
+
+
+def test_if_hogs_ray_driver_dies_its_jobs_end_and_are_recorded_interrupted(ray_hog, tmp_path):
+    jobs = job_file(tmp_path, "sleep 300 & wait", "sleep 300 & wait")
+    hog = ray_hog.start("--job_file", jobs)
+    wait_for(lambda: len(job_pids_alive(tmp_path)) >= 4, timeout=60, what="both jobs running")
+    log = str(tmp_path / "output" / ".hog" / "ray.log")
+    bridge = wait_for(lambda: [p for p in children_of(hog.pid)
+                               if os.path.realpath(f"/proc/{p}/fd/2") == log], timeout=10,
+                      what="hog's Ray driver process")
+    os.kill(bridge[0], signal.SIGKILL)
+    assert hog.wait(60) == 1
+    text = hog.log.read_text()
+    assert "the Ray driver process (hog-ray) died" in text and "Traceback" not in text
+    for i in (0, 1):
+        assert info(job_dir(tmp_path, i))["status"] == "interrupted"
+    # Ray ends the dead driver's workers; each worker's keeper ends its jobs' groups
+    wait_for(lambda: not job_pids_alive(tmp_path), timeout=30,
+             what="the jobs to be ended once their driver died")
 
 
 # ------------------------------------------------------------- scheduling
