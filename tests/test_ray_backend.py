@@ -179,7 +179,7 @@ def test_stop_now_interrupts_and_the_next_run_resumes(ray_hog, tmp_path):
     jobs = job_file(tmp_path, *[f"[ -e {flag} ] || sleep 300; echo run $HOG_ATTEMPT"] * 2,
                     "echo quick")
     hog = ray_hog.start("--job_file", jobs)
-    wait_for(lambda: len(job_pids_alive(tmp_path)) >= 2 and
+    wait_for(lambda: len(job_pids_alive(tmp_path)) >= 4 and        # two bash, two sleep
              (job_dir(tmp_path, 2) / "SUCCESS").exists(), timeout=60, what="two jobs running")
     r = run_hog(tmp_path, "stop", "output", "--now")
     assert r.returncode == 0, r.stderr
