@@ -21,8 +21,10 @@ import signal
 from typing import Dict, Iterable, List
 
 from hog import spawn
-from hog.consumer import CANCEL, KILL, consumer_main  # noqa: F401 - part of the interface
+from hog.consumer import CANCEL, KILL, consumer_main
 from hog.jobdir import Layout
+
+__all__ = ["CANCEL", "KILL", "LocalBackend", "make_backend"]
 
 
 class LocalBackend:

@@ -15,7 +15,7 @@ import pytest
 from .conftest import info, job_dir, job_file, marker, out
 from .procs import pid_alive, read_environ, wait_for
 from .ray_support import descendants
-from .test_ray_backend import RayHog, job_pids_alive, ray_hog, status_json  # noqa: F401
+from .test_ray_backend import ray_hog, status_json  # noqa: F401 - ray_hog is a fixture
 
 pytestmark = pytest.mark.timeout(300)
 
