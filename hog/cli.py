@@ -110,6 +110,12 @@ def run_parser() -> argparse.ArgumentParser:
     _flag(p, "hook_timeout", metavar="SECONDS", type=float, default=30.0,
           help="a hook still running after this long is killed (default 30); hook output "
                "and failures go to DIR/.hog/hooks.log")
+    _flag(p, "backend", choices=("local", "ray"), default="local",
+          help="local (default): one process per slot on this machine; ray: each job is a "
+               "Ray task on a Ray cluster (pip install 'hog[ray]'; see docs/ray.md)")
+    _flag(p, "ray_address", metavar="ADDR",
+          help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
+               "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
     p.add_argument("--version", action="version", version=f"hog {__version__}")
     return p
 
@@ -248,7 +254,14 @@ def run_config(args: argparse.Namespace, source):
         raise UsageError("--grace must be 0 or more seconds")
     if args.hook_timeout <= 0:
         raise UsageError("--hook_timeout must be more than 0 seconds")
-    slots = slots_for(args.gpus)
+    ray_gpus = None
+    if args.backend == "ray":
+        ray_gpus = ray_options(args)
+        slots = []
+    elif args.ray_address is not None:
+        raise UsageError("--ray_address is for --backend ray")
+    else:
+        slots = slots_for(args.gpus)
     if args.cpu_slots is not None and args.cpu_slots < 0:
         raise UsageError("--cpu_slots must be 0 or more")
     from hog.options import parse_amount
@@ -267,7 +280,39 @@ def run_config(args: argparse.Namespace, source):
                      cpu_slots=args.cpu_slots, min_free_memory=min_free,
                      exclusive=args.exclusive, wait_for_running=args.wait_for_running,
                      on_job_end=args.on_job_end, on_finish=args.on_finish,
-                     hook_timeout=args.hook_timeout)
+                     hook_timeout=args.hook_timeout, backend=args.backend,
+                     ray_address=args.ray_address, ray_gpus=ray_gpus)
+
+
+RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resources"),
+               ("gpu_memory", "ask for fractions of a GPU instead (gpus=0.5)"),
+               ("cpu_slots", "CPU-only jobs take one CPU of the cluster each (or CPU=n)"),
+               ("min_free_memory", "it watches this machine's GPUs only"),
+               ("exclusive", "it watches this machine's GPUs only"),
+               ("wait_for_running", "it watches this machine's runners only"))
+
+
+def ray_options(args) -> Optional[tuple]:
+    """Check the options of a ``--backend ray`` run; returns the GPU ids of a local Ray
+    instance (None: Ray finds them)."""
+    import importlib.util
+    for name, why in RAY_IGNORES:
+        if getattr(args, name) not in (None, False):
+            raise UsageError(f"--{name} does not apply with --backend ray: {why}")
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'hog[ray]'")
+    if args.gpus in (None, "all"):
+        return None
+    if args.ray_address or os.environ.get("RAY_ADDRESS"):
+        raise UsageError("--gpus does not apply to an existing Ray cluster: each node has "
+                         "the GPUs it was started with (ray start --num-gpus N)")
+    from hog.discovery import discover
+    from hog.gpuspec import parse_gpus
+    ids = parse_gpus(args.gpus, discover)
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--gpus {args.gpus}: with --backend ray a GPU is listed once; "
+                         f"jobs share a GPU by asking for a fraction of it (gpus=0.5)")
+    return tuple(ids)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -39,7 +39,7 @@ class Job:
     command: str
     where: str = ""
     name: Optional[str] = None
-    gpus: int = 1
+    gpus: float = 1                    # a whole number; a fraction below 1 with Ray
     resources: Tuple[Tuple[str, float], ...] = ()
     env: Tuple[Tuple[str, str], ...] = ()
     cwd: Optional[str] = None

@@ -76,6 +76,19 @@ def _int(value: Any, minimum: Optional[int]) -> int:
     return number
 
 
+def _gpus(value: Any):
+    """How many GPUs: a whole number, or a fraction below 1 (one GPU shared, Ray)."""
+    try:
+        return _int(value, 0)
+    except ValueError:
+        if isinstance(value, bool):
+            raise
+        amount = float(str(value).strip()) if not isinstance(value, float) else value
+        if not 0 < amount < 1:
+            raise ValueError(value) from None
+        return amount
+
+
 def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False) -> Dict[str, Any]:
     """Validate job options (all but ``cmd``) into ``Job`` keyword arguments.
 
@@ -97,9 +110,10 @@ def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False)
             out["name"] = str(value).strip()
         elif key == "gpus":
             try:
-                out["gpus"] = _int(value, 0)
+                out["gpus"] = _gpus(value)
             except ValueError:
-                raise bad(key, "a whole number of GPUs, 0 or more") from None
+                raise bad(key, "a whole number of GPUs, 0 or more, or a fraction of one "
+                               "such as 0.5 (--backend ray)") from None
         elif key in ("retries",):
             try:
                 out[key] = _int(value, 0)

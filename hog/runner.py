@@ -20,8 +20,8 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 import multiprocess
 from multiprocess.connection import wait
 
-from hog import hooks, spawn
-from hog.consumer import CANCEL, KILL, consumer_main
+from hog import hooks
+from hog.backend import CANCEL, KILL, make_backend
 from hog.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.flags import SignalFlags
@@ -58,6 +58,9 @@ class RunConfig:
     on_job_end: Optional[str] = None                 # notification hooks (hog.hooks)
     on_finish: Optional[str] = None
     hook_timeout: float = 30.0
+    backend: str = "local"                           # local | ray
+    ray_address: Optional[str] = None                # None: a local Ray instance
+    ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
 
 
 def source_key(source: SourceSpec) -> str:
@@ -72,20 +75,19 @@ class Runner:
         self.layout = Layout(os.path.abspath(config.output_dir), config.prefix)
         self.ctx = multiprocess.get_context("fork")
         cpu = config.cpu_slots if config.cpu_slots is not None else len(config.slots)
-        self.sched = Scheduler(Capacity([Slot(i, g) for i, g in enumerate(config.slots)],
-                                      resources=dict(config.resources),
-                                      gpu_memory=self._gpu_memory(config.gpu_memory),
-                                      cpu_slots=cpu))
+        self.flags = SignalFlags()
+        self.backend = make_backend(config, self.ctx, self.layout, self.flags)
+        self.sched = self.backend.scheduler() if not self.backend.local else \
+            Scheduler(Capacity([Slot(i, g) for i, g in enumerate(config.slots)],
+                               resources=dict(config.resources),
+                               gpu_memory=self._gpu_memory(config.gpu_memory), cpu_slots=cpu))
         self.memory_known = bool(config.gpu_memory)
         self.monitor = None
         self.registry = None
         self.waiting_deps: set = set()
         self.progress = Progress(slots=list(config.slots), layout=self.layout,
                                  title=config.output_dir)
-        self.flags = SignalFlags()
-        self.conns: Dict[int, object] = {}
-        self.procs: Dict[int, object] = {}
-        self.slot_of_conn: Dict[int, int] = {}
+        self.fatal = ""
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
         self.ready: Deque[Tuple[JobRow, Job]] = deque()
@@ -136,7 +138,9 @@ class Runner:
         with self.store.transaction():
             live = self.store.live_runners()
             self._check_sweep(live)
-            self.runner_id = self.store.register_runner(",".join(self.cfg.slots))
+            self.runner_id = self.store.register_runner(
+                ",".join(self.cfg.slots) if self.backend.local else
+                f"ray {self.cfg.ray_address or os.environ.get('RAY_ADDRESS') or '(local)'}")
         self.joiner = bool(live)
         if recovered:
             again = sum(1 for _, s in recovered if s == "interrupted")
@@ -226,8 +230,7 @@ class Runner:
             self.producer = self.ctx.Process(target=producer_main, name="hog-producer",
                                              args=(self.cfg.source, self.queue))
             self.producer.start()
-        for slot in sorted(self.sched.slots):
-            self._start_consumer(slot)
+        self.backend.start(sorted(self.sched.slots))
         if self.cfg.min_free_memory is not None or self.cfg.exclusive:
             from hog.gpumonitor import GpuMonitor
             self.monitor = GpuMonitor(self.cfg.min_free_memory, self.cfg.exclusive)
@@ -241,24 +244,6 @@ class Runner:
         self.registry.update(0)
         if self.cfg.wait_for_running:
             self._note_others_running(self.registry.others_running())
-
-    def _start_consumer(self, slot: int) -> None:
-        ours, theirs = self.ctx.Pipe(duplex=True)
-        close = [ours] + list(self.conns.values())
-        proc = self.ctx.Process(target=consumer_main, name=f"hog-slot-{slot}",
-                                args=(theirs, self.layout, self.cfg.grace, close))
-        proc.start()
-        theirs.close()
-        self.conns[slot] = ours
-        self.procs[slot] = proc
-        self.slot_of_conn[id(ours)] = slot
-
-    def _stop_consumer(self, slot: int) -> None:
-        conn = self.conns.pop(slot)
-        self.slot_of_conn.pop(id(conn), None)
-        self._send_conn(conn, None)
-        conn.close()
-        self.procs.pop(slot).join(5)
 
     # ------------------------------------------------------------- loop
     def run(self) -> int:
@@ -291,8 +276,9 @@ class Runner:
                     if self.producer is not None and obj is self.producer.sentinel:
                         self.producer_exited = True
                         self.producer.join(0)
-                    elif id(obj) in self.slot_of_conn:
-                        self._from_consumer(self.slot_of_conn[id(obj)])
+                    elif self.backend.owns(obj):
+                        for event in self.backend.receive(obj):
+                            self._on_event(event)
                 if time.monotonic() >= self.next_tick:
                     self._tick()
         finally:
@@ -304,7 +290,7 @@ class Runner:
         return code
 
     def _waitables(self, wake_r) -> list:
-        objs = [wake_r] + list(self.conns.values())
+        objs = [wake_r] + self.backend.waitables()
         if self.producer is not None and not self.producer_exited:
             objs.append(self.producer.sentinel)
         if self._may_ingest():
@@ -507,49 +493,41 @@ class Runner:
         self._end_unrun(row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")
 
     def _dispatch(self, d: Dispatch) -> None:
-        if d.slot not in self.conns:            # CPU slots start on first use
-            self._start_consumer(d.slot)
+        if not self.backend.has_slot(d.slot):   # CPU slots start on first use
+            self.backend.add_slot(d.slot)
+        if d.slot >= len(self.progress.slots):  # Ray: slots are taken as jobs are handed over
+            self.progress.slots = self.sched.slot_gpus()
         self.running[d.slot] = d
         if self.registry is not None:
             self.registry.update(len(self.running))
         self.started_any = True
         self.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time(),
                                                 d.job.index)
-        self._send(d.slot, d)
+        self.backend.send(d.slot, d)
 
-    def _send(self, slot: int, message) -> None:
-        conn = self.conns.get(slot)
-        if conn is not None:
-            self._send_conn(conn, message)
-
-    @staticmethod
-    def _send_conn(conn, message) -> None:
-        try:
-            conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            pass   # the consumer is gone; its EOF is handled in _from_consumer
-
-    # ------------------------------------------------- consumer events
-    def _from_consumer(self, slot: int) -> None:
-        conn = self.conns[slot]
-        try:
-            kind, *rest = pickle.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            self._consumer_died(slot)
-            return
+    # ------------------------------------------------- backend events
+    def _on_event(self, event: tuple) -> None:
+        kind = event[0]
         if kind == "started":
-            _, index, pid, started = rest
+            _, slot, index, pid, started, where = event
             self.pids[slot] = pid
-            self.store.started(index, pid, started)
+            gpus = ",".join(self.running[slot].gpu_ids) if where is None else ",".join(where[1])
+            self.store.started(index, pid, started, gpus=None if where is None else gpus)
             if self.monitor is not None:
                 self.monitor.ours = frozenset(self.pids.values())
             r = self.progress.running.get(slot)
             if r is not None:
                 r.started = started
-            d = self.running[slot]
-            self.display.job_started(slot, d.name, ",".join(d.gpu_ids), pid)
+                r.gpus = gpus
+            self.display.job_started(slot, self.running[slot].name, gpus, pid)
         elif kind == "ended":
-            self._ended(rest[0])
+            self._ended(event[1])
+        elif kind == "died":
+            self._consumer_died(event[1], event[2])
+        elif kind == "fatal" and not self.fatal:
+            self.fatal = event[1]
+            self.display.message(event[1])
+            self._drain(event[1])
 
     def _ended(self, outcome: Outcome) -> None:
         d = self.running.pop(outcome.slot, None)
@@ -560,7 +538,7 @@ class Runner:
         self.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                          outcome.started, outcome.ended, outcome.note, requeue=retry)
         for gone in self.sched.release(outcome.index):
-            self._stop_consumer(gone)
+            self.backend.remove_slot(gone)
         if self.registry is not None:
             self.registry.update(len(self.running))
         if self.monitor is not None:
@@ -585,20 +563,12 @@ class Runner:
             self.hooks.job_ended(outcome.name,
                                  hooks.job_variables(outcome, self.layout, self.progress))
 
-    def _consumer_died(self, slot: int) -> None:
-        """A consumer vanished (killed by someone): end its job, record it, replace it."""
-        conn = self.conns.pop(slot)
-        self.slot_of_conn.pop(id(conn), None)
-        conn.close()
-        proc = self.procs.pop(slot)
-        proc.join(1)
+    def _consumer_died(self, slot: int, why: str) -> None:
+        """A slot's executor vanished (the backend ended its job): record it, replace it."""
         d = self.running.get(slot)
         if d is not None:
             pid = self.pids.get(slot)
-            if pid is not None:
-                spawn.signal_group(pid, signal.SIGKILL)
             started = self.progress.running[slot].started
-            why = f"its slot process died (exit code {proc.exitcode})"
             now = time.time()
             self._write_folder_without_consumer(d, Status.INTERRUPTED, started, now, pid, why)
             self._ended(Outcome(index=d.job.index, name=d.name, slot=slot,
@@ -606,9 +576,8 @@ class Runner:
                                 started=started, ended=now, pid=pid, attempt=d.attempt,
                                 err_path=self.layout.err_path(d.job.index), note=why))
         if not (self.killing or self.stopping) and slot in self.sched.slots:
-            self.display.message(f"slot {slot} process died (exit code {proc.exitcode}); "
-                                 f"starting a new one")
-            self._start_consumer(slot)
+            self.display.message(f"slot {slot}: {why}; starting a new one")
+            self.backend.add_slot(slot)
 
     def _write_folder_without_consumer(self, d: Dispatch, status: Status, started: float,
                                        ended: float, pid: Optional[int], why: str) -> None:
@@ -654,7 +623,7 @@ class Runner:
             for slot, d in self.running.items():
                 if d.job.index == job_id and job_id not in self.cancelling:
                     self.cancelling.add(job_id)
-                    self._send(slot, CANCEL)
+                    self.backend.send(slot, CANCEL)
         spec = self.store.take_gpus_request(self.runner_id)
         if spec is not None:
             self._change_slots(spec)
@@ -682,6 +651,10 @@ class Runner:
 
     def _change_slots(self, spec: str) -> None:
         from hog.runner import slots_for
+        if not self.backend.local:
+            self.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
+                                 "GPUs (ray start --num-gpus); nothing changed")
+            return
         try:
             wanted = slots_for(spec)
         except UsageError as e:
@@ -696,9 +669,9 @@ class Runner:
                 keep[i] = gpu
         for i in set(current) - set(keep):
             if self.sched.retire_slot(i):
-                self._stop_consumer(i)
+                self.backend.remove_slot(i)
         for gpu in todo:
-            self._start_consumer(self.sched.add_slot(gpu))
+            self.backend.add_slot(self.sched.add_slot(gpu))
         self.progress.slots = self.sched.slot_gpus()
         self.store.heartbeat(self.runner_id, ",".join(self.progress.slots))
         self.display.message(f"slots are now --gpus {','.join(self.progress.slots)}")
@@ -735,7 +708,7 @@ class Runner:
         self._drain(reason)
         self.killing = True
         for slot in list(self.running):
-            self._send(slot, KILL)
+            self.backend.send(slot, KILL)
 
     def _lose_terminal(self) -> None:
         """SIGHUP: the terminal is gone. Keep running; send our output to a log."""
@@ -755,17 +728,8 @@ class Runner:
 
     # --------------------------------------------------------- shut-down
     def _shutdown(self) -> None:
-        if self.running:            # leaving by an exception: jobs must not outlive us
-            for slot in list(self.running):
-                self._send(slot, KILL)
-        for slot in list(self.conns):
-            self._send(slot, None)
-        deadline = time.monotonic() + self.cfg.grace + 5
-        for proc in self.procs.values():
-            proc.join(max(0.1, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1)
+        # leaving by an exception with jobs running: they must not outlive us
+        self.backend.shutdown(list(self.running))
         if self.monitor is not None:
             self.monitor.stop()
         if self.registry is not None:
@@ -776,8 +740,6 @@ class Runner:
             self.producer.join(2)
             self.queue.close()
             self.queue.cancel_join_thread()
-        for conn in self.conns.values():
-            conn.close()
         if hasattr(self, "store"):
             if hasattr(self, "runner_id"):
                 self.store.retire_runner(self.runner_id)
@@ -823,7 +785,7 @@ class Runner:
             return EXIT_INT
         if self.source_error and not self.started_any:
             return EXIT_USAGE
-        if p.failed or self.source_error:
+        if p.failed or self.source_error or self.fatal:
             return EXIT_FAILED
         return EXIT_OK
 

@@ -142,6 +142,9 @@ class Scheduler:
 
     def _never_fits(self, job: Job) -> Optional[str]:
         gpus = self.gpus()
+        if job.gpus != int(job.gpus):
+            return f"asks for a fraction of a GPU (gpus={job.gpus:g}), which needs " \
+                   f"--backend ray; here, list a GPU id twice in --gpus to share it"
         if job.gpus == 0:
             if self.cpu_total == 0:
                 return "is a CPU-only job (gpus=0); this runner has no CPU slots (--cpu_slots)"

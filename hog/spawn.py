@@ -53,8 +53,53 @@ def start_hook(command: str, env: Dict[str, str], log_path: str) -> int:
     return _spawn([BASH, "-c", command], env, actions)
 
 
-def _spawn(argv, env, actions) -> int:
-    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True,
+KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
+
+
+def start_piped(command: str, env: Dict[str, str], out_fd: int, err_fd: int,
+                cwd: Optional[str]) -> int:
+    """Start ``bash -c command`` in its own session with its stdout and stderr on
+    ``out_fd``/``err_fd`` (pipes on a Ray node); returns its pid (= its pgid). Safe in
+    a process with threads (a Ray worker): the working directory is set in the child."""
+    import subprocess
+    proc = subprocess.Popen([BASH, "-c", command], stdin=subprocess.DEVNULL, stdout=out_fd,
+                            stderr=err_fd, env=env, cwd=cwd, start_new_session=True,
+                            close_fds=True)
+    proc.returncode = 0     # reaped by the caller (Watch), never by subprocess
+    return proc.pid
+
+
+def start_keeper(python: str, grace: float, wait_s: float = 30.0) -> int:
+    """Start ``keeper.py`` for this process (a Ray worker) and wait until it runs: it
+    ends the process groups it is told about if this process goes away. Returns the fd
+    to write ``+PGID START`` / ``-PGID`` lines to. The ``sh`` in between is there
+    because Ray kills a worker's direct children when the worker exits; the keeper
+    has its own session by the time this returns, out of that reach."""
+    r, w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    argv = ["/bin/sh", "-c", '"$@"; exit $?', "sh", python, "-I", "-S", KEEPER,
+            str(os.getpid()), repr(grace)]
+    actions = [(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, ready_w, 1),
+               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
+    try:
+        _spawn(argv, os.environ, actions, setsid=False)
+    finally:
+        os.close(r)
+        os.close(ready_w)
+    try:
+        readable, _, _ = select.select([ready_r], [], [], wait_s)
+        if not readable or not os.read(ready_r, 16):
+            raise OSError("the keeper process did not start")
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(ready_r)
+    return w
+
+
+def _spawn(argv, env, actions, setsid: bool = True) -> int:
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=setsid,
                           setsigdef=_RESET, setsigmask=())
 
 

@@ -427,9 +427,11 @@ class Store:
             (runner, slot, gpus, time.time(), job_id, attempts))
         return attempts + 1 if cur.rowcount == 1 else None
 
-    def started(self, job_id: int, pid: int, started: float) -> None:
-        self.db.execute("UPDATE jobs SET pid = ?, started = ? WHERE id = ?",
-                        (pid, started, job_id))
+    def started(self, job_id: int, pid: int, started: float,
+                gpus: Optional[str] = None) -> None:
+        """The job runs (``gpus``: the GPU ids, when known only now, as with Ray)."""
+        self.db.execute("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus) "
+                        "WHERE id = ?", (pid, started, gpus, job_id))
 
     def ended(self, job_id: int, status: Status, exit_code: Optional[int],
               signal: Optional[str], started: float, ended: float, note: str = "",

@@ -250,3 +250,29 @@ def max_overlap(spans) -> int:
 
 def assert_no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
+
+
+# ------------------------------------------------------------------ Ray
+@pytest.fixture(scope="session")
+def ray_netns():
+    """A network namespace with only loopback up, for everything Ray (tests/ray_support.py)."""
+    from .ray_support import make_netns, stop_netns, why_no_ray
+    reason = why_no_ray()
+    if reason:
+        pytest.skip(reason)
+    ns = make_netns()
+    yield ns
+    stop_netns(ns)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_netns):
+    """One Ray cluster for the whole session: a head with 4 fake GPUs on 127.0.0.1."""
+    from .ray_support import Cluster
+    cluster = Cluster(ray_netns)
+    try:
+        cluster.start_head()
+        yield cluster
+    finally:
+        left = cluster.stop()
+    assert not left, "Ray processes left running:\n  " + "\n  ".join(left)

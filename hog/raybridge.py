@@ -1,0 +1,392 @@
+"""The Ray bridge: the process that is hog's Ray driver (``--backend ray``).
+
+The runner forks it before Ray is ever imported and talks to it over one duplex
+pipe, as it does with a consumer: down come ``(slot, Dispatch)``, ``(slot, KILL)``,
+``(slot, CANCEL)`` and ``None`` (exit); up go ``("ready", nodes)`` or
+``("error", text)`` once, ``("nodes", nodes)`` when the cluster changes, and the
+backend events ``("started", ...)`` and ``("ended", Outcome)``.
+
+Each job becomes one Ray task (``raynode.run_job``) asking for its GPUs, its named
+resources and no CPU unless it asks (CPU-only jobs take one), with no retries by
+Ray: hog decides about retries. The bridge writes the job folder on hog's machine
+from what the task streams back (INFO at start, output as it comes, INFO and the
+marker at the end). Ending a job that runs is a small task on its node
+(``raynode.end_job``); one that has not started yet is cancelled in Ray.
+
+If the runner goes away (its pipe reads EOF), every job is ended and recorded as
+interrupted, and the bridge exits; if the bridge itself is killed, Ray ends its
+tasks' workers and each job's guard ends the job's process group.
+"""
+import os
+import pickle
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from hog.consumer import CANCEL, KILL
+from hog.flags import SignalFlags
+from hog.jobdir import JobFolder, Layout, info_fields
+from hog.model import Dispatch, Outcome, Status, slot_label
+
+WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
+NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
+BACKPRESSURE = 32          # output items a task may have in flight to the bridge
+_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: Optional[str]                 # None: start a local Ray instance
+    num_gpus: Optional[int] = None         # local instance: how many GPUs (None: Ray finds)
+    visible: Optional[str] = None          # local instance: CUDA_VISIBLE_DEVICES for them
+    log_path: str = ""                     # where Ray's own messages go
+
+
+def demand(job) -> Dict[str, float]:
+    """What a job asks Ray for: GPUs, CPUs (none for a GPU job unless it says CPU=n;
+    one for a CPU-only job), and its named resources."""
+    resources = dict(job.resources)
+    need = {"GPU": float(job.gpus), "CPU": float(resources.pop("CPU", 0 if job.gpus else 1))}
+    need.update(resources)
+    return need
+
+
+def task_options(job, name: str) -> dict:
+    need = demand(job)
+    gpus, cpus = need.pop("GPU"), need.pop("CPU")
+    return dict(num_gpus=int(gpus) if gpus.is_integer() else gpus,
+                num_cpus=int(cpus) if cpus.is_integer() else cpus, resources=need,
+                max_retries=0, retry_exceptions=False, name=f"hog {name}",
+                _generator_backpressure_num_objects=BACKPRESSURE)
+
+
+def alive_nodes(ray) -> List[Dict[str, float]]:
+    return sorted((dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")),
+                  key=lambda r: sorted(r.items()))
+
+
+@dataclass
+class _Task:
+    d: Dispatch
+    gen: object
+    kill: Optional[str] = None            # KILL or CANCEL, once asked
+    info: Optional[dict] = None           # from the task's "started" item
+    folder: Optional[JobFolder] = None
+    fds: Dict[str, int] = field(default_factory=dict)
+
+
+class Bridge:
+    def __init__(self, conn, layout: Layout, grace: float, ray):
+        self.conn = conn
+        self.layout = layout
+        self.grace = grace
+        self.ray = ray
+        from hog import raynode
+        self.run_job = ray.remote(raynode.run_job)
+        self.end_job = ray.remote(raynode.end_job)
+        self.tasks: Dict[int, _Task] = {}
+        self.runner_gone = False
+        self.exiting = False
+        self.deadline: Optional[float] = None
+        self.nodes: Optional[list] = None
+        self.next_nodes = 0.0
+        self.cwd = os.getcwd()
+
+    # --------------------------------------------------------------- runner
+    def send(self, message) -> None:
+        if self.runner_gone:
+            return
+        try:
+            self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            self.runner_gone = True
+
+    def _from_runner(self, timeout: float) -> None:
+        """Handle what the runner sent, waiting at most ``timeout`` for the first."""
+        while not self.runner_gone and self.conn.poll(timeout):
+            timeout = 0
+            try:
+                message = pickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                self.runner_gone = True
+                self._leave(KILL)           # no job outlives hog
+                return
+            if message is None:
+                self._leave(None)
+                continue
+            slot, what = message
+            if isinstance(what, Dispatch):
+                self._submit(slot, what)
+            elif what in (KILL, CANCEL):
+                self._stop(slot, what)
+
+    def _leave(self, how: Optional[str]) -> None:
+        self.exiting = True
+        self.deadline = time.monotonic() + self.grace + 10
+        if how is not None:
+            for slot in list(self.tasks):
+                self._stop(slot, how)
+
+    # ----------------------------------------------------------------- loop
+    def serve(self) -> None:
+        ray = self.ray
+        while True:
+            self._from_runner(0 if self.tasks else 0.5)
+            if self.exiting and (not self.tasks or time.monotonic() > self.deadline):
+                return
+            if self.tasks:
+                gens = [t.gen for t in self.tasks.values()]
+                ready, _ = ray.wait(gens, num_returns=1, timeout=WAIT_S, fetch_local=True)
+                if ready and len(gens) > 1:
+                    ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0,
+                                        fetch_local=True)
+                by_gen = {id(t.gen): slot for slot, t in self.tasks.items()}
+                for gen in ready:
+                    self._advance(by_gen[id(gen)])
+            if time.monotonic() >= self.next_nodes:
+                self._look_at_nodes()
+
+    def _look_at_nodes(self) -> None:
+        self.next_nodes = time.monotonic() + NODES_EVERY_S
+        try:
+            nodes = alive_nodes(self.ray)
+        except Exception:  # noqa: BLE001 - the cluster may be briefly unreachable
+            return
+        if nodes != self.nodes:
+            self.nodes = nodes
+            self.send(("nodes", nodes))
+
+    # ---------------------------------------------------------------- tasks
+    def _submit(self, slot: int, d: Dispatch) -> None:
+        job = d.job
+        env = dict(job.env)
+        env.update(HOG_JOB_INDEX=str(job.index), HOG_JOB_NAME=d.name,
+                   HOG_JOB_DIR=self.layout.folder(job.index), HOG_SLOT=slot_label(slot),
+                   HOG_ATTEMPT=str(d.attempt))
+        spec = dict(command=job.command, env=env, cwd=job.cwd or self.cwd,
+                    cwd_explicit=job.cwd is not None, timeout=job.timeout, grace=self.grace)
+        try:
+            gen = self.run_job.options(**task_options(job, d.name)).remote(spec)
+        except Exception as e:  # noqa: BLE001 - e.g. options Ray refuses
+            task = _Task(d, None)
+            self._lost(task, Status.FAILED, f"Ray refused the task: {e}")
+            return
+        self.tasks[slot] = _Task(d, gen)
+
+    def _stop(self, slot: int, how: str) -> None:
+        task = self.tasks.get(slot)
+        if task is None:
+            return
+        first = task.kill is None
+        if first or how == KILL:
+            task.kill = how
+        if not first:
+            return
+        if task.info is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            where = NodeAffinitySchedulingStrategy(task.info["node"], soft=False)
+            self.end_job.options(num_cpus=0, max_retries=0, scheduling_strategy=where,
+                                 name="hog end job").remote(
+                task.info["pid"], task.info["leader_start"], self.grace)
+        else:
+            self.ray.cancel(task.gen)    # not started: it never will
+
+    def _advance(self, slot: int) -> None:
+        """Take the next item of a task that has one ready."""
+        ray = self.ray
+        task = self.tasks[slot]
+        try:
+            ref = next(task.gen)
+        except StopIteration:
+            self._lost(task, Status.FAILED, "its Ray task ended without a result")
+            return
+        try:
+            kind, payload = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            self._lost(task, Status.INTERRUPTED, "cancelled in Ray" if task.info else
+                       "cancelled in Ray before it started")
+            return
+        except ray.exceptions.RayError as e:
+            self._lost(task, Status.FAILED, _describe(e, task))
+            return
+        if kind == "started":
+            self._started(slot, task, payload)
+        elif kind in ("out", "err"):
+            _write_all(task.fds.get(kind), payload)
+        elif kind == "ended":
+            self._ended(task, payload)
+
+    def _started(self, slot: int, task: _Task, info: dict) -> None:
+        d = task.d
+        task.info = info
+        task.folder = JobFolder(self.layout, d.job.index)
+        task.folder.create(d.attempt)
+        task.fds = {"out": os.open(task.folder.out_path, _OUT_FLAGS, 0o644),
+                    "err": os.open(task.folder.err_path, _OUT_FLAGS, 0o644)}
+        task.folder.write_info(self._info(task, Status.RUNNING))
+        self.send(("started", slot, d.job.index, info["pid"], info["started"], info["host"],
+                   tuple(info["gpu_ids"])))
+
+    def _info(self, task: _Task, status: Status, **end) -> dict:
+        d, info = task.d, task.info or {}
+        started = info.get("started", end.pop("started", None))
+        end.pop("started", None)
+        fields = info_fields(name=d.name, index=d.job.index, command=d.job.command,
+                             gpu_ids=info.get("gpu_ids", ()), slot=d.slot, pid=info.get("pid"),
+                             attempt=d.attempt, status=status, started=started, **end)
+        if info:
+            fields["host"] = info["host"]
+            fields["node"] = info["node"]
+        return fields
+
+    def _ended(self, task: _Task, result: dict) -> None:
+        if not result["started_ok"]:                       # the job could not start
+            task.info = None
+            self._lost(task, Status.FAILED, result["note"])
+            return
+        if task.kill is not None:
+            status = Status.INTERRUPTED if task.kill == KILL else Status.CANCELLED
+        elif result["status"] == "timeout":
+            status = Status.TIMEOUT
+        else:
+            status = Status.SUCCEEDED if result["exit_code"] == 0 else Status.FAILED
+        self._finish(task, status, result["exit_code"], result["signal"], result["ended"], "")
+
+    def _lost(self, task: _Task, status: Status, why: str) -> None:
+        """The task ended without a result of its own: record why, in its folder too."""
+        if task.kill is not None:
+            status = Status.INTERRUPTED if task.kill == KILL else Status.CANCELLED
+        if task.folder is None:
+            task.folder = JobFolder(self.layout, task.d.job.index)
+            task.folder.create(task.d.attempt)
+            task.fds = {"out": os.open(task.folder.out_path, _OUT_FLAGS, 0o644),
+                        "err": os.open(task.folder.err_path, _OUT_FLAGS, 0o644)}
+        _write_all(task.fds["err"], f"hog: {why}\n".encode())
+        self._finish(task, status, None, None, time.time(), why)
+
+    def _finish(self, task: _Task, status: Status, exit_code, sig, ended: float,
+                note: str) -> None:
+        for fd in task.fds.values():
+            os.close(fd)
+        task.fds = {}
+        d = task.d
+        started = (task.info or {}).get("started", ended)
+        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                          exit_code=exit_code, signal=sig, started=started, ended=ended,
+                          pid=(task.info or {}).get("pid"), attempt=d.attempt,
+                          err_path=task.folder.err_path, note=note)
+        task.folder.finish(self._info(task, status, exit_code=exit_code, signal=sig,
+                                      started=started, ended=ended), outcome)
+        self.tasks.pop(d.slot, None)
+        self.send(("ended", outcome))
+
+
+def _describe(error: Exception, task: _Task) -> str:
+    name = type(error).__name__
+    where = f" on {task.info['host']} (node {task.info['node'][:12]})" if task.info else ""
+    if name == "NodeDiedError":
+        return f"its Ray node died{where}"
+    if name in ("WorkerCrashedError", "OwnerDiedError", "LocalRayletDiedError"):
+        return f"its Ray worker died{where} ({name})"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"Ray: {name}{where}: {first[:300]}"
+
+
+def _write_all(fd: Optional[int], data: bytes) -> None:
+    if fd is None:
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# ------------------------------------------------------------------- process
+def connect(settings: RaySettings):
+    """Import Ray and join the cluster (or start a local instance); returns ``ray``."""
+    import logging
+    import ray
+    common = dict(log_to_driver=False, logging_level=logging.WARNING,
+                  configure_logging=True)
+    if settings.address is None:
+        if settings.visible is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = settings.visible
+        ray.init(address="local", num_gpus=settings.num_gpus, include_dashboard=False,
+                 **common)
+    else:
+        probe(settings.address)
+        ray.init(address=settings.address, **common)
+    return ray
+
+
+def probe(address: str, wait_s: float = 15.0) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
+    import socket
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return                          # "auto", or a form Ray resolves itself
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ConnectionError(f"nothing answers at {address} "
+                                      f"({e.strerror or e}); is the head node running?") \
+                    from None
+            time.sleep(1)
+
+
+def _hint(log_path: str) -> str:
+    """What Ray's log says that its exception does not."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.path.getsize(log_path) - 65536))
+            tail = f.read()
+    except OSError:
+        return ""
+    if b"InvalidAuthToken" in tail or b"Unauthenticated" in tail:
+        return "; the cluster wants its authentication token: set RAY_AUTH_MODE=token and " \
+               "the token (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) as on " \
+               "its nodes"
+    return ""
+
+
+def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close) -> None:
+    """Entry point of the bridge process."""
+    for other in close:      # the runner's end of our pipe: so EOF means "runner gone"
+        other.close()
+    flags = SignalFlags()    # terminal signals are the runner's business
+    quiet = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM]
+    flags.install(quiet)
+    if settings.log_path:    # Ray's own messages go to a log, not over hog's display
+        fd = os.open(settings.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    try:
+        ray = connect(settings)
+    except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user gets one line
+        text = (" ".join(str(e).split()) or type(e).__name__)[:600]     # one line
+        _send(conn, ("error", text + _hint(settings.log_path)))
+        return
+    flags.install(quiet)     # ray.init installs its own SIGTERM handler
+    bridge = Bridge(conn, layout, grace, ray)
+    try:
+        bridge.nodes = alive_nodes(ray)
+        bridge.next_nodes = time.monotonic() + NODES_EVERY_S
+        bridge.send(("ready", bridge.nodes))
+        bridge.serve()
+    finally:
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - leaving anyway
+            pass
+
+
+def _send(conn, message) -> None:
+    try:
+        conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        pass
