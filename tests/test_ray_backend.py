@@ -116,7 +116,7 @@ def test_each_job_runs_as_a_ray_task_on_the_gpus_ray_assigned(ray_hog, tmp_path)
     for name, why in (("huge", "GPU=5"), ("pinned", "gpu_ids"), ("licensed", "license=1")):
         assert info(by_name[name])["status"] == "unschedulable"
         assert why in err(by_name[name])
-    counts = status_json(tmp_path)["counts"]
+    counts = {k: n for k, n in status_json(tmp_path)["counts"].items() if n}
     assert counts == {"succeeded": 4, "failed": 2, "timeout": 1, "unschedulable": 3}
 
 

@@ -81,7 +81,8 @@ def test_jobs_of_a_node_that_dies_are_retried_elsewhere_once(ray_cluster, ray_ho
         else:
             assert [line.split()[0] for line in lines] == ["1"], lines
             assert info(folder)["attempt"] == 1 and not (folder / "INFO.1").exists()
-    assert status_json(tmp_path)["counts"] == {"succeeded": 8}
+    counts = status_json(tmp_path)["counts"]
+    assert {k: n for k, n in counts.items() if n} == {"succeeded": 8}
     assert "retrying" in hog.log.read_text()
 
 
