@@ -20,7 +20,6 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 import multiprocess
 from multiprocess.connection import wait
 
-from hog import hooks
 from hog.backend import CANCEL, KILL, make_backend
 from hog.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
@@ -28,7 +27,6 @@ from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
 from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.producer import SourceSpec, producer_main
-from hog.results import save_results
 from hog.scheduler import MEMORY, Capacity, Scheduler
 from hog.store import HEARTBEAT_S, JobRow, Store
 
@@ -257,8 +255,10 @@ class Runner:
             self._start_processes()
             self.display = make_display(self.progress, self.cfg.display)
             self.display.start()
-            self.hooks = hooks.start_hooks(self.cfg, self.layout,
-                                           lambda text: self.display.message(text))
+            if self.cfg.on_job_end or self.cfg.on_finish:
+                from hog import hooks
+                self.hooks = hooks.start_hooks(self.cfg, self.layout,
+                                               lambda text: self.display.message(text))
             for note in self.notices:
                 self.display.message(note)
             self.data_version = self.store.data_version()
@@ -286,6 +286,7 @@ class Runner:
             signal.set_wakeup_fd(-1)
         code = self._report()
         if self.hooks is not None:
+            from hog import hooks
             self.hooks.close(hooks.sweep_variables(self.progress, self.layout, code))
         return code
 
@@ -539,8 +540,8 @@ class Runner:
                          outcome.started, outcome.ended, outcome.note, requeue=retry)
         for gone in self.sched.release(outcome.index):
             self.backend.remove_slot(gone)
-        if self.registry is not None:
-            self.registry.update(len(self.running))
+        # (the registry hears "idle" on the tick: a slot handed its next job at once must
+        # not cost two file writes per job)
         if self.monitor is not None:
             self.monitor.ours = frozenset(self.pids.values())
         self.progress.running.pop(outcome.slot, None)
@@ -560,8 +561,8 @@ class Runner:
         self.progress.record(outcome)
         self.display.job_ended(outcome)
         if self.hooks is not None:
-            self.hooks.job_ended(outcome.name,
-                                 hooks.job_variables(outcome, self.layout, self.progress))
+            from hog.hooks import job_variables
+            self.hooks.job_ended(outcome.name, job_variables(outcome, self.layout, self.progress))
 
     def _consumer_died(self, slot: int, why: str) -> None:
         """A slot's executor vanished (the backend ended its job): record it, replace it."""
@@ -603,6 +604,8 @@ class Runner:
             busy = sorted(g for g in self.monitor.unavailable if g in self.cfg.slots)
             self.display.message(f"GPU(s) in use by others, no new jobs there: "
                                  f"{','.join(busy) or 'none now'}")
+        if self.registry is not None:
+            self.registry.update(len(self.running))
         if self.cfg.wait_for_running:
             self._note_others_running(self.registry.others_running())
         if now >= self.next_heartbeat:
@@ -743,6 +746,7 @@ class Runner:
         if hasattr(self, "store"):
             if hasattr(self, "runner_id"):
                 self.store.retire_runner(self.runner_id)
+                from hog.results import save_results   # not needed before the first job
                 save_results(self.store, self.layout)     # results.jsonl / .csv, atomically
             self.store.close()
         if hasattr(self, "display"):
