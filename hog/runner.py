@@ -87,6 +87,7 @@ class Runner:
                                  title=config.output_dir)
         self.fatal = ""
         self.running: Dict[int, Dispatch] = {}
+        self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
         self.pids: Dict[int, int] = {}
         self.ready: Deque[Tuple[JobRow, Job]] = deque()
         self.not_here: set = set()      # queued jobs this runner can never run
@@ -263,24 +264,24 @@ class Runner:
                 self.display.message(note)
             self.data_version = self.store.data_version()
             self._refresh_total()
+            ready: list = []
             while True:
-                self._ingest()
-                self._fill()
+                # One write transaction per turn: what the slots reported, requests from
+                # other shells, new jobs and the claims of the jobs to start; committed
+                # before any of those jobs is sent to its slot.
+                with self.store.batch():
+                    self._handle_ready(ready)
+                    if time.monotonic() >= self.next_tick:
+                        self._tick()
+                    self._ingest()
+                    self._fill()
+                self._send_claimed()
                 if self._finished():
                     break
                 self.display.idle()
                 timeout = max(0.0, self.next_tick - time.monotonic())
                 ready = wait(self._waitables(wake_r), timeout)
                 self._handle_signals(wake_r)
-                for obj in ready:
-                    if self.producer is not None and obj is self.producer.sentinel:
-                        self.producer_exited = True
-                        self.producer.join(0)
-                    elif self.backend.owns(obj):
-                        for event in self.backend.receive(obj):
-                            self._on_event(event)
-                if time.monotonic() >= self.next_tick:
-                    self._tick()
         finally:
             self._shutdown()
             signal.set_wakeup_fd(-1)
@@ -289,6 +290,21 @@ class Runner:
             from hog import hooks
             self.hooks.close(hooks.sweep_variables(self.progress, self.layout, code))
         return code
+
+    def _handle_ready(self, ready: list) -> None:
+        for obj in ready:
+            if self.producer is not None and obj is self.producer.sentinel:
+                self.producer_exited = True
+                self.producer.join(0)
+            elif self.backend.owns(obj):
+                for event in self.backend.receive(obj):
+                    self._on_event(event)
+
+    def _send_claimed(self) -> None:
+        """Send the jobs claimed this turn to their slots (the claims are committed)."""
+        for d in self.claimed:
+            self.backend.send(d.slot, d)
+        self.claimed.clear()
 
     def _waitables(self, wake_r) -> list:
         objs = [wake_r] + self.backend.waitables()
@@ -504,7 +520,7 @@ class Runner:
         self.started_any = True
         self.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time(),
                                                 d.job.index)
-        self.backend.send(d.slot, d)
+        self.claimed.append(d)
 
     # ------------------------------------------------- backend events
     def _on_event(self, event: tuple) -> None:

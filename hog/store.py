@@ -199,6 +199,7 @@ class Store:
         if create and not os.path.exists(self.path):
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         check_private(self.path, "the queue database")
+        self.batching = False
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
                                       isolation_level=None, check_same_thread=False)
@@ -241,6 +242,16 @@ class Store:
     def transaction(self):
         return _Transaction(self.db)
 
+    def batch(self):
+        """A turn of the runner: its single-statement writes join one transaction, begun
+        by the first of them and committed when the turn ends (no write: no commit)."""
+        return _Batch(self)
+
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        if self.batching and not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db.execute(sql, args)
+
     def data_version(self) -> int:
         """Changes whenever another connection commits: a cheap "anything new?"."""
         return self.db.execute("PRAGMA data_version").fetchone()[0]
@@ -251,27 +262,27 @@ class Store:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+        self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
                         "DO UPDATE SET value = excluded.value", (key, value))
 
     # ---------------------------------------------------------- runners
     def register_runner(self, gpus: str) -> int:
         now = time.time()
         pid = os.getpid()
-        cur = self.db.execute(
+        cur = self._write(
             "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?)", (pid, _host(), proc_start_time(pid), gpus, now, now))
         return cur.lastrowid
 
     def heartbeat(self, runner: int, gpus: Optional[str] = None) -> None:
         if gpus is None:
-            self.db.execute("UPDATE runners SET heartbeat = ? WHERE id = ?", (time.time(), runner))
+            self._write("UPDATE runners SET heartbeat = ? WHERE id = ?", (time.time(), runner))
         else:
-            self.db.execute("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
+            self._write("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
                             (time.time(), gpus, runner))
 
     def retire_runner(self, runner: int) -> None:
-        self.db.execute("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))
+        self._write("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))
 
     def runner(self, runner: int) -> RunnerRow:
         return RunnerRow(*self.db.execute("SELECT * FROM runners WHERE id = ?",
@@ -281,7 +292,7 @@ class Store:
         row = self.db.execute("SELECT gpus_request FROM runners WHERE id = ?",
                               (runner,)).fetchone()
         if row and row[0]:
-            self.db.execute("UPDATE runners SET gpus_request = NULL WHERE id = ?", (runner,))
+            self._write("UPDATE runners SET gpus_request = NULL WHERE id = ?", (runner,))
             return row[0]
         return None
 
@@ -419,7 +430,7 @@ class Store:
         """Mark a queued job running on this runner, if it is still queued with
         ``attempts`` attempts behind it (one statement, so atomic); returns its new
         attempt number, or None when another runner took it first or it changed."""
-        cur = self.db.execute(
+        cur = self._write(
             "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
             "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
             "started = ?, ended = NULL, note = '' "
@@ -430,7 +441,7 @@ class Store:
     def started(self, job_id: int, pid: int, started: float,
                 gpus: Optional[str] = None) -> None:
         """The job runs (``gpus``: the GPU ids, when known only now, as with Ray)."""
-        self.db.execute("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus) "
+        self._write("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus) "
                         "WHERE id = ?", (pid, started, gpus, job_id))
 
     def ended(self, job_id: int, status: Status, exit_code: Optional[int],
@@ -438,7 +449,7 @@ class Store:
               requeue: bool = False) -> None:
         """Record how an attempt ended; ``requeue``: queue the job for another attempt."""
         final = "queued" if requeue else status.value
-        self.db.execute(
+        self._write(
             "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, started = ?, ended = ?, "
             "note = ?, runner = CASE WHEN ? THEN NULL ELSE runner END WHERE id = ?",
             (final, exit_code, signal, started, ended,
@@ -446,7 +457,7 @@ class Store:
              requeue, job_id))
 
     def set_status(self, job_id: int, status: Status, note: str = "") -> None:
-        self.db.execute("UPDATE jobs SET status = ?, note = ?, ended = ? WHERE id = ?",
+        self._write("UPDATE jobs SET status = ?, note = ?, ended = ? WHERE id = ?",
                         (status.value, note, time.time(), job_id))
 
     def cancel_requested(self, runner: int) -> List[int]:
@@ -557,6 +568,21 @@ class Store:
     def _rows(self, where: str, args: tuple = ()) -> List[JobRow]:
         return [JobRow(*r) for r in self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs {where}",
                                                      args)]
+
+
+class _Batch:
+    def __init__(self, store: "Store"):
+        self.store = store
+
+    def __enter__(self):
+        self.store.batching = True
+        return self.store
+
+    def __exit__(self, exc_type, exc, tb):
+        self.store.batching = False
+        if self.store.db.in_transaction:
+            self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
 
 
 class _Transaction:
