@@ -16,11 +16,10 @@ ready waitable brings; ``shutdown(kill)``. Events are tuples:
 ``LocalBackend`` (default) is one consumer process per slot on this machine; the
 Ray backend is in ``hog.raybackend``.
 """
-import pickle
 import signal
 from typing import Dict, Iterable, List
 
-from hog import spawn
+from hog import spawn, wire
 from hog.consumer import CANCEL, KILL, consumer_main
 from hog.jobdir import Layout
 
@@ -73,10 +72,7 @@ class LocalBackend:
 
     @staticmethod
     def _send_conn(conn, message) -> None:
-        try:
-            conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            pass   # the consumer is gone; its EOF is handled in receive
+        wire.send(conn, message)     # a consumer gone: its EOF is handled in receive
 
     def waitables(self) -> List:
         return list(self.conns.values())
@@ -87,7 +83,7 @@ class LocalBackend:
     def receive(self, obj) -> List[tuple]:
         slot = self.slot_of_conn[id(obj)]
         try:
-            kind, *rest = pickle.loads(obj.recv_bytes())
+            kind, *rest = wire.receive(obj)
         except (EOFError, OSError):
             return [self._died(slot)]
         if kind == "started":

@@ -6,12 +6,11 @@ consumer sees its pipe close, ends the running job's process group, records it
 as interrupted and exits, so no job outlives hog.
 """
 import os
-import pickle
 import signal
 import time
 from typing import Dict, Iterable, Optional
 
-from hog import spawn
+from hog import spawn, wire
 from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, info_fields
 from hog.model import Dispatch, Outcome, Status, slot_label
@@ -51,15 +50,13 @@ class Consumer:
     def send(self, message) -> None:
         if self.runner_gone:
             return
-        try:
-            self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
+        if not wire.send(self.conn, message):
             self.runner_gone = True
 
     def serve(self) -> None:
         while not self.runner_gone:
             try:
-                message = pickle.loads(self.conn.recv_bytes())
+                message = wire.receive(self.conn)
             except (EOFError, OSError):
                 return
             if isinstance(message, Dispatch):
@@ -110,7 +107,7 @@ class Consumer:
                 spawn.end_group(watch, self.grace)
                 return Status.TIMEOUT
             try:
-                message = pickle.loads(self.conn.recv_bytes())
+                message = wire.receive(self.conn)
             except (EOFError, OSError):
                 self.runner_gone = True
                 message = KILL

@@ -16,10 +16,10 @@ turns its messages into backend events (see ``hog.backend``).
 """
 import math
 import os
-import pickle
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from hog import wire
 from hog.consumer import KILL
 from hog.errors import UsageError
 from hog.jobdir import Layout
@@ -216,7 +216,7 @@ class RayBackend:
         while time.monotonic() < deadline:
             if self.conn.poll(0.2):
                 try:
-                    kind, detail = pickle.loads(self.conn.recv_bytes())
+                    kind, detail = wire.receive(self.conn)
                 except (EOFError, OSError):
                     break
                 if kind == "ready":
@@ -244,10 +244,7 @@ class RayBackend:
     def _send(self, message) -> None:
         if self.conn is None:
             return
-        try:
-            self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            pass            # the bridge is gone: its EOF is handled in receive
+        wire.send(self.conn, message)    # the bridge gone: its EOF is handled in receive
 
     def waitables(self) -> List:
         return [self.conn] if self.conn is not None else []
@@ -257,7 +254,7 @@ class RayBackend:
 
     def receive(self, obj) -> List[tuple]:
         try:
-            message = pickle.loads(self.conn.recv_bytes())
+            message = wire.receive(self.conn)
         except (EOFError, OSError):
             return self._bridge_died()
         kind = message[0]

@@ -18,12 +18,12 @@ interrupted, and the bridge exits; if the bridge itself is killed, Ray ends its
 tasks' workers and each job's guard ends the job's process group.
 """
 import os
-import pickle
 import signal
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from hog import wire
 from hog.consumer import CANCEL, KILL
 from hog.flags import SignalFlags
 from hog.jobdir import JobFolder, Layout, info_fields
@@ -97,9 +97,7 @@ class Bridge:
     def send(self, message) -> None:
         if self.runner_gone:
             return
-        try:
-            self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
+        if not wire.send(self.conn, message):
             self.runner_gone = True
 
     def _from_runner(self, timeout: float) -> None:
@@ -107,7 +105,7 @@ class Bridge:
         while not self.runner_gone and self.conn.poll(timeout):
             timeout = 0
             try:
-                message = pickle.loads(self.conn.recv_bytes())
+                message = wire.receive(self.conn)
             except (EOFError, OSError):
                 self.runner_gone = True
                 self._leave(KILL)           # no job outlives hog
@@ -369,7 +367,7 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
         ray = connect(settings)
     except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user gets one line
         text = (" ".join(str(e).split()) or type(e).__name__)[:600]     # one line
-        _send(conn, ("error", text + _hint(settings.log_path)))
+        wire.send(conn, ("error", text + _hint(settings.log_path)))
         return
     flags.install(quiet)     # ray.init installs its own SIGTERM handler
     bridge = Bridge(conn, layout, grace, ray)
@@ -383,10 +381,3 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
             ray.shutdown()
         except Exception:  # noqa: BLE001 - leaving anyway
             pass
-
-
-def _send(conn, message) -> None:
-    try:
-        conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-    except OSError:
-        pass
