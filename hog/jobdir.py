@@ -209,11 +209,16 @@ class JobFolder:
         atomic_write(self.info_path, render_info(fields))
 
     def finish(self, fields: dict, outcome: Outcome) -> None:
-        """Rewrite INFO with the outcome, then write exactly one marker, last."""
-        self.write_info(fields)
-        success = outcome.status is Status.SUCCEEDED
-        body = f"status: {outcome.status.value}\nexit_code: {_scalar(outcome.exit_code)}\n"
-        atomic_write(self.layout.marker_path(self.index, success), body)
+        """Rewrite INFO with the outcome, then make exactly one marker, last: a hard link
+        to the final INFO (one atomic step that creates no file: the handoff to the
+        slot's next job waits for it), or a copy where links are not supported."""
+        text = render_info(fields)
+        atomic_write(self.info_path, text)
+        marker = self.layout.marker_path(self.index, outcome.status is Status.SUCCEEDED)
+        try:
+            os.link(self.info_path, marker)
+        except OSError:
+            atomic_write(marker, text)
 
 
 def read_info(layout: Layout, index: int) -> dict:

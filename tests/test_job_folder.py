@@ -114,6 +114,15 @@ def test_exactly_one_marker_matching_the_exit_status(tmp_path):
     assert [info(d)["exit_code"] for d in job_dirs(tmp_path)] == [0, 1, 0, 255, 1]
 
 
+def test_the_marker_holds_the_final_info(tmp_path):
+    job_file(tmp_path, "echo ok", "exit 4")
+    assert run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0").returncode == 1
+    for d, status, code in zip(job_dirs(tmp_path), ("succeeded", "failed"), (0, 4)):
+        body = (d / marker(d)).read_text()
+        assert body == (d / "INFO").read_text()
+        assert (info(d)["status"], info(d)["exit_code"]) == (status, code)
+
+
 def test_stdout_and_stderr_go_to_separate_files(tmp_path):
     job_file(tmp_path, "echo to-out; echo to-err >&2; echo more-out; printf 'no newline' >&2")
     r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0")
