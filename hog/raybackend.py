@@ -25,6 +25,7 @@ from hog.errors import UsageError
 from hog.jobdir import Layout
 from hog.model import Job, Slot
 from hog.raybridge import RaySettings, bridge_main, demand
+from hog.scheduler import Verdicts
 from hog.scheduler import MEMORY, Placement
 
 CONNECT_TIMEOUT_S = 180.0
@@ -52,13 +53,13 @@ class RayAdmission:
         self.free_cpu_slots: List[int] = []
         self.retiring: set = set()
         self.unavailable: set = set()
-        self._verdicts: Dict[tuple, Optional[str]] = {}
+        self._verdicts = Verdicts(self._never_fits)
 
     # ---------------------------------------------------------- capacity
     def set_nodes(self, nodes: Sequence[Dict[str, float]]) -> None:
         self.nodes = [dict(n) for n in nodes]
         self.ready = True
-        self._verdicts.clear()
+        self._verdicts.forget()
 
     @property
     def max_pending(self) -> int:
@@ -98,12 +99,7 @@ class RayAdmission:
 
     # ------------------------------------------------------------- rules
     def never_fits(self, job: Job) -> Optional[str]:
-        key = (job.index, job.gpus, job.gpu_ids, job.resources)
-        if key not in self._verdicts:
-            if len(self._verdicts) > 4096:
-                self._verdicts.clear()
-            self._verdicts[key] = self._never_fits(job)
-        return self._verdicts[key]
+        return self._verdicts(job)
 
     def _never_fits(self, job: Job) -> Optional[str]:
         if job.gpu_ids:

@@ -64,6 +64,28 @@ def named_resources(job: Job) -> List[Tuple[str, float]]:
     return [(k, v) for k, v in job.resources if k != MEMORY]
 
 
+class Verdicts:
+    """Why a job can never run here (None: it can), worked out by ``decide`` once per job
+    and what it asks for, and remembered until the capacity changes (``forget``)."""
+
+    LIMIT = 4096
+
+    def __init__(self, decide: Callable[[Job], Optional[str]]):
+        self._decide = decide
+        self._known: Dict[tuple, Optional[str]] = {}
+
+    def __call__(self, job: Job) -> Optional[str]:
+        key = (job.index, job.gpus, job.gpu_ids, job.resources)
+        if key not in self._known:
+            if len(self._known) > self.LIMIT:
+                self._known.clear()
+            self._known[key] = self._decide(job)
+        return self._known[key]
+
+    def forget(self) -> None:
+        self._known.clear()
+
+
 class Scheduler:
     def __init__(self, capacity: Capacity, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
@@ -83,7 +105,7 @@ class Scheduler:
         self.durations = 0.0
         self.ended = 0
         self._gpus: Optional[List[str]] = None
-        self._verdicts: Dict[tuple, Optional[str]] = {}
+        self._verdicts = Verdicts(self._never_fits)
 
     # --------------------------------------------------------- capacity
     def gpus(self) -> List[str]:
@@ -93,7 +115,7 @@ class Scheduler:
 
     def _capacity_changed(self) -> None:
         self._gpus = None
-        self._verdicts.clear()
+        self._verdicts.forget()
 
     def add_slot(self, gpu: str) -> int:
         self._capacity_changed()
@@ -129,12 +151,7 @@ class Scheduler:
     def never_fits(self, job: Job) -> Optional[str]:
         """Why ``job`` can never run on this runner, or None (remembered per job until
         the capacity changes)."""
-        key = (job.index, job.gpus, job.gpu_ids, job.resources)
-        if key not in self._verdicts:
-            if len(self._verdicts) > 4096:
-                self._verdicts.clear()
-            self._verdicts[key] = self._never_fits(job)
-        return self._verdicts[key]
+        return self._verdicts(job)
 
     def set_gpu_memory(self, gpu: str, size: float) -> None:
         self.gpu_memory[gpu] = size

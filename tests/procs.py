@@ -65,24 +65,27 @@ def cpu_ticks(pid: int) -> int:
     return 0 if fields is None else int(fields[11]) + int(fields[12])
 
 
-def tagged_pids(tag: str, also: Iterable[bytes] = ()) -> List[int]:
-    """Live processes whose environment holds HOG_TEST_TAG=tag and each entry
-    of ``also`` (a prefix such as b"HOG_JOB_INDEX=")."""
-    needle = f"{TAG_VAR}={tag}".encode()
-    also = list(also)
+def pids_whose_env(test) -> List[int]:
+    """Live (not zombie) processes, other than this one, whose environment (a list of
+    b"KEY=value" entries) passes ``test``."""
     me = os.getpid()
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
         env = read_environ(int(name))
-        if not env or needle not in env:
-            continue
-        if any(not any(e.startswith(a) for e in env) for a in also):
-            continue
-        if not is_zombie(int(name)):
+        if env and test(env) and not is_zombie(int(name)):
             found.append(int(name))
     return found
+
+
+def tagged_pids(tag: str, also: Iterable[bytes] = ()) -> List[int]:
+    """Live processes whose environment holds HOG_TEST_TAG=tag and each entry
+    of ``also`` (a prefix such as b"HOG_JOB_INDEX=")."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    also = list(also)
+    return pids_whose_env(lambda env: needle in env and all(
+        any(e.startswith(a) for e in env) for a in also))
 
 
 def describe_pid(pid: int) -> str:

@@ -27,7 +27,7 @@ from typing import List, Optional
 
 import pytest
 
-from .procs import TAG_VAR, children_of, describe_pid, is_zombie, read_environ
+from .procs import TAG_VAR, children_of, describe_pid, pids_whose_env
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 HEAD_PORT = 6379
@@ -44,15 +44,7 @@ def why_no_ray() -> Optional[str]:
 
 def pids_with(entry: bytes) -> List[int]:
     """Live processes whose environment has an entry starting with ``entry``."""
-    me = os.getpid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        env = read_environ(int(name))
-        if env and any(e.startswith(entry) for e in env) and not is_zombie(int(name)):
-            found.append(int(name))
-    return found
+    return pids_whose_env(lambda env: any(e.startswith(entry) for e in env))
 
 
 def descendants(pid: int) -> List[int]:
