@@ -6,7 +6,6 @@ Attaching reads; it never writes the store or signals anything, so leaving it
 the final state is shown and attach exits 0. Without a terminal it prints plain
 lines: what runs when attaching, then one line per job start and end.
 """
-import argparse
 import os
 import sys
 import time
@@ -255,13 +254,13 @@ def _start(view: StoreView, r: JobRow) -> str:
 
 # ----------------------------------------------------------------------- verb
 def cmd_attach(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hog attach",
-        description="Show the live dashboard of a sweep whose runner was started elsewhere "
+    from hog.cli import dir_parser
+    p = dir_parser(
+        "attach",
+        "Show the live dashboard of a sweep whose runner was started elsewhere "
                     "(with --detach, or in another SSH session). Leaving it (q or Ctrl-C) "
                     "never stops the runner. Without a terminal: plain lines, one per job "
                     "start and end. Exits 0 when the runner ends.")
-    p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
     p.add_argument("--plain", action="store_true",
                    help="plain lines even on a terminal")
     args = p.parse_args(argv)

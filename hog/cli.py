@@ -59,6 +59,13 @@ def _flag(parser, name: str, **kw) -> None:
     parser.add_argument(*names, dest=name, **kw)
 
 
+def dir_parser(verb: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a verb that acts on a sweep: ``hog VERB DIR ...``."""
+    p = argparse.ArgumentParser(prog=f"hog {verb}", description=description)
+    p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
+    return p
+
+
 def run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hog", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,12 +161,11 @@ def _verb(name: str, module: str = "verbs"):
 
 
 def cmd_watch(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hog watch", description="Run the scripts dropped into DIR/to_run/ in natural "
+    p = dir_parser(
+        "watch", "Run the scripts dropped into DIR/to_run/ in natural "
         "order (s2 before s10): each moves to DIR/running/, then to DIR/complete/ or "
         "DIR/fail/ with its .stdout, .stderr and .exitcode beside it. Copy scripts in with "
         "mv, or let them settle: a file changed less than a second ago is not started.")
-    p.add_argument("dir", metavar="DIR")
     _flag(p, "gpus", metavar="SPEC", help="GPU slots, as for a sweep (default: all)")
     p.add_argument("--exit", type=int, choices=(0, 1), default=1,
                    help="1 (default): exit once to_run/ is empty and nothing runs; "

@@ -5,7 +5,6 @@ printed as it is written, like ``tail -f``, and hog exits (0) once the job has
 ended for good; a retried job's next attempt is followed too. Ctrl-C leaves
 quietly (exit 130).
 """
-import argparse
 import sys
 from typing import List
 
@@ -32,10 +31,10 @@ def find_job(store: Store, ref: str, directory: str) -> JobRow:
 
 
 def cmd_logs(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hog logs", description="Print a job's standard output (or, with --err, its "
+    from hog.cli import dir_parser
+    p = dir_parser(
+        "logs", "Print a job's standard output (or, with --err, its "
         "standard error); with -f, keep printing what it writes until it ends.")
-    p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
     p.add_argument("job", metavar="JOB", help="job number, folder name (job_7) or job name")
     p.add_argument("--err", action="store_true", help="standard error (.ERR) instead")
     p.add_argument("-f", "--follow", action="store_true",

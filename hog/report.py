@@ -7,7 +7,6 @@ each failed job with the end of its stderr. Everything is inline (CSS, the scrip
 ``report.js``, SVG): the page needs no network. The store is opened read-only, so a
 report can be made while runners work; ``results.jsonl`` / ``.csv`` are rewritten too.
 """
-import argparse
 import html
 import json
 import math
@@ -575,12 +574,12 @@ def write_report(directory: str, output: Optional[str] = None) -> str:
 
 
 def cmd_report(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hog report", description="Write DIR/report.html: a self-contained page with "
+    from hog.cli import dir_parser
+    p = dir_parser(
+        "report", "Write DIR/report.html: a self-contained page with "
         "the sweep's summary, a timeline of every job per slot, GPU-slot use over time, "
         "durations and each failed job's stderr (also rewrites DIR/results.jsonl and "
         "results.csv). Works while runners are active; never writes the queue.")
-    p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
     p.add_argument("--output", "-o", metavar="FILE", help="where to write the page "
                    "(default: DIR/report.html)")
     args = p.parse_args(argv)

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import List
 
+from hog.cli import dir_parser
 from hog.display import fmt_duration, shown_path
 from hog.errors import UsageError
 from hog.jobdir import STATE_DIR, Layout
@@ -24,12 +25,6 @@ def open_store(directory: str, create: bool = False) -> Store:
             raise UsageError(f"{directory}: no such directory")
         os.makedirs(directory, exist_ok=True)
     return Store(os.path.join(directory, STATE_DIR), create=create)
-
-
-def _parser(name: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"hog {name}", description=description)
-    p.add_argument("dir", metavar="DIR", help="the sweep's output directory")
-    return p
 
 
 # ----------------------------------------------------------------- status
@@ -70,7 +65,7 @@ def status_data(store: Store, directory: str, failed_limit: int = 1000) -> dict:
 
 
 def cmd_status(argv: List[str]) -> int:
-    p = _parser("status", "Counts per status, running jobs, failed jobs.")
+    p = dir_parser("status", "Counts per status, running jobs, failed jobs.")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     args = p.parse_args(argv)
     store = open_store(args.dir)
@@ -166,7 +161,7 @@ def cmd_add(argv: List[str]) -> int:
 
 # ------------------------------------------------------------ stop / kill
 def cmd_stop(argv: List[str]) -> int:
-    p = _parser("stop", "Stop the runners of a sweep: by default they start nothing new "
+    p = dir_parser("stop", "Stop the runners of a sweep: by default they start nothing new "
                         "and let running jobs finish; --now terminates running jobs.")
     p.add_argument("--now", action="store_true", help="terminate running jobs too")
     args = p.parse_args(argv)
@@ -192,7 +187,7 @@ def _resolve(store: Store, refs: List[str]) -> List[int]:
 
 
 def cmd_kill(argv: List[str]) -> int:
-    p = _parser("kill", "Cancel jobs: a queued one never starts, a running one is "
+    p = dir_parser("kill", "Cancel jobs: a queued one never starts, a running one is "
                         "terminated. Cancelled jobs are not retried.")
     p.add_argument("jobs", nargs="+", metavar="JOB", help="job number, folder name or name")
     args = p.parse_args(argv)
@@ -206,7 +201,7 @@ def cmd_kill(argv: List[str]) -> int:
 
 
 def cmd_retry(argv: List[str]) -> int:
-    p = _parser("retry", "Queue finished jobs again: the failed ones, or those named.")
+    p = dir_parser("retry", "Queue finished jobs again: the failed ones, or those named.")
     p.add_argument("jobs", nargs="*", metavar="JOB")
     p.add_argument("--failed", action="store_true",
                    help="every failed, timed-out, interrupted or unschedulable job")
@@ -227,7 +222,7 @@ def cmd_retry(argv: List[str]) -> int:
 
 # --------------------------------------------------------------- gpus DIR
 def cmd_set_gpus(argv: List[str]) -> int:
-    p = _parser("gpus", "Change the GPU slots of a live runner: new slots take jobs within "
+    p = dir_parser("gpus", "Change the GPU slots of a live runner: new slots take jobs within "
                         "a second, removed slots finish their job and retire.")
     p.add_argument("spec", metavar="SPEC", help="the new --gpus spec, e.g. 0,0,1,2")
     p.add_argument("--runner", type=int, help="which runner, when several are active")
