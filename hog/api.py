@@ -128,8 +128,8 @@ class SweepResult(Results):
 # ------------------------------------------------------------------- reading
 def results(output_dir: Union[str, os.PathLike] = "output") -> Results:
     """The jobs of the sweep in ``output_dir`` (finished or not), from its store."""
-    from hog.jobdir import STATE_DIR, Layout
-    from hog.store import Store
+    from hog.state.jobdir import STATE_DIR, Layout
+    from hog.state.store import Store
     output_dir = os.fspath(output_dir)
     if not os.path.isdir(output_dir):
         raise UsageError(f"{output_dir}: no such directory")
@@ -208,8 +208,8 @@ def _arguments(options: Dict[str, Any]):
 
 
 def _source(jobs, job_file, job_yielder, name: Optional[str]):
-    from hog.producer import SourceSpec
-    from hog.sources import check_readable, job_from_item
+    from hog.sources.producer import SourceSpec
+    from hog.sources.text import check_readable, job_from_item
     given = [x is not None for x in (jobs, job_file, job_yielder)]
     if sum(given) != 1:
         raise UsageError("hog.run: give jobs, job_file= or job_yielder= (exactly one)")
@@ -253,7 +253,7 @@ def run(jobs: Any = None, *, job_file: Union[str, os.PathLike, None] = None,
     afterwards.
     """
     from hog.cli import run_config
-    from hog.runner import run as run_sweep
+    from hog.engine.runner import run as run_sweep
     if threading.current_thread() is not threading.main_thread():
         raise UsageError("hog.run: call it from the main thread (it handles Ctrl-C)")
     args = _arguments(dict(options))

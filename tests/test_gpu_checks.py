@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from hog.discovery import ComputeApp, Gpu
-from hog.gpumonitor import unavailable_gpus
+from hog.gpus.discovery import ComputeApp, Gpu
+from hog.gpus.monitor import unavailable_gpus
 
 from .conftest import (err, info, job_dir, job_dirs, job_file, marker, max_overlap, out,
                        run_hog, start_hog, wait_for)

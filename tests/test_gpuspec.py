@@ -2,7 +2,7 @@
 import pytest
 
 from hog.errors import UsageError
-from hog.gpuspec import parse_gpus
+from hog.gpus.spec import parse_gpus
 
 from .conftest import assert_no_traceback, job_file, run_hog
 

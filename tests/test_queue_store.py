@@ -18,12 +18,12 @@ from tests.queue_support import (DATA, ROOT, connect, counts_of, db_path, dead_p
                                  job_dir, job_dirs, job_file, job_rows, marker, query,
                                  status_counts, wait_for)
 
-import hog.store  # noqa: E402 (after queue_support, which puts this worktree first)
-from hog.store import SCHEMA_VERSION  # noqa: E402
+import hog.state.store  # noqa: E402 (after queue_support, which puts this worktree first)
+from hog.state.store import SCHEMA_VERSION  # noqa: E402
 
 hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
 
-assert Path(hog.store.__file__).resolve().parent.parent == ROOT, "tests must import this hog"
+assert Path(hog.state.store.__file__).resolve().parents[2] == ROOT, "tests must import this hog"
 
 
 def mode(path) -> int:

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from hog.options import parse_duration
+from hog.sources.joboptions import parse_duration
 
 from .conftest import (err, hog_env, info, job_dir, job_file, job_pids, marker, max_overlap,
                        out, pid_alive, run_hog, start_hog, wait_for)

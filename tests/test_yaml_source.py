@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hog.errors import InputError
-from hog.yamlsource import yaml_jobs
+from hog.sources.yaml import yaml_jobs
 
 from .conftest import err, info, job_dir, job_dirs, marker, out, run_hog
 

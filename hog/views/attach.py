@@ -11,14 +11,14 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from hog.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, SlotView,
+from hog.views.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, SlotView,
                            Snapshot, describe_end, eta_s, fmt_duration, render)
-from hog.display import end_line, start_line
-from hog.flags import SignalWait
-from hog.jobdir import Layout
+from hog.views.display import end_line, start_line
+from hog.signals import SignalWait
+from hog.state.jobdir import Layout
 from hog.model import slot_label
-from hog.store import JobRow, RunnerRow, Store
-from hog.tail import TailCache
+from hog.state.store import JobRow, RunnerRow, Store
+from hog.views.tail import TailCache
 
 FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
 QUERY_S = 0.5          # the store is asked at most this often (and only when it changed)
@@ -264,8 +264,8 @@ def cmd_attach(argv: List[str]) -> int:
     p.add_argument("--plain", action="store_true",
                    help="plain lines even on a terminal")
     args = p.parse_args(argv)
-    from hog.display import is_terminal
-    from hog.verbs import open_store
+    from hog.views.display import is_terminal
+    from hog.cli.verbs import open_store
     store = open_store(args.dir)
     try:
         view = StoreView(args.dir, store)
@@ -297,9 +297,9 @@ def cmd_attach(argv: List[str]) -> int:
 
 def _just_detached(directory: str) -> bool:
     """Was a runner started with --detach a moment ago (it may not be registered yet)?"""
-    from hog.detach import LOG_NAME
-    from hog.jobdir import STATE_DIR
-    from hog.tail import last_line
+    from hog.engine.detach import LOG_NAME
+    from hog.state.jobdir import STATE_DIR
+    from hog.views.tail import last_line
     log = os.path.join(directory, STATE_DIR, LOG_NAME)
     try:
         recent = time.time() - os.path.getmtime(log) < STARTING_S

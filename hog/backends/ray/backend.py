@@ -19,14 +19,14 @@ import os
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from hog import wire
-from hog.consumer import KILL
+from hog.backends import wire
+from hog.backends.consumer import KILL
 from hog.errors import UsageError
-from hog.jobdir import Layout
+from hog.state.jobdir import Layout
 from hog.model import Job, Slot
-from hog.raybridge import RaySettings, bridge_main, demand
-from hog.scheduler import Verdicts
-from hog.scheduler import MEMORY, Placement
+from hog.backends.ray.bridge import RaySettings, bridge_main, demand
+from hog.engine.scheduler import Verdicts
+from hog.engine.scheduler import MEMORY, Placement
 
 CONNECT_TIMEOUT_S = 180.0
 MIN_PENDING = 8

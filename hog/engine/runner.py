@@ -20,15 +20,15 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 import multiprocess
 from multiprocess.connection import wait
 
-from hog.backend import CANCEL, KILL, make_backend
-from hog.display import Progress, Running, make_display, summary
+from hog.backends.local import CANCEL, KILL, make_backend
+from hog.views.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
-from hog.flags import SignalFlags
-from hog.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
+from hog.signals import SignalFlags
+from hog.state.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
 from hog.model import Dispatch, Job, Outcome, Slot, Status
-from hog.producer import SourceSpec, producer_main
-from hog.scheduler import MEMORY, Capacity, Scheduler
-from hog.store import HEARTBEAT_S, JobRow, Store
+from hog.sources.producer import SourceSpec, producer_main
+from hog.engine.scheduler import MEMORY, Capacity, Scheduler
+from hog.state.store import HEARTBEAT_S, JobRow, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
 TICK_S = 0.5
@@ -216,7 +216,7 @@ class Runner:
     def _learn_gpu_memory(self) -> None:
         """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
         self.memory_known = True
-        from hog.discovery import query_gpus
+        from hog.gpus.discovery import query_gpus
         for g in query_gpus() or []:
             if g.memory_total_mib:
                 for key in (g.index, g.uuid):
@@ -231,14 +231,14 @@ class Runner:
             self.producer.start()
         self.backend.start(sorted(self.sched.slots))
         if self.cfg.min_free_memory is not None or self.cfg.exclusive:
-            from hog.gpumonitor import GpuMonitor
+            from hog.gpus.monitor import GpuMonitor
             self.monitor = GpuMonitor(self.cfg.min_free_memory, self.cfg.exclusive)
             self.monitor.start()
             if self.monitor.error:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
                                  f"{self.monitor.error}")
             self.sched.set_unavailable(self.monitor.unavailable)
-        from hog.registry import Registry   # every runner says when it runs jobs,
+        from hog.engine.neighbours import Registry   # every runner says when it runs jobs,
         self.registry = Registry()          # for those started with --wait_for_running
         self.registry.update(0)
         if self.cfg.wait_for_running:
@@ -257,7 +257,7 @@ class Runner:
             self.display = make_display(self.progress, self.cfg.display)
             self.display.start()
             if self.cfg.on_job_end or self.cfg.on_finish:
-                from hog import hooks
+                from hog.engine import hooks
                 self.hooks = hooks.start_hooks(self.cfg, self.layout,
                                                lambda text: self.display.message(text))
             for note in self.notices:
@@ -287,7 +287,7 @@ class Runner:
             signal.set_wakeup_fd(-1)
         code = self._report()
         if self.hooks is not None:
-            from hog import hooks
+            from hog.engine import hooks
             self.hooks.close(hooks.sweep_variables(self.progress, self.layout, code))
         return code
 
@@ -571,13 +571,13 @@ class Runner:
 
     def _account(self, outcome: Outcome) -> None:
         if self.cfg.source is not None and self.cfg.source.kind == "watch":
-            from hog.watch import finish
+            from hog.sources.watch import finish
             finish(self.cfg.source.path, outcome, self.layout.out_path(outcome.index),
                    self.layout.err_path(outcome.index))
         self.progress.record(outcome)
         self.display.job_ended(outcome)
         if self.hooks is not None:
-            from hog.hooks import job_variables
+            from hog.engine.hooks import job_variables
             self.hooks.job_ended(outcome.name, job_variables(outcome, self.layout, self.progress))
 
     def _consumer_died(self, slot: int, why: str) -> None:
@@ -669,7 +669,7 @@ class Runner:
         self._show_total()
 
     def _change_slots(self, spec: str) -> None:
-        from hog.runner import slots_for
+        from hog.engine.runner import slots_for
         if not self.backend.local:
             self.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
                                  "GPUs (ray start --num-gpus); nothing changed")
@@ -762,7 +762,7 @@ class Runner:
         if hasattr(self, "store"):
             if hasattr(self, "runner_id"):
                 self.store.retire_runner(self.runner_id)
-                from hog.results import save_results   # not needed before the first job
+                from hog.state.results import save_results   # not needed before the first job
                 save_results(self.store, self.layout)     # results.jsonl / .csv, atomically
             self.store.close()
         if hasattr(self, "display"):
@@ -815,6 +815,6 @@ def run(config: RunConfig) -> int:
 
 
 def slots_for(spec: Optional[str]) -> List[str]:
-    from hog.discovery import discover
-    from hog.gpuspec import parse_gpus
+    from hog.gpus.discovery import discover
+    from hog.gpus.spec import parse_gpus
     return parse_gpus(spec, discover)

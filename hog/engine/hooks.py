@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Callable, Dict, Optional, Tuple
 
-from hog import spawn
-from hog.dashboard import shown_path
+from hog.backends import spawn
+from hog.views.dashboard import shown_path
 from hog.model import Outcome, Status, slot_label
 
 QUEUE_MAX = 10000          # job hooks waiting to run; more are dropped (and logged)
@@ -63,8 +63,8 @@ def count_variables(progress) -> Dict[str, str]:
 
 def sweep_variables(progress, layout, exit_code: int) -> Dict[str, str]:
     """What ``--on_finish`` sees about the sweep."""
-    from hog.display import summary
-    from hog.store import Store
+    from hog.views.display import summary
+    from hog.state.store import Store
     not_started = 0
     if os.path.isdir(layout.state_dir):
         store = Store(layout.state_dir, create=False)

@@ -134,10 +134,10 @@ def gpus_parser() -> argparse.ArgumentParser:
 
 def cmd_gpus(argv: List[str]) -> int:
     if argv and not argv[0].startswith("-"):
-        from hog.verbs import cmd_set_gpus
+        from hog.cli.verbs import cmd_set_gpus
         return cmd_set_gpus(argv)
     gpus_parser().parse_args(argv)
-    from hog.discovery import query_gpus, visible_ids
+    from hog.gpus.discovery import query_gpus, visible_ids
     gpus = query_gpus()
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpus is None:
@@ -153,7 +153,7 @@ def cmd_gpus(argv: List[str]) -> int:
     return 0
 
 
-def _verb(name: str, module: str = "verbs"):
+def _verb(name: str, module: str = "cli.verbs"):
     def call(argv: List[str]) -> int:
         import importlib
         return getattr(importlib.import_module(f"hog.{module}"), f"cmd_{name}")(argv)
@@ -175,8 +175,8 @@ def cmd_watch(argv: List[str]) -> int:
     _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto")
     p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display")
     args = p.parse_args(argv)
-    from hog.producer import SourceSpec
-    from hog.runner import RunConfig, run, slots_for
+    from hog.sources.producer import SourceSpec
+    from hog.engine.runner import RunConfig, run, slots_for
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
     slots = slots_for(args.gpus)
@@ -188,19 +188,19 @@ def cmd_watch(argv: List[str]) -> int:
 
 
 def cmd_report(argv: List[str]) -> int:
-    from hog.report import cmd_report as report
+    from hog.views.report import cmd_report as report
     return report(argv)
 
 
 VERBS = {"gpus": cmd_gpus, "watch": cmd_watch, "status": _verb("status"), "add": _verb("add"),
          "stop": _verb("stop"), "kill": _verb("kill"), "retry": _verb("retry"),
-         "attach": _verb("attach", "attach"), "logs": _verb("logs", "logs"),
+         "attach": _verb("attach", "views.attach"), "logs": _verb("logs", "views.logs"),
          "report": cmd_report}
 
 
 def parse_resources(text: Optional[str]) -> tuple:
     """``'foo=12 bar=1'`` (spaces or commas) -> (("bar", 1.0), ("foo", 12.0))."""
-    from hog.options import parse_amount
+    from hog.sources.joboptions import parse_amount
     out = {}
     for item in (text or "").replace(",", " ").split():
         name, eq, amount = item.partition("=")
@@ -216,7 +216,7 @@ def parse_resources(text: Optional[str]) -> tuple:
 
 def parse_gpu_memory(text: Optional[str]) -> tuple:
     """``80G`` -> (("*", bytes),); ``0=80G,1=40G`` -> per id."""
-    from hog.options import parse_amount
+    from hog.sources.joboptions import parse_amount
     if not text:
         return ()
     out = []
@@ -232,9 +232,9 @@ def parse_gpu_memory(text: Optional[str]) -> tuple:
 
 def cmd_run(argv: List[str]) -> int:
     args = run_parser().parse_args(argv)
-    from hog.producer import SourceSpec
-    from hog.runner import run
-    from hog.sources import check_readable
+    from hog.sources.producer import SourceSpec
+    from hog.engine.runner import run
+    from hog.sources.text import check_readable
     if args.job_file is not None:
         check_readable(args.job_file, "job file")
         yaml_file = args.job_file.lower().endswith((".yaml", ".yml"))
@@ -244,7 +244,7 @@ def cmd_run(argv: List[str]) -> int:
         source = SourceSpec("yielder", args.job_yielder)
     config = run_config(args, source)
     if args.detach:
-        from hog.detach import detach
+        from hog.engine.detach import detach
         return detach(argv, args.output_dir)
     return run(config)
 
@@ -252,7 +252,7 @@ def cmd_run(argv: List[str]) -> int:
 def run_config(args: argparse.Namespace, source):
     """The run's configuration from the sweep options (checked: UsageError if bad).
     ``hog.run`` in Python goes through here too, so both take the same options."""
-    from hog.runner import RunConfig, slots_for
+    from hog.engine.runner import RunConfig, slots_for
     if not args.prefix or "/" in args.prefix or args.prefix.startswith("."):
         raise UsageError(f"--prefix {args.prefix!r}: must be non-empty, without '/', "
                          f"and not start with '.'")
@@ -270,7 +270,7 @@ def run_config(args: argparse.Namespace, source):
         slots = slots_for(args.gpus)
     if args.cpu_slots is not None and args.cpu_slots < 0:
         raise UsageError("--cpu_slots must be 0 or more")
-    from hog.options import parse_amount
+    from hog.sources.joboptions import parse_amount
     min_free = None
     if args.min_free_memory is not None:
         try:
@@ -312,8 +312,8 @@ def ray_options(args) -> Optional[tuple]:
     if args.ray_address or os.environ.get("RAY_ADDRESS"):
         raise UsageError("--gpus does not apply to an existing Ray cluster: each node has "
                          "the GPUs it was started with (ray start --num-gpus N)")
-    from hog.discovery import discover
-    from hog.gpuspec import parse_gpus
+    from hog.gpus.discovery import discover
+    from hog.gpus.spec import parse_gpus
     ids = parse_gpus(args.gpus, discover)
     if len(set(ids)) != len(ids):
         raise UsageError(f"--gpus {args.gpus}: with --backend ray a GPU is listed once; "

@@ -19,13 +19,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from hog.display import fmt_duration
+from hog.views.display import fmt_duration
 from hog.errors import HogError, UsageError
-from hog.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
+from hog.state.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
                         replaced_atomically)
 from hog.model import slot_label
-from hog.results import Attempt, attempts, write_results
-from hog.store import HEARTBEAT_S, JobRow, RunnerRow, Store, runner_alive
+from hog.state.results import Attempt, attempts, write_results
+from hog.state.store import HEARTBEAT_S, JobRow, RunnerRow, Store, runner_alive
 
 STATUS_ORDER = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "skipped",
                 "unschedulable", "running", "queued")
@@ -237,7 +237,7 @@ def build(sweep: Sweep) -> str:
 
 
 def _read_asset(name: str) -> str:
-    with open(os.path.join(ASSETS, "report_assets", name), encoding="utf-8") as f:
+    with open(os.path.join(ASSETS, "assets", name), encoding="utf-8") as f:
         return f.read()
 
 

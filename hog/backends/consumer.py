@@ -10,9 +10,9 @@ import signal
 import time
 from typing import Dict, Iterable, Optional
 
-from hog import spawn, wire
-from hog.flags import SignalFlags
-from hog.jobdir import JobFolder, Layout, info_fields
+from hog.backends import spawn, wire
+from hog.signals import SignalFlags
+from hog.state.jobdir import JobFolder, Layout, info_fields
 from hog.model import Dispatch, Outcome, Status, slot_label
 
 KILL = "kill"

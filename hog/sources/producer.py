@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hog.errors import HogError
-from hog.flags import SignalFlags, set_parent_death_signal
-from hog.sources import SourceError, text_jobs, text_lines, yielder_jobs
+from hog.signals import SignalFlags, set_parent_death_signal
+from hog.sources.text import SourceError, text_jobs, text_lines, yielder_jobs
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,13 @@ def open_source(spec: SourceSpec):
     if spec.kind == "yielder":
         return yielder_jobs(spec.path)
     if spec.kind == "yaml":
-        from hog.yamlsource import yaml_jobs
+        from hog.sources.yaml import yaml_jobs
         return yaml_jobs(spec.path)
     if spec.kind == "python":     # handed over by fork, never pickled
-        from hog.sources import iterable_jobs
+        from hog.sources.text import iterable_jobs
         return iterable_jobs(spec.items, spec.path)
     if spec.kind == "watch":
-        from hog.watch import watch_jobs
+        from hog.sources.watch import watch_jobs
         return watch_jobs(spec.path, spec.exit_when_empty)
     raise ValueError(spec.kind)
 
@@ -54,7 +54,7 @@ def count_jobs(spec: SourceSpec) -> Optional[int]:
         if spec.kind == "text":
             return sum(1 for _ in text_lines(spec.path))
         if spec.kind == "yaml":
-            from hog.yamlsource import yaml_jobs
+            from hog.sources.yaml import yaml_jobs
             return sum(1 for _ in yaml_jobs(spec.path))
     except Exception:  # noqa: BLE001 - counting is a nicety; reading reports errors
         return None

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple
 
 from hog.errors import InputError
 from hog.model import Job
-from hog.options import job_kwargs
+from hog.sources.joboptions import job_kwargs
 
 _DIRECTIVE = re.compile(r"(?:^|\s)#\s*hog:(.*)$")
 

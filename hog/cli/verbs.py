@@ -13,10 +13,10 @@ import time
 from typing import List
 
 from hog.cli import dir_parser
-from hog.display import fmt_duration, shown_path
+from hog.views.display import fmt_duration, shown_path
 from hog.errors import UsageError
-from hog.jobdir import STATE_DIR, Layout
-from hog.store import Store, runner_alive
+from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.store import Store, runner_alive
 
 
 def open_store(directory: str, create: bool = False) -> Store:
@@ -128,8 +128,8 @@ def cmd_add(argv: List[str]) -> int:
         command = []
     args = p.parse_args(argv)
     from hog.model import Job
-    from hog.options import job_kwargs
-    from hog.sources import check_readable, text_jobs
+    from hog.sources.joboptions import job_kwargs
+    from hog.sources.text import check_readable, text_jobs
     if bool(command) == bool(args.job_file):
         raise UsageError("hog add: give a command after '--', or --job_file FILE (not both)")
     raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries",
@@ -144,7 +144,7 @@ def cmd_add(argv: List[str]) -> int:
     else:
         check_readable(args.job_file, "job file")
         if args.job_file.lower().endswith((".yaml", ".yml")):
-            from hog.yamlsource import yaml_jobs
+            from hog.sources.yaml import yaml_jobs
             read = yaml_jobs
         else:
             read = text_jobs
@@ -227,7 +227,7 @@ def cmd_set_gpus(argv: List[str]) -> int:
     p.add_argument("spec", metavar="SPEC", help="the new --gpus spec, e.g. 0,0,1,2")
     p.add_argument("--runner", type=int, help="which runner, when several are active")
     args = p.parse_args(argv)
-    from hog.gpuspec import parse_gpus
+    from hog.gpus.spec import parse_gpus
     parse_gpus(args.spec, lambda: [])   # validate now; the runner resolves 'all' itself
     store = open_store(args.dir)
     live = store.live_runners()

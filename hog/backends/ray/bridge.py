@@ -23,10 +23,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from hog import wire
-from hog.consumer import CANCEL, KILL
-from hog.flags import SignalFlags
-from hog.jobdir import JobFolder, Layout, info_fields
+from hog.backends import wire
+from hog.backends.consumer import CANCEL, KILL
+from hog.signals import SignalFlags
+from hog.state.jobdir import JobFolder, Layout, info_fields
 from hog.model import Dispatch, Outcome, Status, slot_label
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
@@ -82,7 +82,7 @@ class Bridge:
         self.layout = layout
         self.grace = grace
         self.ray = ray
-        from hog import raynode
+        from hog.backends.ray import node as raynode
         self.run_job = ray.remote(raynode.run_job)
         self.end_job = ray.remote(raynode.end_job)
         self.tasks: Dict[int, _Task] = {}

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from hog.jobdir import (RESULTS_CSV, RESULTS_JSONL, Layout, earlier_attempts, from_iso,
+from hog.state.jobdir import (RESULTS_CSV, RESULTS_JSONL, Layout, earlier_attempts, from_iso,
                         read_info, replaced_atomically)
 from hog.model import slot_label
-from hog.store import JobRow, ResultRow, RunnerRow, Store
+from hog.state.store import JobRow, ResultRow, RunnerRow, Store
 
 FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",

@@ -9,10 +9,10 @@ import sys
 from typing import List
 
 from hog.errors import UsageError
-from hog.flags import SignalWait
-from hog.jobdir import Layout, folder_verdict
-from hog.store import JobRow, Store
-from hog.tail import Follower
+from hog.signals import SignalWait
+from hog.state.jobdir import Layout, folder_verdict
+from hog.state.store import JobRow, Store
+from hog.views.tail import Follower
 
 POLL_S = 0.2
 UNFINISHED = ("queued", "running")
@@ -40,7 +40,7 @@ def cmd_logs(argv: List[str]) -> int:
     p.add_argument("-f", "--follow", action="store_true",
                    help="follow the output as it grows; exit once the job has ended")
     args = p.parse_args(argv)
-    from hog.verbs import open_store
+    from hog.cli.verbs import open_store
     store = open_store(args.dir)
     try:
         row = find_job(store, args.job, args.dir)

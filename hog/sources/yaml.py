@@ -27,7 +27,7 @@ import yaml
 
 from hog.errors import InputError
 from hog.model import Job
-from hog.options import KNOWN, job_kwargs
+from hog.sources.joboptions import KNOWN, job_kwargs
 
 _PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")     # {key}, but ${VAR} stays bash's
 _TOP = ("defaults", "jobs", "sweeps")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from hog.errors import UsageError
-from hog.jobdir import from_iso
+from hog.state.jobdir import from_iso
 from hog.model import Job, Status
 
 DB_NAME = "hog.sqlite"

@@ -12,7 +12,7 @@ the runner applies the latest answer on its next tick.
 import threading
 from typing import Callable, Dict, FrozenSet, Iterable, Optional, Set
 
-from hog.discovery import ComputeApp, Gpu, query_compute_apps, query_gpus
+from hog.gpus.discovery import ComputeApp, Gpu, query_compute_apps, query_gpus
 
 CHECK_S = 2.0
 MIB = 2 ** 20

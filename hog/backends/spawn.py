@@ -53,7 +53,7 @@ def start_hook(command: str, env: Dict[str, str], log_path: str) -> int:
     return _spawn([BASH, "-c", command], env, actions)
 
 
-KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "keeper.py")
+KEEPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray", "keeper.py")
 
 
 def start_piped(command: str, env: Dict[str, str], out_fd: int, err_fd: int,

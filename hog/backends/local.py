@@ -19,9 +19,9 @@ Ray backend is in ``hog.raybackend``.
 import signal
 from typing import Dict, Iterable, List
 
-from hog import spawn, wire
-from hog.consumer import CANCEL, KILL, consumer_main
-from hog.jobdir import Layout
+from hog.backends import spawn, wire
+from hog.backends.consumer import CANCEL, KILL, consumer_main
+from hog.state.jobdir import Layout
 
 __all__ = ["CANCEL", "KILL", "LocalBackend", "make_backend"]
 
@@ -126,6 +126,6 @@ class LocalBackend:
 
 def make_backend(config, ctx, layout: Layout, flags):
     if getattr(config, "backend", "local") == "ray":
-        from hog.raybackend import RayBackend
+        from hog.backends.ray.backend import RayBackend
         return RayBackend(config, ctx, layout, flags)
     return LocalBackend(ctx, layout, config.grace)

@@ -6,8 +6,8 @@ import sys
 import time
 from typing import List
 
-from hog.jobdir import STATE_DIR
-from hog.store import Store
+from hog.state.jobdir import STATE_DIR
+from hog.state.store import Store
 
 LOG_NAME = "runner.log"
 

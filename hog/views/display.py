@@ -9,7 +9,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, TextIO
 
-from hog.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, Snapshot,
+from hog.views.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, Snapshot,
                            SlotView, describe_end, eta_s, fmt_duration, render, shown_path)
 from hog.model import Outcome, Status, slot_label
 
@@ -177,7 +177,7 @@ class LiveDisplay(PlainDisplay):
         super().__init__(progress)
         from rich.console import Console
         from rich.live import Live
-        from hog.tail import TailCache
+        from hog.views.tail import TailCache
         self.tails = TailCache()
         self.console = Console(stderr=False)
         self.live = Live(console=self.console, refresh_per_second=REFRESH_PER_SECOND,
