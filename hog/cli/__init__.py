@@ -176,7 +176,8 @@ def cmd_watch(argv: List[str]) -> int:
     p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display")
     args = p.parse_args(argv)
     from hog.sources.producer import SourceSpec
-    from hog.engine.runner import RunConfig, run, slots_for
+    from hog.config import RunConfig, slots_for
+    from hog.engine.runner import run
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
     slots = slots_for(args.gpus)
@@ -252,7 +253,7 @@ def cmd_run(argv: List[str]) -> int:
 def run_config(args: argparse.Namespace, source):
     """The run's configuration from the sweep options (checked: UsageError if bad).
     ``hog.run`` in Python goes through here too, so both take the same options."""
-    from hog.engine.runner import RunConfig, slots_for
+    from hog.config import RunConfig, slots_for
     if not args.prefix or "/" in args.prefix or args.prefix.startswith("."):
         raise UsageError(f"--prefix {args.prefix!r}: must be non-empty, without '/', "
                          f"and not start with '.'")

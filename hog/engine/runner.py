@@ -14,19 +14,19 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 import multiprocess
 from multiprocess.connection import wait
 
 from hog.backends.local import CANCEL, KILL, make_backend
+from hog.config import RunConfig, slots_for, source_key
 from hog.views.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.signals import SignalFlags
 from hog.state.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
 from hog.model import Dispatch, Job, Outcome, Slot, Status
-from hog.sources.producer import SourceSpec, producer_main
+from hog.sources.producer import producer_main
 from hog.engine.scheduler import MEMORY, Capacity, Scheduler
 from hog.state.store import HEARTBEAT_S, JobRow, Store
 
@@ -35,36 +35,6 @@ TICK_S = 0.5
 INGEST_BATCH = 500
 READY_AHEAD = 64
 LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless yielder is fine)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    source: Optional[SourceSpec]
-    slots: Tuple[str, ...]
-    output_dir: str = "output"
-    prefix: str = "job_"
-    grace: float = 5.0
-    display: str = "auto"   # auto | live | plain | quiet
-    keep_alive: bool = False
-    fresh: bool = False
-    resources: Tuple[Tuple[str, float], ...] = ()
-    gpu_memory: Tuple[Tuple[str, float], ...] = ()   # (gpu id or "*", bytes)
-    cpu_slots: Optional[int] = None                  # default: as many as GPU slots
-    min_free_memory: Optional[float] = None
-    exclusive: bool = False
-    wait_for_running: bool = False
-    on_job_end: Optional[str] = None                 # notification hooks (hog.hooks)
-    on_finish: Optional[str] = None
-    hook_timeout: float = 30.0
-    backend: str = "local"                           # local | ray
-    ray_address: Optional[str] = None                # None: a local Ray instance
-    ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
-
-
-def source_key(source: SourceSpec) -> str:
-    if source.kind == "python":             # a label, not a file
-        return f"python:{source.path}"
-    return f"{source.kind}:{os.path.abspath(source.path)}"
 
 
 class Runner:
@@ -669,7 +639,6 @@ class Runner:
         self._show_total()
 
     def _change_slots(self, spec: str) -> None:
-        from hog.engine.runner import slots_for
         if not self.backend.local:
             self.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
                                  "GPUs (ray start --num-gpus); nothing changed")
@@ -812,9 +781,3 @@ class Runner:
 
 def run(config: RunConfig) -> int:
     return Runner(config).run()
-
-
-def slots_for(spec: Optional[str]) -> List[str]:
-    from hog.gpus.discovery import discover
-    from hog.gpus.spec import parse_gpus
-    return parse_gpus(spec, discover)
