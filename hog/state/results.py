@@ -18,9 +18,15 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from hog.state.jobdir import (RESULTS_CSV, RESULTS_JSONL, Layout, earlier_attempts, from_iso,
-                        read_info, replaced_atomically)
 from hog.model import slot_label
+from hog.state.files import from_iso, replaced_atomically
+from hog.state.jobdir import (
+    RESULTS_CSV,
+    RESULTS_JSONL,
+    Layout,
+    earlier_attempts,
+    read_info,
+)
 from hog.state.store import JobRow, ResultRow, RunnerRow, Store
 
 FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",

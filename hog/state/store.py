@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from hog.backends.spawn import is_zombie, proc_start_time
 from hog.errors import UsageError
-from hog.state.jobdir import from_iso
 from hog.model import Job, Status
+from hog.state.files import from_iso
 
 DB_NAME = "hog.sqlite"
 SCHEMA_VERSION = 1
@@ -156,16 +157,6 @@ def job_spec(job: Job) -> str:
         if value != getattr(_DEFAULTS, key):
             spec[key] = [list(x) for x in value] if key in _PAIRS else value
     return json.dumps(spec, sort_keys=True) if spec else "{}"
-
-
-def proc_start_time(pid: int) -> str:
-    """The kernel's start time of ``pid`` ('' if unknown): a pid plus this is unique."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:].split()[19].decode()
-    except (OSError, ValueError, IndexError):
-        return ""
 
 
 def check_private(path: str, what: str) -> None:
@@ -629,18 +620,9 @@ def runner_alive(r: RunnerRow) -> bool:
         except PermissionError:
             return True
         return not os.path.isdir("/proc/self")
-    if _zombie(r.pid):                  # exited, not yet reaped by its parent
+    if is_zombie(r.pid):                # exited, not yet reaped by its parent
         return False
     return not r.proc_start or start == r.proc_start
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
-    except (OSError, ValueError):
-        return False
 
 
 def _runner_pid(store: "Store", runner: Optional[int]) -> str:

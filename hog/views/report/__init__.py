@@ -21,11 +21,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from hog.views.display import fmt_duration
 from hog.errors import HogError, UsageError
-from hog.state.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
-                        replaced_atomically)
+from hog.state.files import replaced_atomically
+from hog.state.jobdir import REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout
 from hog.model import slot_label
 from hog.state.results import Attempt, attempts, write_results
 from hog.state.store import HEARTBEAT_S, JobRow, RunnerRow, Store, runner_alive
+from hog.views.tail import err_tail
 
 STATUS_ORDER = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "skipped",
                 "unschedulable", "running", "queued")
