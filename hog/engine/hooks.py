@@ -20,6 +20,7 @@ from typing import Callable, Dict, Optional, Tuple
 from hog.backends import spawn
 from hog.views.dashboard import shown_path
 from hog.model import Outcome, Status, slot_label
+from hog.state.reading import SweepReader
 
 QUEUE_MAX = 10000          # job hooks waiting to run; more are dropped (and logged)
 GRACE_S = 1.0              # SIGTERM -> SIGKILL for a hook that overran its time
@@ -64,10 +65,9 @@ def count_variables(progress) -> Dict[str, str]:
 def sweep_variables(progress, layout, exit_code: int) -> Dict[str, str]:
     """What ``--on_finish`` sees about the sweep."""
     from hog.views.display import summary
-    from hog.state.store import Store
     not_started = 0
     if os.path.isdir(layout.state_dir):
-        store = Store(layout.state_dir, create=False)
+        store = SweepReader(layout.state_dir)
         try:
             not_started = store.counts().get("queued", 0)
         finally:

@@ -9,8 +9,8 @@ import os
 import tempfile
 from typing import Optional
 
-from hog.state.jobdir import atomic_write
-from hog.state.store import proc_start_time
+from hog.backends.spawn import proc_start_time
+from hog.state.files import atomic_write
 
 
 def folder() -> str:

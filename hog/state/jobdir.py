@@ -3,7 +3,7 @@
 ``<output_dir>/<prefix><N>/`` holds ``INFO`` (YAML), ``<prefix><N>.OUT`` and
 ``.ERR`` (the job's raw streams) and, once the job has ended, exactly one of
 ``SUCCESS`` or ``FAILURE``. Everything another process may read is written to a
-temporary file and moved into place with ``os.replace``.
+temporary file and moved into place with ``os.replace`` (``files.atomic_write``).
 
 INFO is emitted as YAML by hand: every string is written as a JSON string, which
 is a valid YAML double-quoted scalar. That keeps the per-job cost to a few
@@ -11,17 +11,13 @@ microseconds, and ``yaml.safe_load`` reads it back exactly.
 """
 import json
 import os
-import re
 import socket
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterable, List, Optional
 
 from hog.model import Outcome, Status
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+from hog.state.files import atomic_write, iso
 
 STATE_DIR = ".hog"
 SUCCESS = "SUCCESS"
@@ -32,23 +28,6 @@ HOST = socket.gethostname()
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 REPORT_HTML = "report.html"
-
-
-def iso(ts: Optional[float]) -> Optional[str]:
-    """ISO 8601 with the local UTC offset, to the millisecond."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
-
-
-def from_iso(value) -> Optional[float]:
-    """Seconds since the epoch from an INFO time (None if absent or malformed)."""
-    if isinstance(value, datetime):
-        return value.timestamp()
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
 
 
 def _scalar(value) -> str:
@@ -72,35 +51,6 @@ def render_info(fields: dict) -> str:
         else:
             lines.append(f"{key}: {_scalar(value)}")
     return "\n".join(lines) + "\n"
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see all of it or nothing."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode("utf-8", "surrogateescape"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-@contextmanager
-def replaced_atomically(path: str):
-    """A text file to write that replaces ``path`` in one step when the block ends
-    without an error (readers see the old file or the whole new one, never a part);
-    on an error ``path`` is left as it was."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 @dataclass(frozen=True)
@@ -252,27 +202,6 @@ def earlier_attempts(layout: Layout, index: int) -> List[dict]:
         if isinstance(data, dict):
             found.append(data)
     return found
-
-
-def err_tail(layout: Layout, index: int, max_bytes: int = 4096, max_lines: int = 30) -> str:
-    """The end of a job's stderr as a terminal would show it: the last ``max_lines``
-    lines of at most ``max_bytes``, colour codes removed, and of a line rewritten with
-    carriage returns (progress bars) only its last version. '' if there is none."""
-    try:
-        with open(layout.err_path(index), "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    text = _ANSI.sub("", data.decode("utf-8", "replace"))
-    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
-    if size > max_bytes and len(lines) > 1:
-        lines = lines[1:]                   # the first one is cut
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return "\n".join(lines[-max_lines:])
 
 
 def folder_verdict(layout: Layout, index: int) -> Optional[str]:

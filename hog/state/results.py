@@ -18,10 +18,17 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from hog.state.jobdir import (RESULTS_CSV, RESULTS_JSONL, Layout, earlier_attempts, from_iso,
-                        read_info, replaced_atomically)
 from hog.model import slot_label
-from hog.state.store import JobRow, ResultRow, RunnerRow, Store
+from hog.state.files import from_iso, replaced_atomically
+from hog.state.jobdir import (
+    RESULTS_CSV,
+    RESULTS_JSONL,
+    Layout,
+    earlier_attempts,
+    read_info,
+)
+from hog.state.reading import SweepReader
+from hog.state.rows import JobRow, ResultRow, RunnerRow
 
 FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",
@@ -77,13 +84,13 @@ def record(row: ResultRow, layout: Layout) -> dict:
     }
 
 
-def records(store: Store, layout: Layout) -> Iterator[dict]:
+def records(store: SweepReader, layout: Layout) -> Iterator[dict]:
     """Every job's record, by index: what ``results.jsonl`` holds."""
     for row in store.result_rows():
         yield record(row, layout)
 
 
-def write_results(store: Store, layout: Layout) -> Tuple[str, str]:
+def write_results(store: SweepReader, layout: Layout) -> Tuple[str, str]:
     """Write ``results.jsonl`` and ``results.csv`` (each atomically); returns their paths."""
     jsonl, csv_path = layout.sweep_file(RESULTS_JSONL), layout.sweep_file(RESULTS_CSV)
     dumps = json.JSONEncoder(separators=(", ", ": ")).encode
@@ -96,7 +103,7 @@ def write_results(store: Store, layout: Layout) -> Tuple[str, str]:
     return jsonl, csv_path
 
 
-def save_results(store: Store, layout: Layout) -> None:
+def save_results(store: SweepReader, layout: Layout) -> None:
     """``write_results`` for the end of a run: a failure is reported, never raised."""
     try:
         write_results(store, layout)

@@ -17,7 +17,8 @@ from hog.views.display import end_line, start_line
 from hog.signals import SignalWait
 from hog.state.jobdir import Layout
 from hog.model import slot_label
-from hog.state.store import JobRow, RunnerRow, Store
+from hog.state.reading import SweepReader, open_sweep
+from hog.state.rows import JobRow, RunnerRow
 from hog.views.tail import TailCache
 
 FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
@@ -29,7 +30,7 @@ STARTING_S = 5.0       # how long a runner just started with --detach may take t
 class StoreView:
     """Snapshots of a sweep, from its store and job folders (read-only)."""
 
-    def __init__(self, directory: str, store: Store):
+    def __init__(self, directory: str, store: SweepReader):
         self.directory = directory
         self.store = store
         self.layout = Layout(directory, store.meta("prefix") or "job_")
@@ -265,8 +266,7 @@ def cmd_attach(argv: List[str]) -> int:
                    help="plain lines even on a terminal")
     args = p.parse_args(argv)
     from hog.views.display import is_terminal
-    from hog.cli.verbs import open_store
-    store = open_store(args.dir)
+    store = open_sweep(args.dir)
     try:
         view = StoreView(args.dir, store)
         with SignalWait() as sig:

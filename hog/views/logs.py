@@ -11,14 +11,15 @@ from typing import List
 from hog.errors import UsageError
 from hog.signals import SignalWait
 from hog.state.jobdir import Layout, folder_verdict
-from hog.state.store import JobRow, Store
+from hog.state.reading import SweepReader, open_sweep
+from hog.state.rows import JobRow
 from hog.views.tail import Follower
 
 POLL_S = 0.2
 UNFINISHED = ("queued", "running")
 
 
-def find_job(store: Store, ref: str, directory: str) -> JobRow:
+def find_job(store: SweepReader, ref: str, directory: str) -> JobRow:
     rows = store.find(ref)
     if not rows:
         raise UsageError(f"no job {ref!r} in {directory} (give a job number, folder name or "
@@ -40,8 +41,7 @@ def cmd_logs(argv: List[str]) -> int:
     p.add_argument("-f", "--follow", action="store_true",
                    help="follow the output as it grows; exit once the job has ended")
     args = p.parse_args(argv)
-    from hog.cli.verbs import open_store
-    store = open_store(args.dir)
+    store = open_sweep(args.dir)
     try:
         row = find_job(store, args.job, args.dir)
         layout = Layout(args.dir, store.meta("prefix") or "job_")
@@ -69,7 +69,7 @@ def _print(path: str, name: str, row: JobRow, out) -> int:
     return 0
 
 
-def _follow(store: Store, layout: Layout, row: JobRow, path: str, name: str, out) -> int:
+def _follow(store: SweepReader, layout: Layout, row: JobRow, path: str, name: str, out) -> int:
     follower = Follower(path)
     said_waiting = False
     with SignalWait() as sig:
@@ -96,7 +96,7 @@ def _follow(store: Store, layout: Layout, row: JobRow, path: str, name: str, out
             follower.close()
 
 
-def _over(store: Store, layout: Layout, job_id: int) -> bool:
+def _over(store: SweepReader, layout: Layout, job_id: int) -> bool:
     """Has the job ended for good? Its status is final; or its folder has a marker and
     no live runner will record it (the runner that ran it died)."""
     row = store.row(job_id)

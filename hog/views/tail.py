@@ -1,12 +1,16 @@
 """Reading the end of a growing file cheaply: the last line of a job's output for
-the dashboard (a stat per redraw, a few KB read only when the file grew), and
-following a file as it grows for ``hog logs -f``.
+the dashboard (a stat per redraw, a few KB read only when the file grew), the end
+of a failed job's stderr for the report (``err_tail``), and following a file as it
+grows for ``hog logs -f``.
 """
 import os
 import re
 from typing import Dict, Optional, Tuple
 
+from hog.state.jobdir import Layout
+
 TAIL_BYTES = 4096
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|"
                       r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -28,6 +32,27 @@ def last_line(path: str, size: Optional[int] = None, limit: int = TAIL_BYTES) ->
         if line:
             return line
     return ""
+
+
+def err_tail(layout: Layout, index: int, max_bytes: int = 4096, max_lines: int = 30) -> str:
+    """The end of a job's stderr as a terminal would show it: the last ``max_lines``
+    lines of at most ``max_bytes``, colour codes removed, and of a line rewritten with
+    carriage returns (progress bars) only its last version. '' if there is none."""
+    try:
+        with open(layout.err_path(index), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    text = _ANSI.sub("", data.decode("utf-8", "replace"))
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+    if size > max_bytes and len(lines) > 1:
+        lines = lines[1:]                   # the first one is cut
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-max_lines:])
 
 
 class TailCache:

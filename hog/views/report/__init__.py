@@ -21,11 +21,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from hog.views.display import fmt_duration
 from hog.errors import HogError, UsageError
-from hog.state.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
-                        replaced_atomically)
+from hog.state.files import replaced_atomically
+from hog.state.jobdir import REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout
 from hog.model import slot_label
 from hog.state.results import Attempt, attempts, write_results
-from hog.state.store import HEARTBEAT_S, JobRow, RunnerRow, Store, runner_alive
+from hog.state.reading import SweepReader
+from hog.state.rows import JobRow, RunnerRow
+from hog.state.runners import HEARTBEAT_S, runner_alive
+from hog.views.tail import err_tail
 
 STATUS_ORDER = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "skipped",
                 "unschedulable", "running", "queued")
@@ -74,7 +77,7 @@ class Sweep:
     now: float
 
 
-def gather(store: Store, layout: Layout, directory: str, now: float) -> Sweep:
+def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sweep:
     rows = list(store.all_rows())
     runners = store.all_runners()
     alive = frozenset(r.id for r in runners if runner_alive(r))
@@ -551,7 +554,7 @@ def write_report(directory: str, output: Optional[str] = None) -> str:
     """Write the report (and results.jsonl / .csv) for the sweep in ``directory``."""
     if not os.path.isdir(directory):
         raise UsageError(f"{directory}: no such directory")
-    store = Store(os.path.join(directory, STATE_DIR), readonly=True)
+    store = SweepReader(os.path.join(directory, STATE_DIR))
     try:
         prefix = store.meta("prefix") or "job_"
         layout = Layout(os.path.abspath(directory), prefix)

@@ -1,0 +1,214 @@
+"""The sweep's SQLite database in ``<output_dir>/.hog/``: the connection, the schema
+and its migrations, transactions, ``meta``, and the checks that the queue is private.
+
+Every role of the store sits on one connection opened here:
+
+- ``Database``: opening (writable, or ``readonly`` for views), the schema version,
+  ``data_version`` and ``meta``; nothing on it writes once the schema is in place;
+- ``Writer(Database)``: ``transaction``, ``batch`` and ``set_meta``, what the writing
+  roles (``state.jobs``, ``state.runners``) build on.
+
+Several processes (runners, and verbs such as ``hog add``) open the file at once:
+WAL mode, short ``BEGIN IMMEDIATE`` transactions, and a busy timeout. SQL is
+written only in ``hog/state``.
+"""
+import os
+import sqlite3
+import stat
+from types import TracebackType
+from typing import Dict, List, Literal, Optional, Type
+
+from hog.errors import UsageError
+from hog.state.rows import JOB_COLUMNS, JobRow
+
+DB_NAME = "hog.sqlite"
+SCHEMA_VERSION = 1
+
+# The schema of each version, and how to go from version N-1 to N. A database of
+# any earlier version is migrated in one transaction when it is opened.
+SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,          -- N of the job folder <prefix>N
+    source_pos  INTEGER UNIQUE,               -- position in the sweep's source, NULL if added
+    name        TEXT,
+    command     TEXT NOT NULL,
+    spec        TEXT NOT NULL DEFAULT '{}',   -- JSON: gpus, resources, env, cwd, timeout, ...
+    origin      TEXT NOT NULL DEFAULT '',     -- file:line it came from
+    priority    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL DEFAULT 'queued',
+    attempt     INTEGER NOT NULL DEFAULT 0,   -- attempts started so far
+    runner      INTEGER,
+    slot        INTEGER,
+    gpus        TEXT,
+    pid         INTEGER,
+    exit_code   INTEGER,
+    signal      TEXT,
+    started     REAL,
+    ended       REAL,
+    added       REAL NOT NULL,
+    cancel      INTEGER NOT NULL DEFAULT 0,   -- 1: a user asked to cancel it
+    note        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
+CREATE INDEX jobs_by_name ON jobs (name);
+CREATE TABLE runners (
+    id           INTEGER PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,
+    proc_start   TEXT NOT NULL DEFAULT '',    -- /proc start time, tells a reused pid apart
+    gpus         TEXT NOT NULL,
+    started      REAL NOT NULL,
+    heartbeat    REAL NOT NULL,
+    ended        REAL,
+    request      TEXT,                        -- 'drain' | 'kill' from hog stop
+    gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
+);
+"""
+# Statements are split on ";", so comments in them must not hold one.
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
+
+
+def check_private(path: str, what: str) -> None:
+    """Refuse a queue others could write to, or that another user owns."""
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        raise UsageError(f"{path}: {what} is owned by uid {st.st_uid}, not by you "
+                         f"(uid {os.geteuid()}); refusing to run jobs from a queue someone "
+                         f"else controls")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(f"{path}: {what} is writable by group or others "
+                         f"(mode {stat.S_IMODE(st.st_mode):o}); anyone could add commands to "
+                         f"your sweep. Fix with: chmod go-w {path}")
+
+
+class Database:
+    """One connection to a sweep's database: the object every role of the store shares."""
+
+    def __init__(self, state_dir: str, create: bool = True, readonly: bool = False):
+        """``readonly``: for views (reports) that must never write, even while runners
+        are active; implies ``create=False``."""
+        create = create and not readonly
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, DB_NAME)
+        if create:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        elif not os.path.exists(self.path):
+            raise UsageError(f"{os.path.dirname(state_dir) or '.'}: no hog sweep here "
+                             f"(no {os.path.join(os.path.basename(state_dir), DB_NAME)})")
+        check_private(state_dir, "the queue directory")
+        if create and not os.path.exists(self.path):
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        check_private(self.path, "the queue database")
+        self.batching = False
+        if readonly:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            version = self.schema_version()
+            if version < SCHEMA_VERSION:
+                raise UsageError(f"{self.path}: written by an older hog (schema {version}); "
+                                 f"'hog status' on its directory upgrades it")
+            self._migrate()     # a newer schema: the same refusal as for writers
+            return
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----------------------------------------------------------- schema
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: made by a newer hog (schema {version}; this hog "
+                             f"knows up to {SCHEMA_VERSION}); upgrade hog")
+        with Transaction(self.db):
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[v].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap "anything new?"."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # ------------------------------------------------------------- meta
+    def meta(self, key: str) -> Optional[str]:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # ------------------------------------------------------------- rows
+    def _rows(self, where: str, args: tuple = ()) -> List[JobRow]:
+        """Job rows ``SELECT``ed with ``where`` (its ``WHERE``, ``ORDER BY``, ``LIMIT``)."""
+        return [JobRow(*r) for r in self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs {where}",
+                                                     args)]
+
+
+class Writer(Database):
+    """The writes every writing role shares: transactions, the runner's batch, meta."""
+
+    def transaction(self) -> "Transaction":
+        return Transaction(self.db)
+
+    def batch(self) -> "Batch":
+        """A turn of the runner: its single-statement writes join one transaction, begun
+        by the first of them and committed when the turn ends (no write: no commit)."""
+        return Batch(self)
+
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        if self.batching and not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db.execute(sql, args)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                        "DO UPDATE SET value = excluded.value", (key, value))
+
+
+class Batch:
+    """``Writer.batch()``: gives the writer itself to the block."""
+
+    def __init__(self, store: Writer):
+        self.store = store
+
+    def __enter__(self) -> Writer:
+        self.store.batching = True
+        return self.store
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
+        self.store.batching = False
+        if self.store.db.in_transaction:
+            self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
+
+
+class Transaction:
+    """A write transaction; nested ones join the outermost, which commits."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
+        if self.outer:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False

@@ -1,0 +1,193 @@
+"""The queue's jobs, as the runner and the verbs change them: ingest from the sweep's
+source, ``hog add``, claim, started, ended, retry, and recovery after a crash.
+
+Every state change of a job is committed here before it is acted on (a job is
+``running`` in the store before its consumer is told to start it), so a crash at
+any point leaves a state that ``recover`` can reconcile with the job folders.
+``claim`` is one conditional ``UPDATE``, so two runners on one queue never take
+the same job. ``Jobs`` is a role over the one connection of ``state.db``;
+``state.store.Store`` combines it with the others.
+"""
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from hog.model import Job, Status
+from hog.state.db import Writer
+from hog.state.files import from_iso
+from hog.state.rows import JobRow, job_spec
+from hog.state.runners import RunnerRows, runner_alive
+
+RERUNNABLE = ("failed", "interrupted", "timeout", "cancelled", "skipped", "unschedulable")
+RESUMED = ("failed", "interrupted", "timeout", "skipped", "unschedulable")   # not cancelled
+
+_INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+# What a job folder says, for ``recover``: None, or (verdict, INFO mapping).
+FolderStatus = Callable[[JobRow], Optional[Tuple[Optional[str], Dict[str, Any]]]]
+
+
+class Jobs(Writer, RunnerRows):
+    """Writing the queue's jobs (and the runner's reads of what to run next)."""
+
+    # ------------------------------------------------------- recovery
+    def recover(self, folder_status: FolderStatus) -> List[Tuple[JobRow, str]]:
+        """Reconcile jobs left ``running`` by runners that died.
+
+        ``folder_status(row)`` tells what the job folder says: None, or (verdict, INFO
+        mapping) with verdict 'succeeded' or 'failed'. A folder with SUCCESS wins (its
+        exit code and end time are taken from INFO); anything else that was running is
+        recorded interrupted and queued again. Returns (row, new status) pairs.
+        """
+        changed = []
+        with self.transaction():
+            dead = [r for r in self.active_runners() if not runner_alive(r)]
+            for r in dead:
+                self.db.execute("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), r.id))
+            dead_ids = {r.id for r in dead}
+            live_ids = {r.id for r in self.active_runners()}
+            rows = self._rows("WHERE status = 'running'")
+            for row in rows:
+                if row.runner in live_ids and row.runner not in dead_ids:
+                    continue
+                verdict, info = folder_status(row) or (None, {})
+                if verdict == "succeeded":
+                    self.db.execute(
+                        "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
+                        "ended = ?, note = 'recovered from its folder' WHERE id = ?",
+                        (info.get("exit_code", 0), info.get("signal"),
+                         from_iso(info.get("ended")) or time.time(), row.id))
+                    changed.append((row, "succeeded"))
+                else:
+                    self.db.execute(
+                        "UPDATE jobs SET status = 'queued', runner = NULL, pid = NULL, "
+                        "note = ? WHERE id = ?",
+                        (f"interrupted: its runner (pid {self.runner_pid(row.runner)}) "
+                         f"died; queued again", row.id))
+                    changed.append((row, "interrupted"))
+        return changed
+
+    # ---------------------------------------------------------- ingest
+    def ingest(self, jobs: Sequence[Job], resume: bool,
+               runner: Optional[int] = None) -> Tuple[int, int, int]:
+        """Insert jobs from the sweep's source (``Job.index`` = source position).
+
+        New positions are queued. An existing position with the same command is kept
+        as it is (when ``resume``: a failed, interrupted or never-finished one is queued
+        again); one whose command changed is queued again with the new command.
+        Returns (added, requeued, skipped: succeeded before ``runner`` started).
+        """
+        requeued = skipped = 0
+        now = time.time()
+        with self.transaction():
+            positions = [j.index for j in jobs]
+            existing: Dict[int, tuple] = {}
+            for chunk in _chunks(positions, 500):
+                marks = ",".join("?" * len(chunk))
+                for r in self.db.execute(
+                        f"SELECT source_pos, id, command, status, runner FROM jobs "
+                        f"WHERE source_pos IN ({marks})", chunk):
+                    existing[r[0]] = r[1:]
+            next_id = self._next_id()
+            new_rows = []
+            for job in jobs:
+                old = existing.get(job.index)
+                if old is None:
+                    new_rows.append(self._row_values(next_id, job, job.index, now))
+                    next_id += 1
+                    continue
+                jid, command, status, ran_by = old
+                if command != job.command:
+                    self.db.execute(
+                        "UPDATE jobs SET command = ?, spec = ?, name = ?, origin = ?, "
+                        "priority = ?, status = 'queued', cancel = 0, "
+                        "note = 'command changed; queued again' WHERE id = ? "
+                        "AND status != 'running'",
+                        (job.command, job_spec(job), job.name, job.where, job.priority, jid))
+                    requeued += 1
+                elif status == "succeeded":
+                    skipped += ran_by is None or ran_by != runner
+                elif resume and status in RESUMED:
+                    self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
+                                    "note = 'queued again on resume' WHERE id = ?", (jid,))
+                    requeued += 1
+            self.db.executemany(_INSERT, new_rows)
+        return len(new_rows), requeued, skipped
+
+    def add(self, jobs: Iterable[Job]) -> List[int]:
+        """Append jobs outside the sweep's source (``hog add``); returns their ids."""
+        now = time.time()
+        with self.transaction():
+            next_id = self._next_id()
+            rows = [self._row_values(next_id + i, job, None, now) for i, job in enumerate(jobs)]
+            self.db.executemany(_INSERT, rows)
+        return [r[0] for r in rows]
+
+    def _next_id(self) -> int:
+        """Folder numbers count from 0; call inside a write transaction."""
+        return self.db.execute("SELECT coalesce(max(id) + 1, 0) FROM jobs").fetchone()[0]
+
+    @staticmethod
+    def _row_values(job_id: int, job: Job, source_pos: Optional[int], now: float) -> tuple:
+        return (job_id, source_pos, job.name, job.command, job_spec(job), job.where,
+                job.priority, now)
+
+    # ------------------------------------------------------ scheduling
+    def queued(self, limit: int, after: Optional[Tuple[int, int]] = None) -> List[JobRow]:
+        """The next queued jobs in run order: priority (high first), then id."""
+        return self._rows("WHERE status = 'queued' ORDER BY priority DESC, id LIMIT ?",
+                          (limit,))
+
+    def claim(self, job_id: int, attempts: int, runner: int, slot: int,
+              gpus: str) -> Optional[int]:
+        """Mark a queued job running on this runner, if it is still queued with
+        ``attempts`` attempts behind it (one statement, so atomic); returns its new
+        attempt number, or None when another runner took it first or it changed."""
+        cur = self._write(
+            "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
+            "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
+            "started = ?, ended = NULL, note = '' "
+            "WHERE id = ? AND status = 'queued' AND attempt = ?",
+            (runner, slot, gpus, time.time(), job_id, attempts))
+        return attempts + 1 if cur.rowcount == 1 else None
+
+    def started(self, job_id: int, pid: int, started: float,
+                gpus: Optional[str] = None) -> None:
+        """The job runs (``gpus``: the GPU ids, when known only now, as with Ray)."""
+        self._write("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus) "
+                        "WHERE id = ?", (pid, started, gpus, job_id))
+
+    def ended(self, job_id: int, status: Status, exit_code: Optional[int],
+              signal: Optional[str], started: float, ended: float, note: str = "",
+              requeue: bool = False) -> None:
+        """Record how an attempt ended; ``requeue``: queue the job for another attempt."""
+        final = "queued" if requeue else status.value
+        self._write(
+            "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, started = ?, ended = ?, "
+            "note = ?, runner = CASE WHEN ? THEN NULL ELSE runner END WHERE id = ?",
+            (final, exit_code, signal, started, ended,
+             note or ("" if not requeue else f"attempt ended {status.value}; retrying"),
+             requeue, job_id))
+
+    def set_status(self, job_id: int, status: Status, note: str = "") -> None:
+        self._write("UPDATE jobs SET status = ?, note = ?, ended = ? WHERE id = ?",
+                        (status.value, note, time.time(), job_id))
+
+    # ----------------------------------------------------------- retry
+    def retry(self, job_ids: Iterable[int]) -> List[int]:
+        """``hog retry``: queue finished jobs again; returns the ids that were."""
+        done = []
+        with self.transaction():
+            for jid in job_ids:
+                cur = self.db.execute(
+                    f"UPDATE jobs SET status = 'queued', cancel = 0, note = 'retry requested' "
+                    f"WHERE id = ? AND status IN ({','.join('?' * len(RERUNNABLE))})",
+                    (jid, *RERUNNABLE))
+                if cur.rowcount:
+                    done.append(jid)
+        return done
+
+
+def _chunks(items: Sequence[int], n: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]

@@ -1,0 +1,103 @@
+"""``SweepReader``: what views, results files and ``hog status`` read of a sweep.
+
+Opened ``readonly`` (SQLite's ``mode=ro``), so a view can never write the store,
+even while runners are active, and nothing it does takes a write lock. It has the
+read queries only: jobs by status, name or number, counts, the rows results files
+show, the views' time queries, and the runners (``RunnerRows``). ``Store`` is a
+``SweepReader`` too, so code that reads takes either.
+"""
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from hog.errors import UsageError
+from hog.model import Status
+from hog.state.db import Database
+from hog.state.jobdir import STATE_DIR
+from hog.state.rows import JOB_COLUMNS, JobRow, ResultRow
+from hog.state.runners import RunnerRows
+
+FINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED, Status.TIMEOUT, Status.CANCELLED,
+         Status.SKIPPED, Status.UNSCHEDULABLE)
+
+
+class SweepReader(RunnerRows):
+    """A read-only connection to a sweep's database."""
+
+    def __init__(self, state_dir: str):
+        Database.__init__(self, state_dir, create=False, readonly=True)
+
+    # ---------------------------------------------------------- jobs
+    def find(self, ref: str) -> List[JobRow]:
+        """Jobs by folder number (``7`` or ``job_7``-style names) or by name."""
+        rows = self._rows("WHERE name = ?", (ref,))
+        if rows:
+            return rows
+        digits = ref.rsplit("_", 1)[-1] if not ref.isdigit() else ref
+        if digits.isdigit():
+            return self._rows("WHERE id = ?", (int(digits),))
+        return []
+
+    def by_name(self, name: str) -> List[JobRow]:
+        return self._rows("WHERE name = ?", (name,))
+
+    def row(self, job_id: int) -> Optional[JobRow]:
+        rows = self._rows("WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def failed_ids(self) -> List[int]:
+        return [r[0] for r in self.db.execute(
+            "SELECT id FROM jobs WHERE status IN ('failed', 'interrupted', 'timeout', "
+            "'unschedulable', 'skipped') ORDER BY id")]
+
+    def counts(self) -> Dict[str, int]:
+        return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+
+    def rows_with_status(self, status: str, limit: int = 1000) -> List[JobRow]:
+        return self._rows("WHERE status = ? ORDER BY id LIMIT ?", (status, limit))
+
+    def all_rows(self) -> Iterator[JobRow]:
+        cur = self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")
+        for r in cur:
+            yield JobRow(*r)
+
+    def result_rows(self) -> Iterator[ResultRow]:
+        """Every job with what a results file shows (its runner's host too), by id;
+        plain tuples, fast enough for 100,000 jobs at the end of a run."""
+        cur = self.db.execute(
+            "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
+            "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note "
+            "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
+        return map(ResultRow._make, cur)
+
+    # ------------------------------------------------------ views' queries
+    def latest_ended(self, statuses: Sequence[str], limit: int) -> List[JobRow]:
+        """Jobs with one of ``statuses``, the one that ended last first."""
+        marks = ",".join("?" * len(statuses))
+        return self._rows(f"WHERE status IN ({marks}) ORDER BY ended DESC, id DESC LIMIT ?",
+                          (*statuses, limit))
+
+    def ended_since(self, since: float, limit: int = 10000) -> List[JobRow]:
+        """Jobs that ended (for good, not for a retry) at ``since`` or later, in order."""
+        marks = ",".join("?" * len(FINAL))
+        return self._rows(f"WHERE ended >= ? AND status IN ({marks}) ORDER BY ended, id "
+                          f"LIMIT ?", (since, *[s.value for s in FINAL], limit))
+
+    def time_span(self) -> Tuple[Optional[float], Optional[float]]:
+        """(the first start, the last end) of the sweep's jobs; None where none is known."""
+        first, last = self.db.execute("SELECT min(started), max(ended) FROM jobs").fetchone()
+        return first, last
+
+    def duration_stats(self) -> Tuple[int, float]:
+        """(jobs that ran to an end, the sum of their durations in seconds)."""
+        n, total = self.db.execute(
+            "SELECT count(*), coalesce(sum(ended - started), 0) FROM jobs WHERE status IN "
+            "('succeeded', 'failed', 'timeout') AND started IS NOT NULL "
+            "AND ended IS NOT NULL").fetchone()
+        return n, float(total)
+
+
+def open_sweep(directory: str) -> SweepReader:
+    """A ``SweepReader`` on the sweep in output directory ``directory``."""
+    if not os.path.isdir(directory):
+        raise UsageError(f"{directory}: no such directory")
+    return SweepReader(os.path.join(directory, STATE_DIR))

@@ -1,0 +1,95 @@
+"""The store's rows as Python sees them: ``JobRow`` and ``RunnerRow`` (one per row of
+the ``jobs`` and ``runners`` tables, fields in column order), ``ResultRow`` (what a
+results file shows of a job), and the JSON of a job's ``spec`` column.
+
+Frozen and free of SQL: every role of the store (``jobs``, ``runners``,
+``reading``) hands these out, and views may keep them as long as they like.
+"""
+import json
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+from hog.model import Job
+
+# The columns of ``jobs`` in the order of JobRow's fields.
+JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
+               "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note")
+
+_DEFAULTS = Job(index=0, command="")
+_SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
+              "after")
+_PAIRS = ("resources", "env")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    source_pos: Optional[int]
+    name: Optional[str]
+    command: str
+    spec: str
+    origin: str
+    priority: int
+    status: str
+    attempt: int
+    runner: Optional[int]
+    slot: Optional[int]
+    gpus: Optional[str]
+    pid: Optional[int]
+    exit_code: Optional[int]
+    signal: Optional[str]
+    started: Optional[float]
+    ended: Optional[float]
+    added: float
+    cancel: int
+    note: str
+
+    def job(self) -> Job:
+        spec = json.loads(self.spec)
+        for key in ("resources", "env", "gpu_ids", "after"):
+            if key in spec:
+                spec[key] = tuple(tuple(x) if key in _PAIRS else x for x in spec[key])
+        return Job(index=self.id, command=self.command, where=self.origin, name=self.name,
+                   **spec)
+
+
+class ResultRow(NamedTuple):
+    """A job's columns for results files (``SweepReader.result_rows``)."""
+    id: int
+    name: Optional[str]
+    command: str
+    status: str
+    exit_code: Optional[int]
+    signal: Optional[str]
+    attempt: int
+    gpus: Optional[str]
+    slot: Optional[int]
+    runner: Optional[int]
+    host: Optional[str]
+    started: Optional[float]
+    ended: Optional[float]
+    note: str
+
+
+@dataclass(frozen=True)
+class RunnerRow:
+    id: int
+    pid: int
+    host: str
+    proc_start: str
+    gpus: str
+    started: float
+    heartbeat: float
+    ended: Optional[float]
+    request: Optional[str]
+    gpus_request: Optional[str]
+
+
+def job_spec(job: Job) -> str:
+    """The job's options that differ from the defaults, as JSON."""
+    spec = {}
+    for key in _SPEC_KEYS:
+        value = getattr(job, key)
+        if value != getattr(_DEFAULTS, key):
+            spec[key] = [list(x) for x in value] if key in _PAIRS else value
+    return json.dumps(spec, sort_keys=True) if spec else "{}"
