@@ -13,7 +13,7 @@ import time
 from typing import List
 
 from hog.cli import dir_parser
-from hog.views.display import fmt_duration, shown_path
+from hog.humanize import fmt_duration, shown_path
 from hog.errors import UsageError
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.store import Store, runner_alive

@@ -11,9 +11,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
+from hog.humanize import describe_end, end_line, eta_s, fmt_duration, start_line
 from hog.views.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, SlotView,
-                           Snapshot, describe_end, eta_s, fmt_duration, render)
-from hog.views.display import end_line, start_line
+                                 Snapshot, render)
 from hog.signals import SignalWait
 from hog.state.jobdir import Layout
 from hog.model import slot_label

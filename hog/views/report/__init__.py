@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from hog.views.display import fmt_duration
+from hog.humanize import fmt_duration
 from hog.errors import HogError, UsageError
 from hog.state.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
                         replaced_atomically)
