@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import sqlite3
 import sys
 import time
 from collections import Counter
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from hog.humanize import fmt_duration
-from hog.errors import HogError, UsageError
+from hog.errors import UsageError
 from hog.state.jobdir import (REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout, err_tail,
                         replaced_atomically)
 from hog.model import slot_label
@@ -572,22 +571,3 @@ def write_report(directory: str, output: Optional[str] = None) -> str:
         raise UsageError(f"{path}: cannot write the report ({e.strerror})") from None
     return path
 
-
-def cmd_report(argv: List[str]) -> int:
-    from hog.cli import dir_parser
-    p = dir_parser(
-        "report", "Write DIR/report.html: a self-contained page with "
-        "the sweep's summary, a timeline of every job per slot, GPU-slot use over time, "
-        "durations and each failed job's stderr (also rewrites DIR/results.jsonl and "
-        "results.csv). Works while runners are active; never writes the queue.")
-    p.add_argument("--output", "-o", metavar="FILE", help="where to write the page "
-                   "(default: DIR/report.html)")
-    args = p.parse_args(argv)
-    try:
-        path = write_report(args.dir, args.output)
-    except OSError as e:            # e.g. the store or a folder cannot be read
-        raise UsageError(f"{e.filename or args.dir}: {e.strerror}") from None
-    except sqlite3.Error as e:
-        raise HogError(f"{args.dir}: cannot read the sweep's queue ({e})") from None
-    print(path)
-    return 0
