@@ -35,7 +35,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+from hog.config import OPTIONS, build_config, file_source
+from hog.engine.runner import run as run_sweep
 from hog.errors import UsageError
+from hog.sources.producer import SourceSpec
+from hog.sources.text import job_from_item
+from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.store import JobRow, Store
 
 __all__ = ["run", "sweep", "results", "JobRecord", "Results", "SweepResult"]
 
@@ -128,8 +134,6 @@ class SweepResult(Results):
 # ------------------------------------------------------------------- reading
 def results(output_dir: Union[str, os.PathLike] = "output") -> Results:
     """The jobs of the sweep in ``output_dir`` (finished or not), from its store."""
-    from hog.state.jobdir import STATE_DIR, Layout
-    from hog.state.store import Store
     output_dir = os.fspath(output_dir)
     if not os.path.isdir(output_dir):
         raise UsageError(f"{output_dir}: no such directory")
@@ -142,7 +146,7 @@ def results(output_dir: Union[str, os.PathLike] = "output") -> Results:
     return Results(output_dir, jobs)
 
 
-def _record(row, layout) -> JobRecord:
+def _record(row: JobRow, layout: Layout) -> JobRecord:
     def when(ts):
         return None if ts is None else datetime.fromtimestamp(ts).astimezone()
     finished = row.status not in ("queued", "running")
@@ -166,62 +170,28 @@ def _read(path: str) -> str:
 
 
 # ------------------------------------------------------------------- running
-def options_of() -> Dict[str, Any]:
-    """The sweep options of the command line and their defaults (``--job_file`` and
-    ``--job_yielder`` aside)."""
-    from hog.cli import run_parser
-    defaults = vars(run_parser().parse_args(["--job_file", "-"]))
-    for key in ("job_file", "job_yielder", "detach"):
-        defaults.pop(key)
-    return defaults
-
-
-def _option_text(key: str, value: Any) -> Any:
-    """Python values for options the command line takes as text: ``gpus=[0, 1]``,
-    ``resources={"license": 2}``, ``gpu_memory={"0": "80G"}``, sizes as numbers."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if key == "gpus":
-        return ",".join(str(g) for g in value) if isinstance(value, Iterable) else str(value)
-    if key == "resources" and isinstance(value, Mapping):
-        return " ".join(f"{k}={v}" for k, v in value.items())
-    if key == "gpu_memory" and isinstance(value, Mapping):
-        return ",".join(f"{k}={v}" for k, v in value.items())
-    if key in ("gpu_memory", "min_free_memory") and isinstance(value, (int, float)):
-        return str(int(value))
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
-def _arguments(options: Dict[str, Any]):
-    import argparse
-    known = options_of()
+def _options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """``hog.run``'s keyword options, checked by name (``TypeError`` for an unknown one);
+    ``quiet=True`` stands for ``display="quiet"``."""
+    options = dict(options)
     if options.pop("quiet", False):
         options.setdefault("display", "quiet")
-    unknown = sorted(set(options) - set(known))
+    unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise TypeError(f"hog.run: unknown option(s) {', '.join(unknown)}; the options are: "
-                        f"{', '.join(sorted(known))}")
-    known.update({k: _option_text(k, v) for k, v in options.items()})
-    return argparse.Namespace(**known)
+                        f"{', '.join(sorted(OPTIONS))}")
+    return options
 
 
-def _source(jobs, job_file, job_yielder, name: Optional[str]):
-    from hog.sources.producer import SourceSpec
-    from hog.sources.text import check_readable, job_from_item
+def _source(jobs: Any, job_file: Union[str, os.PathLike, None],
+            job_yielder: Union[str, os.PathLike, None], name: Optional[str]) -> SourceSpec:
     given = [x is not None for x in (jobs, job_file, job_yielder)]
     if sum(given) != 1:
         raise UsageError("hog.run: give jobs, job_file= or job_yielder= (exactly one)")
     if job_file is not None:
-        job_file = os.fspath(job_file)
-        check_readable(job_file, "job file")
-        return SourceSpec("yaml" if job_file.lower().endswith((".yaml", ".yml")) else "text",
-                          job_file)
+        return file_source(job_file)
     if job_yielder is not None:
-        job_yielder = os.fspath(job_yielder)
-        check_readable(job_yielder, "yielder file")
-        return SourceSpec("yielder", job_yielder)
+        return file_source(job_yielder, yielder=True)
     if isinstance(jobs, (str, Mapping)):
         jobs = [jobs]
     label = name or "hog.run"
@@ -252,19 +222,17 @@ def run(jobs: Any = None, *, job_file: Union[str, os.PathLike, None] = None,
     new; twice: terminate the running jobs); Python's own handling is restored
     afterwards.
     """
-    from hog.cli import run_config
-    from hog.engine.runner import run as run_sweep
     if threading.current_thread() is not threading.main_thread():
         raise UsageError("hog.run: call it from the main thread (it handles Ctrl-C)")
-    args = _arguments(dict(options))
-    config = run_config(args, _source(jobs, job_file, job_yielder, name))
+    checked = _options(options)
+    config = build_config(_source(jobs, job_file, job_yielder, name), **checked)
     code = _with_own_signals(run_sweep, config)
     found = results(config.output_dir) if os.path.isdir(config.output_dir) else \
         Results(config.output_dir, ())
     return SweepResult(found.output_dir, found.jobs, code)
 
 
-def _with_own_signals(fn: Callable, *args):
+def _with_own_signals(fn: Callable[..., int], *args: Any) -> int:
     """Call ``fn``, then put back the signal handlers and wake-up fd it replaced."""
     sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     saved = {s: signal.getsignal(s) for s in sigs}
@@ -297,14 +265,14 @@ def sweep(fn: Optional[Callable] = None, **options: Any):
     def decorate(f: Callable):
         opts = dict(options)
         label = opts.pop("name", None) or f"{f.__module__}.{f.__qualname__}"
-        _arguments(dict(opts))              # unknown options fail at decoration time
+        _options(opts)                      # unknown options fail at decoration time
 
         @functools.wraps(f)
         def run_it(*args, **kwargs) -> SweepResult:
             return run(f(*args, **kwargs), name=label, **opts)
 
-        run_it.jobs = f
-        run_it.options = opts
+        run_it.jobs = f                     # type: ignore[attr-defined]
+        run_it.options = opts               # type: ignore[attr-defined]
         return run_it
 
     if fn is not None:

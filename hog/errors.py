@@ -1,10 +1,18 @@
-"""Errors that end a run with a one-line message instead of a traceback."""
+"""Errors that end a run with a one-line message instead of a traceback, and the exit
+codes hog ends with (the one place they are spelled out)."""
+
+EXIT_OK = 0          # every job succeeded (or a verb did what it was asked)
+EXIT_FAILED = 1      # some job failed or could not be scheduled
+EXIT_USAGE = 2       # bad usage or input: nothing started
+EXIT_HUP = 129       # stopped by SIGHUP (128 + the signal's number)
+EXIT_INT = 130       # stopped by Ctrl-C (SIGINT)
+EXIT_TERM = 143      # stopped by SIGTERM
 
 
 class HogError(Exception):
     """An error the user can fix; its message is shown as one line."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class UsageError(HogError):

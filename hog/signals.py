@@ -2,6 +2,8 @@
 import signal
 from typing import Iterable, Optional
 
+from hog.errors import EXIT_HUP, EXIT_INT, EXIT_TERM
+
 
 class SignalFlags:
     """Counts the signals received; ``install`` wires the handlers."""
@@ -37,7 +39,7 @@ class SignalWait:
     in use, SIGINT, SIGTERM and SIGHUP only set a flag and make ``readable`` fd wake up,
     and ``exit_code`` says which came first (130, 143, 129), or None."""
 
-    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+    CODES = {signal.SIGINT: EXIT_INT, signal.SIGTERM: EXIT_TERM, signal.SIGHUP: EXIT_HUP}
 
     def __enter__(self) -> "SignalWait":
         import socket

@@ -1,25 +1,37 @@
-"""Verbs that act on a sweep's output directory from any shell, through its store:
-``status``, ``add``, ``stop``, ``kill``, ``retry``, ``gpus DIR SPEC``.
+"""The verbs that act on a sweep's output directory from any shell (``status``, ``add``,
+``stop``, ``kill``, ``retry``, ``gpus``, ``attach``, ``logs``, ``report``): each parses
+its arguments and calls the store or a view.
 
-They only read or write the store; live runners notice the change within their
-next tick (0.5 s) and act on it.
+The ones that change something only write the store; live runners notice the change
+within their next tick (0.5 s) and act on it.
 """
 import argparse
 import json
 import os
 import shlex
+import sqlite3
 import sys
-import time
 from typing import List
 
-from hog.cli import dir_parser
-from hog.views.display import fmt_duration, shown_path
-from hog.errors import UsageError
-from hog.state.jobdir import STATE_DIR, Layout
-from hog.state.store import Store, runner_alive
+from hog.cli.parsers import dir_parser
+from hog.config import parse_resources
+from hog.errors import EXIT_INT, HogError, UsageError
+from hog.gpus.discovery import query_gpus, visible_ids
+from hog.gpus.spec import parse_gpus
+from hog.model import Job
+from hog.sources.joboptions import job_kwargs
+from hog.sources.text import check_readable, text_jobs
+from hog.state.jobdir import STATE_DIR
+from hog.state.reading import open_sweep
+from hog.state.store import Store
+from hog.views.attach import attach
+from hog.views.logs import show_logs
+from hog.views.report import write_report
+from hog.views.status import status_data, status_lines
 
 
 def open_store(directory: str, create: bool = False) -> Store:
+    """The store of the sweep in ``directory`` (``UsageError`` if there is none)."""
     if not os.path.isdir(directory):
         if not create:
             raise UsageError(f"{directory}: no such directory")
@@ -28,42 +40,6 @@ def open_store(directory: str, create: bool = False) -> Store:
 
 
 # ----------------------------------------------------------------- status
-def status_data(store: Store, directory: str, failed_limit: int = 1000) -> dict:
-    """What ``hog status --json`` prints. Its keys are always there (``counts`` has every
-    status, zeros included), so scripts can rely on them."""
-    from hog.model import Status
-    now = time.time()
-    layout = Layout(directory, store.meta("prefix") or "job_")
-    runners = []
-    for r in store.active_runners():
-        runners.append(dict(id=r.id, pid=r.pid, host=r.host, gpus=r.gpus,
-                            alive=runner_alive(r), started=r.started,
-                            heartbeat_age_s=round(now - r.heartbeat, 1), request=r.request))
-    alive = {r["id"] for r in runners if r["alive"]}
-    running = [dict(id=r.id, name=r.name or layout.folder_name(r.id),
-                    folder=layout.folder_name(r.id), slot=r.slot, gpus=r.gpus,
-                    pid=r.pid, runner=r.runner, runner_alive=r.runner in alive,
-                    attempt=r.attempt,
-                    elapsed_s=None if r.started is None else round(now - r.started, 1),
-                    command=r.command)
-               for r in store.rows_with_status("running")]
-    failed = []
-    for status in ("failed", "timeout", "interrupted", "unschedulable", "skipped"):
-        for r in store.rows_with_status(status, failed_limit):
-            failed.append(dict(id=r.id, name=r.name or layout.folder_name(r.id),
-                               folder=layout.folder_name(r.id), status=r.status,
-                               exit_code=r.exit_code, signal=r.signal, attempt=r.attempt,
-                               gpus=r.gpus, slot=r.slot, started=r.started, ended=r.ended,
-                               note=r.note))
-    failed.sort(key=lambda f: f["id"])
-    found = store.counts()
-    counts = {s.value: found.pop(s.value, 0) for s in Status}
-    counts.update(found)
-    return dict(output_dir=directory, source=store.meta("source"),
-                schema_version=store.schema_version(), time=now, total=sum(counts.values()),
-                counts=counts, runners=runners, running=running, failed=failed[:failed_limit])
-
-
 def cmd_status(argv: List[str]) -> int:
     p = dir_parser("status", "Counts per status, running jobs, failed jobs.")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
@@ -74,39 +50,8 @@ def cmd_status(argv: List[str]) -> int:
         json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    layout = Layout(args.dir, store.meta("prefix") or "job_")
-    counts = data["counts"]
-    total = sum(counts.values())
-    order = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled",
-             "skipped", "unschedulable")
-    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
-    print(f"{args.dir}: {total} job(s): {', '.join(parts) or 'none'}")
-    if data["source"]:
-        print(f"source: {data['source']}")
-    live = [r for r in data["runners"] if r["alive"]]
-    for r in live:
-        print(f"runner {r['id']}: pid {r['pid']} on {r['host']}, gpus {r['gpus']}"
-              + (f", asked to {r['request']}" if r["request"] else ""))
-    if not live:
-        print("no runner is active" + (f"; start one to run the {counts['queued']} queued job(s)"
-                                       if counts.get("queued") else ""))
-    if data["running"]:
-        print("running:")
-        for r in data["running"]:
-            print(f"  {r['name']:<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
-                  f"pid {r['pid'] or '-':<8} {fmt_duration(r['elapsed_s'])}"
-                  + ("" if r["runner_alive"] else
-                     "  (its runner is gone: the next runner on this directory runs it again)"))
-    if data["failed"]:
-        print("failed:")
-        for f in data["failed"][:20]:
-            how = f"exit {f['exit_code']}" if f["exit_code"] is not None else \
-                (f"killed by {f['signal']}" if f["signal"] else f["status"])
-            name = f["name"] or layout.folder_name(f["id"])
-            print(f"  {name:<16} {f['status']:<13} {how:<18} "
-                  f"{shown_path(layout.err_path(f['id']))}")
-        if len(data["failed"]) > 20:
-            print(f"  ... and {len(data['failed']) - 20} more (hog status --json lists all)")
+    for line in status_lines(data, args.dir, store.meta("prefix") or "job_"):
+        print(line)
     return 0
 
 
@@ -127,15 +72,11 @@ def cmd_add(argv: List[str]) -> int:
     else:
         command = []
     args = p.parse_args(argv)
-    from hog.model import Job
-    from hog.sources.joboptions import job_kwargs
-    from hog.sources.text import check_readable, text_jobs
     if bool(command) == bool(args.job_file):
         raise UsageError("hog add: give a command after '--', or --job_file FILE (not both)")
     raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries",
                                          "after", "gpu_ids") if getattr(args, k) is not None}
     if args.resources:
-        from hog.cli import parse_resources
         raw["resources"] = dict(parse_resources(args.resources))
     options = job_kwargs(raw, "hog add")
     if command:
@@ -144,7 +85,7 @@ def cmd_add(argv: List[str]) -> int:
     else:
         check_readable(args.job_file, "job file")
         if args.job_file.lower().endswith((".yaml", ".yml")):
-            from hog.sources.yaml import yaml_jobs
+            from hog.sources.yaml import yaml_jobs  # imports yaml: only for YAML files
             read = yaml_jobs
         else:
             read = text_jobs
@@ -176,7 +117,7 @@ def cmd_stop(argv: List[str]) -> int:
 
 
 def _resolve(store: Store, refs: List[str]) -> List[int]:
-    ids = []
+    ids: List[int] = []
     for ref in refs:
         rows = store.find(ref)
         if not rows:
@@ -227,7 +168,6 @@ def cmd_set_gpus(argv: List[str]) -> int:
     p.add_argument("spec", metavar="SPEC", help="the new --gpus spec, e.g. 0,0,1,2")
     p.add_argument("--runner", type=int, help="which runner, when several are active")
     args = p.parse_args(argv)
-    from hog.gpus.spec import parse_gpus
     parse_gpus(args.spec, lambda: [])   # validate now; the runner resolves 'all' itself
     store = open_store(args.dir)
     live = store.live_runners()
@@ -241,4 +181,85 @@ def cmd_set_gpus(argv: List[str]) -> int:
                          f" pick one with --runner ID")
     store.request_gpus(live[0].id, args.spec)
     print(f"hog: runner {live[0].id} (pid {live[0].pid}) will use --gpus {args.spec}")
+    return 0
+
+
+def gpus_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hog gpus", description="Show the GPUs discovery sees.")
+    return p
+
+
+def cmd_gpus(argv: List[str]) -> int:
+    """``hog gpus``: the GPUs discovery sees; ``hog gpus DIR SPEC``: a runner's slots."""
+    if argv and not argv[0].startswith("-"):
+        return cmd_set_gpus(argv)
+    gpus_parser().parse_args(argv)
+    gpus = query_gpus()
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus is None:
+        print("nvidia-smi: not available")
+    else:
+        for g in gpus:
+            mem = "" if g.memory_total_mib is None else \
+                f"  {g.memory_used_mib} / {g.memory_total_mib} MiB used"
+            print(f"GPU {g.index}  {g.name}  {g.uuid}{mem}")
+    ids = visible_ids(gpus, cvd)
+    print(f"CUDA_VISIBLE_DEVICES: {cvd if cvd is not None else '(not set)'}")
+    print(f"--gpus all would use: {','.join(ids) if ids else 'nothing'}")
+    return 0
+
+
+# ----------------------------------------------------------- attach / logs
+def cmd_attach(argv: List[str]) -> int:
+    p = dir_parser(
+        "attach",
+        "Show the live dashboard of a sweep whose runner was started elsewhere "
+        "(with --detach, or in another SSH session). Leaving it (q or Ctrl-C) "
+        "never stops the runner. Without a terminal: plain lines, one per job "
+        "start and end. Exits 0 when the runner ends.")
+    p.add_argument("--plain", action="store_true",
+                   help="plain lines even on a terminal")
+    args = p.parse_args(argv)
+    store = open_sweep(args.dir)
+    try:
+        return attach(args.dir, store, plain=args.plain)
+    finally:
+        store.close()
+
+
+def cmd_logs(argv: List[str]) -> int:
+    p = dir_parser(
+        "logs", "Print a job's standard output (or, with --err, its "
+        "standard error); with -f, keep printing what it writes until it ends.")
+    p.add_argument("job", metavar="JOB", help="job number, folder name (job_7) or job name")
+    p.add_argument("--err", action="store_true", help="standard error (.ERR) instead")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="follow the output as it grows; exit once the job has ended")
+    args = p.parse_args(argv)
+    store = open_sweep(args.dir)
+    try:
+        return show_logs(store, args.dir, args.job, err=args.err, follow=args.follow)
+    except KeyboardInterrupt:
+        return EXIT_INT
+    finally:
+        store.close()
+
+
+# ----------------------------------------------------------------- report
+def cmd_report(argv: List[str]) -> int:
+    p = dir_parser(
+        "report", "Write DIR/report.html: a self-contained page with "
+        "the sweep's summary, a timeline of every job per slot, GPU-slot use over time, "
+        "durations and each failed job's stderr (also rewrites DIR/results.jsonl and "
+        "results.csv). Works while runners are active; never writes the queue.")
+    p.add_argument("--output", "-o", metavar="FILE", help="where to write the page "
+                   "(default: DIR/report.html)")
+    args = p.parse_args(argv)
+    try:
+        path = write_report(args.dir, args.output)
+    except OSError as e:            # e.g. the store or a folder cannot be read
+        raise UsageError(f"{e.filename or args.dir}: {e.strerror}") from None
+    except sqlite3.Error as e:
+        raise HogError(f"{args.dir}: cannot read the sweep's queue ({e})") from None
+    print(path)
     return 0

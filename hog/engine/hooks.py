@@ -18,7 +18,8 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from hog.backends import spawn
-from hog.views.dashboard import shown_path
+from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
+from hog.humanize import shown_path
 from hog.model import Outcome, Status, slot_label
 from hog.state.reading import SweepReader
 
@@ -26,8 +27,8 @@ QUEUE_MAX = 10000          # job hooks waiting to run; more are dropped (and log
 GRACE_S = 1.0              # SIGTERM -> SIGKILL for a hook that overran its time
 SHOWN_PROBLEMS = 3         # hook failures shown on the display; the rest only in the log
 LOG_NAME = "hooks.log"
-SWEEP_STATUS = {0: "succeeded", 1: "failed", 2: "error", 130: "interrupted",
-                143: "terminated"}
+SWEEP_STATUS = {EXIT_OK: "succeeded", EXIT_FAILED: "failed", EXIT_USAGE: "error",
+                EXIT_INT: "interrupted", EXIT_TERM: "terminated"}
 
 Item = Tuple[str, str, Dict[str, str]]      # (hook, what it is about, its variables)
 

@@ -30,7 +30,7 @@ from hog.sources.producer import producer_main
 from hog.engine.scheduler import MEMORY, Capacity, Scheduler
 from hog.state.store import HEARTBEAT_S, JobRow, Store
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 TICK_S = 0.5
 INGEST_BATCH = 500
 READY_AHEAD = 64

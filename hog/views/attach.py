@@ -11,15 +11,23 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from hog.views.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, SlotView,
-                           Snapshot, describe_end, eta_s, fmt_duration, render)
-from hog.views.display import end_line, start_line
-from hog.signals import SignalWait
-from hog.state.jobdir import Layout
+from hog.engine.detach import LOG_NAME
+from hog.humanize import describe_end, end_line, eta_s, fmt_duration, start_line
 from hog.model import slot_label
-from hog.state.reading import SweepReader, open_sweep
+from hog.signals import SignalWait
+from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
-from hog.views.tail import TailCache
+from hog.views.dashboard import (
+    LISTED_FAILURES,
+    REFRESH_PER_SECOND,
+    FailureView,
+    SlotView,
+    Snapshot,
+    render,
+)
+from hog.views.display import is_terminal
+from hog.views.tail import TailCache, last_line
 
 FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
 QUERY_S = 0.5          # the store is asked at most this often (and only when it changed)
@@ -253,53 +261,37 @@ def _start(view: StoreView, r: JobRow) -> str:
                       r.pid or "-")
 
 
-# ----------------------------------------------------------------------- verb
-def cmd_attach(argv: List[str]) -> int:
-    from hog.cli import dir_parser
-    p = dir_parser(
-        "attach",
-        "Show the live dashboard of a sweep whose runner was started elsewhere "
-                    "(with --detach, or in another SSH session). Leaving it (q or Ctrl-C) "
-                    "never stops the runner. Without a terminal: plain lines, one per job "
-                    "start and end. Exits 0 when the runner ends.")
-    p.add_argument("--plain", action="store_true",
-                   help="plain lines even on a terminal")
-    args = p.parse_args(argv)
-    from hog.views.display import is_terminal
-    store = open_sweep(args.dir)
-    try:
-        view = StoreView(args.dir, store)
-        with SignalWait() as sig:
-            view.refresh(force=True)
-            if not view.runners and _just_detached(args.dir):
-                deadline = time.monotonic() + STARTING_S    # its runner is on its way
-                while not view.runners and time.monotonic() < deadline \
-                        and sig.exit_code is None:
-                    sig.wait([], 0.1)
-                    view.refresh(force=True)
-            if not view.runners:
-                return _no_runner(view, live=is_terminal() and not args.plain)
-            if is_terminal() and not args.plain:
-                left = attach_live(view, sig)
-            else:
-                left = attach_plain(view, sig, sys.stdout)
-        final = view.snapshot()
-        if left is None:
-            print(f"hog: the runner has ended: {counts_line(final)} "
-                  f"(elapsed {fmt_duration(final.now - final.started_at)})", flush=True)
-            return 0
-        print(f"hog: left {args.dir}; its runner goes on (hog attach {args.dir} to come "
-              f"back, hog stop {args.dir} to stop it)", file=sys.stderr, flush=True)
-        return sig.exit_code or 0
-    finally:
-        store.close()
+# ------------------------------------------------------------------ attaching
+def attach(directory: str, store: SweepReader, plain: bool = False) -> int:
+    """``hog attach DIR``: follow the sweep's runner until it ends (exit 0) or the user
+    leaves (the signal's exit code); ``plain``: plain lines even on a terminal."""
+    view = StoreView(directory, store)
+    with SignalWait() as sig:
+        view.refresh(force=True)
+        if not view.runners and _just_detached(directory):
+            deadline = time.monotonic() + STARTING_S    # its runner is on its way
+            while not view.runners and time.monotonic() < deadline \
+                    and sig.exit_code is None:
+                sig.wait([], 0.1)
+                view.refresh(force=True)
+        if not view.runners:
+            return _no_runner(view, live=is_terminal() and not plain)
+        if is_terminal() and not plain:
+            left = attach_live(view, sig)
+        else:
+            left = attach_plain(view, sig, sys.stdout)
+    final = view.snapshot()
+    if left is None:
+        print(f"hog: the runner has ended: {counts_line(final)} "
+              f"(elapsed {fmt_duration(final.now - final.started_at)})", flush=True)
+        return 0
+    print(f"hog: left {directory}; its runner goes on (hog attach {directory} to come "
+          f"back, hog stop {directory} to stop it)", file=sys.stderr, flush=True)
+    return sig.exit_code or 0
 
 
 def _just_detached(directory: str) -> bool:
     """Was a runner started with --detach a moment ago (it may not be registered yet)?"""
-    from hog.engine.detach import LOG_NAME
-    from hog.state.jobdir import STATE_DIR
-    from hog.views.tail import last_line
     log = os.path.join(directory, STATE_DIR, LOG_NAME)
     try:
         recent = time.time() - os.path.getmtime(log) < STARTING_S

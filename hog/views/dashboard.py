@@ -4,9 +4,10 @@ A ``Snapshot`` is built either from a runner's own ``Progress`` (the live view o
 ``hog --job_file ...``) or from the store and job folders (``hog attach``); the one
 renderer draws both, so the two views are the same. Nothing here does I/O.
 """
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
+
+from hog.humanize import fmt_duration, shown_path
 
 LISTED_FAILURES = 5          # the latest failures the dashboard shows
 REFRESH_PER_SECOND = 4       # redraws at most this often
@@ -55,46 +56,6 @@ class Snapshot:
     @property
     def total(self) -> Optional[int]:
         return None if self.queued is None else self.finished + self.running + self.queued
-
-
-# ------------------------------------------------------------------ wording
-def fmt_duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
-def shown_path(path: str) -> str:
-    """A path as the user would type it: relative when under the working directory."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
-def describe_end(status: str, exit_code: Optional[int], signal: Optional[str],
-                 note: str = "") -> str:
-    """How a job ended, in a few words: ``exit 3``, ``timeout, killed by SIGTERM``."""
-    if signal:
-        how = f"killed by {signal}"
-    elif exit_code is not None:
-        how = f"exit {exit_code}"
-    else:
-        how = note or "did not run"
-    return how if status in ("failed", "succeeded") else f"{status}, {how}"
-
-
-def eta_s(queued: Optional[int], running: int, finished: int, duration_sum: float,
-          slots: int) -> Optional[float]:
-    """Time left, from the mean duration of the jobs that ended so far."""
-    if queued is None or finished == 0:
-        return None
-    mean = duration_sum / finished
-    return (queued + running / 2) * mean / max(1, slots)
 
 
 # ------------------------------------------------------------------ drawing

@@ -9,8 +9,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, TextIO
 
+from hog.humanize import describe_end, end_line, eta_s, fmt_duration, shown_path, start_line
 from hog.views.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, Snapshot,
-                           SlotView, describe_end, eta_s, fmt_duration, render, shown_path)
+                                 SlotView, render)
 from hog.model import Outcome, Status, slot_label
 
 __all__ = ["Progress", "Running", "PlainDisplay", "LiveDisplay", "make_display", "summary",
@@ -80,16 +81,6 @@ class Progress:
 
 def describe(outcome: Outcome) -> str:
     return describe_end(outcome.status.value, outcome.exit_code, outcome.signal, outcome.note)
-
-
-def start_line(slot: int, name: str, gpus: str, pid) -> str:
-    return f"[hog] start {name} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}"
-
-
-def end_line(name: str, ok: bool, how: str, duration_s: float, finished: int,
-             total: Optional[int]) -> str:
-    return (f"[hog] {'done ' if ok else 'FAIL '}{name} {how} in {duration_s:.2f}s "
-            f"({finished}{'/' + str(total) if total else ''})")
 
 
 def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:

@@ -6,12 +6,11 @@ ended for good; a retried job's next attempt is followed too. Ctrl-C leaves
 quietly (exit 130).
 """
 import sys
-from typing import List
 
 from hog.errors import UsageError
 from hog.signals import SignalWait
 from hog.state.jobdir import Layout, folder_verdict
-from hog.state.reading import SweepReader, open_sweep
+from hog.state.reading import SweepReader
 from hog.state.rows import JobRow
 from hog.views.tail import Follower
 
@@ -31,30 +30,18 @@ def find_job(store: SweepReader, ref: str, directory: str) -> JobRow:
     return rows[0]
 
 
-def cmd_logs(argv: List[str]) -> int:
-    from hog.cli import dir_parser
-    p = dir_parser(
-        "logs", "Print a job's standard output (or, with --err, its "
-        "standard error); with -f, keep printing what it writes until it ends.")
-    p.add_argument("job", metavar="JOB", help="job number, folder name (job_7) or job name")
-    p.add_argument("--err", action="store_true", help="standard error (.ERR) instead")
-    p.add_argument("-f", "--follow", action="store_true",
-                   help="follow the output as it grows; exit once the job has ended")
-    args = p.parse_args(argv)
-    store = open_sweep(args.dir)
-    try:
-        row = find_job(store, args.job, args.dir)
-        layout = Layout(args.dir, store.meta("prefix") or "job_")
-        path = layout.err_path(row.id) if args.err else layout.out_path(row.id)
-        name = row.name or layout.folder_name(row.id)
-        out = sys.stdout.buffer
-        if not args.follow:
-            return _print(path, name, row, out)
-        return _follow(store, layout, row, path, name, out)
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        store.close()
+def show_logs(store: SweepReader, directory: str, ref: str, err: bool = False,
+              follow: bool = False) -> int:
+    """``hog logs DIR JOB``: copy the job's output (``err``: its stderr) to stdout; with
+    ``follow``, keep printing what it writes until it has ended for good."""
+    row = find_job(store, ref, directory)
+    layout = Layout(directory, store.meta("prefix") or "job_")
+    path = layout.err_path(row.id) if err else layout.out_path(row.id)
+    name = row.name or layout.folder_name(row.id)
+    out = sys.stdout.buffer
+    if not follow:
+        return _print(path, name, row, out)
+    return _follow(store, layout, row, path, name, out)
 
 
 def _print(path: str, name: str, row: JobRow, out) -> int:

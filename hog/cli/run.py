@@ -1,0 +1,161 @@
+"""``hog --job_file F ...`` (the sweep) and ``hog watch DIR``: their parsers, and the
+conversion of what argparse gives into a checked ``RunConfig`` (``hog.config``)."""
+import argparse
+import os
+from typing import List
+
+from hog import __version__
+from hog.cli.parsers import _flag, dir_parser
+from hog.config import RunConfig, build_config, file_source, slots_for
+from hog.engine.detach import detach
+from hog.engine.runner import run
+from hog.errors import UsageError
+from hog.sources.producer import SourceSpec
+
+DESCRIPTION = """\
+Run every job of a job file (one bash command per line) or of a Python yielder,
+one job per GPU slot at a time, each pinned with CUDA_VISIBLE_DEVICES, each with
+its own folder: <output_dir>/job_N/ holding INFO, job_N.OUT, job_N.ERR and, once
+it ended, SUCCESS or FAILURE.
+"""
+
+EPILOG = """\
+examples:
+  hog --job_file jobs.txt --gpus 0,1          one job at a time on GPU 0 and on GPU 1
+  hog --job_file jobs.txt --gpus 0,0,1        two jobs at once on GPU 0, one on GPU 1
+  hog --job_file jobs.txt --gpus 0-3x2        two slots on each of GPUs 0 to 3
+  hog --job_yielder sweep.py --gpus all       jobs from sweep.py's yielder(), every GPU
+
+job files: blank lines and lines starting with # are skipped; a trailing backslash
+continues a line; a trailing comment '# hog: name=NAME gpus=2 timeout=30m' sets options.
+yielder: a Python file whose yielder() generator yields command strings, or mappings
+with 'cmd' and the same options.
+
+Ctrl-C once: start nothing new, let running jobs finish. Twice: terminate them.
+exit codes: 0 all succeeded, 1 some job failed, 2 bad usage or input, 130 Ctrl-C,
+143 SIGTERM.
+
+a sweep's state lives in <output_dir>/.hog/ (SQLite): running the same command again
+resumes it (succeeded jobs are skipped), and these work from any shell:
+  hog status DIR [--json]                     counts, running and failed jobs
+  hog add DIR -- COMMAND...                   queue another job (or --job_file FILE)
+  hog stop DIR [--now]                        drain (or terminate) the runners
+  hog kill DIR JOB...                         cancel jobs (by number or name)
+  hog retry DIR --failed | JOB...             queue finished jobs again
+  hog gpus DIR SPEC                           change a live runner's slots
+  hog gpus                                    the GPUs that discovery sees
+  hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
+  hog attach DIR                              the live dashboard of a runner started elsewhere
+  hog logs DIR JOB [--err] [-f]               a job's output (-f: follow it until it ends)
+  hog report DIR [--output FILE]              DIR/report.html: timeline per GPU slot,
+                                              utilisation, durations, failures' stderr
+"""
+
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """The parser of a sweep: ``hog --job_file F|--job_yielder F [options]``."""
+    p = argparse.ArgumentParser(prog="hog", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    _flag(src, "job_file", metavar="FILE", help="text file: one bash command per line")
+    _flag(src, "job_yielder", metavar="FILE",
+          help="Python file defining yielder(), a generator of jobs")
+    _flag(p, "gpus", metavar="SPEC",
+          help="GPU slots: ids (0,1), repeats for several jobs per GPU (0,0,1), ranges (0-3),"
+               " repeat counts (0-3x2), or 'all'. Default: every GPU nvidia-smi finds "
+               "(within CUDA_VISIBLE_DEVICES)")
+    _flag(p, "output_dir", metavar="DIR", default="output",
+          help="where job folders go (default: output)")
+    _flag(p, "prefix", default="job_", help="job folder name prefix (default: job_)")
+    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
+          help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
+    _flag(p, "resources", metavar="'NAME=N ...'",
+          help="named resources this runner has, e.g. 'license=2 disk=1'; a job asking for "
+               "more than is free waits (job option NAME=N)")
+    _flag(p, "gpu_memory", metavar="SIZE",
+          help="memory per GPU for jobs that declare memory=SIZE (default: what nvidia-smi "
+               "reports): one size for all, e.g. 80G, or per id: 0=80G,1=40G")
+    _flag(p, "cpu_slots", metavar="N", type=int,
+          help="jobs with gpus=0 run in their own N slots, never taking a GPU slot "
+               "(default: as many as GPU slots)")
+    _flag(p, "min_free_memory", metavar="SIZE",
+          help="start jobs only on GPUs where others leave at least SIZE free "
+               "(checked with nvidia-smi every 2 s)")
+    _flag(p, "exclusive", action="store_true",
+          help="start jobs only on GPUs where no process hog did not start is running")
+    _flag(p, "wait_for_running", action="store_true",
+          help="start nothing while another hog runner of yours on this machine runs jobs")
+    _flag(p, "keep_alive", action="store_true",
+          help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
+    _flag(p, "fresh", action="store_true",
+          help="start over: move an existing output directory aside (to DIR.old-TIME) first")
+    _flag(p, "detach", action="store_true",
+          help="run in the background, immune to logout; output goes to DIR/.hog/runner.log")
+    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
+          help="auto: a live view on a terminal, one line per job start/end otherwise")
+    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
+                   help="print only the final summary")
+    _flag(p, "on_job_end", metavar="CMD",
+          help="run 'bash -c CMD' when a job ends, with HOG_JOB_NAME, HOG_JOB_STATUS, "
+               "HOG_JOB_EXIT_CODE, HOG_JOB_DIR, HOG_JOB_ERR, ... in its environment")
+    _flag(p, "on_finish", metavar="CMD",
+          help="run 'bash -c CMD' when the sweep ends, with HOG_SWEEP_STATUS, HOG_EXIT_CODE, "
+               "HOG_SUCCEEDED, HOG_FAILED, ... in its environment")
+    _flag(p, "hook_timeout", metavar="SECONDS", type=float, default=30.0,
+          help="a hook still running after this long is killed (default 30); hook output "
+               "and failures go to DIR/.hog/hooks.log")
+    _flag(p, "backend", choices=("local", "ray"), default="local",
+          help="local (default): one process per slot on this machine; ray: each job is a "
+               "Ray task on a Ray cluster (pip install 'hog[ray]'; see docs/ray.md)")
+    _flag(p, "ray_address", metavar="ADDR",
+          help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
+               "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
+    p.add_argument("--version", action="version", version=f"hog {__version__}")
+    return p
+
+
+
+def cmd_run(argv: List[str]) -> int:
+    args = run_parser().parse_args(argv)
+    if args.job_file is not None:
+        source = file_source(args.job_file)
+    else:
+        source = file_source(args.job_yielder, yielder=True)
+    config = build_config(
+        source, gpus=args.gpus, output_dir=args.output_dir, prefix=args.prefix,
+        grace=args.grace, display=args.display, keep_alive=args.keep_alive, fresh=args.fresh,
+        resources=args.resources, gpu_memory=args.gpu_memory, cpu_slots=args.cpu_slots,
+        min_free_memory=args.min_free_memory, exclusive=args.exclusive,
+        wait_for_running=args.wait_for_running, on_job_end=args.on_job_end,
+        on_finish=args.on_finish, hook_timeout=args.hook_timeout, backend=args.backend,
+        ray_address=args.ray_address)
+    if args.detach:
+        return detach(argv, args.output_dir)
+    return run(config)
+
+
+def cmd_watch(argv: List[str]) -> int:
+    p = dir_parser(
+        "watch", "Run the scripts dropped into DIR/to_run/ in natural "
+        "order (s2 before s10): each moves to DIR/running/, then to DIR/complete/ or "
+        "DIR/fail/ with its .stdout, .stderr and .exitcode beside it. Copy scripts in with "
+        "mv, or let them settle: a file changed less than a second ago is not started.")
+    _flag(p, "gpus", metavar="SPEC", help="GPU slots, as for a sweep (default: all)")
+    p.add_argument("--exit", type=int, choices=(0, 1), default=1,
+                   help="1 (default): exit once to_run/ is empty and nothing runs; "
+                        "0: keep watching for new scripts")
+    _flag(p, "output_dir", metavar="DIR", help="job folders (default: DIR/output)")
+    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0)
+    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto")
+    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"{args.dir}: no such directory")
+    slots = slots_for(args.gpus)
+    config = RunConfig(source=SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
+                       slots=tuple(slots),
+                       output_dir=args.output_dir or os.path.join(args.dir, "output"),
+                       grace=args.grace, display=args.display)
+    return run(config)
+

@@ -1,0 +1,59 @@
+"""How hog words things for people: durations, paths as the user would type them, how
+a job ended, the time left, and the ``[hog] start`` / ``[hog] end`` lines. Pure
+functions of their arguments; the runner's display, ``hog attach``, ``hog status``,
+the report and the hooks all word things through here."""
+import os
+from typing import Optional, Union
+
+from hog.model import slot_label
+
+
+def fmt_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def shown_path(path: str) -> str:
+    """A path as the user would type it: relative when under the working directory."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def describe_end(status: str, exit_code: Optional[int], signal: Optional[str],
+                 note: str = "") -> str:
+    """How a job ended, in a few words: ``exit 3``, ``timeout, killed by SIGTERM``."""
+    if signal:
+        how = f"killed by {signal}"
+    elif exit_code is not None:
+        how = f"exit {exit_code}"
+    else:
+        how = note or "did not run"
+    return how if status in ("failed", "succeeded") else f"{status}, {how}"
+
+
+def eta_s(queued: Optional[int], running: int, finished: int, duration_sum: float,
+          slots: int) -> Optional[float]:
+    """Time left, from the mean duration of the jobs that ended so far."""
+    if queued is None or finished == 0:
+        return None
+    mean = duration_sum / finished
+    return (queued + running / 2) * mean / max(1, slots)
+
+
+def start_line(slot: int, name: str, gpus: str, pid: Union[int, str]) -> str:
+    """The plain display's line for a job that started."""
+    return f"[hog] start {name} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}"
+
+
+def end_line(name: str, ok: bool, how: str, duration_s: float, finished: int,
+             total: Optional[int]) -> str:
+    """The plain display's line for a job that ended: ``[hog] done NAME exit 0 in ...``."""
+    return (f"[hog] {'done ' if ok else 'FAIL '}{name} {how} in {duration_s:.2f}s "
+            f"({finished}{'/' + str(total) if total else ''})")

@@ -1,0 +1,34 @@
+"""The report's data: a ``Sweep``, read once from the store (opened read-only) and the
+job folders, so that the timeline and the page are pure functions of it."""
+from dataclasses import dataclass
+from typing import FrozenSet, List, Optional
+
+from hog.state.jobdir import Layout
+from hog.state.results import Attempt, attempts
+from hog.state.reading import SweepReader
+from hog.state.rows import JobRow, RunnerRow
+from hog.state.runners import runner_alive
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep as the report sees it at ``now``: its jobs, runners and attempts."""
+
+    directory: str
+    layout: Layout
+    source: Optional[str]
+    rows: List[JobRow]
+    runners: List[RunnerRow]
+    alive: FrozenSet[int]                # ids of the runners alive at ``now``
+    attempts: List[Attempt]
+    now: float
+
+
+def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sweep:
+    """Everything the report shows of the sweep in ``directory``, as of ``now``."""
+    rows = list(store.all_rows())
+    runners = store.all_runners()
+    alive = frozenset(r.id for r in runners if runner_alive(r))
+    return Sweep(directory=directory, layout=layout, source=store.meta("source"), rows=rows,
+                 runners=runners, alive=alive, attempts=attempts(rows, runners, layout),
+                 now=now)

@@ -1,0 +1,378 @@
+"""The report's page: one self-contained HTML file built from a ``Sweep`` (the template,
+CSS and script in ``assets/``, inlined), with its summary cards, the timeline's data,
+a histogram of durations (inline SVG), the failed jobs' stderr and the runners."""
+import html
+import json
+import math
+import os
+import re
+import time
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence
+
+from hog.humanize import fmt_duration
+from hog.model import slot_label
+from hog.state.rows import JobRow
+from hog.state.runners import HEARTBEAT_S
+from hog.views.report.gather import Sweep
+from hog.views.tail import err_tail
+from hog.views.report.timeline import (
+    Bar,
+    Lane,
+    Usage,
+    lanes_and_bars,
+    runner_groups,
+    runner_span,
+    usage,
+)
+
+STATUS_ORDER = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "skipped",
+                "unschedulable", "running", "queued")
+FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
+COLORS = {"succeeded": "#2a9d8f", "failed": "#e63946", "timeout": "#f4a261",
+          "interrupted": "#8d6cc4", "cancelled": "#9aa1a9", "skipped": "#c9ced4",
+          "unschedulable": "#6b7280", "running": "#3d6fb6", "queued": "#dfe3e8"}
+MAX_FAILURES_SHOWN = 200        # failed jobs listed with their stderr
+OPEN_FAILURES = 3               # of those, shown unfolded
+MAX_TAILS_READ = 2000           # failed jobs whose stderr is read for "common errors"
+MAX_COMMAND = 300               # characters of a command kept for the timeline's tooltips
+ASSETS = os.path.dirname(os.path.abspath(__file__))
+
+
+def build(sweep: Sweep) -> str:
+    """The whole page, as text."""
+    lanes, bars = lanes_and_bars(sweep)
+    starts = [a.started for a in sweep.attempts] + [r.started for r in sweep.runners]
+    t0 = min(starts) if starts else sweep.now
+    use = usage(sweep, t0)
+    t1 = max([use.times[-1] if use.times else 0.0] + [b.end - t0 for b in bars] + [0.001])
+    counts = Counter(r.status for r in sweep.rows)
+    data = _timeline_data(sweep, lanes, bars, use, t0, t1)
+    page = _read_asset("report.html")
+    parts = {
+        "TITLE": html.escape(f"hog report: {sweep.directory}"),
+        "HEADING": html.escape(os.path.basename(os.path.abspath(sweep.directory))),
+        "SUBTITLE": _subtitle(sweep, t0),
+        "CSS": _read_asset("report.css"),
+        "SUMMARY": _summary(sweep, counts, use, t0, t1),
+        "LEGEND": _legend(counts, bars, use),
+        "HISTOGRAM": _histogram(sweep.rows),
+        "FAILURES": _failures(sweep, counts),
+        "RUNNERS": _runners(sweep),
+        "DATA": _script_json(data),
+        "SCRIPT": _read_asset("report.js"),
+    }
+    # one pass, so that text from the sweep is never taken for a placeholder
+    return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: parts[m.group(1)], page)
+
+
+def _read_asset(name: str) -> str:
+    with open(os.path.join(ASSETS, "assets", name), encoding="utf-8") as f:
+        return f.read()
+
+
+def _script_json(data: Any) -> str:
+    """JSON that is safe inside <script>: no '<', '>' or '&' outside escapes."""
+    text = json.dumps(data, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _timeline_data(sweep: Sweep, lanes: List[Lane], bars: List[Bar], use: Usage, t0: float,
+                   t1: float) -> Dict[str, Any]:
+    by_id = {r.id: r for r in sweep.rows}
+    jobs: Dict[int, int] = {}
+    job_cols: Dict[str, List[Any]] = {"id": [], "name": [], "cmd": [], "attempts": []}
+    cols: Dict[str, List[Any]] = {
+        "lane": [], "s": [], "e": [], "st": [], "job": [], "att": [], "x": [], "sig": [],
+        "gpus": [], "flags": []}
+    status_index = {s: i for i, s in enumerate(STATUS_ORDER)}
+    for b in sorted(bars, key=lambda b: (b.lane, b.attempt.started)):
+        a = b.attempt
+        if a.job not in jobs:
+            row = by_id[a.job]
+            jobs[a.job] = len(jobs)
+            job_cols["id"].append(row.id)
+            job_cols["name"].append(row.name or sweep.layout.folder_name(row.id))
+            job_cols["cmd"].append(row.command[:MAX_COMMAND])
+            job_cols["attempts"].append(row.attempt)
+        cols["lane"].append(b.lane)
+        cols["s"].append(round(a.started - t0, 3))
+        cols["e"].append(round(b.end - t0, 3))
+        cols["st"].append(status_index.get(a.status, status_index["failed"]))
+        cols["job"].append(jobs[a.job])
+        cols["att"].append(a.attempt)
+        cols["x"].append(a.exit_code)
+        cols["sig"].append(a.signal)
+        cols["gpus"].append(",".join(a.gpus))
+        cols["flags"].append((0 if a.latest else 1) | (2 if b.part else 0)
+                             | (4 if a.ended is None else 0))
+    multi = len({ln.runner for ln in lanes}) > 1
+    groups = runner_groups(sweep)
+    lane_rows = []
+    for ln in lanes:
+        members = groups.get(ln.runner, []) if ln.runner is not None else []
+        group = "" if not multi else (
+            f"runner{'s' if len(members) > 1 else ''} "
+            f"{', '.join(str(r.id) for r in members)} on {members[0].host}"
+            if members else "runner unknown")
+        lane_rows.append({"label": ln.label, "slot": slot_label(ln.slot), "group": group,
+                          "cpu": ln.slot < 0})
+    return {
+        "t0": t0, "span": t1, "now": round(sweep.now - t0, 3) if sweep.alive else None,
+        "statuses": list(STATUS_ORDER), "colors": COLORS, "prefix": sweep.layout.prefix,
+        "lanes": lane_rows, "bars": cols, "jobs": job_cols,
+        "usage": {"t": use.times, "busy": use.busy, "cap": use.capacity, "cpu": use.cpu},
+    }
+
+
+def _subtitle(sweep: Sweep, t0: float) -> str:
+    bits = [html.escape(os.path.abspath(sweep.directory))]
+    if sweep.source:
+        kind, _, path = sweep.source.partition(":")
+        bits.append(f"{html.escape(kind)} source {html.escape(path)}")
+    state = f"{len(sweep.alive)} runner(s) active" if sweep.alive else "no runner active"
+    bits.append(state)
+    bits.append(f"report made {html.escape(_clock(sweep.now, seconds=True))}")
+    return " &middot; ".join(bits)
+
+
+def _clock(ts: float, seconds: bool = False) -> str:
+    return time.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""), time.localtime(ts))
+
+
+def _card(title: str, value: str, detail: str = "", cls: str = "") -> str:
+    return (f'<div class="card {cls}"><div class="card-title">{title}</div>'
+            f'<div class="card-value">{value}</div><div class="card-detail">{detail}</div></div>')
+
+
+def _summary(sweep: Sweep, counts: Counter, use: Usage, t0: float, t1: float) -> str:
+    total = sum(counts.values())
+    done = sum(counts[s] for s in STATUS_ORDER if s not in ("queued", "running"))
+    chips = "".join(
+        f'<span class="chip" data-status="{s}"><i style="background:{COLORS[s]}"></i>'
+        f'{counts[s]:,} {s}</span>' for s in STATUS_ORDER if counts.get(s))
+    durations = sorted(a.ended - a.started for a in sweep.attempts
+                       if a.latest and a.ended is not None)
+    util = use.utilisation
+    util_text = "&ndash;" if util is None else f"{100 * util:.0f}%"
+    idle = use.offered_s - use.busy_s
+    hosts = sorted({r.host for r in sweep.runners})
+    gpu_time = sum(((a.ended or sweep.now) - a.started) * max(1, len(a.gpus))
+                   for a in sweep.attempts if a.slot >= 0)
+    cards = [
+        _card("Jobs", f"{total:,}", f"{done:,} finished" + (
+            f", {counts['running']:,} running" if counts.get("running") else "") + (
+            f", {counts['queued']:,} queued" if counts.get("queued") else ""), "jobs"),
+        _card("Wall time", _duration(t1) if sweep.attempts else "&ndash;",
+              f"from {html.escape(_clock(t0))}" + (" (still running)" if sweep.alive else "")),
+        _card("GPU-slot utilisation", util_text,
+              f"busy {_duration(use.busy_s)} of {_duration(use.offered_s)} slot time"
+              f" offered; idle {_duration(max(0.0, idle))}" if use.offered_s
+              else "no runner has offered GPU slots yet", "util"),
+        _card("Job durations", _duration(_quantile(durations, 0.5)) if durations
+              else "&ndash;",
+              f"median; p90 {_duration(_quantile(durations, 0.9))}, max "
+              f"{_duration(durations[-1])}" if durations else "no job has ended yet"),
+        _card("GPU time", _duration(gpu_time), "sum over jobs of duration &times; GPUs"),
+        _card("Runners", f"{len(sweep.runners)}",
+              html.escape(", ".join(hosts)) + (f"; {len(sweep.alive)} active"
+                                                if sweep.alive else "")),
+    ]
+    return f'<div class="cards">{"".join(cards)}</div><div class="chips">{chips}</div>'
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _legend(counts: Counter, bars: List[Bar], use: Usage) -> str:
+    if not bars:
+        return '<span class="empty">No job has started yet.</span>'
+    shown = {b.attempt.status for b in bars}
+    items = [f'<span class="key"><i style="background:{COLORS[s]}"></i>{s}</span>'
+             for s in STATUS_ORDER if s in shown]
+    if any(not b.attempt.latest for b in bars):
+        items.append('<span class="key"><i class="hatched"></i>earlier attempt (run again)'
+                     '</span>')
+    if any(b.part for b in bars):
+        items.append('<span class="key"><i class="part"></i>further GPU of a multi-GPU job'
+                     '</span>')
+    return "".join(items)
+
+
+def _histogram(rows: List[JobRow]) -> str:
+    """Durations of the jobs that ended, succeeded and not, as an inline SVG."""
+    ok: List[float] = []
+    bad: List[float] = []
+    for r in rows:
+        if r.started is not None and r.ended is not None and r.status not in (
+                "queued", "running", "skipped", "unschedulable") \
+                and r.note != "cancelled before it started":
+            (ok if r.status == "succeeded" else bad).append(max(0.0, r.ended - r.started))
+    values = ok + bad
+    if not values:
+        return '<p class="empty">No job has ended yet.</p>'
+    lo, hi = min(values), max(values)
+    log = lo > 0 and hi / lo > 30
+    n = max(5, min(40, int(math.sqrt(len(values))) + 1))
+    if hi - lo < 1e-9:
+        edges = [lo - 0.5, lo + 0.5] if lo >= 0.5 else [0.0, max(1.0, 2 * lo)]
+        n = 1
+    elif log:
+        a, b = math.log10(lo), math.log10(hi)
+        edges = [10 ** (a + (b - a) * i / n) for i in range(n + 1)]
+    else:
+        edges = [lo + (hi - lo) * i / n for i in range(n + 1)]
+
+    def binned(vals):
+        out = [0] * n
+        for v in vals:
+            if log:
+                i = int((math.log10(max(v, lo)) - math.log10(lo)) / (
+                    (math.log10(hi) - math.log10(lo)) / n))
+            else:
+                i = int((v - edges[0]) / ((edges[-1] - edges[0]) / n))
+            out[min(n - 1, max(0, i))] += 1
+        return out
+
+    ok_n, bad_n = binned(ok), binned(bad)
+    step = _nice_step(max(a + b for a, b in zip(ok_n, bad_n)) / 4)
+    top = step * math.ceil(max(a + b for a, b in zip(ok_n, bad_n)) / step)
+    w, h, left, bottom, right, head = 760, 230, 48, 34, 12, 12
+    pw, ph = w - left - right, h - bottom - head
+    parts = [f'<svg class="hist" viewBox="0 0 {w} {h}" role="img" '
+             f'aria-label="histogram of job durations">']
+    for k in range(round(top / step) + 1):          # horizontal grid and counts
+        y = head + ph - ph * k * step / top
+        parts.append(f'<line class="grid" x1="{left}" x2="{w - right}" y1="{y:.1f}" '
+                     f'y2="{y:.1f}"/><text class="axis" x="{left - 6}" y="{y + 4:.1f}" '
+                     f'text-anchor="end">{k * step:,}</text>')
+    bw = pw / n
+    for i in range(n):
+        x = left + i * bw
+        label = f"{_duration(edges[i])} to {_duration(edges[i + 1])}"
+        y = head + ph
+        for count, status, cls in ((ok_n[i], "succeeded", "ok"), (bad_n[i], "failed", "bad")):
+            if not count:
+                continue
+            bh = ph * count / top
+            y -= bh
+            parts.append(f'<rect class="bin {cls}" x="{x + 0.5:.1f}" y="{y:.1f}" '
+                         f'width="{max(1.0, bw - 1):.1f}" height="{bh:.1f}" '
+                         f'fill="{COLORS[status]}"><title>{label}: {count} '
+                         f'{"succeeded" if cls == "ok" else "did not succeed"}</title></rect>')
+    for i in _tick_indices(n):
+        x = left + i * bw
+        parts.append(f'<text class="axis" x="{x:.1f}" y="{h - bottom + 16}" '
+                     f'text-anchor="middle">{_duration(edges[i])}</text>')
+    parts.append(f'<text class="axis" x="{left + pw / 2:.1f}" y="{h - 2}" '
+                 f'text-anchor="middle">duration{" (log scale)" if log else ""}</text>')
+    parts.append("</svg>")
+    median = sorted(values)[len(values) // 2]
+    caption = (f'<p class="caption">{len(values):,} jobs that ended; median '
+               f'{_duration(median)}; {len(bad):,} did not succeed (red).</p>')
+    return "".join(parts) + caption
+
+
+def _tick_indices(n: int) -> List[int]:
+    step = max(1, math.ceil(n / 8))
+    return list(range(0, n + 1, step))
+
+
+def _nice_step(raw: float) -> int:
+    """1, 2, 5, 10, 20, 50, ... at least ``raw``."""
+    step = 1
+    while True:
+        for m in (1, 2, 5):
+            if step * m >= raw:
+                return step * m
+        step *= 10
+
+
+def _duration(s: Optional[float]) -> str:
+    """Like the rest of hog (1m05s, 2h03m00s), and exact enough for short jobs."""
+    if s is None:
+        return "?"
+    if s < 1:
+        return f"{s * 1000:.0f}ms"
+    if s < 10:
+        return f"{s:.1f}s"
+    return fmt_duration(s)
+
+
+def _failures(sweep: Sweep, counts: Counter) -> str:
+    failed = [r for r in sweep.rows if r.status in FAILED]
+    if not failed:
+        return '<p class="empty">No job failed.</p>'
+    layout = sweep.layout
+    tails = {r.id: err_tail(layout, r.id) for r in failed[:MAX_TAILS_READ]}
+    common: Counter = Counter()         # last lines of stderr, numbers aside
+    example: Dict[str, str] = {}
+    for r in failed[:MAX_TAILS_READ]:
+        last = next((line.strip() for line in reversed(tails[r.id].split("\n"))
+                     if line.strip()), "")[:200] or f"(no stderr; {r.status})"
+        key = re.sub(r"\d+", "#", last)
+        common[key] += 1
+        example.setdefault(key, last)
+    out = []
+    if len(failed) > 3 and len(common) < len(failed[:MAX_TAILS_READ]):
+        items = "".join(f"<li><b>{n:,}&times;</b> <code>{html.escape(example[key])}</code>"
+                        + (" <span class=\"dim\">(and alike)</span>" if n > 1 and key !=
+                           example[key] else "") + "</li>"
+                        for key, n in common.most_common(8))
+        out.append(f'<div class="common"><h3>Most common last lines of stderr</h3>'
+                   f'<ul>{items}</ul></div>')
+    for n, r in enumerate(failed[:MAX_FAILURES_SHOWN]):
+        name = r.name or layout.folder_name(r.id)
+        if r.signal:
+            how = f"killed by {r.signal}"
+        elif r.exit_code is not None:
+            how = f"exit code {r.exit_code}"
+        else:
+            how = html.escape(r.note or r.status)
+        if r.status == "timeout" and r.job().timeout:
+            how += f" at its {_duration(r.job().timeout)} timeout"
+        duration = _duration(r.ended - r.started) \
+            if r.started is not None and r.ended is not None else ""
+        where = f"GPU {r.gpus}" if r.gpus else ("CPU" if r.slot is not None and r.slot < 0
+                                                 else "")
+        meta = " &middot; ".join(x for x in (
+            f'<span class="st" style="background:{COLORS.get(r.status, "#999")}">'
+            f'{r.status}</span>', how, duration, html.escape(where),
+            f"attempt {r.attempt}" if r.attempt > 1 else "") if x)
+        tail = tails.get(r.id)
+        body = (f'<pre class="tail">{html.escape(tail)}</pre>' if tail else
+                '<p class="empty">stderr is empty.</p>')
+        note = f'<p class="note">{html.escape(r.note)}</p>' if r.note else ""
+        out.append(
+            f'<details class="failure" data-job="{r.id}"{" open" if n < OPEN_FAILURES else ""}>'
+            f'<summary><b>{html.escape(name)}</b> '
+            f'<span class="meta">{meta}</span></summary>'
+            f'<div class="fbody"><p class="cmd"><code>{html.escape(r.command)}</code></p>{note}'
+            f'<p class="path">{html.escape(layout.err_path(r.id))}</p>{body}</div></details>')
+    if len(failed) > MAX_FAILURES_SHOWN:
+        out.append(f'<p class="more">&hellip; and {len(failed) - MAX_FAILURES_SHOWN:,} more '
+                   f'(all of them: <code>results.jsonl</code>, or <code>hog status '
+                   f'{html.escape(sweep.directory)} --json</code>)</p>')
+    return "".join(out)
+
+
+def _runners(sweep: Sweep) -> str:
+    if not sweep.runners:
+        return '<p class="empty">No runner has worked on this sweep yet.</p>'
+    rows = []
+    ran = Counter(a.runner for a in sweep.attempts)
+    for r in sweep.runners:
+        alive = r.id in sweep.alive
+        start, end = runner_span(r, alive, sweep.now)
+        state = "active" if alive else ("ended" if r.ended is not None and
+                                        r.ended <= r.heartbeat + 2 * HEARTBEAT_S else "died")
+        rows.append(f"<tr><td>{r.id}</td><td>{html.escape(r.host)}</td><td>{r.pid}</td>"
+                    f"<td><code>{html.escape(r.gpus)}</code></td>"
+                    f"<td>{html.escape(_clock(start, True))}</td>"
+                    f"<td>{_duration(end - start)}</td><td>{ran[r.id]:,}</td>"
+                    f"<td>{state}</td></tr>")
+    return ("<table class=\"runners\"><thead><tr><th>runner</th><th>host</th><th>pid</th>"
+            "<th>--gpus</th><th>started</th><th>ran for</th><th>jobs run</th><th>state</th>"
+            "</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")

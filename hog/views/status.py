@@ -1,0 +1,85 @@
+"""``hog status DIR``: what it shows of a sweep, from its store. ``status_data`` is the
+``hog status --json`` contract (its keys are always there); ``status_lines`` is the
+text for people. Both only read the store."""
+import time
+from typing import Any, Dict, List
+
+from hog.humanize import fmt_duration, shown_path
+from hog.model import Status
+from hog.state.jobdir import Layout
+from hog.state.store import Store, runner_alive
+
+
+def status_data(store: Store, directory: str, failed_limit: int = 1000) -> Dict[str, Any]:
+    """What ``hog status --json`` prints. Its keys are always there (``counts`` has every
+    status, zeros included), so scripts can rely on them."""
+    now = time.time()
+    layout = Layout(directory, store.meta("prefix") or "job_")
+    runners = []
+    for r in store.active_runners():
+        runners.append(dict(id=r.id, pid=r.pid, host=r.host, gpus=r.gpus,
+                            alive=runner_alive(r), started=r.started,
+                            heartbeat_age_s=round(now - r.heartbeat, 1), request=r.request))
+    alive = {r["id"] for r in runners if r["alive"]}
+    running = [dict(id=r.id, name=r.name or layout.folder_name(r.id),
+                    folder=layout.folder_name(r.id), slot=r.slot, gpus=r.gpus,
+                    pid=r.pid, runner=r.runner, runner_alive=r.runner in alive,
+                    attempt=r.attempt,
+                    elapsed_s=None if r.started is None else round(now - r.started, 1),
+                    command=r.command)
+               for r in store.rows_with_status("running")]
+    failed: List[Dict[str, Any]] = []
+    for status in ("failed", "timeout", "interrupted", "unschedulable", "skipped"):
+        for j in store.rows_with_status(status, failed_limit):
+            failed.append(dict(id=j.id, name=j.name or layout.folder_name(j.id),
+                               folder=layout.folder_name(j.id), status=j.status,
+                               exit_code=j.exit_code, signal=j.signal, attempt=j.attempt,
+                               gpus=j.gpus, slot=j.slot, started=j.started, ended=j.ended,
+                               note=j.note))
+    failed.sort(key=lambda f: f["id"])
+    found = store.counts()
+    counts = {s.value: found.pop(s.value, 0) for s in Status}
+    counts.update(found)
+    return dict(output_dir=directory, source=store.meta("source"),
+                schema_version=store.schema_version(), time=now, total=sum(counts.values()),
+                counts=counts, runners=runners, running=running, failed=failed[:failed_limit])
+
+
+def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]:
+    """What ``hog status DIR`` prints, from ``status_data``."""
+    lines: List[str] = []
+    say = lines.append
+    layout = Layout(directory, prefix)
+    counts = data["counts"]
+    total = sum(counts.values())
+    order = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled",
+             "skipped", "unschedulable")
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    say(f"{directory}: {total} job(s): {', '.join(parts) or 'none'}")
+    if data["source"]:
+        say(f"source: {data['source']}")
+    live = [r for r in data["runners"] if r["alive"]]
+    for r in live:
+        say(f"runner {r['id']}: pid {r['pid']} on {r['host']}, gpus {r['gpus']}"
+            + (f", asked to {r['request']}" if r["request"] else ""))
+    if not live:
+        say("no runner is active" + (f"; start one to run the {counts['queued']} queued job(s)"
+                                     if counts.get("queued") else ""))
+    if data["running"]:
+        say("running:")
+        for r in data["running"]:
+            say(f"  {r['name']:<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
+                f"pid {r['pid'] or '-':<8} {fmt_duration(r['elapsed_s'])}"
+                + ("" if r["runner_alive"] else
+                   "  (its runner is gone: the next runner on this directory runs it again)"))
+    if data["failed"]:
+        say("failed:")
+        for f in data["failed"][:20]:
+            how = f"exit {f['exit_code']}" if f["exit_code"] is not None else \
+                (f"killed by {f['signal']}" if f["signal"] else f["status"])
+            name = f["name"] or layout.folder_name(f["id"])
+            say(f"  {name:<16} {f['status']:<13} {how:<18} "
+                f"{shown_path(layout.err_path(f['id']))}")
+        if len(data["failed"]) > 20:
+            say(f"  ... and {len(data['failed']) - 20} more (hog status --json lists all)")
+    return lines
