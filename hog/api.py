@@ -254,11 +254,12 @@ def run(jobs: Any = None, *, job_file: Union[str, os.PathLike, None] = None,
     """
     from hog.cli import run_config
     from hog.engine.runner import run as run_sweep
+    from hog.views.display import make_display
     if threading.current_thread() is not threading.main_thread():
         raise UsageError("hog.run: call it from the main thread (it handles Ctrl-C)")
     args = _arguments(dict(options))
     config = run_config(args, _source(jobs, job_file, job_yielder, name))
-    code = _with_own_signals(run_sweep, config)
+    code = _with_own_signals(run_sweep, config, make_display)
     found = results(config.output_dir) if os.path.isdir(config.output_dir) else \
         Results(config.output_dir, ())
     return SweepResult(found.output_dir, found.jobs, code)

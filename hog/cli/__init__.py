@@ -178,6 +178,7 @@ def cmd_watch(argv: List[str]) -> int:
     from hog.sources.producer import SourceSpec
     from hog.config import RunConfig, slots_for
     from hog.engine.runner import run
+    from hog.views.display import make_display
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
     slots = slots_for(args.gpus)
@@ -185,7 +186,7 @@ def cmd_watch(argv: List[str]) -> int:
                        slots=tuple(slots),
                        output_dir=args.output_dir or os.path.join(args.dir, "output"),
                        grace=args.grace, display=args.display)
-    return run(config)
+    return run(config, make_display)
 
 
 def cmd_report(argv: List[str]) -> int:
@@ -235,6 +236,7 @@ def cmd_run(argv: List[str]) -> int:
     args = run_parser().parse_args(argv)
     from hog.sources.producer import SourceSpec
     from hog.engine.runner import run
+    from hog.views.display import make_display
     from hog.sources.text import check_readable
     if args.job_file is not None:
         check_readable(args.job_file, "job file")
@@ -247,7 +249,7 @@ def cmd_run(argv: List[str]) -> int:
     if args.detach:
         from hog.engine.detach import detach
         return detach(argv, args.output_dir)
-    return run(config)
+    return run(config, make_display)
 
 
 def run_config(args: argparse.Namespace, source):

@@ -1,0 +1,136 @@
+"""What comes back from the slots, and jobs that end without running.
+
+Backend events go into the store (``started``, ``ended``); a failed or timed-out
+attempt with retries left is queued again; a final outcome is counted
+(``Progress``), shown, handed to the watched directory and the hooks. A slot whose
+executor vanished has its job recorded as interrupted and is replaced. Jobs that
+can never run here (unschedulable) or whose dependencies failed (skipped) get a
+job folder, a status and an outcome like any other.
+"""
+import time
+from typing import Optional
+
+from hog.engine import control
+from hog.engine.state import RunState
+from hog.model import Dispatch, Job, Outcome, Status
+from hog.sources.watch import finish
+from hog.state.jobdir import JobFolder, info_fields
+from hog.state.store import JobRow
+
+
+def on_event(st: RunState, event: tuple) -> None:
+    kind = event[0]
+    if kind == "started":
+        _, slot, index, pid, started, where = event
+        st.pids[slot] = pid
+        gpus = ",".join(st.running[slot].gpu_ids) if where is None else ",".join(where[1])
+        st.store.started(index, pid, started, gpus=None if where is None else gpus)
+        if st.monitor is not None:
+            st.monitor.ours = frozenset(st.pids.values())
+        r = st.progress.running.get(slot)
+        if r is not None:
+            r.started = started
+            r.gpus = gpus
+        st.display.job_started(slot, st.running[slot].name, gpus, pid)
+    elif kind == "ended":
+        ended(st, event[1])
+    elif kind == "died":
+        consumer_died(st, event[1], event[2])
+    elif kind == "fatal" and not st.fatal:
+        st.fatal = event[1]
+        st.display.message(event[1])
+        control.drain(st, event[1])
+
+
+def ended(st: RunState, outcome: Outcome) -> None:
+    d = st.running.pop(outcome.slot, None)
+    st.pids.pop(outcome.slot, None)
+    st.cancelling.discard(outcome.index)
+    retry = d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
+        and outcome.attempt <= d.job.retries and not st.killing
+    st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
+                   outcome.started, outcome.ended, outcome.note, requeue=retry)
+    for gone in st.sched.release(outcome.index):
+        st.backend.remove_slot(gone)
+    # (the registry hears "idle" on the tick: a slot handed its next job at once must
+    # not cost two file writes per job)
+    if st.monitor is not None:
+        st.monitor.ours = frozenset(st.pids.values())
+    st.progress.running.pop(outcome.slot, None)
+    if retry:
+        st.ahead += 1
+        st.ready.clear()
+        st.display.message(f"{outcome.name} attempt {outcome.attempt} ended "
+                           f"{outcome.status.value}; retrying")
+        return
+    account(st, outcome)
+
+
+def account(st: RunState, outcome: Outcome) -> None:
+    if st.cfg.source is not None and st.cfg.source.kind == "watch":
+        finish(st.cfg.source.path, outcome, st.layout.out_path(outcome.index),
+               st.layout.err_path(outcome.index))
+    st.progress.record(outcome)
+    st.display.job_ended(outcome)
+    if st.hooks is not None:
+        from hog.engine.hooks import job_variables  # the hooks module: only with hooks
+        st.hooks.job_ended(outcome.name, job_variables(outcome, st.layout, st.progress))
+
+
+def consumer_died(st: RunState, slot: int, why: str) -> None:
+    """A slot's executor vanished (the backend ended its job): record it, replace it."""
+    d = st.running.get(slot)
+    if d is not None:
+        pid = st.pids.get(slot)
+        started = st.progress.running[slot].started
+        now = time.time()
+        write_folder_without_consumer(st, d, Status.INTERRUPTED, started, now, pid, why)
+        ended(st, Outcome(index=d.job.index, name=d.name, slot=slot,
+                          status=Status.INTERRUPTED, exit_code=None, signal=None,
+                          started=started, ended=now, pid=pid, attempt=d.attempt,
+                          err_path=st.layout.err_path(d.job.index), note=why))
+    if not (st.killing or st.stopping) and slot in st.sched.slots:
+        st.display.message(f"slot {slot}: {why}; starting a new one")
+        st.backend.add_slot(slot)
+
+
+def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,
+                                  ended: float, pid: Optional[int], why: str) -> None:
+    folder = JobFolder(st.layout, d.job.index)
+    folder.create()
+    with open(folder.err_path, "a") as f:
+        f.write(f"hog: {why}\n")
+    open(folder.out_path, "a").close()
+    outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                      exit_code=None, signal=None, started=started, ended=ended, pid=pid,
+                      attempt=d.attempt, err_path=folder.err_path, note=why)
+    folder.finish(info_fields(name=d.name, index=d.job.index, command=d.job.command,
+                              gpu_ids=d.gpu_ids, slot=d.slot, pid=pid, attempt=d.attempt,
+                              status=status, started=started, ended=ended), outcome)
+
+
+def skip(st: RunState, row: JobRow, job: Job, why: str) -> None:
+    end_unrun(st, row, job, Status.SKIPPED, why, "skipped: " + why)
+
+
+def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
+              message: str) -> None:
+    """Record a job that ends without running (skipped, unschedulable)."""
+    name = job.name or st.layout.folder_name(job.index)
+    st.display.message(f"{name} ({job.where}) {message}")
+    now = time.time()
+    d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
+    st.store.set_status(row.id, status, why)
+    st.ahead = max(0, st.ahead - 1)
+    write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}")
+    account(st, Outcome(index=row.id, name=name, slot=-1, status=status, exit_code=None,
+                        signal=None, started=now, ended=now,
+                        err_path=st.layout.err_path(row.id), note=why))
+
+
+def cannot_run_here(st: RunState, row: JobRow, job: Job, name: str, why: str) -> None:
+    st.not_here.add(row.id)
+    if len(st.store.live_runners()) > 1:
+        st.display.message(f"{name} {why}; leaving it to another runner")
+        return
+    end_unrun(st, row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")
