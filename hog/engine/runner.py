@@ -19,13 +19,14 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 import multiprocess
 from multiprocess.connection import wait
 
-from hog.backends.local import CANCEL, KILL, make_backend
+from hog.backends.local import make_backend
 from hog.config import RunConfig, slots_for, source_key
 from hog.views.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.signals import SignalFlags
 from hog.state.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
-from hog.model import Dispatch, Job, Outcome, Slot, Status
+from hog.model import (BackendFailed, Dispatch, Ended, Event, Job, JobMsg, Outcome, Slot,
+                       SlotLost, SourceFailed, SourceTotal, Started, Status, Stop, StopHow)
 from hog.sources.producer import producer_main
 from hog.engine.scheduler import MEMORY, Capacity, Scheduler
 from hog.state.store import HEARTBEAT_S, JobRow, Store
@@ -317,13 +318,13 @@ class Runner:
                 if self.producer_exited and not batch:
                     ended = f"the job source process died (exit code {self.producer.exitcode})"
                 break
-            kind, *rest = pickle.loads(self.queue.get())
-            if kind == "job":
-                batch.append(rest[0])
-            elif kind == "total":
-                self.source_total = rest[0]
+            message = pickle.loads(self.queue.get())
+            if isinstance(message, JobMsg):
+                batch.append(message.job)
+            elif isinstance(message, SourceTotal):
+                self.source_total = message.total
             else:
-                ended = rest[0] if kind == "error" else ""
+                ended = message.text if isinstance(message, SourceFailed) else ""
                 break
         self.received += len(batch)
         if batch and self.cfg.source.kind == "watch":
@@ -493,13 +494,12 @@ class Runner:
         self.claimed.append(d)
 
     # ------------------------------------------------- backend events
-    def _on_event(self, event: tuple) -> None:
-        kind = event[0]
-        if kind == "started":
-            _, slot, index, pid, started, where = event
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Started):
+            slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
             self.pids[slot] = pid
-            gpus = ",".join(self.running[slot].gpu_ids) if where is None else ",".join(where[1])
-            self.store.started(index, pid, started, gpus=None if where is None else gpus)
+            gpus = ",".join(self.running[slot].gpu_ids if chosen is None else chosen)
+            self.store.started(event.index, pid, started, gpus=None if chosen is None else gpus)
             if self.monitor is not None:
                 self.monitor.ours = frozenset(self.pids.values())
             r = self.progress.running.get(slot)
@@ -507,14 +507,14 @@ class Runner:
                 r.started = started
                 r.gpus = gpus
             self.display.job_started(slot, self.running[slot].name, gpus, pid)
-        elif kind == "ended":
-            self._ended(event[1])
-        elif kind == "died":
-            self._consumer_died(event[1], event[2])
-        elif kind == "fatal" and not self.fatal:
-            self.fatal = event[1]
-            self.display.message(event[1])
-            self._drain(event[1])
+        elif isinstance(event, Ended):
+            self._ended(event.outcome)
+        elif isinstance(event, SlotLost):
+            self._consumer_died(event.slot, event.why)
+        elif isinstance(event, BackendFailed) and not self.fatal:
+            self.fatal = event.why
+            self.display.message(event.why)
+            self._drain(event.why)
 
     def _ended(self, outcome: Outcome) -> None:
         d = self.running.pop(outcome.slot, None)
@@ -612,7 +612,7 @@ class Runner:
             for slot, d in self.running.items():
                 if d.job.index == job_id and job_id not in self.cancelling:
                     self.cancelling.add(job_id)
-                    self.backend.send(slot, CANCEL)
+                    self.backend.send(slot, Stop(StopHow.CANCEL))
         spec = self.store.take_gpus_request(self.runner_id)
         if spec is not None:
             self._change_slots(spec)
@@ -696,7 +696,7 @@ class Runner:
         self._drain(reason)
         self.killing = True
         for slot in list(self.running):
-            self.backend.send(slot, KILL)
+            self.backend.send(slot, Stop(StopHow.KILL))
 
     def _lose_terminal(self) -> None:
         """SIGHUP: the terminal is gone. Keep running; send our output to a log."""
