@@ -11,12 +11,19 @@ import time
 from typing import Dict, Iterable, Optional
 
 from hog.backends import spawn, wire
+from hog.model import (
+    Dispatch,
+    Ended,
+    Outcome,
+    Quit,
+    Started,
+    Status,
+    Stop,
+    StopHow,
+    slot_label,
+)
 from hog.signals import SignalFlags
 from hog.state.jobdir import JobFolder, Layout, info_fields
-from hog.model import Dispatch, Outcome, Status, slot_label
-
-KILL = "kill"
-CANCEL = "cancel"
 
 
 def job_env(base: Dict[str, str], d: Dispatch, folder: str) -> Dict[str, str]:
@@ -60,8 +67,8 @@ class Consumer:
             except (EOFError, OSError):
                 return
             if isinstance(message, Dispatch):
-                self.send(("ended", self.run(message)))
-            elif message is None:
+                self.send(Ended(self.run(message)))
+            elif isinstance(message, Quit):
                 return
 
     def run(self, d: Dispatch) -> Outcome:
@@ -76,7 +83,7 @@ class Consumer:
                               folder.err_path, job.cwd)
         except OSError as e:
             return self._could_not_start(d, folder, fields, started, e)
-        self.send(("started", d.slot, job.index, pid, started))
+        self.send(Started(d.slot, job.index, pid, started))
         folder.write_info(info_fields(pid=pid, status=Status.RUNNING, started=started, **fields))
         watch = spawn.Watch(pid)
         try:
@@ -110,10 +117,10 @@ class Consumer:
                 message = wire.receive(self.conn)
             except (EOFError, OSError):
                 self.runner_gone = True
-                message = KILL
-            if message in (KILL, CANCEL):
+                message = Stop(StopHow.KILL)
+            if isinstance(message, Stop):
                 spawn.end_group(watch, self.grace)
-                return Status.INTERRUPTED if message == KILL else Status.CANCELLED
+                return message.how.status
 
     def _could_not_start(self, d: Dispatch, folder: JobFolder, fields: dict, started: float,
                          error: OSError) -> Outcome:

@@ -2,16 +2,10 @@
 records every transition in the store; a backend only executes and reports.
 
 The interface is small. ``start(slots)``; ``add_slot``/``remove_slot``/``has_slot``;
-``send(slot, message)`` with a ``Dispatch``, ``KILL`` or ``CANCEL``; ``waitables()``
+``send(slot, message)`` with a ``Dispatch`` or a ``Stop``; ``waitables()``
 for the runner's ``wait()`` and ``owns(obj)``; ``receive(obj)``, the events one
-ready waitable brings; ``shutdown(kill)``. Events are tuples:
-
-- ``("started", slot, index, pid, started, where)``: ``where`` is None, or
-  ``(host, gpu_ids)`` when the backend chose them (Ray);
-- ``("ended", Outcome)``;
-- ``("died", slot, why)``: the slot's executor vanished; its job is the runner's
-  to record (the backend has already ended the job's process group);
-- ``("fatal", why)``: the backend cannot run anything any more.
+ready waitable brings; ``shutdown(kill)``. Events are the ``hog.model`` messages
+``Started``, ``Ended``, ``SlotLost`` and ``BackendFailed``.
 
 ``LocalBackend`` (default) is one consumer process per slot on this machine; the
 Ray backend is in ``hog.raybackend``.
@@ -20,10 +14,11 @@ import signal
 from typing import Dict, Iterable, List
 
 from hog.backends import spawn, wire
-from hog.backends.consumer import CANCEL, KILL, consumer_main
+from hog.backends.consumer import consumer_main
+from hog.model import Ended, Event, Quit, SlotLost, Started, Stop, StopHow
 from hog.state.jobdir import Layout
 
-__all__ = ["CANCEL", "KILL", "LocalBackend", "make_backend"]
+__all__ = ["LocalBackend", "make_backend"]
 
 
 class LocalBackend:
@@ -61,7 +56,7 @@ class LocalBackend:
     def remove_slot(self, slot: int) -> None:
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
-        self._send_conn(conn, None)
+        self._send_conn(conn, Quit())
         conn.close()
         self.procs.pop(slot).join(5)
 
@@ -80,21 +75,19 @@ class LocalBackend:
     def owns(self, obj) -> bool:
         return id(obj) in self.slot_of_conn
 
-    def receive(self, obj) -> List[tuple]:
+    def receive(self, obj) -> List[Event]:
         slot = self.slot_of_conn[id(obj)]
         try:
-            kind, *rest = wire.receive(obj)
+            event = wire.receive(obj)
         except (EOFError, OSError):
             return [self._died(slot)]
-        if kind == "started":
-            _, index, pid, started = rest
-            self.pids[slot] = pid
-            return [("started", slot, index, pid, started, None)]
-        if kind == "ended":
-            self.pids.pop(rest[0].slot, None)
-        return [(kind, *rest)]
+        if isinstance(event, Started):
+            self.pids[slot] = event.pid
+        elif isinstance(event, Ended):
+            self.pids.pop(event.outcome.slot, None)
+        return [event]
 
-    def _died(self, slot: int) -> tuple:
+    def _died(self, slot: int) -> SlotLost:
         """A consumer vanished (killed by someone): end its job's group, drop the slot."""
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
@@ -104,16 +97,16 @@ class LocalBackend:
         pid = self.pids.pop(slot, None)
         if pid is not None:
             spawn.signal_group(pid, signal.SIGKILL)
-        return ("died", slot, f"its slot process died (exit code {proc.exitcode})")
+        return SlotLost(slot, f"its slot process died (exit code {proc.exitcode})")
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots (leaving by an exception), then stop every
         consumer, waiting for each up to the grace period and a margin."""
         import time
         for slot in running:
-            self.send(slot, KILL)
+            self.send(slot, Stop(StopHow.KILL))
         for slot in list(self.conns):
-            self.send(slot, None)
+            self.send(slot, Quit())
         deadline = time.monotonic() + self.grace + 5
         for proc in self.procs.values():
             proc.join(max(0.1, deadline - time.monotonic()))

@@ -11,11 +11,11 @@ import signal
 import socket
 from typing import Dict
 
-from hog.backends.local import CANCEL, KILL
 from hog.config import slots_for
 from hog.engine import intake
 from hog.engine.state import RunState
 from hog.errors import UsageError
+from hog.model import Stop, StopHow
 from hog.state.store import HEARTBEAT_S
 
 TICK_S = 0.5
@@ -50,7 +50,7 @@ def tick(st: RunState, now: float) -> None:
         for slot, d in st.running.items():
             if d.job.index == job_id and job_id not in st.cancelling:
                 st.cancelling.add(job_id)
-                st.backend.send(slot, CANCEL)
+                st.backend.send(slot, Stop(StopHow.CANCEL))
     spec = st.store.take_gpus_request(st.runner_id)
     if spec is not None:
         change_slots(st, spec)
@@ -125,7 +125,7 @@ def kill_all(st: RunState, reason: str) -> None:
     drain(st, reason)
     st.killing = True
     for slot in list(st.running):
-        st.backend.send(slot, KILL)
+        st.backend.send(slot, Stop(StopHow.KILL))
 
 
 def lose_terminal(st: RunState) -> None:

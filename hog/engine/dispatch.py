@@ -10,10 +10,10 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 
 from hog.engine import outcomes
 from hog.engine.progress import Running
-from hog.engine.scheduler import MEMORY
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
 from hog.model import Dispatch, Job
+from hog.placement import MEMORY
 from hog.state.store import JobRow
 
 READY_AHEAD = 64

@@ -6,7 +6,7 @@ import pickle
 from typing import List, Optional
 
 from hog.engine.state import RunState
-from hog.model import Job
+from hog.model import Job, JobMsg, SourceFailed, SourceTotal
 
 INGEST_BATCH = 500
 LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless yielder is fine)
@@ -26,13 +26,13 @@ def ingest(st: RunState) -> None:
             if st.producer_exited and not batch:
                 ended = f"the job source process died (exit code {st.producer.exitcode})"
             break
-        kind, *rest = pickle.loads(st.queue.get())
-        if kind == "job":
-            batch.append(rest[0])
-        elif kind == "total":
-            st.source_total = rest[0]
+        message = pickle.loads(st.queue.get())
+        if isinstance(message, JobMsg):
+            batch.append(message.job)
+        elif isinstance(message, SourceTotal):
+            st.source_total = message.total
         else:
-            ended = rest[0] if kind == "error" else ""
+            ended = message.text if isinstance(message, SourceFailed) else ""
             break
     st.received += len(batch)
     if batch and st.cfg.source.kind == "watch":

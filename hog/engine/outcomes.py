@@ -12,19 +12,18 @@ from typing import Optional
 
 from hog.engine import control
 from hog.engine.state import RunState
-from hog.model import Dispatch, Job, Outcome, Status
+from hog.model import BackendFailed, Dispatch, Ended, Event, Job, Outcome, SlotLost, Started, Status
 from hog.sources.watch import finish
 from hog.state.jobdir import JobFolder, info_fields
 from hog.state.store import JobRow
 
 
-def on_event(st: RunState, event: tuple) -> None:
-    kind = event[0]
-    if kind == "started":
-        _, slot, index, pid, started, where = event
+def on_event(st: RunState, event: Event) -> None:
+    if isinstance(event, Started):
+        slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
         st.pids[slot] = pid
-        gpus = ",".join(st.running[slot].gpu_ids) if where is None else ",".join(where[1])
-        st.store.started(index, pid, started, gpus=None if where is None else gpus)
+        gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
+        st.store.started(event.index, pid, started, gpus=None if chosen is None else gpus)
         if st.monitor is not None:
             st.monitor.ours = frozenset(st.pids.values())
         r = st.progress.running.get(slot)
@@ -32,14 +31,14 @@ def on_event(st: RunState, event: tuple) -> None:
             r.started = started
             r.gpus = gpus
         st.display.job_started(slot, st.running[slot].name, gpus, pid)
-    elif kind == "ended":
-        ended(st, event[1])
-    elif kind == "died":
-        consumer_died(st, event[1], event[2])
-    elif kind == "fatal" and not st.fatal:
-        st.fatal = event[1]
-        st.display.message(event[1])
-        control.drain(st, event[1])
+    elif isinstance(event, Ended):
+        ended(st, event.outcome)
+    elif isinstance(event, SlotLost):
+        consumer_died(st, event.slot, event.why)
+    elif isinstance(event, BackendFailed) and not st.fatal:
+        st.fatal = event.why
+        st.display.message(event.why)
+        control.drain(st, event.why)
 
 
 def ended(st: RunState, outcome: Outcome) -> None:

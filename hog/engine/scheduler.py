@@ -22,22 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from hog.model import Job, Slot
-
-MEMORY = "memory"     # a per-GPU resource: the declared sum on a GPU stays within its total
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Run job ``job_id`` on these slots (the first runs it) with these GPU ids."""
-
-    job_id: int
-    slots: Tuple[int, ...]
-    gpu_ids: Tuple[str, ...]
-    cpu: bool = False
-
-    @property
-    def slot(self) -> int:
-        return self.slots[0]
+from hog.placement import MEMORY, Placement, Verdicts
 
 
 @dataclass
@@ -62,28 +47,6 @@ def job_memory(job: Job) -> float:
 
 def named_resources(job: Job) -> List[Tuple[str, float]]:
     return [(k, v) for k, v in job.resources if k != MEMORY]
-
-
-class Verdicts:
-    """Why a job can never run here (None: it can), worked out by ``decide`` once per job
-    and what it asks for, and remembered until the capacity changes (``forget``)."""
-
-    LIMIT = 4096
-
-    def __init__(self, decide: Callable[[Job], Optional[str]]):
-        self._decide = decide
-        self._known: Dict[tuple, Optional[str]] = {}
-
-    def __call__(self, job: Job) -> Optional[str]:
-        key = (job.index, job.gpus, job.gpu_ids, job.resources)
-        if key not in self._known:
-            if len(self._known) > self.LIMIT:
-                self._known.clear()
-            self._known[key] = self._decide(job)
-        return self._known[key]
-
-    def forget(self) -> None:
-        self._known.clear()
 
 
 class Scheduler:

@@ -20,13 +20,26 @@ import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from hog.backends import wire
-from hog.backends.consumer import KILL
-from hog.errors import UsageError
-from hog.state.jobdir import Layout
-from hog.model import Job, Slot
 from hog.backends.ray.bridge import RaySettings, bridge_main, demand
-from hog.engine.scheduler import Verdicts
-from hog.engine.scheduler import MEMORY, Placement
+from hog.errors import UsageError
+from hog.model import (
+    BackendFailed,
+    ClusterNodes,
+    ClusterReady,
+    ClusterRefused,
+    Ended,
+    Event,
+    ForSlot,
+    Job,
+    Quit,
+    Slot,
+    SlotLost,
+    Started,
+    Stop,
+    StopHow,
+)
+from hog.placement import MEMORY, Placement, Verdicts
+from hog.state.jobdir import Layout
 
 CONNECT_TIMEOUT_S = 180.0
 MIN_PENDING = 8
@@ -212,12 +225,13 @@ class RayBackend:
         while time.monotonic() < deadline:
             if self.conn.poll(0.2):
                 try:
-                    kind, detail = wire.receive(self.conn)
+                    message = wire.receive(self.conn)
                 except (EOFError, OSError):
                     break
-                if kind == "ready":
-                    self.admission.set_nodes(detail)
+                if isinstance(message, ClusterReady):
+                    self.admission.set_nodes(message.nodes)
                     return
+                detail = message.text if isinstance(message, ClusterRefused) else message
                 raise UsageError(f"--backend ray: cannot use {where}: {detail} "
                                  f"(Ray's messages: {settings.log_path})")
             if self.flags.counts:            # Ctrl-C or SIGTERM: the runner takes it from here
@@ -235,7 +249,7 @@ class RayBackend:
         pass
 
     def send(self, slot: int, message) -> None:
-        self._send((slot, message))
+        self._send(ForSlot(slot, message))
 
     def _send(self, message) -> None:
         if self.conn is None:
@@ -248,30 +262,28 @@ class RayBackend:
     def owns(self, obj) -> bool:
         return obj is self.conn and obj is not None
 
-    def receive(self, obj) -> List[tuple]:
+    def receive(self, obj) -> List[Event]:
         try:
             message = wire.receive(self.conn)
         except (EOFError, OSError):
             return self._bridge_died()
-        kind = message[0]
-        if kind == "nodes":
-            self.admission.set_nodes(message[1])
+        if isinstance(message, ClusterNodes):
+            self.admission.set_nodes(message.nodes)
             return []
-        if kind == "started":
-            _, slot, index, pid, started, host, gpu_ids = message
-            self.admission.started(index)
-            return [("started", slot, index, pid, started, (host, gpu_ids))]
-        if kind == "ended":
+        if isinstance(message, Started):
+            self.admission.started(message.index)
+            return [message]
+        if isinstance(message, Ended):
             return [message]
         return []
 
-    def _bridge_died(self) -> List[tuple]:
+    def _bridge_died(self) -> List[Event]:
         self.conn.close()
         self.conn = None
         self.proc.join(1)
         why = f"the Ray driver process (hog-ray) died (exit code {self.proc.exitcode})"
-        return [("fatal", f"{why}; no new jobs are started")] + \
-            [("died", slot, why) for slot in self.admission.in_use()]
+        return [BackendFailed(f"{why}; no new jobs are started")] + \
+            [SlotLost(slot, why) for slot in self.admission.in_use()]
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots, let the bridge record what ends and leave
@@ -279,8 +291,8 @@ class RayBackend:
         if self.proc is None:
             return
         for slot in running:
-            self.send(slot, KILL)
-        self._send(None)
+            self.send(slot, Stop(StopHow.KILL))
+        self._send(Quit())
         deadline = time.monotonic() + self.grace + 30
         while self.proc.is_alive() and time.monotonic() < deadline:
             if self.conn is not None and self.conn.poll(0.1):

@@ -1,10 +1,10 @@
 """The Ray bridge: the process that is hog's Ray driver (``--backend ray``).
 
 The runner forks it before Ray is ever imported and talks to it over one duplex
-pipe, as it does with a consumer: down come ``(slot, Dispatch)``, ``(slot, KILL)``,
-``(slot, CANCEL)`` and ``None`` (exit); up go ``("ready", nodes)`` or
-``("error", text)`` once, ``("nodes", nodes)`` when the cluster changes, and the
-backend events ``("started", ...)`` and ``("ended", Outcome)``.
+pipe, as it does with a consumer: down come ``ForSlot(slot, Dispatch | Stop)`` and
+``Quit`` (exit); up go ``ClusterReady`` or ``ClusterRefused`` once, ``ClusterNodes``
+when the cluster changes, and the backend events ``Started`` and ``Ended``
+(``hog.model``).
 
 Each job becomes one Ray task (``raynode.run_job``) asking for its GPUs, its named
 resources and no CPU unless it asks (CPU-only jobs take one), with no retries by
@@ -24,10 +24,23 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from hog.backends import wire
-from hog.backends.consumer import CANCEL, KILL
+from hog.model import (
+    ClusterNodes,
+    ClusterReady,
+    ClusterRefused,
+    Dispatch,
+    Ended,
+    ForSlot,
+    Outcome,
+    Quit,
+    Started,
+    Status,
+    Stop,
+    StopHow,
+    slot_label,
+)
 from hog.signals import SignalFlags
 from hog.state.jobdir import JobFolder, Layout, info_fields
-from hog.model import Dispatch, Outcome, Status, slot_label
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
@@ -70,7 +83,7 @@ def alive_nodes(ray) -> List[Dict[str, float]]:
 class _Task:
     d: Dispatch
     gen: object
-    kill: Optional[str] = None            # KILL or CANCEL, once asked
+    kill: Optional[StopHow] = None        # how the runner stopped it, once asked
     info: Optional[dict] = None           # from the task's "started" item
     folder: Optional[JobFolder] = None
     fds: Dict[str, int] = field(default_factory=dict)
@@ -108,18 +121,20 @@ class Bridge:
                 message = wire.receive(self.conn)
             except (EOFError, OSError):
                 self.runner_gone = True
-                self._leave(KILL)           # no job outlives hog
+                self._leave(StopHow.KILL)   # no job outlives hog
                 return
-            if message is None:
+            if isinstance(message, Quit):
                 self._leave(None)
                 continue
-            slot, what = message
+            if not isinstance(message, ForSlot):
+                continue
+            slot, what = message.slot, message.message
             if isinstance(what, Dispatch):
                 self._submit(slot, what)
-            elif what in (KILL, CANCEL):
-                self._stop(slot, what)
+            elif isinstance(what, Stop):
+                self._stop(slot, what.how)
 
-    def _leave(self, how: Optional[str]) -> None:
+    def _leave(self, how: Optional[StopHow]) -> None:
         self.exiting = True
         self.deadline = time.monotonic() + self.grace + 10
         if how is not None:
@@ -153,7 +168,7 @@ class Bridge:
             return
         if nodes != self.nodes:
             self.nodes = nodes
-            self.send(("nodes", nodes))
+            self.send(ClusterNodes(nodes))
 
     # ---------------------------------------------------------------- tasks
     def _submit(self, slot: int, d: Dispatch) -> None:
@@ -172,12 +187,12 @@ class Bridge:
             return
         self.tasks[slot] = _Task(d, gen)
 
-    def _stop(self, slot: int, how: str) -> None:
+    def _stop(self, slot: int, how: StopHow) -> None:
         task = self.tasks.get(slot)
         if task is None:
             return
         first = task.kill is None
-        if first or how == KILL:
+        if first or how is StopHow.KILL:
             task.kill = how
         if not first:
             return
@@ -223,8 +238,8 @@ class Bridge:
         task.fds = {"out": os.open(task.folder.out_path, _OUT_FLAGS, 0o644),
                     "err": os.open(task.folder.err_path, _OUT_FLAGS, 0o644)}
         task.folder.write_info(self._info(task, Status.RUNNING))
-        self.send(("started", slot, d.job.index, info["pid"], info["started"], info["host"],
-                   tuple(info["gpu_ids"])))
+        self.send(Started(slot, d.job.index, info["pid"], info["started"], info["host"],
+                          tuple(info["gpu_ids"])))
 
     def _info(self, task: _Task, status: Status, **end) -> dict:
         d, info = task.d, task.info or {}
@@ -244,7 +259,7 @@ class Bridge:
             self._lost(task, Status.FAILED, result["note"])
             return
         if task.kill is not None:
-            status = Status.INTERRUPTED if task.kill == KILL else Status.CANCELLED
+            status = task.kill.status
         elif result["status"] == "timeout":
             status = Status.TIMEOUT
         else:
@@ -254,7 +269,7 @@ class Bridge:
     def _lost(self, task: _Task, status: Status, why: str) -> None:
         """The task ended without a result of its own: record why, in its folder too."""
         if task.kill is not None:
-            status = Status.INTERRUPTED if task.kill == KILL else Status.CANCELLED
+            status = task.kill.status
         if task.folder is None:
             task.folder = JobFolder(self.layout, task.d.job.index)
             task.folder.create(task.d.attempt)
@@ -277,7 +292,7 @@ class Bridge:
         task.folder.finish(self._info(task, status, exit_code=exit_code, signal=sig,
                                       started=started, ended=ended), outcome)
         self.tasks.pop(d.slot, None)
-        self.send(("ended", outcome))
+        self.send(Ended(outcome))
 
 
 def _describe(error: Exception, task: _Task) -> str:
@@ -303,6 +318,7 @@ def _write_all(fd: Optional[int], data: bytes) -> None:
 def connect(settings: RaySettings):
     """Import Ray and join the cluster (or start a local instance); returns ``ray``."""
     import logging
+
     import ray
     common = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
@@ -367,14 +383,14 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
         ray = connect(settings)
     except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user gets one line
         text = (" ".join(str(e).split()) or type(e).__name__)[:600]     # one line
-        wire.send(conn, ("error", text + _hint(settings.log_path)))
+        wire.send(conn, ClusterRefused(text + _hint(settings.log_path)))
         return
     flags.install(quiet)     # ray.init installs its own SIGTERM handler
     bridge = Bridge(conn, layout, grace, ray)
     try:
         bridge.nodes = alive_nodes(ray)
         bridge.next_nodes = time.monotonic() + NODES_EVERY_S
-        bridge.send(("ready", bridge.nodes))
+        bridge.send(ClusterReady(bridge.nodes))
         bridge.serve()
     finally:
         try:
