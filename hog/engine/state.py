@@ -20,7 +20,7 @@ from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 from hog.config import RunConfig
 from hog.engine.neighbours import Registry
-from hog.engine.progress import DisplayFactory, Progress
+from hog.engine.progress import Display, DisplayFactory, Progress
 from hog.model import Dispatch, Job, Outcome
 from hog.signals import SignalFlags
 from hog.state.jobdir import Layout
@@ -54,6 +54,8 @@ class PendingDisplay:
 
 
 class RunState:
+    """One run's shared state (see the module's docstring)."""
+
     def __init__(self, config: RunConfig, layout: Layout, ctx: Any, flags: SignalFlags,
                  backend: Any, sched: Any, make_display: DisplayFactory):
         self.cfg = config
@@ -68,7 +70,7 @@ class RunState:
                                  title=config.output_dir)
         # set-up
         self.notices: List[str] = []    # shown once the display has started
-        self.display: Any = PendingDisplay(self.notices)
+        self.display: Display = PendingDisplay(self.notices)
         self._store: Optional[Store] = None
         self.runner_id = 0              # this runner's row in the store, once registered
         self.joiner = False             # other runners were active on this queue
