@@ -14,21 +14,22 @@ import socket
 import sys
 import time
 from collections import deque
-from typing import Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
 import multiprocess
 from multiprocess.connection import wait
 
-from hog.backends.local import make_backend
+from hog.backends import make_backend
+from hog.backends.base import LocalCapacity, Resizable
 from hog.config import RunConfig, slots_for, source_key
 from hog.views.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.signals import SignalFlags
 from hog.state.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
-from hog.model import (BackendFailed, Dispatch, Ended, Event, Job, JobMsg, Outcome, Slot,
-                       SlotLost, SourceFailed, SourceTotal, Started, Status, Stop, StopHow)
+from hog.model import (BackendFailed, Dispatch, Ended, Event, Job, JobMsg, Outcome, SlotLost,
+                       SourceFailed, SourceTotal, Started, Status, StopHow)
 from hog.sources.producer import producer_main
-from hog.engine.scheduler import MEMORY, Capacity, Scheduler
+from hog.placement import MEMORY
 from hog.state.store import HEARTBEAT_S, JobRow, Store
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
@@ -43,13 +44,8 @@ class Runner:
         self.cfg = config
         self.layout = Layout(os.path.abspath(config.output_dir), config.prefix)
         self.ctx = multiprocess.get_context("fork")
-        cpu = config.cpu_slots if config.cpu_slots is not None else len(config.slots)
         self.flags = SignalFlags()
-        self.backend = make_backend(config, self.ctx, self.layout, self.flags)
-        self.sched = self.backend.scheduler() if not self.backend.local else \
-            Scheduler(Capacity([Slot(i, g) for i, g in enumerate(config.slots)],
-                               resources=dict(config.resources),
-                               gpu_memory=self._gpu_memory(config.gpu_memory), cpu_slots=cpu))
+        self.backend, self.sched = make_backend(config, self.ctx, self.layout, self.flags)
         self.memory_known = bool(config.gpu_memory)
         self.monitor = None
         self.registry = None
@@ -108,9 +104,7 @@ class Runner:
         with self.store.transaction():
             live = self.store.live_runners()
             self._check_sweep(live)
-            self.runner_id = self.store.register_runner(
-                ",".join(self.cfg.slots) if self.backend.local else
-                f"ray {self.cfg.ray_address or os.environ.get('RAY_ADDRESS') or '(local)'}")
+            self.runner_id = self.store.register_runner(self.backend.label())
         self.joiner = bool(live)
         if recovered:
             again = sum(1 for _, s in recovered if s == "interrupted")
@@ -174,16 +168,6 @@ class Runner:
         os.rename(root, aside)
         self.notices.append(f"--fresh: moved the previous {self.cfg.output_dir}/ to {aside}")
 
-    def _gpu_memory(self, spec) -> Dict[str, float]:
-        gpus = set(self.cfg.slots)
-        out: Dict[str, float] = {}
-        for gpu, size in spec:
-            if gpu == "*":
-                out.update({g: size for g in gpus})
-            else:
-                out[gpu] = size
-        return out
-
     def _learn_gpu_memory(self) -> None:
         """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
         self.memory_known = True
@@ -200,7 +184,7 @@ class Runner:
             self.producer = self.ctx.Process(target=producer_main, name="hog-producer",
                                              args=(self.cfg.source, self.queue))
             self.producer.start()
-        self.backend.start(sorted(self.sched.slots))
+        self.backend.start()
         if self.cfg.min_free_memory is not None or self.cfg.exclusive:
             from hog.gpus.monitor import GpuMonitor
             self.monitor = GpuMonitor(self.cfg.min_free_memory, self.cfg.exclusive)
@@ -208,7 +192,8 @@ class Runner:
             if self.monitor.error:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
                                  f"{self.monitor.error}")
-            self.sched.set_unavailable(self.monitor.unavailable)
+            if isinstance(self.sched, LocalCapacity):    # --backend ray refuses these options
+                self.sched.set_unavailable(self.monitor.unavailable)
         from hog.engine.neighbours import Registry   # every runner says when it runs jobs,
         self.registry = Registry()          # for those started with --wait_for_running
         self.registry.update(0)
@@ -274,7 +259,7 @@ class Runner:
     def _send_claimed(self) -> None:
         """Send the jobs claimed this turn to their slots (the claims are committed)."""
         for d in self.claimed:
-            self.backend.send(d.slot, d)
+            self.backend.submit(d)
         self.claimed.clear()
 
     def _waitables(self, wake_r) -> list:
@@ -312,7 +297,7 @@ class Runner:
         batch: List[Job] = []
         ended = None
         # While slots are idle, hand the first jobs over at once; then take big batches.
-        limit = INGEST_BATCH if self.running else max(4, 2 * len(self.sched.free))
+        limit = INGEST_BATCH if self.running else max(4, 2 * self.sched.room())
         while len(batch) < limit:
             if not self.queue._reader.poll():
                 if self.producer_exited and not batch:
@@ -382,7 +367,9 @@ class Runner:
                 self._refill()
                 if not self.ready:
                     return
-            placements = self.sched.schedule(self._candidates())
+            entries = {job.index: (row, job) for row, job in self.ready}
+            placements = self.sched.schedule([job for _, job in entries.values()],
+                                             lambda job: self._may_start(*entries[job.index]))
             if not placements:
                 return
             by_id = {job.index: (row, job) for row, job in self.ready}
@@ -399,26 +386,13 @@ class Runner:
                 self._dispatch(Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
                                         attempt=attempt))
 
-    def _candidates(self) -> Iterator[Job]:
-        """Queued jobs that may start: not impossible here, dependencies met (lazily:
-        the scheduler stops asking once there is no room left)."""
-        snapshot = list(self.ready)
-        for i, (row, job) in enumerate(snapshot):
-            if job.gpus and not self.sched.free:
-                # every GPU slot is busy: of the rest, only CPU-only jobs can start now
-                cpu_jobs = [entry for entry in snapshot[i + 1:] if not entry[1].gpus]
-                if cpu_jobs and self.sched.cpu_free:
-                    yield from self._check_cpu_jobs(cpu_jobs)
-                return
-            if MEMORY in dict(job.resources) and not self.memory_known:
-                self._learn_gpu_memory()
-            if self._startable(row, job):
-                yield job
-
-    def _check_cpu_jobs(self, entries) -> Iterator[Job]:
-        for row, job in entries:
-            if (row, job) in self.ready and self._startable(row, job):
-                yield job
+    def _may_start(self, row: JobRow, job: Job) -> bool:
+        """Asked by the scheduler about a job it would consider (lazily: not once there
+        is no room left for it): not impossible here, dependencies met."""
+        if MEMORY in dict(job.resources) and not self.memory_known \
+                and isinstance(self.sched, LocalCapacity):
+            self._learn_gpu_memory()
+        return self._startable(row, job)
 
     def _startable(self, row: JobRow, job: Job) -> bool:
         """False (and the job dealt with) if it can never run here or its dependencies
@@ -481,8 +455,6 @@ class Runner:
         self._end_unrun(row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")
 
     def _dispatch(self, d: Dispatch) -> None:
-        if not self.backend.has_slot(d.slot):   # CPU slots start on first use
-            self.backend.add_slot(d.slot)
         if d.slot >= len(self.progress.slots):  # Ray: slots are taken as jobs are handed over
             self.progress.slots = self.sched.slot_gpus()
         self.running[d.slot] = d
@@ -496,6 +468,7 @@ class Runner:
     # ------------------------------------------------- backend events
     def _on_event(self, event: Event) -> None:
         if isinstance(event, Started):
+            self.sched.started(event.index)
             slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
             self.pids[slot] = pid
             gpus = ",".join(self.running[slot].gpu_ids if chosen is None else chosen)
@@ -524,8 +497,10 @@ class Runner:
             and outcome.attempt <= d.job.retries and not self.killing
         self.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                          outcome.started, outcome.ended, outcome.note, requeue=retry)
-        for gone in self.sched.release(outcome.index):
-            self.backend.remove_slot(gone)
+        gone = self.sched.release(outcome.index)
+        if gone and isinstance(self.backend, Resizable):
+            for slot in gone:
+                self.backend.remove_slot(slot)
         # (the registry hears "idle" on the tick: a slot handed its next job at once must
         # not cost two file writes per job)
         if self.monitor is not None:
@@ -562,7 +537,8 @@ class Runner:
                                 status=Status.INTERRUPTED, exit_code=None, signal=None,
                                 started=started, ended=now, pid=pid, attempt=d.attempt,
                                 err_path=self.layout.err_path(d.job.index), note=why))
-        if not (self.killing or self.stopping) and slot in self.sched.slots:
+        if not (self.killing or self.stopping) and isinstance(self.backend, Resizable) \
+                and isinstance(self.sched, LocalCapacity) and self.sched.owns_slot(slot):
             self.display.message(f"slot {slot}: {why}; starting a new one")
             self.backend.add_slot(slot)
 
@@ -585,8 +561,8 @@ class Runner:
         """Every 0.5 s: requests from other shells, heartbeat, GPU checks."""
         now = time.monotonic()
         self.next_tick = now + TICK_S
-        if self.monitor is not None and self.monitor.unavailable != self.sched.unavailable:
-            self.sched.set_unavailable(self.monitor.unavailable)
+        if self.monitor is not None and isinstance(self.sched, LocalCapacity) \
+                and self.sched.set_unavailable(self.monitor.unavailable):
             busy = sorted(g for g in self.monitor.unavailable if g in self.cfg.slots)
             self.display.message(f"GPU(s) in use by others, no new jobs there: "
                                  f"{','.join(busy) or 'none now'}")
@@ -612,7 +588,7 @@ class Runner:
             for slot, d in self.running.items():
                 if d.job.index == job_id and job_id not in self.cancelling:
                     self.cancelling.add(job_id)
-                    self.backend.send(slot, Stop(StopHow.CANCEL))
+                    self.backend.stop(slot, StopHow.CANCEL)
         spec = self.store.take_gpus_request(self.runner_id)
         if spec is not None:
             self._change_slots(spec)
@@ -639,7 +615,7 @@ class Runner:
         self._show_total()
 
     def _change_slots(self, spec: str) -> None:
-        if not self.backend.local:
+        if not isinstance(self.backend, Resizable) or not isinstance(self.sched, LocalCapacity):
             self.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
                                  "GPUs (ray start --num-gpus); nothing changed")
             return
@@ -648,18 +624,11 @@ class Runner:
         except UsageError as e:
             self.display.message(f"hog gpus: {e}; keeping the current slots")
             return
-        current = {i: s.gpu for i, s in self.sched.slots.items() if i not in self.sched.retiring}
-        keep: Dict[int, str] = {}
-        todo = list(wanted)
-        for i, gpu in sorted(current.items()):
-            if gpu in todo:
-                todo.remove(gpu)
-                keep[i] = gpu
-        for i in set(current) - set(keep):
-            if self.sched.retire_slot(i):
-                self.backend.remove_slot(i)
-        for gpu in todo:
-            self.backend.add_slot(self.sched.add_slot(gpu))
+        gone, added = self.sched.resize(wanted)
+        for slot in gone:
+            self.backend.remove_slot(slot)
+        for slot in added:
+            self.backend.add_slot(slot)
         self.progress.slots = self.sched.slot_gpus()
         self.store.heartbeat(self.runner_id, ",".join(self.progress.slots))
         self.display.message(f"slots are now --gpus {','.join(self.progress.slots)}")
@@ -696,7 +665,7 @@ class Runner:
         self._drain(reason)
         self.killing = True
         for slot in list(self.running):
-            self.backend.send(slot, Stop(StopHow.KILL))
+            self.backend.stop(slot, StopHow.KILL)
 
     def _lose_terminal(self) -> None:
         """SIGHUP: the terminal is gone. Keep running; send our output to a log."""
