@@ -137,18 +137,17 @@ def test_each_claim_is_committed_before_its_job_is_sent_to_the_slot(engines):
     runner, clock = engines.make(["true", "true", "true"])
     backend = runner.st.backend
     seen = []
-    send = backend.send
+    submit = backend.submit
 
-    def checked_send(slot, message):
-        if isinstance(message, Dispatch):      # read by another connection: committed?
-            store = Store(runner.st.layout.state_dir)
-            try:
-                seen.append(store.row(message.job.index).status)
-            finally:
-                store.close()
-        send(slot, message)
+    def checked_submit(d: Dispatch) -> None:
+        store = Store(runner.st.layout.state_dir)    # another connection: committed?
+        try:
+            seen.append(store.row(d.job.index).status)
+        finally:
+            store.close()
+        submit(d)
 
-    backend.send = checked_send
+    backend.submit = checked_submit
     assert step_until(runner, clock)
     assert seen == ["running"] * 3
     assert engines.finish(runner) == EXIT_OK

@@ -1,33 +1,30 @@
-"""Backends: where dispatched jobs run. The runner decides what runs and when, and
-records every transition in the store; a backend only executes and reports.
+"""The local backend (default): one consumer process per slot on this machine.
 
-The interface is small. ``start(slots)``; ``add_slot``/``remove_slot``/``has_slot``;
-``send(slot, message)`` with a ``Dispatch`` or a ``Stop``; ``waitables()``
-for the runner's ``wait()`` and ``owns(obj)``; ``receive(obj)``, the events one
-ready waitable brings; ``shutdown(kill)``. Events are the ``hog.model`` messages
-``Started``, ``Ended``, ``SlotLost`` and ``BackendFailed``.
-
-``LocalBackend`` (default) is one consumer process per slot on this machine; the
-Ray backend is in ``hog.raybackend``.
+It implements ``hog.backends.base.Backend`` and ``Resizable``: the runner decides what
+runs and when, and records every transition in the store; this backend only starts
+each slot's consumer, hands it its jobs and turns what it reports into events.
+CPU-only slots (-1, -2, ...) start on their first job.
 """
 import signal
-from typing import Dict, Iterable, List
+import time
+from typing import Dict, Iterable, List, Sequence, Union
 
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
-from hog.model import Ended, Event, Quit, SlotLost, Started, Stop, StopHow
+from hog.model import Dispatch, Ended, Event, Quit, SlotLost, Started, Stop, StopHow
 from hog.state.jobdir import Layout
 
-__all__ = ["LocalBackend", "make_backend"]
+__all__ = ["LocalBackend"]
 
 
 class LocalBackend:
     """One consumer process per slot, each with a duplex pipe to the runner."""
 
-    local = True
-
-    def __init__(self, ctx, layout: Layout, grace: float):
+    def __init__(self, ctx, layout: Layout, grace: float, slots: Sequence[int] = (),
+                 gpus: Sequence[str] = ()):
         self.ctx = ctx
+        self.first_slots = list(slots)
+        self.gpus = list(gpus)
         self.layout = layout
         self.grace = grace
         self.conns: Dict[int, object] = {}
@@ -35,8 +32,11 @@ class LocalBackend:
         self.slot_of_conn: Dict[int, int] = {}
         self.pids: Dict[int, int] = {}
 
-    def start(self, slots: Iterable[int]) -> None:
-        for slot in slots:
+    def label(self) -> str:
+        return ",".join(self.gpus)
+
+    def start(self) -> None:
+        for slot in self.first_slots:
             self.add_slot(slot)
 
     def has_slot(self, slot: int) -> bool:
@@ -60,13 +60,21 @@ class LocalBackend:
         conn.close()
         self.procs.pop(slot).join(5)
 
-    def send(self, slot: int, message) -> None:
+    def submit(self, d: Dispatch) -> None:
+        if d.slot not in self.conns:      # CPU slots start on first use
+            self.add_slot(d.slot)
+        self._send(d.slot, d)
+
+    def stop(self, slot: int, how: StopHow) -> None:
+        self._send(slot, Stop(how))
+
+    def _send(self, slot: int, message: Union[Dispatch, Stop, Quit]) -> None:
         conn = self.conns.get(slot)
         if conn is not None:
             self._send_conn(conn, message)
 
     @staticmethod
-    def _send_conn(conn, message) -> None:
+    def _send_conn(conn, message: Union[Dispatch, Stop, Quit]) -> None:
         wire.send(conn, message)     # a consumer gone: its EOF is handled in receive
 
     def waitables(self) -> List:
@@ -102,11 +110,10 @@ class LocalBackend:
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots (leaving by an exception), then stop every
         consumer, waiting for each up to the grace period and a margin."""
-        import time
         for slot in running:
-            self.send(slot, Stop(StopHow.KILL))
+            self.stop(slot, StopHow.KILL)
         for slot in list(self.conns):
-            self.send(slot, Quit())
+            self._send(slot, Quit())
         deadline = time.monotonic() + self.grace + 5
         for proc in self.procs.values():
             proc.join(max(0.1, deadline - time.monotonic()))
@@ -116,9 +123,3 @@ class LocalBackend:
         for conn in self.conns.values():
             conn.close()
 
-
-def make_backend(config, ctx, layout: Layout, flags):
-    if getattr(config, "backend", "local") == "ray":
-        from hog.backends.ray.backend import RayBackend
-        return RayBackend(config, ctx, layout, flags)
-    return LocalBackend(ctx, layout, config.grace)

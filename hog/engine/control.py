@@ -9,13 +9,13 @@ turns them into the same drain / kill, or (SIGHUP) sends the output to a log.
 import os
 import signal
 import socket
-from typing import Dict
 
+from hog.backends.base import LocalCapacity, Resizable
 from hog.config import slots_for
 from hog.engine import intake
 from hog.engine.state import RunState
 from hog.errors import UsageError
-from hog.model import Stop, StopHow
+from hog.model import StopHow
 from hog.state.store import HEARTBEAT_S
 
 TICK_S = 0.5
@@ -24,8 +24,8 @@ TICK_S = 0.5
 def tick(st: RunState, now: float) -> None:
     """Every 0.5 s: requests from other shells, heartbeat, GPU checks."""
     st.next_tick = now + TICK_S
-    if st.monitor is not None and st.monitor.unavailable != st.sched.unavailable:
-        st.sched.set_unavailable(st.monitor.unavailable)
+    if st.monitor is not None and isinstance(st.sched, LocalCapacity) \
+            and st.sched.set_unavailable(st.monitor.unavailable):
         busy = sorted(g for g in st.monitor.unavailable if g in st.cfg.slots)
         st.display.message(f"GPU(s) in use by others, no new jobs there: "
                            f"{','.join(busy) or 'none now'}")
@@ -50,7 +50,7 @@ def tick(st: RunState, now: float) -> None:
         for slot, d in st.running.items():
             if d.job.index == job_id and job_id not in st.cancelling:
                 st.cancelling.add(job_id)
-                st.backend.send(slot, Stop(StopHow.CANCEL))
+                st.backend.stop(slot, StopHow.CANCEL)
     spec = st.store.take_gpus_request(st.runner_id)
     if spec is not None:
         change_slots(st, spec)
@@ -66,7 +66,7 @@ def note_others_running(st: RunState, others: bool) -> None:
 
 
 def change_slots(st: RunState, spec: str) -> None:
-    if not st.backend.local:
+    if not isinstance(st.backend, Resizable) or not isinstance(st.sched, LocalCapacity):
         st.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
                            "GPUs (ray start --num-gpus); nothing changed")
         return
@@ -75,18 +75,11 @@ def change_slots(st: RunState, spec: str) -> None:
     except UsageError as e:
         st.display.message(f"hog gpus: {e}; keeping the current slots")
         return
-    current = {i: s.gpu for i, s in st.sched.slots.items() if i not in st.sched.retiring}
-    keep: Dict[int, str] = {}
-    todo = list(wanted)
-    for i, gpu in sorted(current.items()):
-        if gpu in todo:
-            todo.remove(gpu)
-            keep[i] = gpu
-    for i in set(current) - set(keep):
-        if st.sched.retire_slot(i):
-            st.backend.remove_slot(i)
-    for gpu in todo:
-        st.backend.add_slot(st.sched.add_slot(gpu))
+    gone, added = st.sched.resize(wanted)
+    for slot in gone:
+        st.backend.remove_slot(slot)
+    for slot in added:
+        st.backend.add_slot(slot)
     st.progress.slots = st.sched.slot_gpus()
     st.store.heartbeat(st.runner_id, ",".join(st.progress.slots))
     st.display.message(f"slots are now --gpus {','.join(st.progress.slots)}")
@@ -125,7 +118,7 @@ def kill_all(st: RunState, reason: str) -> None:
     drain(st, reason)
     st.killing = True
     for slot in list(st.running):
-        st.backend.send(slot, Stop(StopHow.KILL))
+        st.backend.stop(slot, StopHow.KILL)
 
 
 def lose_terminal(st: RunState) -> None:

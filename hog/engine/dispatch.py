@@ -6,8 +6,8 @@ jobs once the turn's transaction is committed.
 dispatch (``claimed``); ``send_claimed`` hands them to the backend after the commit.
 """
 import time
-from typing import Dict, Iterator, List, Sequence, Tuple
 
+from hog.backends.base import LocalCapacity
 from hog.engine import outcomes
 from hog.engine.progress import Running
 from hog.engine.state import RunState
@@ -19,26 +19,14 @@ from hog.state.store import JobRow
 READY_AHEAD = 64
 
 
-def gpu_memory(slots: Sequence[str], spec: Sequence[Tuple[str, float]]) -> Dict[str, float]:
-    """``--gpu_memory`` for the slots' GPUs: ``*`` stands for each of them."""
-    gpus = set(slots)
-    out: Dict[str, float] = {}
-    for gpu, size in spec:
-        if gpu == "*":
-            out.update({g: size for g in gpus})
-        else:
-            out[gpu] = size
-    return out
-
-
-def learn_gpu_memory(st: RunState) -> None:
+def learn_gpu_memory(st: RunState, sched: LocalCapacity) -> None:
     """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
     st.memory_known = True
     for g in query_gpus() or []:
         if g.memory_total_mib:
             for key in (g.index, g.uuid):
                 if key in st.cfg.slots:
-                    st.sched.set_gpu_memory(key, g.memory_total_mib * 2 ** 20)
+                    sched.set_gpu_memory(key, g.memory_total_mib * 2 ** 20)
 
 
 def refill(st: RunState) -> None:
@@ -56,7 +44,9 @@ def fill(st: RunState) -> None:
             refill(st)
             if not st.ready:
                 return
-        placements = st.sched.schedule(candidates(st))
+        entries = {job.index: (row, job) for row, job in st.ready}
+        placements = st.sched.schedule([job for _, job in entries.values()],
+                                       lambda job: may_start(st, *entries[job.index]))
         if not placements:
             return
         by_id = {job.index: (row, job) for row, job in st.ready}
@@ -74,27 +64,13 @@ def fill(st: RunState) -> None:
                                   attempt=attempt))
 
 
-def candidates(st: RunState) -> Iterator[Job]:
-    """Queued jobs that may start: not impossible here, dependencies met (lazily:
-    the scheduler stops asking once there is no room left)."""
-    snapshot = list(st.ready)
-    for i, (row, job) in enumerate(snapshot):
-        if job.gpus and not st.sched.free:
-            # every GPU slot is busy: of the rest, only CPU-only jobs can start now
-            cpu_jobs = [entry for entry in snapshot[i + 1:] if not entry[1].gpus]
-            if cpu_jobs and st.sched.cpu_free:
-                yield from check_cpu_jobs(st, cpu_jobs)
-            return
-        if MEMORY in dict(job.resources) and not st.memory_known:
-            learn_gpu_memory(st)
-        if startable(st, row, job):
-            yield job
-
-
-def check_cpu_jobs(st: RunState, entries: List[Tuple[JobRow, Job]]) -> Iterator[Job]:
-    for row, job in entries:
-        if (row, job) in st.ready and startable(st, row, job):
-            yield job
+def may_start(st: RunState, row: JobRow, job: Job) -> bool:
+    """Asked by the scheduler about a job it would consider (lazily: not once there
+    is no room left for it): not impossible here, dependencies met."""
+    if MEMORY in dict(job.resources) and not st.memory_known \
+            and isinstance(st.sched, LocalCapacity):
+        learn_gpu_memory(st, st.sched)
+    return startable(st, row, job)
 
 
 def startable(st: RunState, row: JobRow, job: Job) -> bool:
@@ -138,8 +114,6 @@ def dependencies(st: RunState, job: Job) -> str:
 
 
 def dispatch(st: RunState, d: Dispatch) -> None:
-    if not st.backend.has_slot(d.slot):   # CPU slots start on first use
-        st.backend.add_slot(d.slot)
     if d.slot >= len(st.progress.slots):  # Ray: slots are taken as jobs are handed over
         st.progress.slots = st.sched.slot_gpus()
     st.running[d.slot] = d
@@ -153,5 +127,5 @@ def dispatch(st: RunState, d: Dispatch) -> None:
 def send_claimed(st: RunState) -> None:
     """Send the jobs claimed this turn to their slots (the claims are committed)."""
     for d in st.claimed:
-        st.backend.send(d.slot, d)
+        st.backend.submit(d)
     st.claimed.clear()

@@ -20,7 +20,7 @@ def ingest(st: RunState) -> None:
     batch: List[Job] = []
     ended: Optional[str] = None
     # While slots are idle, hand the first jobs over at once; then take big batches.
-    limit = INGEST_BATCH if st.running else max(4, 2 * len(st.sched.free))
+    limit = INGEST_BATCH if st.running else max(4, 2 * st.sched.room())
     while len(batch) < limit:
         if not st.queue._reader.poll():
             if st.producer_exited and not batch:

@@ -10,6 +10,7 @@ job folder, a status and an outcome like any other.
 import time
 from typing import Optional
 
+from hog.backends.base import LocalCapacity, Resizable
 from hog.engine import control
 from hog.engine.state import RunState
 from hog.model import BackendFailed, Dispatch, Ended, Event, Job, Outcome, SlotLost, Started, Status
@@ -20,6 +21,7 @@ from hog.state.store import JobRow
 
 def on_event(st: RunState, event: Event) -> None:
     if isinstance(event, Started):
+        st.sched.started(event.index)
         slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
         st.pids[slot] = pid
         gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
@@ -49,8 +51,10 @@ def ended(st: RunState, outcome: Outcome) -> None:
         and outcome.attempt <= d.job.retries and not st.killing
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                    outcome.started, outcome.ended, outcome.note, requeue=retry)
-    for gone in st.sched.release(outcome.index):
-        st.backend.remove_slot(gone)
+    gone = st.sched.release(outcome.index)
+    if gone and isinstance(st.backend, Resizable):
+        for slot in gone:
+            st.backend.remove_slot(slot)
     # (the registry hears "idle" on the tick: a slot handed its next job at once must
     # not cost two file writes per job)
     if st.monitor is not None:
@@ -88,7 +92,8 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
                           status=Status.INTERRUPTED, exit_code=None, signal=None,
                           started=started, ended=now, pid=pid, attempt=d.attempt,
                           err_path=st.layout.err_path(d.job.index), note=why))
-    if not (st.killing or st.stopping) and slot in st.sched.slots:
+    if not (st.killing or st.stopping) and isinstance(st.backend, Resizable) \
+            and isinstance(st.sched, LocalCapacity) and st.sched.owns_slot(slot):
         st.display.message(f"slot {slot}: {why}; starting a new one")
         st.backend.add_slot(slot)
 

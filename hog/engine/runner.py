@@ -24,14 +24,13 @@ from typing import Callable, Iterable, Optional
 import multiprocess
 from multiprocess.connection import wait
 
-from hog.backends.local import make_backend
+from hog.backends import make_backend
+from hog.backends.base import LocalCapacity
 from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
-from hog.engine.scheduler import Capacity, Scheduler
 from hog.engine.state import RunState
 from hog.errors import UsageError
-from hog.model import Slot
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
 from hog.state.jobdir import Layout
@@ -43,14 +42,8 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic):
         layout = Layout(os.path.abspath(config.output_dir), config.prefix)
         ctx = multiprocess.get_context("fork")
-        cpu = config.cpu_slots if config.cpu_slots is not None else len(config.slots)
         flags = SignalFlags()
-        backend = make_backend(config, ctx, layout, flags)
-        sched = backend.scheduler() if not backend.local else \
-            Scheduler(Capacity([Slot(i, g) for i, g in enumerate(config.slots)],
-                               resources=dict(config.resources),
-                               gpu_memory=dispatch.gpu_memory(config.slots, config.gpu_memory),
-                               cpu_slots=cpu))
+        backend, sched = make_backend(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
 
@@ -81,7 +74,7 @@ class Runner:
             st.producer = st.ctx.Process(target=producer_main, name="hog-producer",
                                          args=(st.cfg.source, st.queue))
             st.producer.start()
-        st.backend.start(sorted(st.sched.slots))
+        st.backend.start()
         if st.cfg.min_free_memory is not None or st.cfg.exclusive:
             from hog.gpus.monitor import GpuMonitor  # nvidia-smi polling: only when asked
             st.monitor = GpuMonitor(st.cfg.min_free_memory, st.cfg.exclusive)
@@ -89,7 +82,8 @@ class Runner:
             if st.monitor.error:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
                                  f"{st.monitor.error}")
-            st.sched.set_unavailable(st.monitor.unavailable)
+            if isinstance(st.sched, LocalCapacity):    # --backend ray refuses these options
+                st.sched.set_unavailable(st.monitor.unavailable)
         st.registry.update(0)   # every runner says when it runs jobs
         if st.cfg.wait_for_running:
             control.note_others_running(st, st.registry.others_running())

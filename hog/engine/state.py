@@ -18,6 +18,7 @@ added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
+from hog.backends.base import Admission, Backend
 from hog.config import RunConfig
 from hog.engine.neighbours import Registry
 from hog.engine.progress import Display, DisplayFactory, Progress
@@ -57,7 +58,7 @@ class RunState:
     """One run's shared state (see the module's docstring)."""
 
     def __init__(self, config: RunConfig, layout: Layout, ctx: Any, flags: SignalFlags,
-                 backend: Any, sched: Any, make_display: DisplayFactory):
+                 backend: Backend, sched: Admission, make_display: DisplayFactory):
         self.cfg = config
         self.layout = layout
         self.ctx = ctx

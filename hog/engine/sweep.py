@@ -41,9 +41,7 @@ def open_store(st: RunState) -> None:
     with st.store.transaction():
         live = st.store.live_runners()
         check_sweep(st, live)
-        st.runner_id = st.store.register_runner(
-            ",".join(st.cfg.slots) if st.backend.local else
-            f"ray {st.cfg.ray_address or os.environ.get('RAY_ADDRESS') or '(local)'}")
+        st.runner_id = st.store.register_runner(st.backend.label())
     st.joiner = bool(live)
     if recovered:
         again = sum(1 for _, s in recovered if s == "interrupted")
