@@ -217,3 +217,12 @@ def test_no_tick_runs_until_the_clock_reaches_it(engines):
     assert st.next_tick == first
     runner.step(clock.advance(TICK_S / 2))
     assert st.next_tick == first + TICK_S
+
+
+def test_what_set_up_has_to_say_is_shown_once_the_display_has_started(engines):
+    runner, clock = engines.make(["true"])
+    assert step_until(runner, clock)
+    assert engines.finish(runner) == EXIT_OK
+    again, _ = engines.make(["true"], fresh=True)
+    shown = again.st.display.messages
+    assert len(shown) == 1 and shown[0].startswith("--fresh: moved the previous ")
