@@ -14,18 +14,20 @@ import socket
 import sys
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Deque, Dict, List, Optional, Tuple
 
 import multiprocess
 from multiprocess.connection import wait
 
 from hog.backends import make_backend
+from hog.backends.attempt import Attempt
 from hog.backends.base import LocalCapacity, Resizable
 from hog.config import RunConfig, slots_for, source_key
 from hog.views.display import Progress, Running, make_display, summary
 from hog.errors import UsageError
 from hog.signals import SignalFlags
-from hog.state.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
+from hog.state.jobdir import Layout, folder_verdict, read_info
 from hog.model import (BackendFailed, Dispatch, Ended, Event, Job, JobMsg, Outcome, SlotLost,
                        SourceFailed, SourceTotal, Started, Status, StopHow)
 from hog.sources.producer import producer_main
@@ -442,10 +444,9 @@ class Runner:
         d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
         self.store.set_status(row.id, status, why)
         self.ahead = max(0, self.ahead - 1)
-        self._write_folder_without_consumer(d, status, now, now, None, f"{name}: {why}")
-        self._account(Outcome(index=row.id, name=name, slot=-1, status=status, exit_code=None,
-                              signal=None, started=now, ended=now,
-                              err_path=self.layout.err_path(row.id), note=why))
+        outcome = self._write_folder_without_consumer(d, status, now, now, None,
+                                                      f"{name}: {why}", note=why)
+        self._account(replace(outcome, attempt=1))    # (counted as a first attempt, as ever)
 
     def _cannot_run_here(self, row: JobRow, job: Job, name: str, why: str) -> None:
         self.not_here.add(row.id)
@@ -532,29 +533,18 @@ class Runner:
             pid = self.pids.get(slot)
             started = self.progress.running[slot].started
             now = time.time()
-            self._write_folder_without_consumer(d, Status.INTERRUPTED, started, now, pid, why)
-            self._ended(Outcome(index=d.job.index, name=d.name, slot=slot,
-                                status=Status.INTERRUPTED, exit_code=None, signal=None,
-                                started=started, ended=now, pid=pid, attempt=d.attempt,
-                                err_path=self.layout.err_path(d.job.index), note=why))
+            self._ended(self._write_folder_without_consumer(d, Status.INTERRUPTED, started, now,
+                                                            pid, why))
         if not (self.killing or self.stopping) and isinstance(self.backend, Resizable) \
                 and isinstance(self.sched, LocalCapacity) and self.sched.owns_slot(slot):
             self.display.message(f"slot {slot}: {why}; starting a new one")
             self.backend.add_slot(slot)
 
     def _write_folder_without_consumer(self, d: Dispatch, status: Status, started: float,
-                                       ended: float, pid: Optional[int], why: str) -> None:
-        folder = JobFolder(self.layout, d.job.index)
-        folder.create()
-        with open(folder.err_path, "a") as f:
-            f.write(f"hog: {why}\n")
-        open(folder.out_path, "a").close()
-        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
-                          exit_code=None, signal=None, started=started, ended=ended, pid=pid,
-                          attempt=d.attempt, err_path=folder.err_path, note=why)
-        folder.finish(info_fields(name=d.name, index=d.job.index, command=d.job.command,
-                                  gpu_ids=d.gpu_ids, slot=d.slot, pid=pid, attempt=d.attempt,
-                                  status=status, started=started, ended=ended), outcome)
+                                       ended: float, pid: Optional[int], why: str,
+                                       note: Optional[str] = None) -> Outcome:
+        return Attempt.reopen(self.layout, d, pid).ended_unrun(status, why, note=note,
+                                                               started=started, ended=ended)
 
     # ------------------------------------------------------------ tick
     def _tick(self) -> None:
