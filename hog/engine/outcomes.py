@@ -8,14 +8,15 @@ can never run here (unschedulable) or whose dependencies failed (skipped) get a
 job folder, a status and an outcome like any other.
 """
 import time
+from dataclasses import replace
 from typing import Optional
 
+from hog.backends.attempt import Attempt
 from hog.backends.base import LocalCapacity, Resizable
 from hog.engine import control
 from hog.engine.state import RunState
 from hog.model import BackendFailed, Dispatch, Ended, Event, Job, Outcome, SlotLost, Started, Status
 from hog.sources.watch import finish
-from hog.state.jobdir import JobFolder, info_fields
 from hog.state.store import JobRow
 
 
@@ -87,11 +88,8 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
         pid = st.pids.get(slot)
         started = st.progress.running[slot].started
         now = time.time()
-        write_folder_without_consumer(st, d, Status.INTERRUPTED, started, now, pid, why)
-        ended(st, Outcome(index=d.job.index, name=d.name, slot=slot,
-                          status=Status.INTERRUPTED, exit_code=None, signal=None,
-                          started=started, ended=now, pid=pid, attempt=d.attempt,
-                          err_path=st.layout.err_path(d.job.index), note=why))
+        ended(st, write_folder_without_consumer(st, d, Status.INTERRUPTED, started, now,
+                                                pid, why))
     if not (st.killing or st.stopping) and isinstance(st.backend, Resizable) \
             and isinstance(st.sched, LocalCapacity) and st.sched.owns_slot(slot):
         st.display.message(f"slot {slot}: {why}; starting a new one")
@@ -99,18 +97,10 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
 
 
 def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,
-                                  ended: float, pid: Optional[int], why: str) -> None:
-    folder = JobFolder(st.layout, d.job.index)
-    folder.create()
-    with open(folder.err_path, "a") as f:
-        f.write(f"hog: {why}\n")
-    open(folder.out_path, "a").close()
-    outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
-                      exit_code=None, signal=None, started=started, ended=ended, pid=pid,
-                      attempt=d.attempt, err_path=folder.err_path, note=why)
-    folder.finish(info_fields(name=d.name, index=d.job.index, command=d.job.command,
-                              gpu_ids=d.gpu_ids, slot=d.slot, pid=pid, attempt=d.attempt,
-                              status=status, started=started, ended=ended), outcome)
+                                  ended: float, pid: Optional[int], why: str,
+                                  note: Optional[str] = None) -> Outcome:
+    return Attempt.reopen(st.layout, d, pid).ended_unrun(status, why, note=note,
+                                                         started=started, ended=ended)
 
 
 def skip(st: RunState, row: JobRow, job: Job, why: str) -> None:
@@ -126,10 +116,9 @@ def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
     d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
     st.store.set_status(row.id, status, why)
     st.ahead = max(0, st.ahead - 1)
-    write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}")
-    account(st, Outcome(index=row.id, name=name, slot=-1, status=status, exit_code=None,
-                        signal=None, started=now, ended=now,
-                        err_path=st.layout.err_path(row.id), note=why))
+    outcome = write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}",
+                                            note=why)
+    account(st, replace(outcome, attempt=1))    # (counted as a first attempt, as ever)
 
 
 def cannot_run_here(st: RunState, row: JobRow, job: Job, name: str, why: str) -> None:
