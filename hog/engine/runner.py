@@ -173,6 +173,8 @@ class Runner:
     def _learn_gpu_memory(self) -> None:
         """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
         self.memory_known = True
+        if not isinstance(self.sched, LocalCapacity):    # Ray turns memory= jobs down
+            return
         from hog.gpus.discovery import query_gpus
         for g in query_gpus() or []:
             if g.memory_total_mib:
@@ -391,8 +393,7 @@ class Runner:
     def _may_start(self, row: JobRow, job: Job) -> bool:
         """Asked by the scheduler about a job it would consider (lazily: not once there
         is no room left for it): not impossible here, dependencies met."""
-        if MEMORY in dict(job.resources) and not self.memory_known \
-                and isinstance(self.sched, LocalCapacity):
+        if MEMORY in dict(job.resources) and not self.memory_known:
             self._learn_gpu_memory()
         return self._startable(row, job)
 
