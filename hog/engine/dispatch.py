@@ -19,9 +19,12 @@ from hog.state.store import JobRow
 READY_AHEAD = 64
 
 
-def learn_gpu_memory(st: RunState, sched: LocalCapacity) -> None:
+def learn_gpu_memory(st: RunState) -> None:
     """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
     st.memory_known = True
+    sched = st.sched
+    if not isinstance(sched, LocalCapacity):    # Ray turns memory= jobs down
+        return
     for g in query_gpus() or []:
         if g.memory_total_mib:
             for key in (g.index, g.uuid):
@@ -67,9 +70,8 @@ def fill(st: RunState) -> None:
 def may_start(st: RunState, row: JobRow, job: Job) -> bool:
     """Asked by the scheduler about a job it would consider (lazily: not once there
     is no room left for it): not impossible here, dependencies met."""
-    if MEMORY in dict(job.resources) and not st.memory_known \
-            and isinstance(st.sched, LocalCapacity):
-        learn_gpu_memory(st, st.sched)
+    if MEMORY in dict(job.resources) and not st.memory_known:
+        learn_gpu_memory(st)
     return startable(st, row, job)
 
 

@@ -122,8 +122,8 @@ class RayBackend:
         self.conn = None
         self.proc.join(1)
         why = f"the Ray driver process (hog-ray) died (exit code {self.proc.exitcode})"
-        return [BackendFailed(f"{why}; no new jobs are started")] + \
-            [SlotLost(slot, why) for slot in self.admission.in_use()]
+        events: List[Event] = [BackendFailed(f"{why}; no new jobs are started")]
+        return events + [SlotLost(slot, why) for slot in self.admission.in_use()]
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots, let the bridge record what ends and leave
