@@ -42,6 +42,7 @@ from hog.sources.producer import SourceSpec
 from hog.sources.text import job_from_item
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.store import JobRow, Store
+from hog.views.display import make_display
 
 __all__ = ["run", "sweep", "results", "JobRecord", "Results", "SweepResult"]
 
@@ -226,7 +227,7 @@ def run(jobs: Any = None, *, job_file: Union[str, os.PathLike, None] = None,
         raise UsageError("hog.run: call it from the main thread (it handles Ctrl-C)")
     checked = _options(options)
     config = build_config(_source(jobs, job_file, job_yielder, name), **checked)
-    code = _with_own_signals(run_sweep, config)
+    code = _with_own_signals(run_sweep, config, make_display)
     found = results(config.output_dir) if os.path.isdir(config.output_dir) else \
         Results(config.output_dir, ())
     return SweepResult(found.output_dir, found.jobs, code)

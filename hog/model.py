@@ -1,11 +1,19 @@
-"""The data hog passes around: frozen dataclasses and the status enum.
+"""The data hog passes around: frozen dataclasses, the status enum and every message.
 
 Nothing here does I/O. Jobs travel from the producer to the scheduler and on to
-a consumer; outcomes travel back.
+a consumer; outcomes travel back. Every message that crosses a pipe or the
+producer's queue is one of the frozen dataclasses at the end of this module
+(``hog.backends.wire`` pickles them as they are):
+
+- producer -> runner: ``JobMsg``, ``SourceTotal``, ``SourceEnd``, ``SourceFailed``;
+- runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``): a ``Dispatch``,
+  ``Stop(StopHow.KILL | StopHow.CANCEL)``, and ``Quit`` (exit);
+- a backend -> the runner: ``Started``, ``Ended``, ``SlotLost``, ``BackendFailed``;
+- the Ray bridge -> its backend: ``ClusterReady``, ``ClusterRefused``, ``ClusterNodes``.
 """
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 
 class Status(str, Enum):
@@ -25,6 +33,37 @@ class Status(str, Enum):
     @property
     def ok(self) -> bool:
         return self is Status.SUCCEEDED
+
+    @property
+    def finished(self) -> bool:
+        """The attempt is over (anything but queued or running)."""
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def counts_as_failure(self) -> bool:
+        """Finished without succeeding, and not by the user's choice (cancelled)."""
+        return self.finished and self not in (Status.SUCCEEDED, Status.CANCELLED)
+
+    @property
+    def rerunnable(self) -> bool:
+        """``hog retry`` may queue it again: finished, but not succeeded."""
+        return self.finished and self is not Status.SUCCEEDED
+
+    @property
+    def resumed(self) -> bool:
+        """Running the same sweep again queues it again (a cancelled job stays so)."""
+        return self.rerunnable and self is not Status.CANCELLED
+
+    @classmethod
+    def having(cls, meaning: str) -> Tuple["Status", ...]:
+        """Every status with the property ``meaning`` (``"finished"``, ...), in order."""
+        return tuple(s for s in cls if getattr(s, meaning))
+
+    @staticmethod
+    def sql_list(statuses: Iterable[Union["Status", str]]) -> str:
+        """An SQL ``IN`` list of statuses: ``('failed', 'timeout')``. The values are the
+        enum's own words, so quoting them needs no escaping."""
+        return "(" + ", ".join(f"'{Status(s).value}'" for s in statuses) + ")"
 
 
 @dataclass(frozen=True)
@@ -94,3 +133,129 @@ class Outcome:
     @property
     def duration_s(self) -> float:
         return max(0.0, self.ended - self.started)
+
+
+# ------------------------------------------------------------------ messages
+class StopHow(str, Enum):
+    """How the runner stops a running job: KILL (``hog stop --now``, a second Ctrl-C, the
+    runner gone) records it interrupted; CANCEL (``hog kill``) records it cancelled."""
+
+    KILL = "kill"
+    CANCEL = "cancel"
+
+    @property
+    def status(self) -> Status:
+        """What an attempt stopped this way is recorded as (the one place that says so)."""
+        return Status.INTERRUPTED if self is StopHow.KILL else Status.CANCELLED
+
+
+@dataclass(frozen=True)
+class Stop:
+    """To a slot: end the job it runs."""
+
+    how: StopHow
+
+
+@dataclass(frozen=True)
+class Quit:
+    """To a slot (or the Ray bridge): exit once the job it runs, if any, has ended."""
+
+
+@dataclass(frozen=True)
+class ForSlot:
+    """To the Ray bridge, which serves every slot: ``message`` is for ``slot``."""
+
+    slot: int
+    message: Union[Dispatch, Stop]
+
+
+@dataclass(frozen=True)
+class Started:
+    """A job's process started. ``host`` and ``gpu_ids`` are set when the backend chose
+    them (Ray); None means this machine and the GPU ids of the dispatch."""
+
+    slot: int
+    index: int
+    pid: int
+    started: float
+    host: Optional[str] = None
+    gpu_ids: Optional[Tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
+class Ended:
+    """An attempt ended; its folder is complete (INFO and marker written)."""
+
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class SlotLost:
+    """A slot's executor vanished; the backend has ended the job's process group, and
+    recording the job is the runner's business."""
+
+    slot: int
+    why: str
+
+
+@dataclass(frozen=True)
+class BackendFailed:
+    """The backend cannot run anything any more."""
+
+    why: str
+
+
+Event = Union[Started, Ended, SlotLost, BackendFailed]
+
+
+@dataclass(frozen=True)
+class ClusterReady:
+    """The Ray bridge joined the cluster; these are its live nodes' resources."""
+
+    nodes: Sequence[Dict[str, float]]
+
+
+@dataclass(frozen=True)
+class ClusterRefused:
+    """The Ray bridge could not join the cluster (one line, for the user)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ClusterNodes:
+    """The cluster's live nodes changed."""
+
+    nodes: Sequence[Dict[str, float]]
+
+
+@dataclass(frozen=True)
+class JobMsg:
+    """Producer: the source's next job."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class SourceTotal:
+    """Producer: how many jobs the source holds (a file source, counted once)."""
+
+    total: int
+
+
+@dataclass(frozen=True)
+class SourceEnd:
+    """Producer: the source is read to its end; it held ``count`` jobs."""
+
+    count: int
+
+
+@dataclass(frozen=True)
+class SourceFailed:
+    """Producer: reading the source failed (one line, for the user); the jobs put before
+    this message still run."""
+
+    text: str
+
+
+SourceMsg = Union[JobMsg, SourceTotal, SourceEnd, SourceFailed]

@@ -22,7 +22,7 @@ def admission(nodes=(NODE,), max_pending=None):
 
 def test_nothing_is_handed_over_before_the_cluster_is_known():
     a = RayAdmission()
-    assert not a.has_room() and not a.free and not a.cpu_free
+    assert not a.has_room() and not a.room()
     assert a.schedule([job(0)]) == []
 
 

@@ -1,38 +1,30 @@
-"""Backends: where dispatched jobs run. The runner decides what runs and when, and
-records every transition in the store; a backend only executes and reports.
+"""The local backend (default): one consumer process per slot on this machine.
 
-The interface is small. ``start(slots)``; ``add_slot``/``remove_slot``/``has_slot``;
-``send(slot, message)`` with a ``Dispatch``, ``KILL`` or ``CANCEL``; ``waitables()``
-for the runner's ``wait()`` and ``owns(obj)``; ``receive(obj)``, the events one
-ready waitable brings; ``shutdown(kill)``. Events are tuples:
-
-- ``("started", slot, index, pid, started, where)``: ``where`` is None, or
-  ``(host, gpu_ids)`` when the backend chose them (Ray);
-- ``("ended", Outcome)``;
-- ``("died", slot, why)``: the slot's executor vanished; its job is the runner's
-  to record (the backend has already ended the job's process group);
-- ``("fatal", why)``: the backend cannot run anything any more.
-
-``LocalBackend`` (default) is one consumer process per slot on this machine; the
-Ray backend is in ``hog.raybackend``.
+It implements ``hog.backends.base.Backend`` and ``Resizable``: the runner decides what
+runs and when, and records every transition in the store; this backend only starts
+each slot's consumer, hands it its jobs and turns what it reports into events.
+CPU-only slots (-1, -2, ...) start on their first job.
 """
 import signal
-from typing import Dict, Iterable, List
+import time
+from typing import Dict, Iterable, List, Sequence, Union
 
 from hog.backends import spawn, wire
-from hog.backends.consumer import CANCEL, KILL, consumer_main
+from hog.backends.consumer import consumer_main
+from hog.model import Dispatch, Ended, Event, Quit, SlotLost, Started, Stop, StopHow
 from hog.state.jobdir import Layout
 
-__all__ = ["CANCEL", "KILL", "LocalBackend", "make_backend"]
+__all__ = ["LocalBackend"]
 
 
 class LocalBackend:
     """One consumer process per slot, each with a duplex pipe to the runner."""
 
-    local = True
-
-    def __init__(self, ctx, layout: Layout, grace: float):
+    def __init__(self, ctx, layout: Layout, grace: float, slots: Sequence[int] = (),
+                 gpus: Sequence[str] = ()):
         self.ctx = ctx
+        self.first_slots = list(slots)
+        self.gpus = list(gpus)
         self.layout = layout
         self.grace = grace
         self.conns: Dict[int, object] = {}
@@ -40,8 +32,11 @@ class LocalBackend:
         self.slot_of_conn: Dict[int, int] = {}
         self.pids: Dict[int, int] = {}
 
-    def start(self, slots: Iterable[int]) -> None:
-        for slot in slots:
+    def label(self) -> str:
+        return ",".join(self.gpus)
+
+    def start(self) -> None:
+        for slot in self.first_slots:
             self.add_slot(slot)
 
     def has_slot(self, slot: int) -> bool:
@@ -61,17 +56,25 @@ class LocalBackend:
     def remove_slot(self, slot: int) -> None:
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
-        self._send_conn(conn, None)
+        self._send_conn(conn, Quit())
         conn.close()
         self.procs.pop(slot).join(5)
 
-    def send(self, slot: int, message) -> None:
+    def submit(self, d: Dispatch) -> None:
+        if d.slot not in self.conns:      # CPU slots start on first use
+            self.add_slot(d.slot)
+        self._send(d.slot, d)
+
+    def stop(self, slot: int, how: StopHow) -> None:
+        self._send(slot, Stop(how))
+
+    def _send(self, slot: int, message: Union[Dispatch, Stop, Quit]) -> None:
         conn = self.conns.get(slot)
         if conn is not None:
             self._send_conn(conn, message)
 
     @staticmethod
-    def _send_conn(conn, message) -> None:
+    def _send_conn(conn, message: Union[Dispatch, Stop, Quit]) -> None:
         wire.send(conn, message)     # a consumer gone: its EOF is handled in receive
 
     def waitables(self) -> List:
@@ -80,21 +83,19 @@ class LocalBackend:
     def owns(self, obj) -> bool:
         return id(obj) in self.slot_of_conn
 
-    def receive(self, obj) -> List[tuple]:
+    def receive(self, obj) -> List[Event]:
         slot = self.slot_of_conn[id(obj)]
         try:
-            kind, *rest = wire.receive(obj)
+            event = wire.receive(obj)
         except (EOFError, OSError):
             return [self._died(slot)]
-        if kind == "started":
-            _, index, pid, started = rest
-            self.pids[slot] = pid
-            return [("started", slot, index, pid, started, None)]
-        if kind == "ended":
-            self.pids.pop(rest[0].slot, None)
-        return [(kind, *rest)]
+        if isinstance(event, Started):
+            self.pids[slot] = event.pid
+        elif isinstance(event, Ended):
+            self.pids.pop(event.outcome.slot, None)
+        return [event]
 
-    def _died(self, slot: int) -> tuple:
+    def _died(self, slot: int) -> SlotLost:
         """A consumer vanished (killed by someone): end its job's group, drop the slot."""
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
@@ -104,16 +105,15 @@ class LocalBackend:
         pid = self.pids.pop(slot, None)
         if pid is not None:
             spawn.signal_group(pid, signal.SIGKILL)
-        return ("died", slot, f"its slot process died (exit code {proc.exitcode})")
+        return SlotLost(slot, f"its slot process died (exit code {proc.exitcode})")
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots (leaving by an exception), then stop every
         consumer, waiting for each up to the grace period and a margin."""
-        import time
         for slot in running:
-            self.send(slot, KILL)
+            self.stop(slot, StopHow.KILL)
         for slot in list(self.conns):
-            self.send(slot, None)
+            self._send(slot, Quit())
         deadline = time.monotonic() + self.grace + 5
         for proc in self.procs.values():
             proc.join(max(0.1, deadline - time.monotonic()))
@@ -123,9 +123,3 @@ class LocalBackend:
         for conn in self.conns.values():
             conn.close()
 
-
-def make_backend(config, ctx, layout: Layout, flags):
-    if getattr(config, "backend", "local") == "ray":
-        from hog.backends.ray.backend import RayBackend
-        return RayBackend(config, ctx, layout, flags)
-    return LocalBackend(ctx, layout, config.grace)

@@ -1,5 +1,5 @@
 """Messages between hog's own processes (runner, slot processes, the Ray bridge) over
-``multiprocess`` pipes: pickled Python objects, one per message."""
+``multiprocess`` pipes: the ``hog.model`` messages, pickled, one per message."""
 import pickle
 
 

@@ -11,6 +11,7 @@ from hog.engine.detach import detach
 from hog.engine.runner import run
 from hog.errors import UsageError
 from hog.sources.producer import SourceSpec
+from hog.views.display import make_display
 
 DESCRIPTION = """\
 Run every job of a job file (one bash command per line) or of a Python yielder,
@@ -132,7 +133,7 @@ def cmd_run(argv: List[str]) -> int:
         ray_address=args.ray_address)
     if args.detach:
         return detach(argv, args.output_dir)
-    return run(config)
+    return run(config, make_display)
 
 
 def cmd_watch(argv: List[str]) -> int:
@@ -157,5 +158,5 @@ def cmd_watch(argv: List[str]) -> int:
                        slots=tuple(slots),
                        output_dir=args.output_dir or os.path.join(args.dir, "output"),
                        grace=args.grace, display=args.display)
-    return run(config)
+    return run(config, make_display)
 

@@ -65,7 +65,7 @@ def count_variables(progress) -> Dict[str, str]:
 
 def sweep_variables(progress, layout, exit_code: int) -> Dict[str, str]:
     """What ``--on_finish`` sees about the sweep."""
-    from hog.views.display import summary
+    from hog.engine.progress import summary
     not_started = 0
     if os.path.isdir(layout.state_dir):
         store = SweepReader(layout.state_dir)

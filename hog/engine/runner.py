@@ -6,778 +6,213 @@ store in order, each claim is committed before the job is sent to its slot's
 consumer, and every outcome is committed when it comes back. The loop blocks on
 its pipes, a signal wake-up fd and a 0.5 s tick for requests made from other
 shells (``hog add``, ``stop``, ``kill``, ``gpus``); nothing polls on the job path.
+
+``Runner`` builds the parts and runs the loop; the parts are functions over one
+``RunState`` (``hog.engine.state``): ``sweep`` (which sweep this is), ``intake``
+(source -> store), ``dispatch`` (store -> slots), ``outcomes`` (slots -> store),
+``control`` (requests and signals) and ``progress`` (counters, summary, exit
+code). ``step(now)`` is one turn of the loop, so a test can drive it with its own
+clock; ``run()`` is set-up, then wait and step until done, then shut-down.
 """
 import os
-import pickle
 import signal
 import socket
 import sys
 import time
-from collections import deque
-from typing import Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Iterable, Optional
 
 import multiprocess
 from multiprocess.connection import wait
 
-from hog.backends.local import CANCEL, KILL, make_backend
-from hog.config import RunConfig, slots_for, source_key
-from hog.views.display import Progress, Running, make_display, summary
+from hog.backends import make_backend
+from hog.backends.base import LocalCapacity
+from hog.config import RunConfig
+from hog.engine import control, dispatch, intake, outcomes, sweep
+from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
+from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.signals import SignalFlags
-from hog.state.jobdir import JobFolder, Layout, folder_verdict, info_fields, read_info
-from hog.model import Dispatch, Job, Outcome, Slot, Status
 from hog.sources.producer import producer_main
-from hog.engine.scheduler import MEMORY, Capacity, Scheduler
-from hog.state.store import HEARTBEAT_S, JobRow, Store
-
-from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
-TICK_S = 0.5
-INGEST_BATCH = 500
-READY_AHEAD = 64
-LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless yielder is fine)
+from hog.state.jobdir import Layout
+from hog.state.results import save_results
 
 
 class Runner:
-    def __init__(self, config: RunConfig):
-        self.cfg = config
-        self.layout = Layout(os.path.abspath(config.output_dir), config.prefix)
-        self.ctx = multiprocess.get_context("fork")
-        cpu = config.cpu_slots if config.cpu_slots is not None else len(config.slots)
-        self.flags = SignalFlags()
-        self.backend = make_backend(config, self.ctx, self.layout, self.flags)
-        self.sched = self.backend.scheduler() if not self.backend.local else \
-            Scheduler(Capacity([Slot(i, g) for i, g in enumerate(config.slots)],
-                               resources=dict(config.resources),
-                               gpu_memory=self._gpu_memory(config.gpu_memory), cpu_slots=cpu))
-        self.memory_known = bool(config.gpu_memory)
-        self.monitor = None
-        self.registry = None
-        self.waiting_deps: set = set()
-        self.progress = Progress(slots=list(config.slots), layout=self.layout,
-                                 title=config.output_dir)
-        self.fatal = ""
-        self.running: Dict[int, Dispatch] = {}
-        self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
-        self.pids: Dict[int, int] = {}
-        self.ready: Deque[Tuple[JobRow, Job]] = deque()
-        self.not_here: set = set()      # queued jobs this runner can never run
-        self.cancelling: set = set()
-        self.producer = None
-        self.source_done = config.source is None
-        self.source_error = ""
-        self.producer_exited = False
-        self.started_any = False
-        self.stopping = False       # first Ctrl-C / hog stop: start nothing new
-        self.killing = False        # second Ctrl-C / SIGTERM / hog stop --now
-        self.stop_reason = ""
-        self.exit_signal = 0
-        self.detached = False
-        self.resume = False
-        self.ingested = [0, 0, 0]   # added, queued again, skipped (succeeded)
-        self.received = 0           # jobs taken from the producer
-        self.source_total: Optional[int] = None   # jobs in the source, once counted
-        self.base_total = 0         # finished + running + queued in the store
-        self.ahead = 0              # queued jobs in the store not yet started (estimate)
-        self.next_tick = 0.0
-        self._others_running = False
-        self.next_heartbeat = 0.0
-        self.data_version = None
-        self.hooks = None
+    def __init__(self, config: RunConfig, make_display: DisplayFactory,
+                 clock: Callable[[], float] = time.monotonic):
+        layout = Layout(os.path.abspath(config.output_dir), config.prefix)
+        ctx = multiprocess.get_context("fork")
+        flags = SignalFlags()
+        backend, sched = make_backend(config, ctx, layout, flags)
+        self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
+        self.clock = clock
 
     # ------------------------------------------------------------ set-up
-    def _open_store(self) -> None:
-        root = self.layout.root
-        if self.cfg.fresh:
-            self._move_aside()
-        had_store = os.path.exists(os.path.join(self.layout.state_dir, "hog.sqlite"))
-        self.created_root = not os.path.exists(root)
-        if not had_store and os.path.isdir(root):
-            existing = self.layout.existing_job_folders()
-            if existing:
-                raise UsageError(f"{self.cfg.output_dir}/ holds job folders ({', '.join(existing)}"
-                                 f", ...) but no hog queue; nothing is overwritten: use another "
-                                 f"--output_dir, or --fresh to move that one aside")
-        try:
-            self.layout.prepare_root()
-        except OSError as e:
-            raise UsageError(f"--output_dir {self.cfg.output_dir}: cannot be used as a "
-                             f"directory ({e.strerror})") from None
-        self.store = Store(self.layout.state_dir)
-        recovered = self.store.recover(self._folder_state)
-        with self.store.transaction():
-            live = self.store.live_runners()
-            self._check_sweep(live)
-            self.runner_id = self.store.register_runner(
-                ",".join(self.cfg.slots) if self.backend.local else
-                f"ray {self.cfg.ray_address or os.environ.get('RAY_ADDRESS') or '(local)'}")
-        self.joiner = bool(live)
-        if recovered:
-            again = sum(1 for _, s in recovered if s == "interrupted")
-            self.notices.append(
-                f"recovered {len(recovered)} job(s) left running by a runner that died: "
-                f"{again} queued again, {len(recovered) - again} had succeeded")
-        if self.joiner:
-            self.source_done = True
-            self.notices.append(f"joining {len(live)} active runner(s) on this queue")
+    def open(self) -> None:
+        """Which sweep this is; the store, this runner's row in it (nothing started)."""
+        sweep.open_store(self.st)
 
-    def _folder_state(self, row: JobRow):
-        verdict = folder_verdict(self.layout, row.id)
-        return None if verdict is None else (verdict, read_info(self.layout, row.id))
-
-    def _check_sweep(self, live) -> None:
-        """Decide whether this run starts a sweep, resumes it, or joins it."""
-        prefix = self.store.meta("prefix")
-        if prefix is not None and prefix != self.cfg.prefix:
-            raise UsageError(f"{self.cfg.output_dir}/ holds a sweep with --prefix {prefix!r}; "
-                             f"use the same prefix, or another --output_dir")
-        self.store.set_meta("prefix", self.cfg.prefix)
-        if self.cfg.source is None:
-            return
-        mine = source_key(self.cfg.source)
-        theirs = self.store.meta("source")
-        if theirs is None:
-            self.store.set_meta("source", mine)
-        elif theirs != mine:
-            counts = self.store.counts()
-            done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            raise UsageError(
-                f"{self.cfg.output_dir}/ holds another sweep ({theirs.split(':', 1)[1]}: "
-                f"{done}); to run {self.cfg.source.path} use another --output_dir, or --fresh "
-                f"to move the old one aside; to queue its jobs in this sweep: "
-                f"hog add {self.cfg.output_dir} --job_file {self.cfg.source.path}")
-        else:
-            self.resume = not live
-        if not live:
-            self.store.set_meta("ingest_done", "0")
-            if self.cfg.source.kind == "watch":   # scripts left in running/ run again
-                self.store.retry(r.id for r in self.store.rows_with_status("interrupted"))
-
-    def _move_aside(self) -> None:
-        root = self.layout.root
-        if not os.path.exists(root) or not os.listdir(root):
-            return
-        db = os.path.join(self.layout.state_dir, "hog.sqlite")
-        if os.path.exists(db):
-            probe = Store(self.layout.state_dir, create=False)
-            try:
-                if probe.live_runners():
-                    raise UsageError(f"--fresh: a runner is still active on "
-                                     f"{self.cfg.output_dir}/; stop it first (hog stop)")
-            finally:
-                probe.close()
-        aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-        n = 1
-        while os.path.exists(aside):
-            aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
-            n += 1
-        os.rename(root, aside)
-        self.notices.append(f"--fresh: moved the previous {self.cfg.output_dir}/ to {aside}")
-
-    def _gpu_memory(self, spec) -> Dict[str, float]:
-        gpus = set(self.cfg.slots)
-        out: Dict[str, float] = {}
-        for gpu, size in spec:
-            if gpu == "*":
-                out.update({g: size for g in gpus})
-            else:
-                out[gpu] = size
-        return out
-
-    def _learn_gpu_memory(self) -> None:
-        """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
-        self.memory_known = True
-        from hog.gpus.discovery import query_gpus
-        for g in query_gpus() or []:
-            if g.memory_total_mib:
-                for key in (g.index, g.uuid):
-                    if key in self.cfg.slots:
-                        self.sched.set_gpu_memory(key, g.memory_total_mib * 2 ** 20)
+    def start(self) -> None:
+        """Start the producer, the slots, the monitor, the display and the hooks."""
+        st = self.st
+        self._start_processes()
+        st.display = st.make_display(st.progress, st.cfg.display)
+        st.display.start()
+        if st.cfg.on_job_end or st.cfg.on_finish:
+            from hog.engine import hooks  # a thread and a queue: only with hooks
+            st.hooks = hooks.start_hooks(st.cfg, st.layout,
+                                         lambda text: st.display.message(text))
+        for note in st.notices:
+            st.display.message(note)
+        st.data_version = st.store.data_version()
+        intake.refresh_total(st)
 
     def _start_processes(self) -> None:
-        if not self.joiner and self.cfg.source is not None:
-            self.queue = self.ctx.Queue(maxsize=max(64, 4 * len(self.cfg.slots)))
-            self.producer = self.ctx.Process(target=producer_main, name="hog-producer",
-                                             args=(self.cfg.source, self.queue))
-            self.producer.start()
-        self.backend.start(sorted(self.sched.slots))
-        if self.cfg.min_free_memory is not None or self.cfg.exclusive:
-            from hog.gpus.monitor import GpuMonitor
-            self.monitor = GpuMonitor(self.cfg.min_free_memory, self.cfg.exclusive)
-            self.monitor.start()
-            if self.monitor.error:
+        st = self.st
+        if not st.joiner and st.cfg.source is not None:
+            st.queue = st.ctx.Queue(maxsize=max(64, 4 * len(st.cfg.slots)))
+            st.producer = st.ctx.Process(target=producer_main, name="hog-producer",
+                                         args=(st.cfg.source, st.queue))
+            st.producer.start()
+        st.backend.start()
+        if st.cfg.min_free_memory is not None or st.cfg.exclusive:
+            from hog.gpus.monitor import GpuMonitor  # nvidia-smi polling: only when asked
+            st.monitor = GpuMonitor(st.cfg.min_free_memory, st.cfg.exclusive)
+            st.monitor.start()
+            if st.monitor.error:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
-                                 f"{self.monitor.error}")
-            self.sched.set_unavailable(self.monitor.unavailable)
-        from hog.engine.neighbours import Registry   # every runner says when it runs jobs,
-        self.registry = Registry()          # for those started with --wait_for_running
-        self.registry.update(0)
-        if self.cfg.wait_for_running:
-            self._note_others_running(self.registry.others_running())
+                                 f"{st.monitor.error}")
+            if isinstance(st.sched, LocalCapacity):    # --backend ray refuses these options
+                st.sched.set_unavailable(st.monitor.unavailable)
+        st.registry.update(0)   # every runner says when it runs jobs
+        if st.cfg.wait_for_running:
+            control.note_others_running(st, st.registry.others_running())
 
     # ------------------------------------------------------------- loop
     def run(self) -> int:
-        self.notices: List[str] = []
-        self._open_store()
+        st = self.st
+        self.open()
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        self.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP], wake_w.fileno())
+        st.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP], wake_w.fileno())
         try:
-            self._start_processes()
-            self.display = make_display(self.progress, self.cfg.display)
-            self.display.start()
-            if self.cfg.on_job_end or self.cfg.on_finish:
-                from hog.engine import hooks
-                self.hooks = hooks.start_hooks(self.cfg, self.layout,
-                                               lambda text: self.display.message(text))
-            for note in self.notices:
-                self.display.message(note)
-            self.data_version = self.store.data_version()
-            self._refresh_total()
+            self.start()
             ready: list = []
-            while True:
-                # One write transaction per turn: what the slots reported, requests from
-                # other shells, new jobs and the claims of the jobs to start; committed
-                # before any of those jobs is sent to its slot.
-                with self.store.batch():
-                    self._handle_ready(ready)
-                    if time.monotonic() >= self.next_tick:
-                        self._tick()
-                    self._ingest()
-                    self._fill()
-                self._send_claimed()
-                if self._finished():
-                    break
-                self.display.idle()
-                timeout = max(0.0, self.next_tick - time.monotonic())
-                ready = wait(self._waitables(wake_r), timeout)
-                self._handle_signals(wake_r)
+            while not self.step(self.clock(), ready):
+                st.display.idle()
+                timeout = max(0.0, st.next_tick - self.clock())
+                ready = wait(self.waitables(wake_r), timeout)
+                control.handle_signals(st, wake_r)
         finally:
-            self._shutdown()
+            self.shutdown()
             signal.set_wakeup_fd(-1)
-        code = self._report()
-        if self.hooks is not None:
-            from hog.engine import hooks
-            self.hooks.close(hooks.sweep_variables(self.progress, self.layout, code))
+        code = self.report()
+        if st.hooks is not None:
+            from hog.engine import hooks  # (imported above when hooks were started)
+            st.hooks.close(hooks.sweep_variables(st.progress, st.layout, code))
         return code
 
-    def _handle_ready(self, ready: list) -> None:
+    def step(self, now: float, ready: Iterable = ()) -> bool:
+        """One turn of the loop: what the ``ready`` waitables brought, the tick if
+        ``now`` is past it, new jobs, and the claims of the jobs to start, in one write
+        transaction; then the claimed jobs are sent. True once the run is finished."""
+        st = self.st
+        # One write transaction per turn: what the slots reported, requests from
+        # other shells, new jobs and the claims of the jobs to start; committed
+        # before any of those jobs is sent to its slot.
+        with st.store.batch():
+            self._handle_ready(ready)
+            if now >= st.next_tick:
+                control.tick(st, now)
+            intake.ingest(st)
+            dispatch.fill(st)
+        dispatch.send_claimed(st)
+        return self._finished()
+
+    def _handle_ready(self, ready: Iterable) -> None:
+        st = self.st
         for obj in ready:
-            if self.producer is not None and obj is self.producer.sentinel:
-                self.producer_exited = True
-                self.producer.join(0)
-            elif self.backend.owns(obj):
-                for event in self.backend.receive(obj):
-                    self._on_event(event)
+            if st.producer is not None and obj is st.producer.sentinel:
+                st.producer_exited = True
+                st.producer.join(0)
+            elif st.backend.owns(obj):
+                for event in st.backend.receive(obj):
+                    outcomes.on_event(st, event)
 
-    def _send_claimed(self) -> None:
-        """Send the jobs claimed this turn to their slots (the claims are committed)."""
-        for d in self.claimed:
-            self.backend.send(d.slot, d)
-        self.claimed.clear()
-
-    def _waitables(self, wake_r) -> list:
-        objs = [wake_r] + self.backend.waitables()
-        if self.producer is not None and not self.producer_exited:
-            objs.append(self.producer.sentinel)
-        if self._may_ingest():
-            objs.append(self.queue._reader)
+    def waitables(self, wake_r: Optional[socket.socket] = None) -> list:
+        """What the loop waits on: the wake-up fd, the slots, the producer."""
+        st = self.st
+        objs = ([] if wake_r is None else [wake_r]) + st.backend.waitables()
+        if st.producer is not None and not st.producer_exited:
+            objs.append(st.producer.sentinel)
+        if intake.may_ingest(st):
+            objs.append(st.queue._reader)
         return objs
 
     def _finished(self) -> bool:
-        if self.running:
+        st = self.st
+        if st.running:
             return False
-        if self.stopping:
+        if st.stopping:
             return True
-        if self.cfg.keep_alive or not self.source_done or self.ready:
+        if st.cfg.keep_alive or not st.source_done or st.ready:
             return False
-        if self.joiner and self.store.meta("ingest_done") != "1" and self._ingester_alive():
+        if st.joiner and st.store.meta("ingest_done") != "1" and self._ingester_alive():
             return False
         return not self._queued_here()
 
     def _ingester_alive(self) -> bool:
-        return any(r.id != self.runner_id for r in self.store.live_runners())
+        return any(r.id != self.st.runner_id for r in self.st.store.live_runners())
 
     def _queued_here(self) -> bool:
-        rows = self.store.queued(READY_AHEAD + len(self.not_here))
-        return any(r.id not in self.not_here for r in rows)
-
-    # ---------------------------------------------------------- ingest
-    def _ingest(self) -> None:
-        """Move jobs the producer has ready into the store, a batch at a time, staying at
-        most LOOKAHEAD jobs ahead of the slots."""
-        if not self._may_ingest():
-            return
-        batch: List[Job] = []
-        ended = None
-        # While slots are idle, hand the first jobs over at once; then take big batches.
-        limit = INGEST_BATCH if self.running else max(4, 2 * len(self.sched.free))
-        while len(batch) < limit:
-            if not self.queue._reader.poll():
-                if self.producer_exited and not batch:
-                    ended = f"the job source process died (exit code {self.producer.exitcode})"
-                break
-            kind, *rest = pickle.loads(self.queue.get())
-            if kind == "job":
-                batch.append(rest[0])
-            elif kind == "total":
-                self.source_total = rest[0]
-            else:
-                ended = rest[0] if kind == "error" else ""
-                break
-        self.received += len(batch)
-        if batch and self.cfg.source.kind == "watch":
-            self.store.add(batch)           # scripts are new jobs, not source positions
-            self.base_total += len(batch)
-            self.ahead += len(batch)
-            self.ready.clear()
-        elif batch:
-            counts = self.store.ingest(batch, self.resume, self.runner_id)
-            self.ingested = [a + b for a, b in zip(self.ingested, counts)]
-            self.base_total += counts[0] + counts[1]
-            self.ahead += counts[0] + counts[1]
-            self.ready.clear()      # new jobs may come before what we fetched
-        self._show_total()
-        if ended is not None:
-            self._source_ended(ended)
-            self._refresh_total()
-
-    def _may_ingest(self) -> bool:
-        """Read on while fewer than LOOKAHEAD jobs wait, or while nothing runs (so a queue
-        whose head cannot start yet never stalls the source)."""
-        if self.producer is None or self.source_done:
-            return False
-        return self.ahead < LOOKAHEAD or not self.running
-
-    def _show_total(self) -> None:
-        unread = 0
-        if self.source_total is not None and not self.source_done:
-            unread = max(0, self.source_total - self.received)
-        self.progress.total = self.base_total + unread
-
-    def _source_ended(self, error: str) -> None:
-        self.source_done = True
-        self.source_error = error
-        if not error:
-            self.store.set_meta("ingest_done", "1")
-        added, again, skipped = self.ingested
-        if self.resume and (again or skipped):
-            self.display.message(f"resuming {self.cfg.output_dir}/: skipped {skipped} job(s) "
-                                 f"that already succeeded; {again} queued again (failed, "
-                                 f"interrupted or changed), {added} new")
-
-    # ------------------------------------------------------------ fill
-    def _refill(self) -> None:
-        skip = self.not_here
-        rows = self.store.queued(READY_AHEAD + len(skip) + len(self.waiting_deps))
-        self.ready.extend((r, r.job()) for r in rows if r.id not in skip)
-
-    def _fill(self) -> None:
-        """Start queued jobs while there is room and the planner finds a place."""
-        if self.stopping or self._others_running:
-            return
-        while self.sched.has_room():
-            if not self.ready:
-                self._refill()
-                if not self.ready:
-                    return
-            placements = self.sched.schedule(self._candidates())
-            if not placements:
-                return
-            by_id = {job.index: (row, job) for row, job in self.ready}
-            for p in placements:
-                row, job = by_id[p.job_id]
-                self.ready.remove((row, job))
-                gpus = ",".join(p.gpu_ids)
-                attempt = self.store.claim(row.id, row.attempt, self.runner_id, p.slot, gpus)
-                self.ahead = max(0, self.ahead - 1)
-                if attempt is None:     # another runner took it, or it was cancelled
-                    self.sched.release(p.job_id, ran=False)
-                    continue
-                name = job.name or self.layout.folder_name(job.index)
-                self._dispatch(Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
-                                        attempt=attempt))
-
-    def _candidates(self) -> Iterator[Job]:
-        """Queued jobs that may start: not impossible here, dependencies met (lazily:
-        the scheduler stops asking once there is no room left)."""
-        snapshot = list(self.ready)
-        for i, (row, job) in enumerate(snapshot):
-            if job.gpus and not self.sched.free:
-                # every GPU slot is busy: of the rest, only CPU-only jobs can start now
-                cpu_jobs = [entry for entry in snapshot[i + 1:] if not entry[1].gpus]
-                if cpu_jobs and self.sched.cpu_free:
-                    yield from self._check_cpu_jobs(cpu_jobs)
-                return
-            if MEMORY in dict(job.resources) and not self.memory_known:
-                self._learn_gpu_memory()
-            if self._startable(row, job):
-                yield job
-
-    def _check_cpu_jobs(self, entries) -> Iterator[Job]:
-        for row, job in entries:
-            if (row, job) in self.ready and self._startable(row, job):
-                yield job
-
-    def _startable(self, row: JobRow, job: Job) -> bool:
-        """False (and the job dealt with) if it can never run here or its dependencies
-        failed; False while its dependencies are still running."""
-        why = self.sched.never_fits(job)
-        if why:
-            self.ready.remove((row, job))
-            self._cannot_run_here(row, job, job.name or self.layout.folder_name(job.index), why)
-            return False
-        if job.after:
-            state = self._dependencies(job)
-            if state == "wait":
-                self.waiting_deps.add(job.index)
-                return False
-            self.waiting_deps.discard(job.index)
-            if state != "ok":
-                self.ready.remove((row, job))
-                self._skip(row, job, state)
-                return False
-        return True
-
-    def _dependencies(self, job: Job) -> str:
-        """'ok' when every job named in ``after`` succeeded, 'wait' while one may still,
-        else why this job will not run."""
-        waiting = False
-        for name in job.after:
-            rows = self.store.by_name(name)
-            if not rows:
-                return f"it is after {name!r}, but no job is named {name!r}"
-            for r in rows:
-                if r.status == "succeeded":
-                    continue
-                if r.status in ("queued", "running"):
-                    waiting = True
-                else:
-                    return f"its dependency {name} ended {r.status}"
-        return "wait" if waiting else "ok"
-
-    def _skip(self, row: JobRow, job: Job, why: str) -> None:
-        self._end_unrun(row, job, Status.SKIPPED, why, "skipped: " + why)
-
-    def _end_unrun(self, row: JobRow, job: Job, status: Status, why: str, message: str) -> None:
-        """Record a job that ends without running (skipped, unschedulable)."""
-        name = job.name or self.layout.folder_name(job.index)
-        self.display.message(f"{name} ({job.where}) {message}")
-        now = time.time()
-        d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
-        self.store.set_status(row.id, status, why)
-        self.ahead = max(0, self.ahead - 1)
-        self._write_folder_without_consumer(d, status, now, now, None, f"{name}: {why}")
-        self._account(Outcome(index=row.id, name=name, slot=-1, status=status, exit_code=None,
-                              signal=None, started=now, ended=now,
-                              err_path=self.layout.err_path(row.id), note=why))
-
-    def _cannot_run_here(self, row: JobRow, job: Job, name: str, why: str) -> None:
-        self.not_here.add(row.id)
-        if len(self.store.live_runners()) > 1:
-            self.display.message(f"{name} {why}; leaving it to another runner")
-            return
-        self._end_unrun(row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")
-
-    def _dispatch(self, d: Dispatch) -> None:
-        if not self.backend.has_slot(d.slot):   # CPU slots start on first use
-            self.backend.add_slot(d.slot)
-        if d.slot >= len(self.progress.slots):  # Ray: slots are taken as jobs are handed over
-            self.progress.slots = self.sched.slot_gpus()
-        self.running[d.slot] = d
-        if self.registry is not None:
-            self.registry.update(len(self.running))
-        self.started_any = True
-        self.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time(),
-                                                d.job.index)
-        self.claimed.append(d)
-
-    # ------------------------------------------------- backend events
-    def _on_event(self, event: tuple) -> None:
-        kind = event[0]
-        if kind == "started":
-            _, slot, index, pid, started, where = event
-            self.pids[slot] = pid
-            gpus = ",".join(self.running[slot].gpu_ids) if where is None else ",".join(where[1])
-            self.store.started(index, pid, started, gpus=None if where is None else gpus)
-            if self.monitor is not None:
-                self.monitor.ours = frozenset(self.pids.values())
-            r = self.progress.running.get(slot)
-            if r is not None:
-                r.started = started
-                r.gpus = gpus
-            self.display.job_started(slot, self.running[slot].name, gpus, pid)
-        elif kind == "ended":
-            self._ended(event[1])
-        elif kind == "died":
-            self._consumer_died(event[1], event[2])
-        elif kind == "fatal" and not self.fatal:
-            self.fatal = event[1]
-            self.display.message(event[1])
-            self._drain(event[1])
-
-    def _ended(self, outcome: Outcome) -> None:
-        d = self.running.pop(outcome.slot, None)
-        self.pids.pop(outcome.slot, None)
-        self.cancelling.discard(outcome.index)
-        retry = d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
-            and outcome.attempt <= d.job.retries and not self.killing
-        self.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
-                         outcome.started, outcome.ended, outcome.note, requeue=retry)
-        for gone in self.sched.release(outcome.index):
-            self.backend.remove_slot(gone)
-        # (the registry hears "idle" on the tick: a slot handed its next job at once must
-        # not cost two file writes per job)
-        if self.monitor is not None:
-            self.monitor.ours = frozenset(self.pids.values())
-        self.progress.running.pop(outcome.slot, None)
-        if retry:
-            self.ahead += 1
-            self.ready.clear()
-            self.display.message(f"{outcome.name} attempt {outcome.attempt} ended "
-                                 f"{outcome.status.value}; retrying")
-            return
-        self._account(outcome)
-
-    def _account(self, outcome: Outcome) -> None:
-        if self.cfg.source is not None and self.cfg.source.kind == "watch":
-            from hog.sources.watch import finish
-            finish(self.cfg.source.path, outcome, self.layout.out_path(outcome.index),
-                   self.layout.err_path(outcome.index))
-        self.progress.record(outcome)
-        self.display.job_ended(outcome)
-        if self.hooks is not None:
-            from hog.engine.hooks import job_variables
-            self.hooks.job_ended(outcome.name, job_variables(outcome, self.layout, self.progress))
-
-    def _consumer_died(self, slot: int, why: str) -> None:
-        """A slot's executor vanished (the backend ended its job): record it, replace it."""
-        d = self.running.get(slot)
-        if d is not None:
-            pid = self.pids.get(slot)
-            started = self.progress.running[slot].started
-            now = time.time()
-            self._write_folder_without_consumer(d, Status.INTERRUPTED, started, now, pid, why)
-            self._ended(Outcome(index=d.job.index, name=d.name, slot=slot,
-                                status=Status.INTERRUPTED, exit_code=None, signal=None,
-                                started=started, ended=now, pid=pid, attempt=d.attempt,
-                                err_path=self.layout.err_path(d.job.index), note=why))
-        if not (self.killing or self.stopping) and slot in self.sched.slots:
-            self.display.message(f"slot {slot}: {why}; starting a new one")
-            self.backend.add_slot(slot)
-
-    def _write_folder_without_consumer(self, d: Dispatch, status: Status, started: float,
-                                       ended: float, pid: Optional[int], why: str) -> None:
-        folder = JobFolder(self.layout, d.job.index)
-        folder.create()
-        with open(folder.err_path, "a") as f:
-            f.write(f"hog: {why}\n")
-        open(folder.out_path, "a").close()
-        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
-                          exit_code=None, signal=None, started=started, ended=ended, pid=pid,
-                          attempt=d.attempt, err_path=folder.err_path, note=why)
-        folder.finish(info_fields(name=d.name, index=d.job.index, command=d.job.command,
-                                  gpu_ids=d.gpu_ids, slot=d.slot, pid=pid, attempt=d.attempt,
-                                  status=status, started=started, ended=ended), outcome)
-
-    # ------------------------------------------------------------ tick
-    def _tick(self) -> None:
-        """Every 0.5 s: requests from other shells, heartbeat, GPU checks."""
-        now = time.monotonic()
-        self.next_tick = now + TICK_S
-        if self.monitor is not None and self.monitor.unavailable != self.sched.unavailable:
-            self.sched.set_unavailable(self.monitor.unavailable)
-            busy = sorted(g for g in self.monitor.unavailable if g in self.cfg.slots)
-            self.display.message(f"GPU(s) in use by others, no new jobs there: "
-                                 f"{','.join(busy) or 'none now'}")
-        if self.registry is not None:
-            self.registry.update(len(self.running))
-        if self.cfg.wait_for_running:
-            self._note_others_running(self.registry.others_running())
-        if now >= self.next_heartbeat:
-            self.next_heartbeat = now + HEARTBEAT_S
-            self.store.heartbeat(self.runner_id)
-        version = self.store.data_version()
-        if version == self.data_version:
-            return
-        self.data_version = version
-        self.ready.clear()              # jobs added, cancelled or retried elsewhere
-        self._refresh_total()
-        request = self.store.pending_request(self.runner_id)
-        if request == "kill" and not self.killing:
-            self._kill_all("stopped by hog stop --now: running jobs were terminated")
-        elif request == "drain" and not self.stopping:
-            self._drain("stopped by hog stop: no new jobs were started")
-        for job_id in self.store.cancel_requested(self.runner_id):
-            for slot, d in self.running.items():
-                if d.job.index == job_id and job_id not in self.cancelling:
-                    self.cancelling.add(job_id)
-                    self.backend.send(slot, CANCEL)
-        spec = self.store.take_gpus_request(self.runner_id)
-        if spec is not None:
-            self._change_slots(spec)
-
-    def _note_others_running(self, others: bool) -> None:
-        if others == self._others_running:
-            return
-        self._others_running = others
-        if others:
-            self._say("--wait_for_running: another hog runner of yours is running jobs; "
-                      "waiting")
-
-    def _say(self, text: str) -> None:
-        """A message for the user: shown now, or once the display has started."""
-        if hasattr(self, "display"):
-            self.display.message(text)
-        else:
-            self.notices.append(text)
-
-    def _refresh_total(self) -> None:
-        counts = self.store.counts()
-        self.ahead = counts.get("queued", 0)
-        self.base_total = self.progress.finished + len(self.running) + self.ahead
-        self._show_total()
-
-    def _change_slots(self, spec: str) -> None:
-        if not self.backend.local:
-            self.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
-                                 "GPUs (ray start --num-gpus); nothing changed")
-            return
-        try:
-            wanted = slots_for(spec)
-        except UsageError as e:
-            self.display.message(f"hog gpus: {e}; keeping the current slots")
-            return
-        current = {i: s.gpu for i, s in self.sched.slots.items() if i not in self.sched.retiring}
-        keep: Dict[int, str] = {}
-        todo = list(wanted)
-        for i, gpu in sorted(current.items()):
-            if gpu in todo:
-                todo.remove(gpu)
-                keep[i] = gpu
-        for i in set(current) - set(keep):
-            if self.sched.retire_slot(i):
-                self.backend.remove_slot(i)
-        for gpu in todo:
-            self.backend.add_slot(self.sched.add_slot(gpu))
-        self.progress.slots = self.sched.slot_gpus()
-        self.store.heartbeat(self.runner_id, ",".join(self.progress.slots))
-        self.display.message(f"slots are now --gpus {','.join(self.progress.slots)}")
-
-    # ---------------------------------------------------------- signals
-    def _handle_signals(self, wake_r) -> None:
-        try:
-            while wake_r.recv(64):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        ints = self.flags.count(signal.SIGINT)
-        if self.flags.count(signal.SIGHUP) and not self.detached:
-            self._lose_terminal()
-        if self.flags.count(signal.SIGTERM) and not self.killing:
-            self.exit_signal = signal.SIGTERM
-            self._kill_all("stopped by SIGTERM: running jobs were terminated")
-        elif ints >= 2 and not self.killing:
-            self.exit_signal = signal.SIGINT
-            self._kill_all("stopped by a second Ctrl-C: running jobs were terminated")
-        elif ints == 1 and not self.stopping:
-            self.exit_signal = signal.SIGINT
-            self._drain("stopped by Ctrl-C: no new jobs were started")
-            self.display.message(f"Ctrl-C: starting no new jobs; waiting for "
-                                 f"{len(self.running)} running job(s) to finish. Press Ctrl-C "
-                                 f"again to terminate them.")
-
-    def _drain(self, reason: str) -> None:
-        self.stopping = True
-        self.stop_reason = reason
-        self.progress.notice = reason
-
-    def _kill_all(self, reason: str) -> None:
-        self._drain(reason)
-        self.killing = True
-        for slot in list(self.running):
-            self.backend.send(slot, KILL)
-
-    def _lose_terminal(self) -> None:
-        """SIGHUP: the terminal is gone. Keep running; send our output to a log."""
-        self.detached = True
-        log = os.path.join(self.layout.state_dir, "runner.log")
-        try:
-            self.display.stop()
-        except Exception:  # noqa: BLE001 - the terminal may already be unusable
-            pass
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        for std in (1, 2):
-            os.dup2(fd, std)
-        os.close(fd)
-        self.display = make_display(self.progress, "plain" if self.cfg.display != "quiet"
-                                    else "quiet")
-        self.display.message("terminal hung up (SIGHUP); carrying on, output goes here")
+        rows = self.st.store.queued(dispatch.READY_AHEAD + len(self.st.not_here))
+        return any(r.id not in self.st.not_here for r in rows)
 
     # --------------------------------------------------------- shut-down
-    def _shutdown(self) -> None:
+    def shutdown(self) -> None:
+        st = self.st
         # leaving by an exception with jobs running: they must not outlive us
-        self.backend.shutdown(list(self.running))
-        if self.monitor is not None:
-            self.monitor.stop()
-        if self.registry is not None:
-            self.registry.close()
-        if self.producer is not None:
-            if self.producer.is_alive():
-                self.producer.kill()
-            self.producer.join(2)
-            self.queue.close()
-            self.queue.cancel_join_thread()
-        if hasattr(self, "store"):
-            if hasattr(self, "runner_id"):
-                self.store.retire_runner(self.runner_id)
-                from hog.state.results import save_results   # not needed before the first job
-                save_results(self.store, self.layout)     # results.jsonl / .csv, atomically
-            self.store.close()
-        if hasattr(self, "display"):
-            self.display.stop()
+        st.backend.shutdown(list(st.running))
+        if st.monitor is not None:
+            st.monitor.stop()
+        st.registry.close()
+        if st.producer is not None:
+            if st.producer.is_alive():
+                st.producer.kill()
+            st.producer.join(2)
+            st.queue.close()
+            st.queue.cancel_join_thread()
+        if st.store_open:
+            if st.runner_id:    # registered (row ids start at 1)
+                st.store.retire_runner(st.runner_id)
+                save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
+            st.store.close()
+        st.display.stop()
 
-    def _remove_unused_output(self) -> None:
-        """Nothing ran and nothing was queued: leave no empty output directory behind."""
-        if self.created_root and not any(self._store_counts().values()):
-            import shutil
-            shutil.rmtree(self.layout.root, ignore_errors=True)
-
-    def _store_counts(self) -> Dict[str, int]:
-        store = Store(self.layout.state_dir)
-        try:
-            return store.counts()
-        finally:
-            store.close()
-
-    def _report(self) -> int:
-        p = self.progress
-        self.display.idle()
-        if self.source_error and not self.started_any and not p.finished:
-            self._remove_unused_output()
-            print(f"hog: error: {self.source_error}", file=sys.stderr, flush=True)
+    def report(self) -> int:
+        """Print the summary; the exit code."""
+        st = self.st
+        p = st.progress
+        st.display.idle()
+        if st.source_error and not st.started_any and not p.finished:
+            sweep.remove_unused_output(st)
+            print(f"hog: error: {st.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
-        not_started = self._store_counts().get("queued", 0)
-        text = summary(p, not_started, self.stop_reason, self.source_error)
-        if not p.finished and not self.stop_reason and not self.source_error:
-            text = f"hog: nothing left to do in {self.cfg.output_dir}/ " \
-                   f"({self.ingested[2]} job(s) had already succeeded)" \
-                if self.ingested[2] else "hog: no jobs to run"
+        not_started = sweep.store_counts(st.layout).get("queued", 0)
+        text = summary(p, not_started, st.stop_reason, st.source_error)
+        if not p.finished and not st.stop_reason and not st.source_error:
+            text = f"hog: nothing left to do in {st.cfg.output_dir}/ " \
+                   f"({st.ingested[2]} job(s) had already succeeded)" \
+                if st.ingested[2] else "hog: no jobs to run"
         try:
-            print(text, file=sys.stderr if p.failed or self.source_error else sys.stdout,
+            print(text, file=sys.stderr if p.failed or st.source_error else sys.stdout,
                   flush=True)
         except (OSError, ValueError):
             pass
-        if self.exit_signal == signal.SIGTERM:
-            return EXIT_TERM
-        if self.exit_signal == signal.SIGINT:
-            return EXIT_INT
-        if self.source_error and not self.started_any:
-            return EXIT_USAGE
-        if p.failed or self.source_error or self.fatal:
-            return EXIT_FAILED
-        return EXIT_OK
+        return exit_code(p, st.exit_signal, st.source_error, st.started_any, st.fatal)
 
 
-def run(config: RunConfig) -> int:
-    return Runner(config).run()
+def run(config: RunConfig, make_display: DisplayFactory) -> int:
+    return Runner(config, make_display).run()
+

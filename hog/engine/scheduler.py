@@ -19,25 +19,10 @@ wait once it is at the head to about one job duration (Ray lets it starve).
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hog.model import Job, Slot
-
-MEMORY = "memory"     # a per-GPU resource: the declared sum on a GPU stays within its total
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Run job ``job_id`` on these slots (the first runs it) with these GPU ids."""
-
-    job_id: int
-    slots: Tuple[int, ...]
-    gpu_ids: Tuple[str, ...]
-    cpu: bool = False
-
-    @property
-    def slot(self) -> int:
-        return self.slots[0]
+from hog.placement import MEMORY, Placement, Verdicts
 
 
 @dataclass
@@ -62,28 +47,6 @@ def job_memory(job: Job) -> float:
 
 def named_resources(job: Job) -> List[Tuple[str, float]]:
     return [(k, v) for k, v in job.resources if k != MEMORY]
-
-
-class Verdicts:
-    """Why a job can never run here (None: it can), worked out by ``decide`` once per job
-    and what it asks for, and remembered until the capacity changes (``forget``)."""
-
-    LIMIT = 4096
-
-    def __init__(self, decide: Callable[[Job], Optional[str]]):
-        self._decide = decide
-        self._known: Dict[tuple, Optional[str]] = {}
-
-    def __call__(self, job: Job) -> Optional[str]:
-        key = (job.index, job.gpus, job.gpu_ids, job.resources)
-        if key not in self._known:
-            if len(self._known) > self.LIMIT:
-                self._known.clear()
-            self._known[key] = self._decide(job)
-        return self._known[key]
-
-    def forget(self) -> None:
-        self._known.clear()
 
 
 class Scheduler:
@@ -134,11 +97,33 @@ class Scheduler:
         self.retiring.add(index)
         return False
 
+    def resize(self, wanted: Sequence[str]) -> Tuple[List[int], List[int]]:
+        """Make the slots ``wanted`` (GPU ids, one per slot; ``hog gpus``): slots on GPUs
+        still wanted stay, the others retire. Returns the slots to remove now and the
+        slots added; the rest of the retiring ones go when their job ends (``release``)."""
+        current = {i: s.gpu for i, s in self.slots.items() if i not in self.retiring}
+        keep: Dict[int, str] = {}
+        todo = list(wanted)
+        for i, gpu in sorted(current.items()):
+            if gpu in todo:
+                todo.remove(gpu)
+                keep[i] = gpu
+        gone = [i for i in set(current) - set(keep) if self.retire_slot(i)]
+        return gone, [self.add_slot(gpu) for gpu in todo]
+
+    def owns_slot(self, slot: int) -> bool:
+        """Is ``slot`` one of the GPU slots (one being retired included)?"""
+        return slot in self.slots
+
     def slot_gpus(self) -> List[str]:
         return [s.gpu for i, s in sorted(self.slots.items()) if i not in self.retiring]
 
-    def set_unavailable(self, gpu_ids) -> None:
-        self.unavailable = set(gpu_ids)
+    def set_unavailable(self, gpu_ids: Iterable[str]) -> bool:
+        """Others use ``gpu_ids``; True if that changed the set."""
+        unavailable = set(gpu_ids)
+        changed = unavailable != self.unavailable
+        self.unavailable = unavailable
+        return changed
 
     @property
     def idle(self) -> bool:
@@ -146,6 +131,14 @@ class Scheduler:
 
     def has_room(self) -> bool:
         return bool(self.free) or bool(self.cpu_free)
+
+    def room(self) -> int:
+        """How many GPU slots are free."""
+        return len(self.free)
+
+    def started(self, job_id: int) -> None:
+        """A placed job's process started: nothing changes here (a job holds its slots
+        from its placement on)."""
 
     # ------------------------------------------------------------ rules
     def never_fits(self, job: Job) -> Optional[str]:
@@ -193,8 +186,11 @@ class Scheduler:
                 return f"needs {name}={amount:g}; this runner has {self.resources[name]:g}"
         return None
 
-    def schedule(self, candidates: Sequence[Job]) -> List[Placement]:
-        """Start what can start now among ``candidates`` (in queue order)."""
+    def schedule(self, candidates: Iterable[Job],
+                 startable: Optional[Callable[[Job], bool]] = None) -> List[Placement]:
+        """Start what can start now among ``candidates`` (in queue order). Once every GPU
+        slot is busy only CPU-only jobs are looked at; ``startable`` (the runner's checks:
+        dependencies, a job that can never run here) is asked only about the others."""
         now = self.clock()
         started: List[Placement] = []
         head: Optional[Job] = None
@@ -207,6 +203,8 @@ class Scheduler:
                 if not self.cpu_free:
                     break
                 continue                # no GPU slot free: only CPU jobs can start now
+            if startable is not None and not startable(job):
+                continue
             if job.index in self.running or self.never_fits(job):
                 continue
             p = self._fit(job)

@@ -3,9 +3,9 @@
 It runs in its own process, so a slow or heavy source (a yielder that imports a
 framework, or pauses for minutes between items) never holds up the runner, and
 the queue's bound gives back-pressure: memory does not grow with the source.
-Messages are pickled tuples: ``("job", Job)``, ``("total", n)`` (a file source's job
-count, from a thread that reads the file once more after the first job is out, so the view
-can show an ETA), ``("end", n)``, ``("error", text)``.
+Messages are pickled ``hog.model`` messages: ``JobMsg``, ``SourceTotal`` (a file
+source's job count, from a thread that reads the file once more after the first job is
+out, so the view can show an ETA), then ``SourceEnd`` or ``SourceFailed``.
 """
 import os
 import pickle
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hog.errors import HogError
+from hog.model import JobMsg, SourceEnd, SourceFailed, SourceMsg, SourceTotal
 from hog.signals import SignalFlags, set_parent_death_signal
 from hog.sources.text import SourceError, text_jobs, text_lines, yielder_jobs
 
@@ -61,32 +62,38 @@ def count_jobs(spec: SourceSpec) -> Optional[int]:
     return None
 
 
+def dumps(message: SourceMsg) -> bytes:
+    """One message as the queue carries it (the runner unpickles it)."""
+    return pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+
+
 def _put_count(spec: SourceSpec, put) -> None:
     total = count_jobs(spec)
     if total is not None:
-        put(pickle.dumps(("total", total), pickle.HIGHEST_PROTOCOL))
+        put(dumps(SourceTotal(total)))
 
 
 def produce(spec: SourceSpec, put) -> None:
     """Put every job of ``spec`` with ``put``, then an end or error message."""
     n = 0
     counter = None
+    message: SourceMsg
     try:
         for job in open_source(spec):
-            put(pickle.dumps(("job", job), pickle.HIGHEST_PROTOCOL))
+            put(dumps(JobMsg(job)))
             n += 1
             if counter is None and spec.kind in ("text", "yaml"):
                 counter = threading.Thread(target=_put_count, args=(spec, put), daemon=True)
                 counter.start()
-        message = ("end", n)
+        message = SourceEnd(n)
     except (HogError, SourceError) as e:
-        message = ("error", str(e))
+        message = SourceFailed(str(e))
     except Exception as e:  # noqa: BLE001 - reported, not raised, so jobs already queued run
-        message = ("error", f"{spec.path}: reading the job source failed: "
-                            f"{type(e).__name__}: {e}")
+        message = SourceFailed(f"{spec.path}: reading the job source failed: "
+                               f"{type(e).__name__}: {e}")
     if counter is not None:
         counter.join()
-    put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+    put(dumps(message))
 
 
 def producer_main(spec: SourceSpec, queue) -> None:

@@ -12,20 +12,14 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from hog.engine.detach import LOG_NAME
+from hog.engine.progress import LISTED_FAILURES
 from hog.humanize import describe_end, end_line, eta_s, fmt_duration, start_line
 from hog.model import slot_label
 from hog.signals import SignalWait
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
-from hog.views.dashboard import (
-    LISTED_FAILURES,
-    REFRESH_PER_SECOND,
-    FailureView,
-    SlotView,
-    Snapshot,
-    render,
-)
+from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
 from hog.views.display import is_terminal
 from hog.views.tail import TailCache, last_line
 

@@ -9,7 +9,6 @@ from typing import Optional, Tuple
 
 from hog.humanize import fmt_duration, shown_path
 
-LISTED_FAILURES = 5          # the latest failures the dashboard shows
 REFRESH_PER_SECOND = 4       # redraws at most this often
 
 

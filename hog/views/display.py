@@ -5,79 +5,16 @@ change it. The dashboard itself (snapshot and drawing) is ``hog.dashboard``.
 import os
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, TextIO
+from typing import Optional, TextIO
 
-from hog.humanize import describe_end, end_line, eta_s, fmt_duration, shown_path, start_line
-from hog.views.dashboard import (LISTED_FAILURES, REFRESH_PER_SECOND, FailureView, Snapshot,
+from hog.engine.progress import Progress, Running, summary
+from hog.humanize import describe_end, end_line, fmt_duration, shown_path, start_line
+from hog.views.dashboard import (REFRESH_PER_SECOND, FailureView, Snapshot,
                                  SlotView, render)
 from hog.model import Outcome, Status, slot_label
 
 __all__ = ["Progress", "Running", "PlainDisplay", "LiveDisplay", "make_display", "summary",
            "describe", "fmt_duration", "shown_path", "start_line", "end_line"]
-
-MAX_LISTED_FAILURES = 20
-
-
-@dataclass
-class Running:
-    name: str
-    gpus: str
-    started: float
-    index: Optional[int] = None
-
-
-@dataclass
-class Progress:
-    """Counters the runner keeps and the displays read."""
-
-    slots: List[str]
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0                   # by the user (hog kill): not a failure
-    running: Dict[int, Running] = field(default_factory=dict)
-    total: Optional[int] = None          # known once the source has been counted
-    duration_sum: float = 0.0
-    started_at: float = field(default_factory=time.time)
-    failures: List[Outcome] = field(default_factory=list)
-    failure_count: int = 0
-    by_status: Dict[str, int] = field(default_factory=dict)
-    notice: str = ""
-    layout: Optional[object] = None      # the job folders' Layout: where output is
-    title: str = ""
-    recent_failures: Deque[Outcome] = field(
-        default_factory=lambda: deque(maxlen=LISTED_FAILURES))
-
-    @property
-    def finished(self) -> int:
-        return self.succeeded + self.failed + self.cancelled
-
-    @property
-    def queued(self) -> Optional[int]:
-        if self.total is None:
-            return None
-        return max(0, self.total - self.finished - len(self.running))
-
-    def eta_s(self) -> Optional[float]:
-        return eta_s(self.queued, len(self.running), self.finished, self.duration_sum,
-                     len(self.slots))
-
-    def record(self, outcome: Outcome) -> None:
-        self.running.pop(outcome.slot, None)
-        self.duration_sum += outcome.duration_s
-        self.by_status[outcome.status.value] = self.by_status.get(outcome.status.value, 0) + 1
-        if outcome.status is Status.SUCCEEDED:
-            self.succeeded += 1
-        elif outcome.status is Status.CANCELLED:
-            self.cancelled += 1
-        else:
-            self.failed += 1
-            self.failure_count += 1
-            self.recent_failures.append(outcome)
-            if len(self.failures) < MAX_LISTED_FAILURES:
-                self.failures.append(outcome)
-
 
 def describe(outcome: Outcome) -> str:
     return describe_end(outcome.status.value, outcome.exit_code, outcome.signal, outcome.note)
@@ -219,25 +156,3 @@ def is_terminal() -> bool:
         return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
     except (AttributeError, ValueError):
         return False
-
-
-def summary(p: Progress, not_started: int, stop_reason: str, source_error: str) -> str:
-    lines = []
-    took = fmt_duration(time.time() - p.started_at)
-    kinds = ", ".join(f"{n} {status}" for status, n in sorted(p.by_status.items(),
-                                                             key=lambda kv: kv[0] != "succeeded"))
-    lines.append(f"hog: {p.finished} job(s) finished in {took}: {kinds or 'none'}"
-                 + (f", {not_started} not started" if not_started else ""))
-    if stop_reason:
-        lines.append(f"hog: {stop_reason}")
-    if source_error:
-        lines.append(f"hog: error in the job source: {source_error}")
-    if p.failures:
-        lines.append("hog: failed jobs:")
-        width = max(len(o.name) for o in p.failures)
-        for o in p.failures:
-            lines.append(f"  {o.name:<{width}}  {describe(o):<24}  {shown_path(o.err_path)}")
-        more = p.failure_count - len(p.failures)
-        if more > 0:
-            lines.append(f"  ... and {more} more (each job folder holds a FAILURE marker)")
-    return "\n".join(lines)

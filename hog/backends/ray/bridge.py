@@ -1,16 +1,16 @@
 """The Ray bridge: the process that is hog's Ray driver (``--backend ray``).
 
 The runner forks it before Ray is ever imported and talks to it over one duplex
-pipe, as it does with a consumer: down come ``(slot, Dispatch)``, ``(slot, KILL)``,
-``(slot, CANCEL)`` and ``None`` (exit); up go ``("ready", nodes)`` or
-``("error", text)`` once, ``("nodes", nodes)`` when the cluster changes, and the
-backend events ``("started", ...)`` and ``("ended", Outcome)``.
+pipe, as it does with a consumer: down come ``ForSlot(slot, Dispatch | Stop)`` and
+``Quit`` (exit); up go ``ClusterReady`` or ``ClusterRefused`` once, ``ClusterNodes``
+when the cluster changes, and the backend events ``Started`` and ``Ended``
+(``hog.model``).
 
 Each job becomes one Ray task (``raynode.run_job``) asking for its GPUs, its named
 resources and no CPU unless it asks (CPU-only jobs take one), with no retries by
-Ray: hog decides about retries. The bridge writes the job folder on hog's machine
-from what the task streams back (INFO at start, output as it comes, INFO and the
-marker at the end). Ending a job that runs is a small task on its node
+Ray: hog decides about retries. The bridge records the attempt in its folder on hog's
+machine (``hog.backends.attempt``) from what the task streams back (INFO at start,
+output as it comes, INFO and the marker at the end). Ending a job that runs is a small task on its node
 (``raynode.end_job``); one that has not started yet is cancelled in Ray.
 
 If the runner goes away (its pipe reads EOF), every job is ended and recorded as
@@ -20,19 +20,31 @@ tasks' workers and each job's guard ends the job's process group.
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from hog.backends import wire
-from hog.backends.consumer import CANCEL, KILL
+from hog.backends.attempt import Attempt
+from hog.model import (
+    ClusterNodes,
+    ClusterReady,
+    ClusterRefused,
+    Dispatch,
+    Ended,
+    ForSlot,
+    Outcome,
+    Quit,
+    Started,
+    Status,
+    Stop,
+    StopHow,
+)
 from hog.signals import SignalFlags
-from hog.state.jobdir import JobFolder, Layout, info_fields
-from hog.model import Dispatch, Outcome, Status, slot_label
+from hog.state.jobdir import Layout
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
 BACKPRESSURE = 32          # output items a task may have in flight to the bridge
-_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 @dataclass(frozen=True)
@@ -70,10 +82,9 @@ def alive_nodes(ray) -> List[Dict[str, float]]:
 class _Task:
     d: Dispatch
     gen: object
-    kill: Optional[str] = None            # KILL or CANCEL, once asked
+    kill: Optional[StopHow] = None        # how the runner stopped it, once asked
     info: Optional[dict] = None           # from the task's "started" item
-    folder: Optional[JobFolder] = None
-    fds: Dict[str, int] = field(default_factory=dict)
+    attempt: Optional[Attempt] = None     # its folder, once it started (or was lost)
 
 
 class Bridge:
@@ -108,18 +119,20 @@ class Bridge:
                 message = wire.receive(self.conn)
             except (EOFError, OSError):
                 self.runner_gone = True
-                self._leave(KILL)           # no job outlives hog
+                self._leave(StopHow.KILL)   # no job outlives hog
                 return
-            if message is None:
+            if isinstance(message, Quit):
                 self._leave(None)
                 continue
-            slot, what = message
+            if not isinstance(message, ForSlot):
+                continue
+            slot, what = message.slot, message.message
             if isinstance(what, Dispatch):
                 self._submit(slot, what)
-            elif what in (KILL, CANCEL):
-                self._stop(slot, what)
+            elif isinstance(what, Stop):
+                self._stop(slot, what.how)
 
-    def _leave(self, how: Optional[str]) -> None:
+    def _leave(self, how: Optional[StopHow]) -> None:
         self.exiting = True
         self.deadline = time.monotonic() + self.grace + 10
         if how is not None:
@@ -153,16 +166,13 @@ class Bridge:
             return
         if nodes != self.nodes:
             self.nodes = nodes
-            self.send(("nodes", nodes))
+            self.send(ClusterNodes(nodes))
 
     # ---------------------------------------------------------------- tasks
     def _submit(self, slot: int, d: Dispatch) -> None:
         job = d.job
-        env = dict(job.env)
-        env.update(HOG_JOB_INDEX=str(job.index), HOG_JOB_NAME=d.name,
-                   HOG_JOB_DIR=self.layout.folder(job.index), HOG_SLOT=slot_label(slot),
-                   HOG_ATTEMPT=str(d.attempt))
-        spec = dict(command=job.command, env=env, cwd=job.cwd or self.cwd,
+        spec = dict(command=job.command, dispatch=d, folder=self.layout.folder(job.index),
+                    cwd=job.cwd or self.cwd,
                     cwd_explicit=job.cwd is not None, timeout=job.timeout, grace=self.grace)
         try:
             gen = self.run_job.options(**task_options(job, d.name)).remote(spec)
@@ -172,12 +182,12 @@ class Bridge:
             return
         self.tasks[slot] = _Task(d, gen)
 
-    def _stop(self, slot: int, how: str) -> None:
+    def _stop(self, slot: int, how: StopHow) -> None:
         task = self.tasks.get(slot)
         if task is None:
             return
         first = task.kill is None
-        if first or how == KILL:
+        if first or how is StopHow.KILL:
             task.kill = how
         if not first:
             return
@@ -210,33 +220,20 @@ class Bridge:
             return
         if kind == "started":
             self._started(slot, task, payload)
-        elif kind in ("out", "err"):
-            _write_all(task.fds.get(kind), payload)
+        elif kind in ("out", "err") and task.attempt is not None:
+            task.attempt.write(kind, payload)
         elif kind == "ended":
             self._ended(task, payload)
 
     def _started(self, slot: int, task: _Task, info: dict) -> None:
         d = task.d
         task.info = info
-        task.folder = JobFolder(self.layout, d.job.index)
-        task.folder.create(d.attempt)
-        task.fds = {"out": os.open(task.folder.out_path, _OUT_FLAGS, 0o644),
-                    "err": os.open(task.folder.err_path, _OUT_FLAGS, 0o644)}
-        task.folder.write_info(self._info(task, Status.RUNNING))
-        self.send(("started", slot, d.job.index, info["pid"], info["started"], info["host"],
-                   tuple(info["gpu_ids"])))
-
-    def _info(self, task: _Task, status: Status, **end) -> dict:
-        d, info = task.d, task.info or {}
-        started = info.get("started", end.pop("started", None))
-        end.pop("started", None)
-        fields = info_fields(name=d.name, index=d.job.index, command=d.job.command,
-                             gpu_ids=info.get("gpu_ids", ()), slot=d.slot, pid=info.get("pid"),
-                             attempt=d.attempt, status=status, started=started, **end)
-        if info:
-            fields["host"] = info["host"]
-            fields["node"] = info["node"]
-        return fields
+        task.attempt = Attempt.open(self.layout, d)
+        task.attempt.open_output()
+        task.attempt.started(info["pid"], info["started"], host=info["host"], node=info["node"],
+                             gpu_ids=info["gpu_ids"])
+        self.send(Started(slot, d.job.index, info["pid"], info["started"], info["host"],
+                          tuple(info["gpu_ids"])))
 
     def _ended(self, task: _Task, result: dict) -> None:
         if not result["started_ok"]:                       # the job could not start
@@ -244,7 +241,7 @@ class Bridge:
             self._lost(task, Status.FAILED, result["note"])
             return
         if task.kill is not None:
-            status = Status.INTERRUPTED if task.kill == KILL else Status.CANCELLED
+            status = task.kill.status
         elif result["status"] == "timeout":
             status = Status.TIMEOUT
         else:
@@ -254,30 +251,20 @@ class Bridge:
     def _lost(self, task: _Task, status: Status, why: str) -> None:
         """The task ended without a result of its own: record why, in its folder too."""
         if task.kill is not None:
-            status = Status.INTERRUPTED if task.kill == KILL else Status.CANCELLED
-        if task.folder is None:
-            task.folder = JobFolder(self.layout, task.d.job.index)
-            task.folder.create(task.d.attempt)
-            task.fds = {"out": os.open(task.folder.out_path, _OUT_FLAGS, 0o644),
-                        "err": os.open(task.folder.err_path, _OUT_FLAGS, 0o644)}
-        _write_all(task.fds["err"], f"hog: {why}\n".encode())
-        self._finish(task, status, None, None, time.time(), why)
+            status = task.kill.status
+        if task.attempt is None:
+            task.attempt = Attempt.open(self.layout, task.d)
+            task.attempt.open_output()
+        self._done(task, task.attempt.ended_unrun(status, why))
 
     def _finish(self, task: _Task, status: Status, exit_code, sig, ended: float,
                 note: str) -> None:
-        for fd in task.fds.values():
-            os.close(fd)
-        task.fds = {}
-        d = task.d
-        started = (task.info or {}).get("started", ended)
-        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
-                          exit_code=exit_code, signal=sig, started=started, ended=ended,
-                          pid=(task.info or {}).get("pid"), attempt=d.attempt,
-                          err_path=task.folder.err_path, note=note)
-        task.folder.finish(self._info(task, status, exit_code=exit_code, signal=sig,
-                                      started=started, ended=ended), outcome)
-        self.tasks.pop(d.slot, None)
-        self.send(("ended", outcome))
+        assert task.attempt is not None
+        self._done(task, task.attempt.finished(status, exit_code, sig, ended, note))
+
+    def _done(self, task: _Task, outcome: Outcome) -> None:
+        self.tasks.pop(task.d.slot, None)
+        self.send(Ended(outcome))
 
 
 def _describe(error: Exception, task: _Task) -> str:
@@ -291,18 +278,11 @@ def _describe(error: Exception, task: _Task) -> str:
     return f"Ray: {name}{where}: {first[:300]}"
 
 
-def _write_all(fd: Optional[int], data: bytes) -> None:
-    if fd is None:
-        return
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 # ------------------------------------------------------------------- process
 def connect(settings: RaySettings):
     """Import Ray and join the cluster (or start a local instance); returns ``ray``."""
     import logging
+
     import ray
     common = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
@@ -367,14 +347,14 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
         ray = connect(settings)
     except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user gets one line
         text = (" ".join(str(e).split()) or type(e).__name__)[:600]     # one line
-        wire.send(conn, ("error", text + _hint(settings.log_path)))
+        wire.send(conn, ClusterRefused(text + _hint(settings.log_path)))
         return
     flags.install(quiet)     # ray.init installs its own SIGTERM handler
     bridge = Bridge(conn, layout, grace, ray)
     try:
         bridge.nodes = alive_nodes(ray)
         bridge.next_nodes = time.monotonic() + NODES_EVERY_S
-        bridge.send(("ready", bridge.nodes))
+        bridge.send(ClusterReady(bridge.nodes))
         bridge.serve()
     finally:
         try:

@@ -21,6 +21,7 @@ import time
 from typing import Dict, Optional, Tuple
 
 from hog.backends import spawn
+from hog.backends.jobenv import job_env
 from hog.backends.spawn import proc_start_time
 
 FLUSH_S = 0.5             # output reaches hog's machine at least this often
@@ -52,14 +53,6 @@ def _environ(pid: Optional[str]) -> Optional[Dict[str, str]]:
         return None
     return {k.decode(errors="replace"): v.decode(errors="replace")
             for k, _, v in (item.partition(b"=") for item in data.split(b"\0") if item)}
-
-
-def job_env(spec: dict, gpu_ids) -> Dict[str, str]:
-    env = node_env(dict(os.environ))
-    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    env.update(spec["env"])
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
-    return env
 
 
 def _workdir(wanted: Optional[str], explicit: bool) -> Tuple[Optional[str], str]:
@@ -123,7 +116,8 @@ def run_job(spec: dict):
     err_r, err_w = os.pipe()
     started = time.time()
     try:
-        pid = spawn.start_piped(spec["command"], job_env(spec, gpu_ids), out_w, err_w, cwd)
+        env = job_env(node_env(dict(os.environ)), spec["dispatch"], gpu_ids, spec["folder"])
+        pid = spawn.start_piped(spec["command"], env, out_w, err_w, cwd)
     except OSError as e:
         for fd in (out_r, out_w, err_r, err_w):
             os.close(fd)

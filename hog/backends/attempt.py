@@ -1,0 +1,125 @@
+"""One attempt of a job, as recorded in its folder: the one writer of every path.
+
+``Attempt.open`` makes the folder (keeping an earlier attempt's files under numbered
+names), ``started`` writes INFO with the job's pid while it runs, ``finished`` writes
+the final INFO and then the marker (``hog.state.jobdir`` does the atomic writes) and
+returns the ``Outcome``. ``ended_unrun`` is the ending of an attempt whose job did not
+run, or whose executor vanished: ``hog: why`` is appended to its ``.ERR`` (an empty
+``.OUT`` is made) before the same final INFO and marker. The consumer, the Ray bridge
+and the runner (jobs skipped or unschedulable, lost slots) all end attempts here, so
+every path leaves the same INFO fields and exactly one marker.
+"""
+import os
+import time
+from typing import Dict, Iterable, Optional, Tuple
+
+from hog.model import Dispatch, Outcome, Status
+from hog.state.jobdir import JobFolder, Layout, info_fields
+
+_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+class Attempt:
+    """The folder of ``d``'s attempt, and what is known of it so far."""
+
+    def __init__(self, layout: Layout, d: Dispatch, folder: JobFolder):
+        self.d = d
+        self.folder = folder
+        self.path = folder.path
+        self.out_path = folder.out_path
+        self.err_path = folder.err_path
+        self.pid: Optional[int] = None
+        self.start_time: Optional[float] = None
+        self.gpu_ids: Tuple[str, ...] = tuple(d.gpu_ids)
+        self.host: Optional[str] = None          # set where it ran elsewhere (Ray)
+        self.node: Optional[str] = None
+        self.fds: Dict[str, int] = {}
+
+    @classmethod
+    def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
+        """A new attempt: make the folder; from the second attempt on, first keep the
+        files of the earlier one under numbered names."""
+        folder = JobFolder(layout, d.job.index)
+        folder.create(d.attempt)
+        return cls(layout, d, folder)
+
+    @classmethod
+    def reopen(cls, layout: Layout, d: Dispatch, pid: Optional[int] = None) -> "Attempt":
+        """An attempt whose writer is gone (or never was): its folder as it is."""
+        folder = JobFolder(layout, d.job.index)
+        folder.create()
+        attempt = cls(layout, d, folder)
+        attempt.pid = pid
+        return attempt
+
+    # ---------------------------------------------------------- running
+    def open_output(self) -> None:
+        """Open ``.OUT`` and ``.ERR`` for ``write`` (empty), for output that arrives as
+        data rather than through the job's own file descriptors (Ray)."""
+        self.fds = {"out": os.open(self.out_path, _OUT_FLAGS, 0o644),
+                    "err": os.open(self.err_path, _OUT_FLAGS, 0o644)}
+
+    def write(self, kind: str, data: bytes) -> None:
+        """Append ``data`` to the ``"out"`` or ``"err"`` opened by ``open_output``."""
+        fd = self.fds.get(kind)
+        if fd is None:
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    def close_output(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+    def started(self, pid: int, started: float, host: Optional[str] = None,
+                node: Optional[str] = None, gpu_ids: Optional[Iterable[str]] = None) -> None:
+        """The job's process runs: INFO says so. ``host``, ``node`` and ``gpu_ids`` are
+        given where the backend chose them (Ray)."""
+        self.pid = pid
+        self.start_time = started
+        if gpu_ids is not None:
+            self.gpu_ids = tuple(gpu_ids)
+        if host is not None:
+            self.host, self.node = host, node
+        self.folder.write_info(self._fields(Status.RUNNING, started=started))
+
+    # ------------------------------------------------------------ endings
+    def finished(self, status: Status, exit_code: Optional[int], signal: Optional[str],
+                 ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
+        """The attempt ended: the final INFO, then the marker; its ``Outcome``."""
+        self.close_output()
+        if started is None:
+            started = self.start_time if self.start_time is not None else ended
+        d = self.d
+        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                          exit_code=exit_code, signal=signal, started=started, ended=ended,
+                          pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
+        self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
+                                        started=started, ended=ended), outcome)
+        return outcome
+
+    def ended_unrun(self, status: Status, why: str, note: Optional[str] = None,
+                    started: Optional[float] = None, ended: Optional[float] = None) -> Outcome:
+        """The attempt ended without a result of its own (it could not start, was never
+        to run, or its executor vanished): ``hog: why`` goes to its ``.ERR``, then as
+        ``finished``. ``note`` (default ``why``) is the outcome's note."""
+        self.close_output()
+        with open(self.err_path, "a") as f:
+            f.write(f"hog: {why}\n")
+        open(self.out_path, "a").close()
+        if ended is None:
+            ended = time.time()
+        return self.finished(status, None, None, ended, why if note is None else note,
+                             started=started)
+
+    def _fields(self, status: Status, **times) -> dict:
+        d = self.d
+        fields = info_fields(name=d.name, index=d.job.index, command=d.job.command,
+                             gpu_ids=self.gpu_ids, slot=d.slot, pid=self.pid,
+                             attempt=d.attempt, status=status, **times)
+        if self.host is not None:
+            fields["host"] = self.host
+            fields["node"] = self.node
+        return fields

@@ -1,0 +1,138 @@
+"""Requests from other shells and from signals, acted on between turns.
+
+The tick (every ``TICK_S``) reads the store's request mailbox when its data
+changed (``hog stop`` = drain, ``stop --now`` = kill, ``kill JOB`` = cancel,
+``hog gpus`` = new slots), beats the runner's heartbeat, and follows the GPU
+monitor and the neighbours registry. Signals only set flags; ``handle_signals``
+turns them into the same drain / kill, or (SIGHUP) sends the output to a log.
+"""
+import os
+import signal
+import socket
+
+from hog.backends.base import LocalCapacity, Resizable
+from hog.config import slots_for
+from hog.engine import intake
+from hog.engine.state import RunState
+from hog.errors import UsageError
+from hog.model import StopHow
+from hog.state.store import HEARTBEAT_S
+
+TICK_S = 0.5
+
+
+def tick(st: RunState, now: float) -> None:
+    """Every 0.5 s: requests from other shells, heartbeat, GPU checks."""
+    st.next_tick = now + TICK_S
+    if st.monitor is not None and isinstance(st.sched, LocalCapacity) \
+            and st.sched.set_unavailable(st.monitor.unavailable):
+        busy = sorted(g for g in st.monitor.unavailable if g in st.cfg.slots)
+        st.display.message(f"GPU(s) in use by others, no new jobs there: "
+                           f"{','.join(busy) or 'none now'}")
+    st.registry.update(len(st.running))
+    if st.cfg.wait_for_running:
+        note_others_running(st, st.registry.others_running())
+    if now >= st.next_heartbeat:
+        st.next_heartbeat = now + HEARTBEAT_S
+        st.store.heartbeat(st.runner_id)
+    version = st.store.data_version()
+    if version == st.data_version:
+        return
+    st.data_version = version
+    st.ready.clear()              # jobs added, cancelled or retried elsewhere
+    intake.refresh_total(st)
+    request = st.store.pending_request(st.runner_id)
+    if request == "kill" and not st.killing:
+        kill_all(st, "stopped by hog stop --now: running jobs were terminated")
+    elif request == "drain" and not st.stopping:
+        drain(st, "stopped by hog stop: no new jobs were started")
+    for job_id in st.store.cancel_requested(st.runner_id):
+        for slot, d in st.running.items():
+            if d.job.index == job_id and job_id not in st.cancelling:
+                st.cancelling.add(job_id)
+                st.backend.stop(slot, StopHow.CANCEL)
+    spec = st.store.take_gpus_request(st.runner_id)
+    if spec is not None:
+        change_slots(st, spec)
+
+
+def note_others_running(st: RunState, others: bool) -> None:
+    if others == st.others_running:
+        return
+    st.others_running = others
+    if others:
+        st.display.message("--wait_for_running: another hog runner of yours is running "
+                           "jobs; waiting")
+
+
+def change_slots(st: RunState, spec: str) -> None:
+    if not isinstance(st.backend, Resizable) or not isinstance(st.sched, LocalCapacity):
+        st.display.message("hog gpus: with --backend ray the cluster's nodes decide the "
+                           "GPUs (ray start --num-gpus); nothing changed")
+        return
+    try:
+        wanted = slots_for(spec)
+    except UsageError as e:
+        st.display.message(f"hog gpus: {e}; keeping the current slots")
+        return
+    gone, added = st.sched.resize(wanted)
+    for slot in gone:
+        st.backend.remove_slot(slot)
+    for slot in added:
+        st.backend.add_slot(slot)
+    st.progress.slots = st.sched.slot_gpus()
+    st.store.heartbeat(st.runner_id, ",".join(st.progress.slots))
+    st.display.message(f"slots are now --gpus {','.join(st.progress.slots)}")
+
+
+def handle_signals(st: RunState, wake_r: socket.socket) -> None:
+    try:
+        while wake_r.recv(64):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+    ints = st.flags.count(signal.SIGINT)
+    if st.flags.count(signal.SIGHUP) and not st.detached:
+        lose_terminal(st)
+    if st.flags.count(signal.SIGTERM) and not st.killing:
+        st.exit_signal = signal.SIGTERM
+        kill_all(st, "stopped by SIGTERM: running jobs were terminated")
+    elif ints >= 2 and not st.killing:
+        st.exit_signal = signal.SIGINT
+        kill_all(st, "stopped by a second Ctrl-C: running jobs were terminated")
+    elif ints == 1 and not st.stopping:
+        st.exit_signal = signal.SIGINT
+        drain(st, "stopped by Ctrl-C: no new jobs were started")
+        st.display.message(f"Ctrl-C: starting no new jobs; waiting for "
+                           f"{len(st.running)} running job(s) to finish. Press Ctrl-C "
+                           f"again to terminate them.")
+
+
+def drain(st: RunState, reason: str) -> None:
+    st.stopping = True
+    st.stop_reason = reason
+    st.progress.notice = reason
+
+
+def kill_all(st: RunState, reason: str) -> None:
+    drain(st, reason)
+    st.killing = True
+    for slot in list(st.running):
+        st.backend.stop(slot, StopHow.KILL)
+
+
+def lose_terminal(st: RunState) -> None:
+    """SIGHUP: the terminal is gone. Keep running; send our output to a log."""
+    st.detached = True
+    log = os.path.join(st.layout.state_dir, "runner.log")
+    try:
+        st.display.stop()
+    except Exception:  # noqa: BLE001 - the terminal may already be unusable
+        pass
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for std in (1, 2):
+        os.dup2(fd, std)
+    os.close(fd)
+    st.display = st.make_display(st.progress, "plain" if st.cfg.display != "quiet"
+                                 else "quiet")
+    st.display.message("terminal hung up (SIGHUP); carrying on, output goes here")

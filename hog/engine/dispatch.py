@@ -1,0 +1,133 @@
+"""From the queue to the slots: the ready list (queued jobs fetched from the store in
+order), dependencies (``after``), GPU memory totals, claims, and sending the claimed
+jobs once the turn's transaction is committed.
+
+``fill`` claims jobs while the scheduler finds room; each claim only records the
+dispatch (``claimed``); ``send_claimed`` hands them to the backend after the commit.
+"""
+import time
+
+from hog.backends.base import LocalCapacity
+from hog.engine import outcomes
+from hog.engine.progress import Running
+from hog.engine.state import RunState
+from hog.gpus.discovery import query_gpus
+from hog.model import Dispatch, Job
+from hog.placement import MEMORY
+from hog.state.store import JobRow
+
+READY_AHEAD = 64
+
+
+def learn_gpu_memory(st: RunState) -> None:
+    """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
+    st.memory_known = True
+    sched = st.sched
+    if not isinstance(sched, LocalCapacity):    # Ray turns memory= jobs down
+        return
+    for g in query_gpus() or []:
+        if g.memory_total_mib:
+            for key in (g.index, g.uuid):
+                if key in st.cfg.slots:
+                    sched.set_gpu_memory(key, g.memory_total_mib * 2 ** 20)
+
+
+def refill(st: RunState) -> None:
+    skip = st.not_here
+    rows = st.store.queued(READY_AHEAD + len(skip) + len(st.waiting_deps))
+    st.ready.extend((r, r.job()) for r in rows if r.id not in skip)
+
+
+def fill(st: RunState) -> None:
+    """Start queued jobs while there is room and the planner finds a place."""
+    if st.stopping or st.others_running:
+        return
+    while st.sched.has_room():
+        if not st.ready:
+            refill(st)
+            if not st.ready:
+                return
+        entries = {job.index: (row, job) for row, job in st.ready}
+        placements = st.sched.schedule([job for _, job in entries.values()],
+                                       lambda job: may_start(st, *entries[job.index]))
+        if not placements:
+            return
+        by_id = {job.index: (row, job) for row, job in st.ready}
+        for p in placements:
+            row, job = by_id[p.job_id]
+            st.ready.remove((row, job))
+            gpus = ",".join(p.gpu_ids)
+            attempt = st.store.claim(row.id, row.attempt, st.runner_id, p.slot, gpus)
+            st.ahead = max(0, st.ahead - 1)
+            if attempt is None:     # another runner took it, or it was cancelled
+                st.sched.release(p.job_id, ran=False)
+                continue
+            name = job.name or st.layout.folder_name(job.index)
+            dispatch(st, Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
+                                  attempt=attempt))
+
+
+def may_start(st: RunState, row: JobRow, job: Job) -> bool:
+    """Asked by the scheduler about a job it would consider (lazily: not once there
+    is no room left for it): not impossible here, dependencies met."""
+    if MEMORY in dict(job.resources) and not st.memory_known:
+        learn_gpu_memory(st)
+    return startable(st, row, job)
+
+
+def startable(st: RunState, row: JobRow, job: Job) -> bool:
+    """False (and the job dealt with) if it can never run here or its dependencies
+    failed; False while its dependencies are still running."""
+    why = st.sched.never_fits(job)
+    if why:
+        st.ready.remove((row, job))
+        outcomes.cannot_run_here(st, row, job, job.name or st.layout.folder_name(job.index),
+                                 why)
+        return False
+    if job.after:
+        state = dependencies(st, job)
+        if state == "wait":
+            st.waiting_deps.add(job.index)
+            return False
+        st.waiting_deps.discard(job.index)
+        if state != "ok":
+            st.ready.remove((row, job))
+            outcomes.skip(st, row, job, state)
+            return False
+    return True
+
+
+def dependencies(st: RunState, job: Job) -> str:
+    """'ok' when every job named in ``after`` succeeded, 'wait' while one may still,
+    else why this job will not run."""
+    waiting = False
+    for name in job.after:
+        rows = st.store.by_name(name)
+        if not rows:
+            return f"it is after {name!r}, but no job is named {name!r}"
+        for r in rows:
+            if r.status == "succeeded":
+                continue
+            if r.status in ("queued", "running"):
+                waiting = True
+            else:
+                return f"its dependency {name} ended {r.status}"
+    return "wait" if waiting else "ok"
+
+
+def dispatch(st: RunState, d: Dispatch) -> None:
+    if d.slot >= len(st.progress.slots):  # Ray: slots are taken as jobs are handed over
+        st.progress.slots = st.sched.slot_gpus()
+    st.running[d.slot] = d
+    st.registry.update(len(st.running))
+    st.started_any = True
+    st.progress.running[d.slot] = Running(d.name, ",".join(d.gpu_ids), time.time(),
+                                          d.job.index)
+    st.claimed.append(d)
+
+
+def send_claimed(st: RunState) -> None:
+    """Send the jobs claimed this turn to their slots (the claims are committed)."""
+    for d in st.claimed:
+        st.backend.submit(d)
+    st.claimed.clear()

@@ -1,0 +1,86 @@
+"""The job source's side of the loop: jobs from the producer's queue into the store,
+a batch at a time, at most ``LOOKAHEAD`` jobs ahead of the slots; the sweep's total
+as the source is read; the end of the source (or its error).
+"""
+import pickle
+from typing import List, Optional
+
+from hog.engine.state import RunState
+from hog.model import Job, JobMsg, SourceFailed, SourceTotal
+
+INGEST_BATCH = 500
+LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless yielder is fine)
+
+
+def ingest(st: RunState) -> None:
+    """Move jobs the producer has ready into the store, a batch at a time, staying at
+    most LOOKAHEAD jobs ahead of the slots."""
+    if not may_ingest(st):
+        return
+    batch: List[Job] = []
+    ended: Optional[str] = None
+    # While slots are idle, hand the first jobs over at once; then take big batches.
+    limit = INGEST_BATCH if st.running else max(4, 2 * st.sched.room())
+    while len(batch) < limit:
+        if not st.queue._reader.poll():
+            if st.producer_exited and not batch:
+                ended = f"the job source process died (exit code {st.producer.exitcode})"
+            break
+        message = pickle.loads(st.queue.get())
+        if isinstance(message, JobMsg):
+            batch.append(message.job)
+        elif isinstance(message, SourceTotal):
+            st.source_total = message.total
+        else:
+            ended = message.text if isinstance(message, SourceFailed) else ""
+            break
+    st.received += len(batch)
+    if batch and st.cfg.source.kind == "watch":
+        st.store.add(batch)           # scripts are new jobs, not source positions
+        st.base_total += len(batch)
+        st.ahead += len(batch)
+        st.ready.clear()
+    elif batch:
+        counts = st.store.ingest(batch, st.resume, st.runner_id)
+        st.ingested = [a + b for a, b in zip(st.ingested, counts)]
+        st.base_total += counts[0] + counts[1]
+        st.ahead += counts[0] + counts[1]
+        st.ready.clear()      # new jobs may come before what we fetched
+    show_total(st)
+    if ended is not None:
+        source_ended(st, ended)
+        refresh_total(st)
+
+
+def may_ingest(st: RunState) -> bool:
+    """Read on while fewer than LOOKAHEAD jobs wait, or while nothing runs (so a queue
+    whose head cannot start yet never stalls the source)."""
+    if st.producer is None or st.source_done:
+        return False
+    return st.ahead < LOOKAHEAD or not st.running
+
+
+def show_total(st: RunState) -> None:
+    unread = 0
+    if st.source_total is not None and not st.source_done:
+        unread = max(0, st.source_total - st.received)
+    st.progress.total = st.base_total + unread
+
+
+def source_ended(st: RunState, error: str) -> None:
+    st.source_done = True
+    st.source_error = error
+    if not error:
+        st.store.set_meta("ingest_done", "1")
+    added, again, skipped = st.ingested
+    if st.resume and (again or skipped):
+        st.display.message(f"resuming {st.cfg.output_dir}/: skipped {skipped} job(s) "
+                           f"that already succeeded; {again} queued again (failed, "
+                           f"interrupted or changed), {added} new")
+
+
+def refresh_total(st: RunState) -> None:
+    counts = st.store.counts()
+    st.ahead = counts.get("queued", 0)
+    st.base_total = st.progress.finished + len(st.running) + st.ahead
+    show_total(st)

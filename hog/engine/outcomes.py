@@ -1,0 +1,129 @@
+"""What comes back from the slots, and jobs that end without running.
+
+Backend events go into the store (``started``, ``ended``); a failed or timed-out
+attempt with retries left is queued again; a final outcome is counted
+(``Progress``), shown, handed to the watched directory and the hooks. A slot whose
+executor vanished has its job recorded as interrupted and is replaced. Jobs that
+can never run here (unschedulable) or whose dependencies failed (skipped) get a
+job folder, a status and an outcome like any other.
+"""
+import time
+from dataclasses import replace
+from typing import Optional
+
+from hog.backends.attempt import Attempt
+from hog.backends.base import LocalCapacity, Resizable
+from hog.engine import control
+from hog.engine.state import RunState
+from hog.model import BackendFailed, Dispatch, Ended, Event, Job, Outcome, SlotLost, Started, Status
+from hog.sources.watch import finish
+from hog.state.store import JobRow
+
+
+def on_event(st: RunState, event: Event) -> None:
+    if isinstance(event, Started):
+        st.sched.started(event.index)
+        slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
+        st.pids[slot] = pid
+        gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
+        st.store.started(event.index, pid, started, gpus=None if chosen is None else gpus)
+        if st.monitor is not None:
+            st.monitor.ours = frozenset(st.pids.values())
+        r = st.progress.running.get(slot)
+        if r is not None:
+            r.started = started
+            r.gpus = gpus
+        st.display.job_started(slot, st.running[slot].name, gpus, pid)
+    elif isinstance(event, Ended):
+        ended(st, event.outcome)
+    elif isinstance(event, SlotLost):
+        consumer_died(st, event.slot, event.why)
+    elif isinstance(event, BackendFailed) and not st.fatal:
+        st.fatal = event.why
+        st.display.message(event.why)
+        control.drain(st, event.why)
+
+
+def ended(st: RunState, outcome: Outcome) -> None:
+    d = st.running.pop(outcome.slot, None)
+    st.pids.pop(outcome.slot, None)
+    st.cancelling.discard(outcome.index)
+    retry = d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
+        and outcome.attempt <= d.job.retries and not st.killing
+    st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
+                   outcome.started, outcome.ended, outcome.note, requeue=retry)
+    gone = st.sched.release(outcome.index)
+    if gone and isinstance(st.backend, Resizable):
+        for slot in gone:
+            st.backend.remove_slot(slot)
+    # (the registry hears "idle" on the tick: a slot handed its next job at once must
+    # not cost two file writes per job)
+    if st.monitor is not None:
+        st.monitor.ours = frozenset(st.pids.values())
+    st.progress.running.pop(outcome.slot, None)
+    if retry:
+        st.ahead += 1
+        st.ready.clear()
+        st.display.message(f"{outcome.name} attempt {outcome.attempt} ended "
+                           f"{outcome.status.value}; retrying")
+        return
+    account(st, outcome)
+
+
+def account(st: RunState, outcome: Outcome) -> None:
+    if st.cfg.source is not None and st.cfg.source.kind == "watch":
+        finish(st.cfg.source.path, outcome, st.layout.out_path(outcome.index),
+               st.layout.err_path(outcome.index))
+    st.progress.record(outcome)
+    st.display.job_ended(outcome)
+    if st.hooks is not None:
+        from hog.engine.hooks import job_variables  # the hooks module: only with hooks
+        st.hooks.job_ended(outcome.name, job_variables(outcome, st.layout, st.progress))
+
+
+def consumer_died(st: RunState, slot: int, why: str) -> None:
+    """A slot's executor vanished (the backend ended its job): record it, replace it."""
+    d = st.running.get(slot)
+    if d is not None:
+        pid = st.pids.get(slot)
+        started = st.progress.running[slot].started
+        now = time.time()
+        ended(st, write_folder_without_consumer(st, d, Status.INTERRUPTED, started, now,
+                                                pid, why))
+    if not (st.killing or st.stopping) and isinstance(st.backend, Resizable) \
+            and isinstance(st.sched, LocalCapacity) and st.sched.owns_slot(slot):
+        st.display.message(f"slot {slot}: {why}; starting a new one")
+        st.backend.add_slot(slot)
+
+
+def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,
+                                  ended: float, pid: Optional[int], why: str,
+                                  note: Optional[str] = None) -> Outcome:
+    return Attempt.reopen(st.layout, d, pid).ended_unrun(status, why, note=note,
+                                                         started=started, ended=ended)
+
+
+def skip(st: RunState, row: JobRow, job: Job, why: str) -> None:
+    end_unrun(st, row, job, Status.SKIPPED, why, "skipped: " + why)
+
+
+def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
+              message: str) -> None:
+    """Record a job that ends without running (skipped, unschedulable)."""
+    name = job.name or st.layout.folder_name(job.index)
+    st.display.message(f"{name} ({job.where}) {message}")
+    now = time.time()
+    d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
+    st.store.set_status(row.id, status, why)
+    st.ahead = max(0, st.ahead - 1)
+    outcome = write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}",
+                                            note=why)
+    account(st, replace(outcome, attempt=1))    # (counted as a first attempt, as ever)
+
+
+def cannot_run_here(st: RunState, row: JobRow, job: Job, name: str, why: str) -> None:
+    st.not_here.add(row.id)
+    if len(st.store.live_runners()) > 1:
+        st.display.message(f"{name} {why}; leaving it to another runner")
+        return
+    end_unrun(st, row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")

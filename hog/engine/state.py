@@ -1,0 +1,127 @@
+"""``RunState``: what the parts of the runner share.
+
+One object per run, created whole by the ``Runner`` (every attribute here, none
+added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``,
+``outcomes`` and ``control``, which read and change it. It holds:
+
+- what the runner was built with: config, job-folder layout, fork context, signal
+  flags, backend, scheduler, display factory;
+- what set-up opens: the store and this runner's row in it, the producer process
+  and its queue, the GPU monitor, the neighbours registry, the hooks, the display;
+- the job path's bookkeeping: ``ready`` (queued jobs fetched from the store),
+  ``claimed`` (claimed this turn, sent once committed), ``running`` and ``pids``
+  by slot, ``not_here``, ``waiting_deps``, ``cancelling``;
+- the source's counters (``received``, ``ingested``, ``source_total``,
+  ``base_total``, ``ahead``) and how the run is stopping (``stopping``,
+  ``killing``, ``stop_reason``, ``exit_signal``).
+"""
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+
+from hog.backends.base import Admission, Backend
+from hog.config import RunConfig
+from hog.engine.neighbours import Registry
+from hog.engine.progress import Display, DisplayFactory, Progress
+from hog.model import Dispatch, Job, Outcome
+from hog.signals import SignalFlags
+from hog.state.jobdir import Layout
+from hog.state.store import JobRow, Store
+
+
+class PendingDisplay:
+    """The display until the real one starts: its messages wait in ``notices`` and
+    are shown once it has started."""
+
+    def __init__(self, notices: List[str]):
+        self.notices = notices
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def idle(self) -> None:
+        pass
+
+    def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
+        pass
+
+    def job_ended(self, o: Outcome) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        self.notices.append(text)
+
+
+class RunState:
+    """One run's shared state (see the module's docstring)."""
+
+    def __init__(self, config: RunConfig, layout: Layout, ctx: Any, flags: SignalFlags,
+                 backend: Backend, sched: Admission, make_display: DisplayFactory):
+        self.cfg = config
+        self.layout = layout
+        self.ctx = ctx
+        self.flags = flags
+        self.backend = backend
+        self.sched = sched
+        self.make_display = make_display
+        self.memory_known = bool(config.gpu_memory)
+        self.progress = Progress(slots=list(config.slots), layout=layout,
+                                 title=config.output_dir)
+        # set-up
+        self.notices: List[str] = []    # shown once the display has started
+        self.display: Display = PendingDisplay(self.notices)
+        self._store: Optional[Store] = None
+        self.runner_id = 0              # this runner's row in the store, once registered
+        self.joiner = False             # other runners were active on this queue
+        self.created_root = False       # this run created the output directory
+        self.resume = False
+        self.producer: Any = None
+        self.queue: Any = None          # the producer's queue (with the producer)
+        self.monitor: Any = None        # --min_free_memory / --exclusive only
+        self.registry = Registry()      # for those started with --wait_for_running
+        self.hooks: Any = None          # --on_job_end / --on_finish only
+        # the job path
+        self.ready: Deque[Tuple[JobRow, Job]] = deque()
+        self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
+        self.running: Dict[int, Dispatch] = {}
+        self.pids: Dict[int, int] = {}
+        self.not_here: Set[int] = set()     # queued jobs this runner can never run
+        self.waiting_deps: Set[int] = set()
+        self.cancelling: Set[int] = set()
+        self.started_any = False
+        self.fatal = ""
+        # the source
+        self.source_done = config.source is None
+        self.source_error = ""
+        self.producer_exited = False
+        self.ingested = [0, 0, 0]   # added, queued again, skipped (succeeded)
+        self.received = 0           # jobs taken from the producer
+        self.source_total: Optional[int] = None   # jobs in the source, once counted
+        self.base_total = 0         # finished + running + queued in the store
+        self.ahead = 0              # queued jobs in the store not yet started (estimate)
+        # stopping, ticks
+        self.stopping = False       # first Ctrl-C / hog stop: start nothing new
+        self.killing = False        # second Ctrl-C / SIGTERM / hog stop --now
+        self.stop_reason = ""
+        self.exit_signal = 0
+        self.detached = False
+        self.next_tick = 0.0
+        self.next_heartbeat = 0.0
+        self.others_running = False
+        self.data_version: Optional[int] = None
+
+    @property
+    def store(self) -> Store:
+        """The queue's store, opened by ``sweep.open_store`` before anything else."""
+        assert self._store is not None, "the store is not open yet"
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
+
+    @property
+    def store_open(self) -> bool:
+        return self._store is not None

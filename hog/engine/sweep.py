@@ -1,0 +1,123 @@
+"""Which sweep this run is: start, resume, join or ``--fresh``; recovery of what a
+dead runner left behind, judged against the job folders.
+
+``open_store`` runs first, before any process is started: it moves an old output
+directory aside (``--fresh``), refuses an output directory that holds another
+sweep or job folders without a queue, opens the store, recovers jobs left running
+by a runner that died, and registers this runner. ``remove_unused_output`` undoes
+the output directory of a run that never had a job.
+"""
+import os
+import shutil
+import time
+from typing import Dict, List, Optional, Tuple
+
+from hog.config import source_key
+from hog.engine.state import RunState
+from hog.errors import UsageError
+from hog.state.jobdir import Layout, folder_verdict, read_info
+from hog.state.store import JobRow, RunnerRow, Store
+
+
+def open_store(st: RunState) -> None:
+    root = st.layout.root
+    if st.cfg.fresh:
+        move_aside(st)
+    had_store = os.path.exists(os.path.join(st.layout.state_dir, "hog.sqlite"))
+    st.created_root = not os.path.exists(root)
+    if not had_store and os.path.isdir(root):
+        existing = st.layout.existing_job_folders()
+        if existing:
+            raise UsageError(f"{st.cfg.output_dir}/ holds job folders ({', '.join(existing)}"
+                             f", ...) but no hog queue; nothing is overwritten: use another "
+                             f"--output_dir, or --fresh to move that one aside")
+    try:
+        st.layout.prepare_root()
+    except OSError as e:
+        raise UsageError(f"--output_dir {st.cfg.output_dir}: cannot be used as a "
+                         f"directory ({e.strerror})") from None
+    st.store = Store(st.layout.state_dir)
+    recovered = st.store.recover(lambda row: folder_state(st.layout, row))
+    with st.store.transaction():
+        live = st.store.live_runners()
+        check_sweep(st, live)
+        st.runner_id = st.store.register_runner(st.backend.label())
+    st.joiner = bool(live)
+    if recovered:
+        again = sum(1 for _, s in recovered if s == "interrupted")
+        st.notices.append(
+            f"recovered {len(recovered)} job(s) left running by a runner that died: "
+            f"{again} queued again, {len(recovered) - again} had succeeded")
+    if st.joiner:
+        st.source_done = True
+        st.notices.append(f"joining {len(live)} active runner(s) on this queue")
+
+
+def folder_state(layout: Layout, row: JobRow) -> Optional[Tuple[str, dict]]:
+    verdict = folder_verdict(layout, row.id)
+    return None if verdict is None else (verdict, read_info(layout, row.id))
+
+
+def check_sweep(st: RunState, live: List[RunnerRow]) -> None:
+    """Decide whether this run starts a sweep, resumes it, or joins it."""
+    prefix = st.store.meta("prefix")
+    if prefix is not None and prefix != st.cfg.prefix:
+        raise UsageError(f"{st.cfg.output_dir}/ holds a sweep with --prefix {prefix!r}; "
+                         f"use the same prefix, or another --output_dir")
+    st.store.set_meta("prefix", st.cfg.prefix)
+    if st.cfg.source is None:
+        return
+    mine = source_key(st.cfg.source)
+    theirs = st.store.meta("source")
+    if theirs is None:
+        st.store.set_meta("source", mine)
+    elif theirs != mine:
+        counts = st.store.counts()
+        done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        raise UsageError(
+            f"{st.cfg.output_dir}/ holds another sweep ({theirs.split(':', 1)[1]}: "
+            f"{done}); to run {st.cfg.source.path} use another --output_dir, or --fresh "
+            f"to move the old one aside; to queue its jobs in this sweep: "
+            f"hog add {st.cfg.output_dir} --job_file {st.cfg.source.path}")
+    else:
+        st.resume = not live
+    if not live:
+        st.store.set_meta("ingest_done", "0")
+        if st.cfg.source.kind == "watch":   # scripts left in running/ run again
+            st.store.retry(r.id for r in st.store.rows_with_status("interrupted"))
+
+
+def move_aside(st: RunState) -> None:
+    root = st.layout.root
+    if not os.path.exists(root) or not os.listdir(root):
+        return
+    db = os.path.join(st.layout.state_dir, "hog.sqlite")
+    if os.path.exists(db):
+        probe = Store(st.layout.state_dir, create=False)
+        try:
+            if probe.live_runners():
+                raise UsageError(f"--fresh: a runner is still active on "
+                                 f"{st.cfg.output_dir}/; stop it first (hog stop)")
+        finally:
+            probe.close()
+    aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while os.path.exists(aside):
+        aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        n += 1
+    os.rename(root, aside)
+    st.notices.append(f"--fresh: moved the previous {st.cfg.output_dir}/ to {aside}")
+
+
+def remove_unused_output(st: RunState) -> None:
+    """Nothing ran and nothing was queued: leave no empty output directory behind."""
+    if st.created_root and not any(store_counts(st.layout).values()):
+        shutil.rmtree(st.layout.root, ignore_errors=True)
+
+
+def store_counts(layout: Layout) -> Dict[str, int]:
+    store = Store(layout.state_dir)
+    try:
+        return store.counts()
+    finally:
+        store.close()
