@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 from hog.config import OPTIONS, build_config, file_source
 from hog.engine.runner import run as run_sweep
 from hog.errors import UsageError
+from hog.model import Status
 from hog.sources.producer import SourceSpec
 from hog.sources.text import job_from_item
 from hog.state.jobdir import STATE_DIR, Layout
@@ -107,7 +108,7 @@ class Results:
         """Jobs that ended without success (failed, timeout, interrupted, skipped,
         unschedulable); cancelled ones are not failures."""
         return tuple(j for j in self.jobs
-                     if j.status not in ("succeeded", "queued", "running", "cancelled"))
+                     if Status(j.status).counts_as_failure)
 
     def job(self, ref: Union[int, str]) -> JobRecord:
         """A job by number or by name (KeyError if there is none)."""
@@ -150,7 +151,7 @@ def results(output_dir: Union[str, os.PathLike] = "output") -> Results:
 def _record(row: JobRow, layout: Layout) -> JobRecord:
     def when(ts):
         return None if ts is None else datetime.fromtimestamp(ts).astimezone()
-    finished = row.status not in ("queued", "running")
+    finished = Status(row.status).finished
     duration = None if not finished or row.started is None or row.ended is None \
         else round(row.ended - row.started, 3)
     return JobRecord(

@@ -54,6 +54,18 @@ class Status(str, Enum):
         """Running the same sweep again queues it again (a cancelled job stays so)."""
         return self.rerunnable and self is not Status.CANCELLED
 
+    @property
+    def started_command(self) -> bool:
+        """An attempt with this status had started its command (skipped and
+        unschedulable jobs end without running; queued ones have not started)."""
+        return self not in (Status.QUEUED, Status.SKIPPED, Status.UNSCHEDULABLE)
+
+    @property
+    def ran_its_course(self) -> bool:
+        """The attempt ran until it ended by itself or by its timeout: its duration
+        says how long such a job takes (for estimates)."""
+        return self in (Status.SUCCEEDED, Status.FAILED, Status.TIMEOUT)
+
     @classmethod
     def having(cls, meaning: str) -> Tuple["Status", ...]:
         """Every status with the property ``meaning`` (``"finished"``, ...), in order."""

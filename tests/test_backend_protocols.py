@@ -4,7 +4,7 @@ from hog.backends.base import Admission, Backend, LocalCapacity, Resizable
 from hog.backends.local import LocalBackend
 from hog.backends.ray.admission import RayAdmission
 from hog.backends.ray.backend import RayBackend
-from hog.engine.scheduler import Capacity, Scheduler
+from hog.backends.scheduler import Capacity, Scheduler
 from hog.model import Job, Slot
 
 

@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence, Tuple
 import pytest
 
 from hog.model import Job, Slot
-from hog.engine.scheduler import Capacity, Placement, Scheduler
+from hog.backends.scheduler import Capacity, Placement, Scheduler
 
 G = 2 ** 30
 

@@ -5,9 +5,7 @@ no terminal signals reach it), stdin from /dev/null, stdout and stderr opened
 straight onto its files by the spawn itself, so hog never holds job output in
 memory. ``os.posix_spawn`` (vfork+exec in glibc) keeps the cost per job low.
 
-It also tells processes apart (``proc_start_time``, ``is_zombie``): a pid with its
-kernel start time names one process even after the pid is reused. The store's
-runner liveness, the per-user registry, the Ray keeper and the Ray node use them.
+Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s.
 """
 import errno
 import os
@@ -254,21 +252,3 @@ def sweep_leftovers(pgid: int, grace: float) -> bool:
 
 
 # ------------------------------------------------------------ process identity
-def proc_start_time(pid: int) -> str:
-    """The kernel's start time of ``pid`` ('' if unknown): a pid plus this is unique."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:].split()[19].decode()
-    except (OSError, ValueError, IndexError):
-        return ""
-
-
-def is_zombie(pid: int) -> bool:
-    """Has ``pid`` exited without being reaped by its parent yet?"""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
-    except (OSError, ValueError):
-        return False

@@ -16,6 +16,7 @@ from hog.engine import intake
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
+from hog.state.jobdir import RUNNER_LOG
 from hog.state.store import HEARTBEAT_S
 
 TICK_S = 0.5
@@ -124,7 +125,7 @@ def kill_all(st: RunState, reason: str) -> None:
 def lose_terminal(st: RunState) -> None:
     """SIGHUP: the terminal is gone. Keep running; send our output to a log."""
     st.detached = True
-    log = os.path.join(st.layout.state_dir, "runner.log")
+    log = os.path.join(st.layout.state_dir, RUNNER_LOG)
     try:
         st.display.stop()
     except Exception:  # noqa: BLE001 - the terminal may already be unusable

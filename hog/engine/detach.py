@@ -6,17 +6,15 @@ import sys
 import time
 from typing import List
 
-from hog.state.jobdir import STATE_DIR
+from hog.state.jobdir import RUNNER_LOG, STATE_DIR
 from hog.state.store import Store
-
-LOG_NAME = "runner.log"
 
 
 def detach(argv: List[str], output_dir: str) -> int:
     state_dir = os.path.join(output_dir, STATE_DIR)
     os.makedirs(output_dir, exist_ok=True)
     Store(state_dir).close()            # create it, and check who owns it, now
-    log = os.path.join(state_dir, LOG_NAME)
+    log = os.path.join(state_dir, RUNNER_LOG)
     args = [a for a in argv if a not in ("--detach",)] + ["--display", "plain"]
     with open(log, "ab", buffering=0) as out:
         os.chmod(log, 0o600)

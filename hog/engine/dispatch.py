@@ -12,7 +12,7 @@ from hog.engine import outcomes
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
-from hog.model import Dispatch, Job
+from hog.model import Dispatch, Job, Status
 from hog.placement import MEMORY
 from hog.state.store import JobRow
 
@@ -108,7 +108,7 @@ def dependencies(st: RunState, job: Job) -> str:
         for r in rows:
             if r.status == "succeeded":
                 continue
-            if r.status in ("queued", "running"):
+            if not Status(r.status).finished:
                 waiting = True
             else:
                 return f"its dependency {name} ended {r.status}"

@@ -9,7 +9,7 @@ import os
 import tempfile
 from typing import Optional
 
-from hog.backends.spawn import proc_start_time
+from hog.proc import proc_start_time
 from hog.state.files import atomic_write
 
 

@@ -12,9 +12,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Protocol
 
-from hog.model import Outcome, Status
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.humanize import describe_end, eta_s, fmt_duration, shown_path
+from hog.model import Outcome, Status
 
 LISTED_FAILURES = 5          # the latest failures the dashboard shows
 MAX_LISTED_FAILURES = 20

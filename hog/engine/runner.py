@@ -24,8 +24,8 @@ from typing import Callable, Iterable, Optional
 import multiprocess
 from multiprocess.connection import wait
 
-from hog.backends import make_backend
 from hog.backends.base import LocalCapacity
+from hog.backends.factory import make_backend
 from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary

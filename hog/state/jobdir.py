@@ -28,6 +28,7 @@ HOST = socket.gethostname()
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 REPORT_HTML = "report.html"
+RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's output
 
 
 def _scalar(value) -> str:

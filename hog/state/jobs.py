@@ -17,8 +17,8 @@ from hog.state.files import from_iso
 from hog.state.rows import JobRow, job_spec
 from hog.state.runners import RunnerRows, runner_alive
 
-RERUNNABLE = ("failed", "interrupted", "timeout", "cancelled", "skipped", "unschedulable")
-RESUMED = ("failed", "interrupted", "timeout", "skipped", "unschedulable")   # not cancelled
+RERUNNABLE = tuple(s.value for s in Status.having("rerunnable"))
+RESUMED = tuple(s.value for s in Status.having("resumed"))     # not cancelled
 
 _INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added) "
            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")

@@ -16,8 +16,9 @@ from hog.state.jobdir import STATE_DIR
 from hog.state.rows import JOB_COLUMNS, JobRow, ResultRow
 from hog.state.runners import RunnerRows
 
-FINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED, Status.TIMEOUT, Status.CANCELLED,
-         Status.SKIPPED, Status.UNSCHEDULABLE)
+FINAL = Status.having("finished")
+FAILED_SQL = Status.sql_list(Status.having("counts_as_failure"))
+TIMED_SQL = Status.sql_list(Status.having("ran_its_course"))
 
 
 class SweepReader(RunnerRows):
@@ -46,8 +47,7 @@ class SweepReader(RunnerRows):
 
     def failed_ids(self) -> List[int]:
         return [r[0] for r in self.db.execute(
-            "SELECT id FROM jobs WHERE status IN ('failed', 'interrupted', 'timeout', "
-            "'unschedulable', 'skipped') ORDER BY id")]
+            f"SELECT id FROM jobs WHERE status IN {FAILED_SQL} ORDER BY id")]
 
     def counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
@@ -90,8 +90,8 @@ class SweepReader(RunnerRows):
     def duration_stats(self) -> Tuple[int, float]:
         """(jobs that ran to an end, the sum of their durations in seconds)."""
         n, total = self.db.execute(
-            "SELECT count(*), coalesce(sum(ended - started), 0) FROM jobs WHERE status IN "
-            "('succeeded', 'failed', 'timeout') AND started IS NOT NULL "
+            f"SELECT count(*), coalesce(sum(ended - started), 0) FROM jobs WHERE status IN "
+            f"{TIMED_SQL} AND started IS NOT NULL "
             "AND ended IS NOT NULL").fetchone()
         return n, float(total)
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from hog.model import slot_label
+from hog.model import Status, slot_label
 from hog.state.files import from_iso, replaced_atomically
 from hog.state.jobdir import (
     RESULTS_CSV,
@@ -36,6 +36,8 @@ FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal",
 
 
 _SECONDS: Dict[int, str] = {}
+
+RAN = tuple(s.value for s in Status.having("started_command"))   # had started its command
 
 
 def utc_iso(ts: Optional[float]) -> Optional[str]:
@@ -130,7 +132,6 @@ class Attempt:
     latest: bool                # False for an earlier attempt of a job run again
 
 
-RAN = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "running")
 
 
 def attempts(rows: Iterable[JobRow], runners: List[RunnerRow], layout: Layout) -> List[Attempt]:

@@ -21,7 +21,7 @@ Jobs added or queued again from another shell (``hog add``, ``hog retry``, in
 ``state.jobs``) reach a runner the same way: a commit it notices on its next tick.
 
 Liveness (``runner_alive``): on this host, a runner's pid with the same kernel
-start time (``spawn.proc_start_time``); elsewhere, a heartbeat younger than
+start time (``hog.proc.proc_start_time``); elsewhere, a heartbeat younger than
 ``STALE_HEARTBEAT_S``. Runners beat every ``HEARTBEAT_S``.
 
 Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
@@ -33,7 +33,7 @@ import socket
 import time
 from typing import List, Optional, cast
 
-from hog.backends.spawn import is_zombie, proc_start_time
+from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
 from hog.state.rows import RunnerRow
 

@@ -11,19 +11,18 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from hog.engine.detach import LOG_NAME
 from hog.engine.progress import LISTED_FAILURES
 from hog.humanize import describe_end, end_line, eta_s, fmt_duration, start_line
-from hog.model import slot_label
+from hog.model import Status, slot_label
 from hog.signals import SignalWait
-from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
 from hog.views.display import is_terminal
 from hog.views.tail import TailCache, last_line
 
-FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
+FAILED = Status.having("counts_as_failure")
 QUERY_S = 0.5          # the store is asked at most this often (and only when it changed)
 RUNNERS_S = 1.0        # runner liveness (a pid check) at most this often
 STARTING_S = 5.0       # how long a runner just started with --detach may take to register
@@ -230,7 +229,7 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
             started += [r for r in new if (r.id, r.attempt) not in seen]
             events = [(r.started or 0.0, 0, r) for r in started] + [(r.ended, 1, r) for r in new]
             counts = store.counts() if new else {}
-            finished = sum(n for s, n in counts.items() if s not in ("queued", "running"))
+            finished = sum(n for s, n in counts.items() if Status(s).finished)
             for _, kind, r in sorted(events, key=lambda e: (e[0], e[1])):
                 if kind == 0:
                     seen.add((r.id, r.attempt))
@@ -286,7 +285,7 @@ def attach(directory: str, store: SweepReader, plain: bool = False) -> int:
 
 def _just_detached(directory: str) -> bool:
     """Was a runner started with --detach a moment ago (it may not be registered yet)?"""
-    log = os.path.join(directory, STATE_DIR, LOG_NAME)
+    log = os.path.join(directory, STATE_DIR, RUNNER_LOG)
     try:
         recent = time.time() - os.path.getmtime(log) < STARTING_S
     except OSError:

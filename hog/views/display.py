@@ -9,9 +9,8 @@ from typing import Optional, TextIO
 
 from hog.engine.progress import Progress, Running, summary
 from hog.humanize import describe_end, end_line, fmt_duration, shown_path, start_line
-from hog.views.dashboard import (REFRESH_PER_SECOND, FailureView, Snapshot,
-                                 SlotView, render)
 from hog.model import Outcome, Status, slot_label
+from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
 
 __all__ = ["Progress", "Running", "PlainDisplay", "LiveDisplay", "make_display", "summary",
            "describe", "fmt_duration", "shown_path", "start_line", "end_line"]
@@ -105,6 +104,7 @@ class LiveDisplay(PlainDisplay):
         super().__init__(progress)
         from rich.console import Console
         from rich.live import Live
+
         from hog.views.tail import TailCache
         self.tails = TailCache()
         self.console = Console(stderr=False)

@@ -8,6 +8,7 @@ quietly (exit 130).
 import sys
 
 from hog.errors import UsageError
+from hog.model import Status
 from hog.signals import SignalWait
 from hog.state.jobdir import Layout, folder_verdict
 from hog.state.reading import SweepReader
@@ -15,7 +16,6 @@ from hog.state.rows import JobRow
 from hog.views.tail import Follower
 
 POLL_S = 0.2
-UNFINISHED = ("queued", "running")
 
 
 def find_job(store: SweepReader, ref: str, directory: str) -> JobRow:
@@ -87,7 +87,7 @@ def _over(store: SweepReader, layout: Layout, job_id: int) -> bool:
     """Has the job ended for good? Its status is final; or its folder has a marker and
     no live runner will record it (the runner that ran it died)."""
     row = store.row(job_id)
-    if row is None or row.status not in UNFINISHED:
+    if row is None or Status(row.status).finished:
         return True
     if row.status == "running" and folder_verdict(layout, job_id) is not None:
         return all(r.id != row.runner for r in store.live_runners())

@@ -7,10 +7,11 @@ from typing import Any, Dict, List
 from hog.humanize import fmt_duration, shown_path
 from hog.model import Status
 from hog.state.jobdir import Layout
-from hog.state.store import Store, runner_alive
+from hog.state.reading import SweepReader
+from hog.state.runners import runner_alive
 
 
-def status_data(store: Store, directory: str, failed_limit: int = 1000) -> Dict[str, Any]:
+def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) -> Dict[str, Any]:
     """What ``hog status --json`` prints. Its keys are always there (``counts`` has every
     status, zeros included), so scripts can rely on them."""
     now = time.time()
@@ -29,7 +30,7 @@ def status_data(store: Store, directory: str, failed_limit: int = 1000) -> Dict[
                     command=r.command)
                for r in store.rows_with_status("running")]
     failed: List[Dict[str, Any]] = []
-    for status in ("failed", "timeout", "interrupted", "unschedulable", "skipped"):
+    for status in Status.having("counts_as_failure"):
         for j in store.rows_with_status(status, failed_limit):
             failed.append(dict(id=j.id, name=j.name or layout.folder_name(j.id),
                                folder=layout.folder_name(j.id), status=j.status,

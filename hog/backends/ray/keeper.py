@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
 from hog.backends import spawn  # noqa: E402 - the hog this script belongs to, even under -I
-from hog.backends.spawn import proc_start_time  # noqa: E402
+from hog.proc import proc_start_time  # noqa: E402
 
 
 def end_groups(groups: dict, grace: float) -> None:

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 
 from hog.backends import spawn
 from hog.backends.jobenv import job_env
-from hog.backends.spawn import proc_start_time
+from hog.proc import proc_start_time
 
 FLUSH_S = 0.5             # output reaches hog's machine at least this often
 CHUNK = 1 << 18           # at most this many bytes per output item

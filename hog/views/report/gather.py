@@ -4,8 +4,8 @@ from dataclasses import dataclass
 from typing import FrozenSet, List, Optional
 
 from hog.state.jobdir import Layout
-from hog.state.results import Attempt, attempts
 from hog.state.reading import SweepReader
+from hog.state.results import Attempt, attempts
 from hog.state.rows import JobRow, RunnerRow
 from hog.state.runners import runner_alive
 

@@ -11,11 +11,10 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
 from hog.humanize import fmt_duration
-from hog.model import slot_label
+from hog.model import Status, slot_label
 from hog.state.rows import JobRow
 from hog.state.runners import HEARTBEAT_S
 from hog.views.report.gather import Sweep
-from hog.views.tail import err_tail
 from hog.views.report.timeline import (
     Bar,
     Lane,
@@ -25,10 +24,11 @@ from hog.views.report.timeline import (
     runner_span,
     usage,
 )
+from hog.views.tail import err_tail
 
 STATUS_ORDER = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "skipped",
                 "unschedulable", "running", "queued")
-FAILED = ("failed", "timeout", "interrupted", "unschedulable", "skipped")
+FAILED = Status.having("counts_as_failure")
 COLORS = {"succeeded": "#2a9d8f", "failed": "#e63946", "timeout": "#f4a261",
           "interrupted": "#8d6cc4", "cancelled": "#9aa1a9", "skipped": "#c9ced4",
           "unschedulable": "#6b7280", "running": "#3d6fb6", "queued": "#dfe3e8"}
@@ -147,7 +147,7 @@ def _card(title: str, value: str, detail: str = "", cls: str = "") -> str:
 
 def _summary(sweep: Sweep, counts: Counter, use: Usage, t0: float, t1: float) -> str:
     total = sum(counts.values())
-    done = sum(counts[s] for s in STATUS_ORDER if s not in ("queued", "running"))
+    done = sum(counts[s] for s in STATUS_ORDER if Status(s).finished)
     chips = "".join(
         f'<span class="chip" data-status="{s}"><i style="background:{COLORS[s]}"></i>'
         f'{counts[s]:,} {s}</span>' for s in STATUS_ORDER if counts.get(s))
@@ -205,8 +205,8 @@ def _histogram(rows: List[JobRow]) -> str:
     ok: List[float] = []
     bad: List[float] = []
     for r in rows:
-        if r.started is not None and r.ended is not None and r.status not in (
-                "queued", "running", "skipped", "unschedulable") \
+        if r.started is not None and r.ended is not None and Status(r.status).finished \
+                and Status(r.status).started_command \
                 and r.note != "cancelled before it started":
             (ok if r.status == "succeeded" else bad).append(max(0.0, r.ended - r.started))
     values = ok + bad

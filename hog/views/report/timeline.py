@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from hog.state.results import Attempt
-from hog.state.store import HEARTBEAT_S, RunnerRow
+from hog.state.rows import RunnerRow
+from hog.state.runners import HEARTBEAT_S
 from hog.views.report.gather import Sweep
 
 
