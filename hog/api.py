@@ -40,7 +40,7 @@ from hog.engine.runner import run as run_sweep
 from hog.errors import UsageError
 from hog.model import Status
 from hog.sources.producer import SourceSpec
-from hog.sources.text import job_from_item
+from hog.sources.yielder import job_from_item
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.store import JobRow, Store
 from hog.views.display import make_display

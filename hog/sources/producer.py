@@ -18,7 +18,8 @@ from typing import Any, Optional
 from hog.errors import HogError
 from hog.model import JobMsg, SourceEnd, SourceFailed, SourceMsg, SourceTotal
 from hog.signals import SignalFlags, set_parent_death_signal
-from hog.sources.text import SourceError, text_jobs, text_lines, yielder_jobs
+from hog.sources.text import SourceError, text_jobs, text_lines
+from hog.sources.yielder import iterable_jobs, yielder_jobs
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,6 @@ def open_source(spec: SourceSpec):
         from hog.sources.yaml import yaml_jobs
         return yaml_jobs(spec.path)
     if spec.kind == "python":     # handed over by fork, never pickled
-        from hog.sources.text import iterable_jobs
         return iterable_jobs(spec.items, spec.path)
     if spec.kind == "watch":
         from hog.sources.watch import watch_jobs

@@ -1,15 +1,14 @@
-"""Job sources: a text job file and a Python yielder, both read as streams.
+"""Text job files: one command per line, with an optional ``# hog:`` directive.
 
-Each source is an iterator of ``Job``s numbered from 0 in source order; nothing
-reads ahead, so the first job can start before a long file has been read.
+A text source is an iterator of ``Job``s numbered from 0 in file order; nothing
+reads ahead, so the first job can start before a long file has been read. This
+module also owns ``check_readable`` (used for every file source) and
+``SourceError``, the error a source raises part-way through its stream.
 """
-import importlib.util
 import os
 import re
 import shlex
-import sys
-import traceback
-from typing import Any, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Set, Tuple
 
 from hog.errors import InputError
 from hog.model import Job
@@ -41,7 +40,7 @@ def text_lines(path: str) -> Iterator[Tuple[int, str]]:
     Blank lines and lines starting with ``#`` are skipped; a line ending in an odd
     number of backslashes continues on the next line.
     """
-    pending = None
+    pending: Optional[str] = None
     first = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
@@ -64,7 +63,7 @@ def text_lines(path: str) -> Iterator[Tuple[int, str]]:
         yield first, pending
 
 
-def parse_directive(command: str, where: str) -> dict:
+def parse_directive(command: str, where: str) -> Dict[str, Any]:
     """Options from a trailing ``# hog: key=value ...`` comment ({} if none)."""
     m = _DIRECTIVE.search(command)
     if not m:
@@ -73,7 +72,7 @@ def parse_directive(command: str, where: str) -> dict:
         words = shlex.split(m.group(1))
     except ValueError as e:
         raise InputError(f"bad hog directive: {e}", where) from None
-    raw = {}
+    raw: Dict[str, str] = {}
     for word in words:
         key, eq, value = word.partition("=")
         if not eq or not key:
@@ -85,7 +84,7 @@ def parse_directive(command: str, where: str) -> dict:
 
 
 def text_jobs(path: str) -> Iterator[Job]:
-    names = set()
+    names: Set[str] = set()
     for index, (lineno, command) in enumerate(text_lines(path)):
         where = f"{path}:{lineno}"
         job = Job(index=index, command=command, where=where, **parse_directive(command, where))
@@ -97,102 +96,3 @@ def text_jobs(path: str) -> Iterator[Job]:
             names.add(job.name)
         yield job
 
-
-# ------------------------------------------------------------------ yielder
-def load_yielder(path: str):
-    """Import ``path`` and return its ``yielder`` function; InputError if that fails."""
-    check_readable(path, "yielder file")
-    spec = importlib.util.spec_from_file_location("hog_yielder", path)
-    if spec is None or spec.loader is None:
-        raise InputError("cannot be loaded as a Python file", path)
-    module = importlib.util.module_from_spec(spec)
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(0, folder)   # let the sweep import its neighbours
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as e:
-        raise InputError(f"syntax error: {e.msg}", f"{path}:{e.lineno}") from None
-    except BaseException as e:  # noqa: BLE001 - any failure of user code is reported
-        raise InputError(f"loading it raised {_describe(e)}", _user_frame(e, path)) from None
-    fn = getattr(module, "yielder", None)
-    if not callable(fn):
-        raise InputError("defines no yielder() function", path)
-    return fn
-
-
-def yielder_jobs(path: str) -> Iterator[Job]:
-    fn = load_yielder(path)
-    try:
-        items = iter(fn())
-    except BaseException as e:  # noqa: BLE001
-        raise InputError(f"yielder() raised {_describe(e)}", _user_frame(e, path)) from None
-    return _numbered_jobs(items, lambda index: _gen_where(items, path, index),
-                          lambda e, index: f"{_user_frame(e, path)}: yielder() raised "
-                                           f"{_describe(e)} after {index} job(s)")
-
-
-def iterable_jobs(items: Iterable, label: str) -> Iterator[Job]:
-    """Jobs from a Python iterable of command strings or mappings (``hog.run``); a
-    generator's errors name its file and line."""
-    items = iter(items)
-    code = getattr(getattr(items, "gi_frame", None), "f_code", None)
-    path = code.co_filename if code is not None else ""
-    return _numbered_jobs(
-        items, lambda index: _gen_where(items, path, index) if path else f"{label} (job {index})",
-        lambda e, index: f"{_user_frame(e, path) if path else label}: the jobs of {label} "
-                         f"raised {_describe(e)} after {index} job(s)")
-
-
-def _numbered_jobs(items: Iterator, where_of, failure) -> Iterator[Job]:
-    """Jobs numbered from 0 from an iterator of items; an item that fails to come is a
-    ``SourceError`` (the jobs before it still run)."""
-    index = 0
-    while True:
-        try:
-            item = next(items)
-        except StopIteration:
-            return
-        except BaseException as e:  # noqa: BLE001
-            raise SourceError(failure(e, index)) from None
-        yield job_from_item(item, index, where_of(index))
-        index += 1
-
-
-def job_from_item(item: Any, index: int, where: str) -> Job:
-    """A job from a command string or a mapping with ``cmd`` and job options."""
-    if isinstance(item, str):
-        command, options = item, {}
-    elif isinstance(item, Mapping):
-        command = item.get("cmd")
-        if not isinstance(command, str):
-            raise InputError(f"job {index} has no 'cmd' string", where)
-        options = job_kwargs(item, where)
-    else:
-        raise InputError(f"job {index} is of type {type(item).__name__}; expected a command string "
-                         f"or a mapping with 'cmd'", where)
-    if not command.strip():
-        raise InputError(f"job {index} has an empty command", where)
-    return Job(index=index, command=command, where=where, **options)
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _user_frame(e: BaseException, path: str) -> str:
-    """``path:line`` of the deepest traceback frame inside the user's file."""
-    target = os.path.abspath(path)
-    line: Optional[int] = None
-    for frame, lineno in traceback.walk_tb(e.__traceback__):
-        if os.path.abspath(frame.f_code.co_filename) == target:
-            line = lineno
-    return f"{path}:{line}" if line else path
-
-
-def _gen_where(gen, path: str, index: int) -> str:
-    frame = getattr(gen, "gi_frame", None)
-    if frame is not None and os.path.abspath(frame.f_code.co_filename) == os.path.abspath(path):
-        return f"{path}:{frame.f_lineno}"
-    return f"{path} (job {index})"
