@@ -39,7 +39,7 @@ from hog.config import OPTIONS, build_config, file_source
 from hog.engine.runner import run as run_sweep
 from hog.errors import UsageError
 from hog.model import Status
-from hog.sources.producer import SourceSpec
+from hog.sources import SourceSpec
 from hog.sources.yielder import job_from_item
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.store import JobRow, Store

@@ -16,8 +16,8 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 from hog.errors import UsageError
 from hog.gpus.discovery import discover
 from hog.gpus.spec import parse_gpus
+from hog.sources import SourceSpec
 from hog.sources.joboptions import parse_amount
-from hog.sources.producer import SourceSpec
 from hog.sources.text import check_readable
 
 Amount = Union[str, int, float]

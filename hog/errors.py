@@ -19,6 +19,13 @@ class UsageError(HogError):
     """A bad command line: unknown value, missing option (exit 2)."""
 
 
+class SourceError(Exception):
+    """A job source failed part-way through being read (a yielder raised, a later line is bad).
+
+    ``message`` already names the file and line.
+    """
+
+
 class InputError(HogError):
     """A bad job source: names the file and, where known, the line (exit 2)."""
 

@@ -14,7 +14,7 @@ from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_FAILED, EXIT_OK, Progress
 from hog.engine.runner import Runner
 from hog.model import Dispatch, Outcome
-from hog.sources.producer import SourceSpec
+from hog.sources import SourceSpec
 from hog.state.store import Store
 
 LIMIT_S = 20.0      # a test that has not finished by then has hung

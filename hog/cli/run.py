@@ -10,7 +10,7 @@ from hog.config import RunConfig, build_config, file_source, slots_for
 from hog.engine.detach import detach
 from hog.engine.runner import run
 from hog.errors import UsageError
-from hog.sources.producer import SourceSpec
+from hog.sources import SourceSpec
 from hog.views.display import make_display
 
 DESCRIPTION = """\

@@ -17,13 +17,6 @@ from hog.sources.joboptions import job_kwargs
 _DIRECTIVE = re.compile(r"(?:^|\s)#\s*hog:(.*)$")
 
 
-class SourceError(Exception):
-    """A source failed while being read (a yielder raised, a later line is bad).
-
-    ``message`` already names the file and line.
-    """
-
-
 def check_readable(path: str, what: str) -> None:
     if not os.path.exists(path):
         raise InputError(f"{what} not found", path)

@@ -11,10 +11,10 @@ import sys
 import traceback
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
-from hog.errors import InputError
+from hog.errors import InputError, SourceError
 from hog.model import Job
 from hog.sources.joboptions import job_kwargs
-from hog.sources.text import SourceError, check_readable
+from hog.sources.text import check_readable
 
 
 def load_yielder(path: str) -> Callable[[], Iterable[Any]]:
