@@ -7,11 +7,8 @@ from typing import List
 from hog import __version__
 from hog.cli.parsers import _flag, dir_parser
 from hog.config import RunConfig, build_config, file_source, slots_for
-from hog.engine.detach import detach
-from hog.engine.runner import run
 from hog.errors import UsageError
 from hog.sources import SourceSpec
-from hog.views.display import make_display
 
 DESCRIPTION = """\
 Run every job of a job file (one bash command per line) or of a Python yielder,
@@ -132,7 +129,12 @@ def cmd_run(argv: List[str]) -> int:
         on_finish=args.on_finish, hook_timeout=args.hook_timeout, backend=args.backend,
         ray_address=args.ray_address)
     if args.detach:
+        from hog.engine.detach import detach  # the store and a re-started hog: only here
         return detach(argv, args.output_dir)
+    # The engine (multiprocess, the backends, the store) and the display load only when a
+    # sweep really runs, so that --help, --version and the verbs start quickly.
+    from hog.engine.runner import run
+    from hog.views.display import make_display
     return run(config, make_display)
 
 
@@ -158,5 +160,9 @@ def cmd_watch(argv: List[str]) -> int:
                        slots=tuple(slots),
                        output_dir=args.output_dir or os.path.join(args.dir, "output"),
                        grace=args.grace, display=args.display)
+    # The engine (multiprocess, the backends, the store) and the display load only when a
+    # sweep really runs, so that --help, --version and the verbs start quickly.
+    from hog.engine.runner import run
+    from hog.views.display import make_display
     return run(config, make_display)
 

@@ -24,9 +24,6 @@ from hog.sources.text import check_readable, text_jobs
 from hog.state.jobdir import STATE_DIR
 from hog.state.reading import open_sweep
 from hog.state.store import Store
-from hog.views.attach import attach
-from hog.views.logs import show_logs
-from hog.views.report import write_report
 from hog.views.status import status_data, status_lines
 
 
@@ -222,6 +219,7 @@ def cmd_attach(argv: List[str]) -> int:
     args = p.parse_args(argv)
     store = open_sweep(args.dir)
     try:
+        from hog.views.attach import attach  # the dashboard's modules: only for this verb
         return attach(args.dir, store, plain=args.plain)
     finally:
         store.close()
@@ -238,6 +236,7 @@ def cmd_logs(argv: List[str]) -> int:
     args = p.parse_args(argv)
     store = open_sweep(args.dir)
     try:
+        from hog.views.logs import show_logs  # only for this verb
         return show_logs(store, args.dir, args.job, err=args.err, follow=args.follow)
     except KeyboardInterrupt:
         return EXIT_INT
@@ -256,6 +255,7 @@ def cmd_report(argv: List[str]) -> int:
                    "(default: DIR/report.html)")
     args = p.parse_args(argv)
     try:
+        from hog.views.report import write_report  # the page's renderer: only for this verb
         path = write_report(args.dir, args.output)
     except OSError as e:            # e.g. the store or a folder cannot be read
         raise UsageError(f"{e.filename or args.dir}: {e.strerror}") from None
