@@ -3,8 +3,7 @@ import textwrap
 
 import pytest
 
-from .conftest import (assert_no_traceback, info, job_dir, job_dirs, marker, out, run_hog,
-                       write)
+from .harness import assert_no_traceback, info, job_dir, job_dirs, marker, out, run_hog, write
 
 
 def yielder_file(tmp_path, body, name="sweep.py"):
