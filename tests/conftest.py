@@ -35,6 +35,19 @@ def hq(no_leaks, tmp_path):
 
 
 # ------------------------------------------------------------------ Ray
+RAY_GROUP = "ray"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the Ray namespace (and so the session's one Ray cluster) runs on
+    the same worker under ``pytest -n N --dist loadgroup``: one cluster, not one per worker."""
+    for item in items:
+        if "ray_netns" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
 @pytest.fixture(scope="session")
 def ray_netns():
     """A network namespace with only loopback up, for everything Ray (tests/ray_support.py)."""
