@@ -27,9 +27,9 @@ from typing import List, Optional
 
 import pytest
 
-from .procs import TAG_VAR, children_of, describe_pid, pids_whose_env
+from .harness import (CHECKOUT, TAG_VAR, children_of, describe_pid, hog_argv, hog_env,
+                      pids_whose_env)
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 HEAD_PORT = 6379
 # A dead node is noticed within about a second instead of Ray's default 15 s.
 FAST_HEALTH = {"RAY_health_check_period_ms": "300", "RAY_health_check_timeout_ms": "1000",
@@ -177,11 +177,9 @@ class Cluster:
         return described
 
     def hog_argv(self, *args) -> List[str]:
-        return self.netns.argv([sys.executable, "-m", "hog", *[str(a) for a in args]])
+        return self.netns.argv(hog_argv(*args))
 
     def hog_env(self) -> dict:
         """Environment for a hog run (keeps the test's tag, so leaks are caught)."""
-        env = dict(os.environ)
-        env.update(HOME=str(self.home), RAY_TMPDIR=str(self.temp))
-        env.pop("RAY_ADDRESS", None)
-        return env
+        return hog_env({"HOME": str(self.home), "RAY_TMPDIR": str(self.temp),
+                        "RAY_ADDRESS": None})

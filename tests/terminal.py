@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .conftest import hog_argv, hog_env, track
+from .harness import hog_argv, hog_env, track
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 

@@ -26,7 +26,7 @@ from hog.model import (
 )
 from hog.state.jobdir import Layout
 
-from .conftest import INFO_FIELDS, err, info, marker, out
+from .harness import INFO_FIELDS, err, info, marker, out
 
 
 def dispatch(index=3, attempt=1, slot=1, gpu_ids=("1",), env=()):

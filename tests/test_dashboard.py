@@ -3,7 +3,7 @@ job's last output line, counts with a progress bar and ETA, the latest failures,
 redrawn a few times a second at most, never once per job."""
 import re
 
-from .conftest import assert_no_traceback, job_dirs, job_file, marker
+from .harness import assert_no_traceback, job_dirs, job_file, marker
 from .terminal import Terminal, rows_with
 
 WAIT = "while [ ! -e release ]; do sleep 0.05; done"

@@ -4,7 +4,7 @@ import os
 import shutil
 import sys
 
-from .conftest import assert_no_traceback, job_dir, job_dirs, job_file, out, run_hog
+from .harness import assert_no_traceback, job_dir, job_dirs, job_file, out, run_hog
 
 GPUS = [
     # index, uuid, name, memory.total, memory.used

@@ -2,7 +2,7 @@
 else inherited, and the working directory hog was started in."""
 import os
 
-from .conftest import info, job_dir, job_dirs, job_file, out, run_hog
+from .harness import info, job_dir, job_dirs, job_file, out, run_hog
 
 SHOW = 'echo "CVD=[${CUDA_VISIBLE_DEVICES-unset}] ORDER=[${CUDA_DEVICE_ORDER-unset}]"'
 

@@ -16,8 +16,8 @@ import pytest
 from hog.gpus.discovery import ComputeApp, Gpu
 from hog.gpus.monitor import unavailable_gpus
 
-from .conftest import (err, info, job_dir, job_dirs, job_file, marker, max_overlap, out,
-                       run_hog, start_hog, wait_for)
+from .harness import (err, info, job_dir, job_dirs, job_file, marker, max_overlap, out, run_hog,
+                      start_hog, wait_for)
 
 MIB = 2 ** 20
 G = 2 ** 30
@@ -220,8 +220,10 @@ def test_min_free_memory_keeps_jobs_off_a_gpu_others_fill(tmp_path):
 def test_jobs_use_a_gpu_again_soon_after_others_free_it(tmp_path):
     smi = FakeSmi(tmp_path)
     smi.set(used={0: 12000}, apps=[(0, os.getpid(), 12000)])
-    log = tmp_path / "gpus.log"
-    job_file(tmp_path, *[gpus_log_job(log, "sleep 0.25")] * 40)
+    log, seen = tmp_path / "gpus.log", tmp_path / "seen"
+    # enough jobs to outlast the 5 s bound below on one GPU; once the test has seen what it
+    # waits for, the rest end at once
+    job_file(tmp_path, *[gpus_log_job(log, f"[ -e {seen} ] || sleep 0.25")] * 40)
     hog = start_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0,1",
                     "--min_free_memory", "10G", env=smi.env)
     wait_for(lambda: len(gpus_in_log(log)) >= 3, 15, what="three jobs to start")
@@ -232,6 +234,7 @@ def test_jobs_use_a_gpu_again_soon_after_others_free_it(tmp_path):
              what="a job on GPU 0 once it was freed")
     first_on_0 = min(t for g, t in gpus_in_log(log) if g == "0")
     assert first_on_0 - freed_at <= 5.0
+    seen.touch()
     assert hog.wait(30) == 0, hog.output
     assert all(marker(d) == "SUCCESS" for d in job_dirs(tmp_path))
 

@@ -4,7 +4,7 @@ import pytest
 from hog.errors import UsageError
 from hog.gpus.spec import parse_gpus
 
-from .conftest import assert_no_traceback, job_file, run_hog
+from .harness import assert_no_traceback, job_file, run_hog
 
 
 def no_discovery():

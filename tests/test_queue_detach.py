@@ -12,12 +12,8 @@ import time
 
 import pytest
 
-from tests import queue_support
-from tests.queue_support import (counts_of, job_file, marker, job_dirs, pid_alive,
-                                 runner_rows, running_rows, session_of, status_counts,
-                                 wait_for)
-
-hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
+from tests.harness import (counts_of, job_dirs, job_file, marker, pid_alive, runner_rows,
+                           running_rows, session_of, status_counts, wait_for)
 
 HOLD = "while [ ! -e {go} ]; do sleep 0.02; done"
 
@@ -25,7 +21,7 @@ HOLD = "while [ ! -e {go} ]; do sleep 0.02; done"
 @pytest.mark.timeout(60)
 def test_detach_returns_at_once_with_the_runner_pid_in_its_own_session_surviving_a_hangup(hq):
     out, go, ran = hq.tmp / "out", hq.tmp / "go", hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", [HOLD.format(go=go)]
+    jobs = job_file(hq.tmp, *[HOLD.format(go=go)]
                     + [f"echo $HOG_JOB_INDEX >> {ran}"] * 3)
     said, rc_file = hq.tmp / "detach.out", hq.tmp / "detach.rc"
     hog = " ".join(shlex.quote(a) for a in hq.argv(
@@ -56,7 +52,7 @@ def test_detach_returns_at_once_with_the_runner_pid_in_its_own_session_surviving
     wait_for(lambda: not pid_alive(pid), timeout=30, what="the detached runner to finish")
     assert status_counts(out) == {"succeeded": 4}
     assert counts_of(ran) == {"1": 1, "2": 1, "3": 1}
-    assert [marker(d) for d in job_dirs(out)] == ["SUCCESS"] * 4
+    assert [marker(d) for d in job_dirs(hq.tmp, output="out")] == ["SUCCESS"] * 4
     log = (out / ".hog" / "runner.log").read_text()
     assert "[hog] done job_3" in log and "4 job(s) finished" in log
     assert runner_rows(out)[0]["ended"] is not None
@@ -65,7 +61,7 @@ def test_detach_returns_at_once_with_the_runner_pid_in_its_own_session_surviving
 @pytest.mark.timeout(60)
 def test_without_detach_a_hangup_does_not_stop_the_sweep_and_later_output_goes_to_the_log(hq):
     out, go = hq.tmp / "out", hq.tmp / "go"
-    jobs = job_file(hq.tmp / "jobs.txt", [HOLD.format(go=go), "true", "true"])
+    jobs = job_file(hq.tmp, HOLD.format(go=go), "true", "true")
     runner = hq.start("--job_file", jobs, "--gpus", "0", "--output_dir", out, new_session=True)
     wait_for(lambda: running_rows(out), timeout=20, what="job 0 running")
     runner.signal_group(signal.SIGHUP)

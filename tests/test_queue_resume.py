@@ -10,12 +10,8 @@ import signal
 
 import pytest
 
-from tests import queue_support
-from tests.queue_support import (counts_of, info, job_dir, job_dirs, job_file, job_out,
-                                 job_rows, marker, running_rows, status_counts,
-                                 wait_for)
-
-hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
+from tests.harness import (counts_of, info, job_dir, job_dirs, job_file, job_rows, marker,
+                           out as job_out, running_rows, status_counts, wait_for)
 
 
 def run_sweep(hq, jobs, out, *more, gpus="0"):
@@ -30,7 +26,7 @@ def snapshot(folder):
 @pytest.mark.timeout(60)
 def test_the_same_command_again_skips_succeeded_jobs_and_reruns_failed_interrupted_unstarted(hq):
     out, ran, fixed = hq.tmp / "out", hq.tmp / "ran.txt", hq.tmp / "fixed"
-    jobs = job_file(hq.tmp / "jobs.txt", [
+    jobs = job_file(hq.tmp, *[
         f"echo $HOG_JOB_INDEX >> {ran}; true",                              # 0 succeeds
         f"echo $HOG_JOB_INDEX >> {ran}; test -e {fixed}",                   # 1 fails at first
         f"echo $HOG_JOB_INDEX >> {ran}; true",                              # 2 succeeds
@@ -44,8 +40,8 @@ def test_the_same_command_again_skips_succeeded_jobs_and_reruns_failed_interrupt
     assert first.wait(30) == 143
     assert {i: r["status"] for i, r in job_rows(out).items()} == {
         0: "succeeded", 1: "failed", 2: "succeeded", 3: "interrupted", 4: "queued"}
-    assert not job_dir(out, 4).exists()
-    kept = {i: snapshot(job_dir(out, i)) for i in (0, 2)}
+    assert not job_dir(hq.tmp, 4, output="out").exists()
+    kept = {i: snapshot(job_dir(hq.tmp, i, output="out")) for i in (0, 2)}
 
     fixed.touch()
     r = run_sweep(hq, jobs, out)
@@ -55,9 +51,9 @@ def test_the_same_command_again_skips_succeeded_jobs_and_reruns_failed_interrupt
     assert re.search(r"skipped \d+ job\(s\) that already succeeded", said), said
     # the succeeded jobs ran once and their folders were not touched
     assert counts_of(ran) == {"0": 1, "1": 2, "2": 1, "3": 2, "4": 1}
-    assert {i: snapshot(job_dir(out, i)) for i in (0, 2)} == kept
-    assert all(marker(job_dir(out, i)) == "SUCCESS" for i in range(5))
-    assert [info(job_dir(out, i))["attempt"] for i in range(5)] == [1, 2, 1, 2, 1]
+    assert {i: snapshot(job_dir(hq.tmp, i, output="out")) for i in (0, 2)} == kept
+    assert all(marker(job_dir(hq.tmp, i, output="out")) == "SUCCESS" for i in range(5))
+    assert [info(job_dir(hq.tmp, i, output="out"))["attempt"] for i in range(5)] == [1, 2, 1, 2, 1]
     assert status_counts(out) == {"succeeded": 5}
 
     again = run_sweep(hq, jobs, out)      # nothing left: says so, runs nothing
@@ -97,14 +93,14 @@ def test_the_resume_message_counts_as_skipped_only_jobs_that_had_succeeded_befor
 def test_a_job_whose_command_changed_runs_again_keeping_earlier_files_under_attempt_numbers(hq):
     out = hq.tmp / "out"
     jobs = hq.tmp / "jobs.txt"
-    job_file(jobs, ["echo old-zero", "echo old-one; exit 1", "echo same"])
+    job_file(jobs.parent, "echo old-zero", "echo old-one; exit 1", "echo same", name=jobs.name)
     assert run_sweep(hq, jobs, out).returncode == 1
-    unchanged = snapshot(job_dir(out, 2))
+    unchanged = snapshot(job_dir(hq.tmp, 2, output="out"))
 
-    job_file(jobs, ["echo new-zero", "echo new-one", "echo same"])
+    job_file(jobs.parent, "echo new-zero", "echo new-one", "echo same", name=jobs.name)
     r = run_sweep(hq, jobs, out)
     assert r.returncode == 0, r.stdout + r.stderr
-    zero, one = job_dir(out, 0), job_dir(out, 1)
+    zero, one = job_dir(hq.tmp, 0, output="out"), job_dir(hq.tmp, 1, output="out")
     # the earlier attempt's files, under names carrying its number
     assert sorted(p.name for p in zero.iterdir()) == [
         "INFO", "INFO.1", "SUCCESS", "SUCCESS.1", "job_0.1.ERR", "job_0.1.OUT", "job_0.ERR",
@@ -119,7 +115,7 @@ def test_a_job_whose_command_changed_runs_again_keeping_earlier_files_under_atte
     assert "echo old-zero" in old_info and "attempt: 1" in old_info
     assert info(zero)["command"] == "echo new-zero" and info(zero)["attempt"] == 2
     # the unchanged succeeded job was left alone
-    assert snapshot(job_dir(out, 2)) == unchanged
+    assert snapshot(job_dir(hq.tmp, 2, output="out")) == unchanged
     rows = job_rows(out)
     assert [rows[i]["command"] for i in range(3)] == ["echo new-zero", "echo new-one",
                                                       "echo same"]
@@ -128,9 +124,9 @@ def test_a_job_whose_command_changed_runs_again_keeping_earlier_files_under_atte
 
 def test_fresh_moves_the_old_directory_aside_and_starts_over(hq):
     out, ran = hq.tmp / "out", hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", [f"echo $HOG_JOB_INDEX >> {ran}"] * 3)
+    jobs = job_file(hq.tmp, *[f"echo $HOG_JOB_INDEX >> {ran}"] * 3)
     assert run_sweep(hq, jobs, out).returncode == 0
-    old_success = (job_dir(out, 0) / "SUCCESS").stat().st_mtime_ns
+    old_success = (job_dir(hq.tmp, 0, output="out") / "SUCCESS").stat().st_mtime_ns
 
     r = run_sweep(hq, jobs, out, "--fresh")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -138,18 +134,18 @@ def test_fresh_moves_the_old_directory_aside_and_starts_over(hq):
     assert len(aside) == 1, list(hq.tmp.iterdir())
     assert aside[0].name in r.stdout + r.stderr
     # the old sweep is intact where it was moved; the new one ran every job again
-    assert [p.name for p in job_dirs(aside[0])] == ["job_0", "job_1", "job_2"]
-    assert (job_dir(aside[0], 0) / "SUCCESS").stat().st_mtime_ns == old_success
+    assert [p.name for p in job_dirs(hq.tmp, output=aside[0].name)] == ["job_0", "job_1", "job_2"]
+    assert (job_dir(hq.tmp, 0, output=aside[0].name) / "SUCCESS").stat().st_mtime_ns == old_success
     assert (aside[0] / ".hog" / "hog.sqlite").exists()
     assert counts_of(ran) == {"0": 2, "1": 2, "2": 2}
-    assert all(info(job_dir(out, i))["attempt"] == 1 for i in range(3))
+    assert all(info(job_dir(hq.tmp, i, output="out"))["attempt"] == 1 for i in range(3))
     assert status_counts(out) == {"succeeded": 3}
 
 
 def test_another_job_file_on_the_same_directory_is_refused_with_exit_2_and_advice(hq):
     out, ran = hq.tmp / "out", hq.tmp / "ran.txt"
-    first = job_file(hq.tmp / "first.txt", ["true", "false"])
-    second = job_file(hq.tmp / "second.txt", [f"echo second >> {ran}"])
+    first = job_file(hq.tmp, "true", "false", name="first.txt")
+    second = job_file(hq.tmp, f"echo second >> {ran}", name="second.txt")
     assert run_sweep(hq, first, out).returncode == 1
     before = {i: dict(r) for i, r in job_rows(out).items()}
 
@@ -161,4 +157,4 @@ def test_another_job_file_on_the_same_directory_is_refused_with_exit_2_and_advic
     assert "--output_dir" in said and "--fresh" in said and "hog add" in said   # what to do
     assert not ran.exists()
     assert {i: dict(r) for i, r in job_rows(out).items()} == before
-    assert [p.name for p in job_dirs(out)] == ["job_0", "job_1"]
+    assert [p.name for p in job_dirs(hq.tmp, output="out")] == ["job_0", "job_1"]

@@ -6,19 +6,15 @@ from collections import Counter
 
 import pytest
 
-from tests import queue_support
-from tests.queue_support import (counts_of, info, job_dir, job_file, job_rows, markers,
-                                 pid_alive, runner_rows, running_rows, status_counts,
-                                 wait_for)
-
-hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
+from tests.harness import (counts_of, info, job_dir, job_file, job_rows, markers, pid_alive,
+                           runner_rows, running_rows, status_counts, wait_for)
 
 
 @pytest.mark.timeout(120)
 def test_three_runners_started_together_run_each_of_600_jobs_exactly_once(hq):
     out, ran = hq.tmp / "out", hq.tmp / "ran.txt"
     n = 600
-    jobs = job_file(hq.tmp / "jobs.txt", [
+    jobs = job_file(hq.tmp, *[
         f"echo $HOG_JOB_INDEX $CUDA_VISIBLE_DEVICES >> {ran}; sleep 0.0$((RANDOM % 3))"] * n)
     specs = ["0,1", "2,3", "4,4"]
     runners = [hq.start("--job_file", jobs, "--gpus", spec, "--output_dir", out, "-q")
@@ -40,7 +36,7 @@ def test_three_runners_started_together_run_each_of_600_jobs_exactly_once(hq):
     gpus_of = {r["id"]: set(r["gpus"].split(",")) for r in by_runner.values()}
     for row in job_rows(out).values():
         assert row["gpus"] in gpus_of[row["runner"]], dict(row)
-    assert all(len(markers(job_dir(out, i))) == 1 for i in range(0, n, 37))
+    assert all(len(markers(job_dir(hq.tmp, i, output="out"))) == 1 for i in range(0, n, 37))
 
 
 @pytest.mark.timeout(90)
@@ -48,7 +44,7 @@ def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_th
     out = hq.tmp / "out"
     started, finished = hq.tmp / "started.txt", hq.tmp / "finished.txt"
     n = 8
-    jobs = job_file(hq.tmp / "jobs.txt", [
+    jobs = job_file(hq.tmp, *[
         f"echo $HOG_JOB_INDEX >> {started}; sleep 1 && echo $HOG_JOB_INDEX >> {finished}"] * n)
     a = hq.start("--job_file", jobs, "--gpus", "0,1", "--output_dir", out)
     wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="runner A running 2 jobs")
@@ -73,7 +69,7 @@ def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_th
     for row in a_jobs:                       # ran again, by runner B or C
         i = row["id"]
         assert counts_of(started)[str(i)] == 2
-        assert info(job_dir(out, i))["attempt"] == 2
+        assert info(job_dir(hq.tmp, i, output="out"))["attempt"] == 2
         assert job_rows(out)[i]["runner"] != a_id
     for i in range(n):
-        assert markers(job_dir(out, i)) == ["SUCCESS"]
+        assert markers(job_dir(hq.tmp, i, output="out")) == ["SUCCESS"]

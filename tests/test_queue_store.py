@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests import queue_support
-from tests.queue_support import (DATA, ROOT, connect, counts_of, db_path, dead_pid, host, info,
-                                 job_dir, job_dirs, job_file, job_rows, marker, query,
-                                 status_counts, wait_for)
+from tests.harness import (CHECKOUT as ROOT, DATA, connect, counts_of, db_path, dead_pid, host,
+                           info, job_dir, job_dirs, job_file, job_rows, marker, query,
+                           status_counts, wait_for)
 
-import hog.state.store  # noqa: E402 (after queue_support, which puts this worktree first)
+import hog.state.store  # noqa: E402 (after the harness, which puts this worktree first)
 from hog.state.store import SCHEMA_VERSION  # noqa: E402
-
-hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
 
 assert Path(hog.state.store.__file__).resolve().parents[2] == ROOT, "tests must import this hog"
 
@@ -37,7 +34,7 @@ def run_sweep(hq, jobs, out, *more, gpus="0"):
 # ----------------------------------------------------------------- the file
 def test_the_store_is_an_sqlite_file_in_wal_mode_with_the_current_schema_version(hq):
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", ["true"])
+    jobs = job_file(hq.tmp, "true")
     r = run_sweep(hq, jobs, out)
     assert r.returncode == 0, r.stderr
     db = sqlite3.connect(str(db_path(out)))
@@ -52,7 +49,7 @@ def test_the_store_is_an_sqlite_file_in_wal_mode_with_the_current_schema_version
 
 def test_state_dir_is_0700_and_database_0600_even_with_a_permissive_umask(hq):
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", ["true"])
+    jobs = job_file(hq.tmp, "true")
     r = hq.popen(["bash", "-c", 'umask 000; exec "$@"', "bash",
                   *hq.argv("--job_file", jobs, "--gpus", "0", "--output_dir", out)])
     assert r.wait(60) == 0
@@ -67,7 +64,7 @@ def test_state_dir_is_0700_and_database_0600_even_with_a_permissive_umask(hq):
 # ----------------------------------------------------------------- transitions
 def test_every_transition_is_recorded_and_matches_the_job_folders(hq):
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", [
+    jobs = job_file(hq.tmp, *[
         "while [ ! -e go ]; do sleep 0.02; done",   # 0: holds the only slot until told
         "exit 3",                                    # 1: fails
         "kill -KILL $$",                             # 2: killed by a signal
@@ -92,7 +89,7 @@ def test_every_transition_is_recorded_and_matches_the_job_folders(hq):
     expected = {0: ("succeeded", 0, None, "SUCCESS"), 1: ("failed", 3, None, "FAILURE"),
                 2: ("failed", None, "SIGKILL", "FAILURE"), 3: ("succeeded", 0, None, "SUCCESS")}
     for i, (status, code, sig, mark) in expected.items():
-        row, folder = rows[i], job_dir(out, i)
+        row, folder = rows[i], job_dir(hq.tmp, i, output="out")
         data = info(folder)
         assert (row["status"], row["exit_code"], row["signal"]) == (status, code, sig), i
         assert marker(folder) == mark
@@ -121,7 +118,7 @@ def test_a_checked_in_schema_v1_database_opens_shows_its_counts_and_resumes(hq):
     assert text.returncode == 0 and "2 succeeded" in text.stdout and "1 failed" in text.stdout
 
     # The sweep was made from another copy of its job file; this one lives here.
-    jobs = job_file(hq.tmp / "jobs.txt", ["echo zero", "test -e ok-now || exit 3", "echo two"])
+    jobs = job_file(hq.tmp, "echo zero", "test -e ok-now || exit 3", "echo two")
     db = connect(out)
     try:
         assert db.execute("SELECT value FROM meta WHERE key='source'").fetchone()[0] \
@@ -134,8 +131,9 @@ def test_a_checked_in_schema_v1_database_opens_shows_its_counts_and_resumes(hq):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "skipped 2" in r.stdout + r.stderr
     # only the failed job ran again; the two that had succeeded were not run
-    assert [p.name for p in job_dirs(out)] == ["job_1"]
-    assert marker(job_dir(out, 1)) == "SUCCESS" and info(job_dir(out, 1))["attempt"] == 2
+    assert [p.name for p in job_dirs(hq.tmp, output="out")] == ["job_1"]
+    assert marker(job_dir(hq.tmp, 1, output="out")) == "SUCCESS"
+    assert info(job_dir(hq.tmp, 1, output="out"))["attempt"] == 2
     assert status_counts(out) == {"succeeded": 3}
     db = sqlite3.connect(str(db_path(out)))
     try:
@@ -151,11 +149,10 @@ def test_recovery_trusts_a_success_marker_of_a_job_left_running_by_a_dead_runner
     recorded succeeded and not run again; a job without a marker runs again."""
     out = hq.tmp / "out"
     ran = hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt",
-                    [f"echo $HOG_JOB_INDEX >> {ran}" for _ in range(3)])
+    jobs = job_file(hq.tmp, *[f"echo $HOG_JOB_INDEX >> {ran}" for _ in range(3)])
     assert run_sweep(hq, jobs, out).returncode == 0
-    success_1 = os.stat(job_dir(out, 1) / "SUCCESS").st_mtime_ns
-    os.remove(job_dir(out, 2) / "SUCCESS")     # job 2 "crashed" before its marker
+    success_1 = os.stat(job_dir(hq.tmp, 1, output="out") / "SUCCESS").st_mtime_ns
+    os.remove(job_dir(hq.tmp, 2, output="out") / "SUCCESS")     # job 2 "crashed" before its marker
 
     db = connect(out)
     try:
@@ -173,10 +170,10 @@ def test_recovery_trusts_a_success_marker_of_a_job_left_running_by_a_dead_runner
     assert "recovered 2 job(s)" in r.stderr
     rows = job_rows(out)
     assert rows[1]["status"] == "succeeded" and "recovered" in rows[1]["note"]
-    assert os.stat(job_dir(out, 1) / "SUCCESS").st_mtime_ns == success_1
+    assert os.stat(job_dir(hq.tmp, 1, output="out") / "SUCCESS").st_mtime_ns == success_1
     assert rows[2]["status"] == "succeeded" and rows[2]["attempt"] == 2
     assert counts_of(ran) == {"0": 1, "1": 1, "2": 2}
-    assert all(marker(job_dir(out, i)) == "SUCCESS" for i in range(3))
+    assert all(marker(job_dir(hq.tmp, i, output="out")) == "SUCCESS" for i in range(3))
 
 
 def test_a_job_recovered_from_its_folder_gets_the_folders_exit_code_and_end_time(hq):
@@ -184,7 +181,7 @@ def test_a_job_recovered_from_its_folder_gets_the_folders_exit_code_and_end_time
     recorded the end: running, no exit code, no end time. After recovery the
     row says what the folder says."""
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", ["true", "true"])
+    jobs = job_file(hq.tmp, "true", "true")
     assert run_sweep(hq, jobs, out).returncode == 0
     db = connect(out)
     try:
@@ -196,9 +193,9 @@ def test_a_job_recovered_from_its_folder_gets_the_folders_exit_code_and_end_time
         db.close()
     r = run_sweep(hq, jobs, out)
     assert r.returncode == 0, r.stdout + r.stderr
-    row, folder_info = job_rows(out)[1], info(job_dir(out, 1))
+    row, folder_info = job_rows(out)[1], info(job_dir(hq.tmp, 1, output="out"))
     assert row["status"] == folder_info["status"] == "succeeded"
-    assert info(job_dir(out, 1))["attempt"] == 1                 # not run again
+    assert info(job_dir(hq.tmp, 1, output="out"))["attempt"] == 1                 # not run again
     assert (row["exit_code"], row["signal"]) == (folder_info["exit_code"],
                                                  folder_info["signal"]) == (0, None)
     assert row["ended"] is not None
@@ -214,7 +211,7 @@ def test_a_queue_others_can_write_to_is_refused_with_exit_2_naming_the_path(
         hq, target, bad_mode, command):
     out = hq.tmp / "out"
     ran = hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", ["true"])
+    jobs = job_file(hq.tmp, "true")
     # the queue (made private by hog) holds a job waiting for the next runner
     assert hq.run("add", out, "--", f"echo queued >> {ran}").returncode == 0
     assert mode(out / ".hog") == 0o700 and mode(db_path(out)) == 0o600

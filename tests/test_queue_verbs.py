@@ -8,13 +8,9 @@ import time
 
 import pytest
 
-from tests import queue_support
-from tests.queue_support import (children_of, counts_of, cpu_ticks, info, job_dir, job_dirs,
-                                 job_file, job_rows, marker, read_environ,
-                                 runner_rows, running_rows, status_counts,
-                                 wait_for)
-
-hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
+from tests.harness import (children_of, counts_of, cpu_ticks, info, job_dir, job_dirs, job_file,
+                           job_rows, marker, read_environ, runner_rows, running_rows, status_counts,
+                           wait_for)
 
 HOLD = "while [ ! -e {go} ]; do sleep 0.02; done"     # a job that runs until told to end
 PROMPT_S = 3.0                                        # "within about a second"
@@ -43,8 +39,8 @@ def env_of(pid: int) -> dict:
 @pytest.mark.timeout(60)
 def test_status_shows_counts_running_jobs_with_slot_gpus_pid_elapsed_and_failed_exit_codes(hq):
     out, go = hq.tmp / "out", hq.tmp / "go"
-    jobs = job_file(hq.tmp / "jobs.txt", ["exit 4", HOLD.format(go=go), HOLD.format(go=go),
-                                          "true"])
+    jobs = job_file(hq.tmp, "exit 4", HOLD.format(go=go), HOLD.format(go=go),
+                                          "true")
     runner = start_runner(hq, jobs, out, "6,7")
     wait_for(lambda: status_counts(out).get("failed") == 1 and len(running_rows(out)) == 2,
              timeout=20, what="one failed job and two running")
@@ -79,7 +75,7 @@ def test_status_shows_counts_running_jobs_with_slot_gpus_pid_elapsed_and_failed_
 @pytest.mark.timeout(60)
 def test_a_keep_alive_runner_stays_idle_and_starts_added_jobs_within_a_second(hq):
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", ["true"])
+    jobs = job_file(hq.tmp, "true")
     runner = start_runner(hq, jobs, out, "0", "--keep_alive")
     wait_for(lambda: status_counts(out) == {"succeeded": 1}, timeout=20, what="job 0 done")
     time.sleep(0.5)
@@ -101,8 +97,8 @@ def test_a_keep_alive_runner_stays_idle_and_starts_added_jobs_within_a_second(hq
     assert probe.read_text().split()[0] == "1"       # the next folder number
     assert written_at(probe) - t0 < PROMPT_S
 
-    more = job_file(hq.tmp / "more.txt",
-                    [f"echo $EPOCHREALTIME > {hq.tmp}/more-$HOG_JOB_INDEX.txt"] * 3)
+    more = job_file(hq.tmp, *[f"echo $EPOCHREALTIME > {hq.tmp}/more-$HOG_JOB_INDEX.txt"] * 3,
+                    name="more.txt")
     t0 = time.time()
     r = hq.run("add", out, "--job_file", more)
     assert r.returncode == 0 and "added 3 job(s)" in r.stdout, r.stdout + r.stderr
@@ -113,17 +109,17 @@ def test_a_keep_alive_runner_stays_idle_and_starts_added_jobs_within_a_second(hq
     assert status_counts(out) == {"succeeded": 5}
     assert runner.alive()
     assert stop_runner(hq, runner, out) == 0
-    assert [marker(d) for d in job_dirs(out)] == ["SUCCESS"] * 5
+    assert [marker(d) for d in job_dirs(hq.tmp, output="out")] == ["SUCCESS"] * 5
 
 
 def test_jobs_added_while_no_runner_is_active_wait_for_the_next_one(hq):
     out, ran = hq.tmp / "out", hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", [f"echo sweep >> {ran}"])
+    jobs = job_file(hq.tmp, f"echo sweep >> {ran}")
     assert hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out).returncode == 0
 
     r = hq.run("add", out, "--", f"echo added >> {ran}")
     assert r.returncode == 0 and "no runner is active" in r.stdout
-    more = job_file(hq.tmp / "more.txt", [f"echo from-file >> {ran}"] * 2)
+    more = job_file(hq.tmp, *[f"echo from-file >> {ran}"] * 2, name="more.txt")
     assert hq.run("add", out, "--job_file", more).returncode == 0
     assert status_counts(out) == {"succeeded": 1, "queued": 3}
     said = hq.run("status", out).stdout
@@ -134,13 +130,13 @@ def test_jobs_added_while_no_runner_is_active_wait_for_the_next_one(hq):
     assert r.returncode == 0, r.stdout + r.stderr
     assert counts_of(ran) == {"sweep": 1, "added": 1, "from-file": 2}
     assert status_counts(out) == {"succeeded": 4}
-    assert [marker(d) for d in job_dirs(out)] == ["SUCCESS"] * 4
+    assert [marker(d) for d in job_dirs(hq.tmp, output="out")] == ["SUCCESS"] * 4
 
 
 @pytest.mark.timeout(60)
 def test_add_takes_a_yaml_job_file_with_its_options_and_sweeps(hq):
     out, ran = hq.tmp / "out", hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", [f"echo sweep >> {ran}"])
+    jobs = job_file(hq.tmp, f"echo sweep >> {ran}")
     assert hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out).returncode == 0
     more = hq.tmp / "more.yaml"
     more.write_text("jobs:\n"
@@ -154,14 +150,14 @@ def test_add_takes_a_yaml_job_file_with_its_options_and_sweeps(hq):
     r = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out)
     assert r.returncode == 0, r.stdout + r.stderr
     assert counts_of(ran) == {"sweep": 1, "cpu": 1, "lr1": 1, "lr2": 1}
-    assert info(job_dir(out, 1))["gpus"] == [], "the YAML option gpus: 0 was kept"
+    assert info(job_dir(hq.tmp, 1, output="out"))["gpus"] == [], "the YAML option gpus: 0 was kept"
 
 
 # ----------------------------------------------------------------- stop
 @pytest.mark.timeout(60)
 def test_stop_drains_running_jobs_finish_with_success_nothing_new_starts_runner_exits(hq):
     out, go = hq.tmp / "out", hq.tmp / "go"
-    jobs = job_file(hq.tmp / "jobs.txt", [HOLD.format(go=go)] * 2 + ["true"] * 4)
+    jobs = job_file(hq.tmp, *[HOLD.format(go=go)] * 2 + ["true"] * 4)
     runner = start_runner(hq, jobs, out, "0,1")
     wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="two jobs running")
     r = hq.run("stop", out)
@@ -173,14 +169,14 @@ def test_stop_drains_running_jobs_finish_with_success_nothing_new_starts_runner_
     rc = runner.wait(30)
     assert "Traceback" not in runner.output
     assert rc != 2, runner.output
-    assert [marker(d) for d in job_dirs(out)] == ["SUCCESS", "SUCCESS"]
+    assert [marker(d) for d in job_dirs(hq.tmp, output="out")] == ["SUCCESS", "SUCCESS"]
     assert status_counts(out) == {"succeeded": 2, "queued": 4}
 
 
 @pytest.mark.timeout(60)
 def test_stop_now_terminates_running_jobs_recorded_interrupted(hq):
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", ["sleep 60"] * 4)
+    jobs = job_file(hq.tmp, *["sleep 60"] * 4)
     runner = start_runner(hq, jobs, out, "0,1")
     wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="two jobs running")
     r = hq.run("stop", out, "--now")
@@ -188,8 +184,8 @@ def test_stop_now_terminates_running_jobs_recorded_interrupted(hq):
     rc = runner.wait(PROMPT_S + 10)
     assert "Traceback" not in runner.output
     hq.wait_no_processes(timeout=5)
-    assert [d.name for d in job_dirs(out)] == ["job_0", "job_1"]
-    for d in job_dirs(out):
+    assert [d.name for d in job_dirs(hq.tmp, output="out")] == ["job_0", "job_1"]
+    for d in job_dirs(hq.tmp, output="out"):
         assert marker(d) == "FAILURE" and info(d)["status"] == "interrupted"
         assert info(d)["signal"] == "SIGTERM"
     assert status_counts(out) == {"interrupted": 2, "queued": 2}
@@ -200,7 +196,7 @@ def test_stop_now_terminates_running_jobs_recorded_interrupted(hq):
 @pytest.mark.timeout(60)
 def test_kill_cancels_a_running_job_which_is_not_retried_and_the_runner_exits_0(hq):
     out = hq.tmp / "out"
-    jobs = job_file(hq.tmp / "jobs.txt", ["sleep 60  # hog: retries=2", "true"])
+    jobs = job_file(hq.tmp, "sleep 60  # hog: retries=2", "true")
     runner = start_runner(hq, jobs, out, "0")
     wait_for(lambda: [r["id"] for r in running_rows(out)] == [0], timeout=20,
              what="job 0 running")
@@ -213,17 +209,17 @@ def test_kill_cancels_a_running_job_which_is_not_retried_and_the_runner_exits_0(
     assert runner.wait(30) == 0, runner.output
     rows = job_rows(out)
     assert rows[0]["status"] == "cancelled" and rows[0]["attempt"] == 1   # not retried
-    assert info(job_dir(out, 0))["status"] == "cancelled"
-    assert marker(job_dir(out, 0)) == "FAILURE"
-    assert not (job_dir(out, 0) / "INFO.1").exists()
+    assert info(job_dir(hq.tmp, 0, output="out"))["status"] == "cancelled"
+    assert marker(job_dir(hq.tmp, 0, output="out")) == "FAILURE"
+    assert not (job_dir(hq.tmp, 0, output="out") / "INFO.1").exists()
     assert rows[1]["status"] == "succeeded"
 
 
 @pytest.mark.timeout(60)
 def test_kill_cancels_a_queued_job_which_never_starts(hq):
     out, go, ran = hq.tmp / "out", hq.tmp / "go", hq.tmp / "ran.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", [HOLD.format(go=go), f"echo 1 >> {ran}",
-                                          f"echo 2 >> {ran}"])
+    jobs = job_file(hq.tmp, HOLD.format(go=go), f"echo 1 >> {ran}",
+                                          f"echo 2 >> {ran}")
     runner = start_runner(hq, jobs, out, "0")
     wait_for(lambda: [r["id"] for r in running_rows(out)] == [0], timeout=20,
              what="job 0 running")
@@ -233,7 +229,7 @@ def test_kill_cancels_a_queued_job_which_never_starts(hq):
     go.touch()
     assert runner.wait(30) == 0, runner.output
     assert counts_of(ran) == {"2": 1}
-    assert not job_dir(out, 1).exists()
+    assert not job_dir(hq.tmp, 1, output="out").exists()
     assert status_counts(out) == {"succeeded": 2, "cancelled": 1}
     assert job_rows(out)[1]["attempt"] == 0             # no attempt was ever started
 
@@ -242,7 +238,7 @@ def test_kill_cancels_a_queued_job_which_never_starts(hq):
 @pytest.mark.timeout(60)
 def test_retry_queues_one_named_job_or_every_failed_job_again(hq):
     out, fixed = hq.tmp / "out", hq.tmp / "fixed"
-    jobs = job_file(hq.tmp / "jobs.txt", [f"test -e {fixed}", f"test -e {fixed}", "true"])
+    jobs = job_file(hq.tmp, f"test -e {fixed}", f"test -e {fixed}", "true")
     runner = start_runner(hq, jobs, out, "0", "--keep_alive")
     wait_for(lambda: status_counts(out) == {"failed": 2, "succeeded": 1}, timeout=20,
              what="two failed jobs")
@@ -253,8 +249,9 @@ def test_retry_queues_one_named_job_or_every_failed_job_again(hq):
     wait_for(lambda: job_rows(out)[0]["status"] == "succeeded", timeout=PROMPT_S + 2,
              what="job 0 to run again")
     assert job_rows(out)[1]["status"] == "failed"       # only the named one
-    assert info(job_dir(out, 0))["attempt"] == 2
-    assert (job_dir(out, 0) / "FAILURE.1").exists() and marker(job_dir(out, 0)) == "SUCCESS"
+    assert info(job_dir(hq.tmp, 0, output="out"))["attempt"] == 2
+    assert (job_dir(hq.tmp, 0, output="out") / "FAILURE.1").exists()
+    assert marker(job_dir(hq.tmp, 0, output="out")) == "SUCCESS"
 
     r = hq.run("retry", out, "--failed")
     assert r.returncode == 0 and "queued 1 job(s) again" in r.stdout, r.stdout + r.stderr
@@ -265,14 +262,14 @@ def test_retry_queues_one_named_job_or_every_failed_job_again(hq):
     assert r.returncode == 0 and "left alone" in r.stdout
     assert stop_runner(hq, runner, out) in (0, 1)
     assert status_counts(out) == {"succeeded": 3}
-    assert info(job_dir(out, 2))["attempt"] == 1
+    assert info(job_dir(hq.tmp, 2, output="out"))["attempt"] == 1
 
 
 # ----------------------------------------------------------------- gpus
 @pytest.mark.timeout(60)
 def test_gpus_gives_a_live_runner_a_new_slot_whose_id_later_jobs_see_within_a_second(hq):
     out, go = hq.tmp / "out", hq.tmp / "go"
-    jobs = job_file(hq.tmp / "jobs.txt", [HOLD.format(go=go)])     # keeps slot 0 busy
+    jobs = job_file(hq.tmp, HOLD.format(go=go))     # keeps slot 0 busy
     runner = start_runner(hq, jobs, out, "0", "--keep_alive")
     wait_for(lambda: len(running_rows(out)) == 1, timeout=20, what="job 0 running")
 
@@ -294,7 +291,7 @@ def test_gpus_gives_a_live_runner_a_new_slot_whose_id_later_jobs_see_within_a_se
 @pytest.mark.timeout(60)
 def test_gpus_removing_a_slot_lets_its_job_finish_and_gives_it_no_more_jobs(hq):
     out, go, seen = hq.tmp / "out", hq.tmp / "go", hq.tmp / "seen.txt"
-    jobs = job_file(hq.tmp / "jobs.txt", [HOLD.format(go=go)] * 2)
+    jobs = job_file(hq.tmp, *[HOLD.format(go=go)] * 2)
     runner = start_runner(hq, jobs, out, "0,1", "--keep_alive")
     wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="both slots busy")
     on_gpu0 = next(r["id"] for r in running_rows(out) if r["gpus"] == "0")
@@ -302,11 +299,11 @@ def test_gpus_removing_a_slot_lets_its_job_finish_and_gives_it_no_more_jobs(hq):
     assert hq.run("gpus", out, "1").returncode == 0
     wait_for(lambda: runner_rows(out)[0]["gpus"] == "1", timeout=PROMPT_S,
              what="the runner to take the new spec")
-    more = job_file(hq.tmp / "more.txt", [f"echo $CUDA_VISIBLE_DEVICES >> {seen}"] * 4)
+    more = job_file(hq.tmp, *[f"echo $CUDA_VISIBLE_DEVICES >> {seen}"] * 4, name="more.txt")
     assert hq.run("add", out, "--job_file", more).returncode == 0
     go.touch()
     wait_for(lambda: status_counts(out) == {"succeeded": 6}, timeout=20, what="all jobs done")
-    assert marker(job_dir(out, on_gpu0)) == "SUCCESS"        # the removed slot's job finished
+    assert marker(job_dir(hq.tmp, on_gpu0, output="out")) == "SUCCESS"  # the removed slot's job finished
     assert lines_on(seen) == ["1"] * 4                       # and it took no more
     assert all(job_rows(out)[i]["gpus"] == "1" for i in range(2, 6))
     assert stop_runner(hq, runner, out) == 0

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import queue_support
-from tests.queue_support import wait_for, write
-
-hq = queue_support.hq          # the fixture: a tag, tmp dir, hog runs, no leaks
+from tests.harness import wait_for, write
 
 FOLDERS = ("to_run", "running", "complete", "fail")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import err, info, job_dir, job_file, marker, out, run_hog, track, write
-from .procs import children_of, wait_for
+from .harness import err, info, job_dir, job_file, marker, out, run_hog, track, write
+from .harness import children_of, wait_for
 from .ray_support import pids_with, why_no_ray
 
 pytestmark = pytest.mark.timeout(300)

@@ -12,8 +12,8 @@ import signal
 
 import pytest
 
-from .conftest import info, job_dir, job_file, marker, out
-from .procs import pid_alive, read_environ, wait_for
+from .harness import info, job_dir, job_file, marker, out
+from .harness import pid_alive, read_environ, wait_for
 from .ray_support import descendants
 from .test_ray_backend import ray_hog, status_json  # noqa: F401 - ray_hog is a fixture
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from .conftest import (CHECKOUT, assert_no_traceback, job_file, run_hog, start_hog, wait_for)
+from .harness import CHECKOUT, assert_no_traceback, job_file, run_hog, start_hog, wait_for
 
 if str(CHECKOUT) not in sys.path:
     sys.path.insert(0, str(CHECKOUT))

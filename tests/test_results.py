@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import info, job_dirs, job_file, run_hog, start_hog, wait_for
+from .harness import info, job_dirs, job_file, run_hog, start_hog, wait_for
 
 FIELDS = ["index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",

@@ -14,10 +14,10 @@ import yaml
 
 from hog.sources.joboptions import parse_duration
 
-from .conftest import (err, hog_env, info, job_dir, job_file, job_pids, marker, max_overlap,
-                       out, pid_alive, run_hog, start_hog, wait_for)
+from .harness import (err, hog_env, info, job_dir, job_file, job_pids, marker, max_overlap, out,
+                      pid_alive, run_hog, start_hog, wait_for)
 
-from .conftest import CHECKOUT as ROOT
+from .harness import CHECKOUT as ROOT
 
 
 

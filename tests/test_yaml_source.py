@@ -13,7 +13,7 @@ import pytest
 from hog.errors import InputError
 from hog.sources.yaml import yaml_jobs
 
-from .conftest import err, info, job_dir, job_dirs, marker, out, run_hog
+from .harness import err, info, job_dir, job_dirs, marker, out, run_hog
 
 G = 2 ** 30
 
