@@ -1,0 +1,242 @@
+"""In-process stand-ins for the engine's processes, so a test can step the loop and
+decide every event itself.
+
+``InlineBackend`` is a ``Backend`` (and ``Resizable``) that runs nothing: ``submit``
+records the dispatch and opens its job folder (``hog.backends.attempt.Attempt``, so the
+folder contract holds); the test then says when the job starts, ends, loses its slot
+or the backend fails (``start_job``, ``end_job``, ``lose_slot``, ``fail``). Each of
+those queues an event and writes a byte to a socket pair: the backend's one waitable,
+so the engine's ``wait()`` sees it like a slot's pipe.
+
+``InlineContext`` replaces the fork context for the producer: its ``Queue`` reads
+the job source lazily in this process, one message per ``poll()``, so a test knows
+exactly how far the source has been read; its ``Process`` starts nothing.
+
+Injection: the test module monkeypatches ``hog.engine.runner.make_backend`` (the
+Runner takes no backend factory) to return an ``InlineBackend`` with the real local
+``Scheduler`` as its admission (``hog.backends.factory.local_scheduler``), and sets
+``runner.st.ctx`` to an ``InlineContext`` before ``Runner.start()``.
+"""
+import pickle
+import socket
+import time
+from collections import deque
+from typing import Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from hog.backends.attempt import Attempt
+from hog.errors import HogError, SourceError
+from hog.model import (
+    BackendFailed,
+    Dispatch,
+    Ended,
+    Event,
+    JobMsg,
+    Outcome,
+    SlotLost,
+    SourceEnd,
+    SourceFailed,
+    Started,
+    Status,
+    StopHow,
+)
+from hog.sources import SourceSpec, open_source
+from hog.state.jobdir import Layout
+from hog.state.store import Store
+
+
+class InlineBackend:
+    """A backend whose jobs start and end when the test says so."""
+
+    def __init__(self, layout: Layout, slots: Iterable[int], gpus: Iterable[str] = ()):
+        self.layout = layout
+        self.slots = set(slots)
+        self.gpus = list(gpus)
+        self.started = False
+        self.submitted: List[Dispatch] = []
+        self.committed: List[Optional[str]] = []   # each dispatch's status in the store
+        self.stops: List[Tuple[int, StopHow]] = []
+        self.added: List[int] = []
+        self.removed: List[int] = []
+        self.shut_down: Optional[List[int]] = None
+        self.attempts: Dict[int, Attempt] = {}     # by slot
+        self.events: Deque[Event] = deque()
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._next_pid = 40000
+
+    # ----------------------------------------------------- the Backend
+    def label(self) -> str:
+        return ",".join(self.gpus)
+
+    def start(self) -> None:
+        self.started = True
+
+    def submit(self, d: Dispatch) -> None:
+        store = Store(self.layout.state_dir)    # another connection: is the claim committed?
+        try:
+            row = store.row(d.job.index)
+            self.committed.append(None if row is None else row.status)
+        finally:
+            store.close()
+        self.submitted.append(d)
+        self.slots.add(d.slot)
+        self.attempts[d.slot] = Attempt.open(self.layout, d)
+
+    def stop(self, slot: int, how: StopHow) -> None:
+        self.stops.append((slot, how))
+
+    def waitables(self) -> List:
+        return [self._r]
+
+    def owns(self, obj: object) -> bool:
+        return obj is self._r
+
+    def receive(self, obj: object) -> List[Event]:
+        try:
+            while self._r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+        events = list(self.events)
+        self.events.clear()
+        return events
+
+    def shutdown(self, running: Iterable[int]) -> None:
+        self.shut_down = list(running)
+        self._r.close()
+        self._w.close()
+
+    # ---------------------------------------------------- Resizable
+    def has_slot(self, slot: int) -> bool:
+        return slot in self.slots
+
+    def add_slot(self, slot: int) -> None:
+        self.slots.add(slot)
+        self.added.append(slot)
+
+    def remove_slot(self, slot: int) -> None:
+        self.slots.discard(slot)
+        self.removed.append(slot)
+
+    # ------------------------------------------- what the test decides
+    @property
+    def pending(self) -> bool:
+        return bool(self.events)
+
+    def _queue(self, event: Event) -> None:
+        self.events.append(event)
+        self._w.send(b"!")
+
+    def dispatch_on(self, slot: int) -> Dispatch:
+        return self.attempts[slot].d
+
+    def start_job(self, slot: int) -> int:
+        """The job on ``slot`` starts (INFO says running); its pid."""
+        attempt = self.attempts[slot]
+        pid = self._next_pid
+        self._next_pid += 1
+        now = time.time()
+        attempt.started(pid, now)
+        self._queue(Started(slot=slot, index=attempt.d.job.index, pid=pid, started=now))
+        return pid
+
+    def end_job(self, slot: int, status: Status = Status.SUCCEEDED,
+                exit_code: Optional[int] = None, note: str = "") -> Outcome:
+        """The job on ``slot`` ends as ``status`` (its folder gets INFO and the marker);
+        ``exit_code`` defaults to 0 for succeeded, 1 for failed, none otherwise."""
+        if self.attempts[slot].pid is None:
+            self.start_job(slot)
+        attempt = self.attempts.pop(slot)
+        if exit_code is None:
+            exit_code = {Status.SUCCEEDED: 0, Status.FAILED: 1}.get(status)
+        outcome = attempt.finished(status, exit_code, None, time.time(), note=note)
+        self._queue(Ended(outcome))
+        return outcome
+
+    def lose_slot(self, slot: int, why: str = "its slot process died (exit code -9)") -> None:
+        """The slot's executor vanishes (the backend has ended its job's process)."""
+        self.attempts.pop(slot, None)
+        self.slots.discard(slot)
+        self._queue(SlotLost(slot, why))
+
+    def fail(self, why: str) -> None:
+        self._queue(BackendFailed(why))
+
+
+# --------------------------------------------------------------- the producer
+def source_messages(spec: SourceSpec) -> Iterator[bytes]:
+    """What the producer process would put on its queue for ``spec``, lazily."""
+    n = 0
+    try:
+        for job in open_source(spec):
+            yield pickle.dumps(JobMsg(job))
+            n += 1
+    except (HogError, SourceError) as e:     # as hog.sources.producer.produce says it
+        yield pickle.dumps(SourceFailed(str(e)))
+        return
+    except Exception as e:  # noqa: BLE001 - as the producer reports it
+        yield pickle.dumps(SourceFailed(f"{spec.path}: reading the job source failed: "
+                                        f"{type(e).__name__}: {e}"))
+        return
+    yield pickle.dumps(SourceEnd(n))
+
+
+class InlineReader:
+    """The queue's reader end: ``poll()`` reads the source's next message, if any."""
+
+    def __init__(self) -> None:
+        self.messages: Iterator[bytes] = iter(())
+        self.buffer: Deque[bytes] = deque()
+        self.exhausted = False
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        if not self.buffer and not self.exhausted:
+            try:
+                self.buffer.append(next(self.messages))
+            except StopIteration:
+                self.exhausted = True
+        return bool(self.buffer)
+
+
+class InlineQueue:
+    def __init__(self, maxsize: int = 0):
+        self._reader = InlineReader()
+
+    def get(self) -> bytes:
+        assert self._reader.poll(), "get() with nothing to read"
+        return self._reader.buffer.popleft()
+
+    def close(self) -> None:
+        pass
+
+    def cancel_join_thread(self) -> None:
+        pass
+
+
+class InlineProcess:
+    """The producer, run lazily by its queue's reader in this process."""
+
+    def __init__(self, target=None, name: str = "", args: tuple = ()):
+        self.spec, self.queue = args
+        self.sentinel = object()
+        self.exitcode: Optional[int] = None
+
+    def start(self) -> None:
+        self.queue._reader.messages = source_messages(self.spec)
+
+    def is_alive(self) -> bool:
+        return self.exitcode is None
+
+    def kill(self) -> None:
+        self.exitcode = -9
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if self.exitcode is None and self.queue._reader.exhausted:
+            self.exitcode = 0
+
+
+class InlineContext:
+    """The two things the runner asks of its fork context for the producer."""
+
+    Queue = InlineQueue
+    Process = InlineProcess
