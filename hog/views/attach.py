@@ -112,7 +112,8 @@ class StoreView:
 
     def _requests(self) -> str:
         asked = [r for r in self.runners if r.request]
-        return "; ".join(f"runner {r.id} was asked to {'stop' if r.request == 'drain' else 'terminate its jobs'}"
+        return "; ".join(f"runner {r.id} was asked to "
+                         f"{'stop' if r.request == 'drain' else 'terminate its jobs'}"
                          for r in asked)
 
 

@@ -10,8 +10,8 @@ Each job becomes one Ray task (``raynode.run_job``) asking for its GPUs, its nam
 resources and no CPU unless it asks (CPU-only jobs take one), with no retries by
 Ray: hog decides about retries. The bridge records the attempt in its folder on hog's
 machine (``hog.backends.attempt``) from what the task streams back (INFO at start,
-output as it comes, INFO and the marker at the end). Ending a job that runs is a small task on its node
-(``raynode.end_job``); one that has not started yet is cancelled in Ray.
+output as it comes, INFO and the marker at the end). Ending a job that runs is a small task
+on its node (``raynode.end_job``); one that has not started yet is cancelled in Ray.
 
 If the runner goes away (its pipe reads EOF), every job is ended and recorded as
 interrupted, and the bridge exits; if the bridge itself is killed, Ray ends its
