@@ -1,6 +1,6 @@
 """Signal handlers that only set flags; the main loop acts on them."""
 import signal
-from typing import Iterable, Optional
+from typing import Dict, Iterable, Optional
 
 from hog.errors import EXIT_HUP, EXIT_INT, EXIT_TERM
 
@@ -9,7 +9,7 @@ class SignalFlags:
     """Counts the signals received; ``install`` wires the handlers."""
 
     def __init__(self) -> None:
-        self.counts = {}
+        self.counts: Dict[int, int] = {}
 
     def _handler(self, signum, _frame) -> None:
         self.counts[signum] = self.counts.get(signum, 0) + 1
@@ -39,7 +39,8 @@ class SignalWait:
     in use, SIGINT, SIGTERM and SIGHUP only set a flag and make ``readable`` fd wake up,
     and ``exit_code`` says which came first (130, 143, 129), or None."""
 
-    CODES = {signal.SIGINT: EXIT_INT, signal.SIGTERM: EXIT_TERM, signal.SIGHUP: EXIT_HUP}
+    CODES: Dict[int, int] = {signal.SIGINT: EXIT_INT, signal.SIGTERM: EXIT_TERM,
+                             signal.SIGHUP: EXIT_HUP}
 
     def __enter__(self) -> "SignalWait":
         import socket

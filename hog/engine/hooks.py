@@ -170,6 +170,7 @@ class Hooks:
 
     def _run(self, hook: str, what: str, variables: Dict[str, str]) -> None:
         command = self.commands[hook]
+        assert command is not None          # only hooks that are set are run
         began = time.monotonic()
         try:
             pid = spawn.start_hook(command, {**self.base_env, **variables}, self.log_path)
@@ -188,6 +189,7 @@ class Hooks:
             watch.close()
             self.current = None
         took = time.monotonic() - began
+        assert watch.status is not None     # reaped: it exited or its group was ended
         code, sig = spawn.exit_status(watch.status)
         if timed_out:
             self._problem(f"{hook} for {what} did not end within {self.timeout:g}s; its "

@@ -40,7 +40,7 @@ class StoreView:
         self.next_query = 0.0
         self.next_runners = 0.0
         self.runners: List[RunnerRow] = []
-        self.slot_layout: List[Tuple[int, str, str]] = []   # (runner, slot, gpu) last seen
+        self.slot_layout: List[Tuple[int, int, str]] = []   # (runner, slot, gpu) last seen
         self.started_at = time.time()
         self.counts: Dict[str, int] = {}
         self.running: List[JobRow] = []
@@ -78,7 +78,8 @@ class StoreView:
         c = self.counts
         by_place = {(r.runner, r.slot): r for r in self.running}
         several = len({runner for runner, _, _ in self.slot_layout}) > 1
-        rows, shown = [], []
+        rows: List[SlotView] = []
+        shown: List[str] = []
 
         def view(label: str, gpu: str, r: Optional[JobRow]) -> SlotView:
             if r is None:
@@ -224,8 +225,9 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
                        if (r.id, r.attempt) not in seen]
             rows = store.ended_since(since - 1.0)   # a second of slack: clocks may differ
             new = [r for r in rows if (r.id, r.attempt, r.ended) not in printed]
-            if rows:
-                since = max(since, rows[-1].ended)
+            last = rows[-1].ended if rows else None
+            if last is not None:        # ended_since: rows that have ended, oldest first
+                since = max(since, last)
             # a job that started and ended between two looks gets its start line too
             started += [r for r in new if (r.id, r.attempt) not in seen]
             events = [(r.started or 0.0, 0, r) for r in started] + [(r.ended, 1, r) for r in new]

@@ -5,7 +5,7 @@ change it. The dashboard itself (snapshot and drawing) is ``hog.dashboard``.
 import os
 import sys
 import time
-from typing import Optional, TextIO
+from typing import List, Optional, TextIO
 
 from hog.engine.progress import Progress, Running, summary
 from hog.humanize import describe_end, end_line, fmt_duration, shown_path, start_line
@@ -25,7 +25,8 @@ def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
     now = time.time() if now is None else now
     running = dict(p.running)            # one atomic copy: the runner thread updates it
     layout = p.layout
-    rows, shown = [], []
+    rows: List[SlotView] = []
+    shown: List[str] = []
 
     def row(slot: int, gpu: str) -> SlotView:
         r = running.get(slot)
@@ -55,7 +56,7 @@ def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
 class PlainDisplay:
     """One line per job start and end; for logs, pipes and files."""
 
-    def __init__(self, progress: Progress, stream: TextIO = None, quiet: bool = False):
+    def __init__(self, progress: Progress, stream: Optional[TextIO] = None, quiet: bool = False):
         self.p = progress
         self.stream = stream or sys.stdout
         self.quiet = quiet

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
@@ -41,6 +41,9 @@ from hog.model import (
 )
 from hog.signals import SignalFlags
 from hog.state.jobdir import Layout
+
+if TYPE_CHECKING:   # ray: imported only in the bridge process, when it connects
+    from ray import ObjectRefGenerator
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
@@ -81,7 +84,7 @@ def alive_nodes(ray) -> List[Dict[str, float]]:
 @dataclass
 class _Task:
     d: Dispatch
-    gen: object
+    gen: Optional["ObjectRefGenerator"]    # None for a task Ray refused
     kill: Optional[StopHow] = None        # how the runner stopped it, once asked
     info: Optional[dict] = None           # from the task's "started" item
     attempt: Optional[Attempt] = None     # its folder, once it started (or was lost)
@@ -144,7 +147,8 @@ class Bridge:
         ray = self.ray
         while True:
             self._from_runner(0 if self.tasks else 0.5)
-            if self.exiting and (not self.tasks or time.monotonic() > self.deadline):
+            if self.exiting and (not self.tasks or (self.deadline is not None
+                                                     and time.monotonic() > self.deadline)):
                 return
             if self.tasks:
                 gens = [t.gen for t in self.tasks.values()]
@@ -204,6 +208,7 @@ class Bridge:
         """Take the next item of a task that has one ready."""
         ray = self.ray
         task = self.tasks[slot]
+        assert task.gen is not None     # a task Ray refused is never in ``tasks``
         try:
             ref = next(task.gen)
         except StopIteration:
@@ -284,7 +289,7 @@ def connect(settings: RaySettings):
     import logging
 
     import ray
-    common = dict(log_to_driver=False, logging_level=logging.WARNING,
+    common: Dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
     if settings.address is None:
         if settings.visible is not None:

@@ -139,6 +139,7 @@ def run_job(spec: dict):
         ended = time.time()
         spawn.sweep_leftovers(pid, grace)      # what the job left behind in its group
         yield from _drain(outputs)
+        assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         yield ("ended", dict(status="timeout" if timed_out else None, exit_code=exit_code,
                              signal=sig, ended=ended, note="", pid=pid, started_ok=True))
