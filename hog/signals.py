@@ -1,5 +1,8 @@
 """Signal handlers that only set flags; the main loop acts on them."""
+import ctypes
+import select
 import signal
+import socket
 from typing import Dict, Iterable, Optional
 
 from hog.errors import EXIT_HUP, EXIT_INT, EXIT_TERM
@@ -27,7 +30,6 @@ class SignalFlags:
 def set_parent_death_signal(sig: int) -> None:
     """Linux: deliver ``sig`` to this process when its parent dies (no-op elsewhere)."""
     try:
-        import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(sig), 0, 0, 0)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -43,7 +45,6 @@ class SignalWait:
                              signal.SIGHUP: EXIT_HUP}
 
     def __enter__(self) -> "SignalWait":
-        import socket
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self._w.setblocking(False)
@@ -70,7 +71,6 @@ class SignalWait:
 
     def wait(self, fds, timeout: float) -> list:
         """``select`` on ``fds`` and the signal fd; the ready ones among ``fds``."""
-        import select
         try:
             ready, _, _ = select.select(list(fds) + [self.fd], [], [], timeout)
         except InterruptedError:

@@ -18,6 +18,7 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from hog.backends import spawn
+from hog.engine.progress import summary
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.humanize import shown_path
 from hog.model import Outcome, Status, slot_label
@@ -65,7 +66,6 @@ def count_variables(progress) -> Dict[str, str]:
 
 def sweep_variables(progress, layout, exit_code: int) -> Dict[str, str]:
     """What ``--on_finish`` sees about the sweep."""
-    from hog.engine.progress import summary
     not_started = 0
     if os.path.isdir(layout.state_dir):
         store = SweepReader(layout.state_dir)

@@ -8,7 +8,9 @@ lines: what runs when attaching, then one line per job start and end.
 """
 import os
 import sys
+import termios
 import time
+import tty
 from typing import Dict, List, Optional, Tuple
 
 from hog.engine.progress import LISTED_FAILURES
@@ -137,8 +139,6 @@ class Keys:
 
     def __enter__(self) -> "Keys":
         if self.fd is not None:
-            import termios
-            import tty
             try:
                 self.saved = termios.tcgetattr(self.fd)
                 tty.setcbreak(self.fd)
@@ -148,7 +148,6 @@ class Keys:
 
     def __exit__(self, *exc) -> None:
         if self.saved is not None:
-            import termios
             try:
                 termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
             except termios.error:
@@ -171,7 +170,7 @@ class Keys:
 def attach_live(view: StoreView, sig: SignalWait) -> Optional[str]:
     """The dashboard, redrawn a few times a second until the runner ends (None), or
     the user leaves ("q" or a signal)."""
-    from rich.console import Console
+    from rich.console import Console  # rich: only for a live dashboard
     from rich.live import Live
     console = Console()
     live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False,
@@ -198,7 +197,7 @@ def attach_live(view: StoreView, sig: SignalWait) -> Optional[str]:
 
 
 def _with_hint(snap: Snapshot, hint: str):
-    from rich.console import Group
+    from rich.console import Group  # rich: only for a live dashboard
     from rich.text import Text
     return Group(render(snap), Text(hint, style="dim"))
 
@@ -299,7 +298,7 @@ def _just_detached(directory: str) -> bool:
 def _no_runner(view: StoreView, live: bool) -> int:
     snap = view.snapshot()
     if live:
-        from rich.console import Console
+        from rich.console import Console  # rich: only for a live dashboard
         Console().print(render(snap))
     else:
         for f in snap.failures:

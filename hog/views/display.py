@@ -11,6 +11,7 @@ from hog.engine.progress import Progress, Running, summary
 from hog.humanize import describe_end, end_line, fmt_duration, shown_path, start_line
 from hog.model import Outcome, Status, slot_label
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
+from hog.views.tail import TailCache
 
 __all__ = ["Progress", "Running", "PlainDisplay", "LiveDisplay", "make_display", "summary",
            "describe", "fmt_duration", "shown_path", "start_line", "end_line"]
@@ -103,10 +104,9 @@ class LiveDisplay(PlainDisplay):
 
     def __init__(self, progress: Progress):
         super().__init__(progress)
-        from rich.console import Console
+        from rich.console import Console  # rich: only for a live dashboard
         from rich.live import Live
 
-        from hog.views.tail import TailCache
         self.tails = TailCache()
         self.console = Console(stderr=False)
         self.live = Live(console=self.console, refresh_per_second=REFRESH_PER_SECOND,
@@ -133,7 +133,7 @@ class LiveDisplay(PlainDisplay):
 
     def message(self, text: str) -> None:
         try:
-            from rich.markup import escape
+            from rich.markup import escape  # rich: only for a live dashboard
             self.live.console.print(f"[bold]hog:[/bold] {escape(text)}", highlight=False,
                                     markup=True)
         except (OSError, ValueError):

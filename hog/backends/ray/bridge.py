@@ -17,8 +17,10 @@ If the runner goes away (its pipe reads EOF), every job is ended and recorded as
 interrupted, and the bridge exits; if the bridge itself is killed, Ray ends its
 tasks' workers and each job's guard ends the job's process group.
 """
+import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
@@ -96,7 +98,7 @@ class Bridge:
         self.layout = layout
         self.grace = grace
         self.ray = ray
-        from hog.backends.ray import node as raynode
+        from hog.backends.ray import node as raynode  # imports ray: only in the bridge process
         self.run_job = ray.remote(raynode.run_job)
         self.end_job = ray.remote(raynode.end_job)
         self.tasks: Dict[int, _Task] = {}
@@ -196,7 +198,7 @@ class Bridge:
         if not first:
             return
         if task.info is not None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # ray
             where = NodeAffinitySchedulingStrategy(task.info["node"], soft=False)
             self.end_job.options(num_cpus=0, max_retries=0, scheduling_strategy=where,
                                  name="hog end job").remote(
@@ -286,9 +288,8 @@ def _describe(error: Exception, task: _Task) -> str:
 # ------------------------------------------------------------------- process
 def connect(settings: RaySettings):
     """Import Ray and join the cluster (or start a local instance); returns ``ray``."""
-    import logging
 
-    import ray
+    import ray  # ray: only in the bridge process, when it connects
     common: Dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
     if settings.address is None:
@@ -304,7 +305,6 @@ def connect(settings: RaySettings):
 
 def probe(address: str, wait_s: float = 15.0) -> None:
     """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
-    import socket
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return                          # "auto", or a form Ray resolves itself

@@ -104,7 +104,7 @@ def _keep(line: str, grace: float) -> None:
 
 def run_job(spec: dict):
     """A Ray generator task: run one job, stream its output, report how it ended."""
-    import ray
+    import ray  # ray: this runs inside a Ray task
     context = ray.get_runtime_context()
     gpu_ids = sorted((str(g) for g in context.get_accelerator_ids().get("GPU", [])),
                      key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
