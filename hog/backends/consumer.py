@@ -64,6 +64,7 @@ class Consumer:
                 spawn.sweep_leftovers(pid, self.grace)
         finally:
             watch.close()
+        assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         if status is None:
             status = Status.SUCCEEDED if exit_code == 0 else Status.FAILED

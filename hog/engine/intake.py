@@ -35,7 +35,7 @@ def ingest(st: RunState) -> None:
             ended = message.text if isinstance(message, SourceFailed) else ""
             break
     st.received += len(batch)
-    if batch and st.cfg.source.kind == "watch":
+    if batch and st.cfg.source is not None and st.cfg.source.kind == "watch":
         st.store.add(batch)           # scripts are new jobs, not source positions
         st.base_total += len(batch)
         st.ahead += len(batch)

@@ -35,7 +35,7 @@ _TOP = ("defaults", "jobs", "sweeps")
 
 def _lines(text: str) -> Dict[Tuple[str, int], int]:
     """Line numbers of the entries of ``jobs`` and ``sweeps``: (list, i) -> line."""
-    out = {}
+    out: Dict[Tuple[str, int], int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -164,7 +164,8 @@ def check_dependencies(jobs: List[Job]) -> None:
         if state.get(job.index) == 2:
             return
         if state.get(job.index) == 1:
-            cycle = path[path.index(job.name):] + [job.name]
+            name = job.name or str(job.index)     # reached through ``after``: it has a name
+            cycle = path[path.index(name):] + [name]
             raise InputError(f"dependency cycle: {' -> '.join(cycle)}", job.where)
         state[job.index] = 1
         for dep in job.after:

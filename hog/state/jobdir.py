@@ -174,7 +174,7 @@ class JobFolder:
 
 def read_info(layout: Layout, index: int) -> dict:
     """A job folder's INFO as a mapping ({} if missing or unreadable)."""
-    import yaml
+    import yaml  # yaml: only when an INFO file is read
     try:
         with open(layout.info_path(index)) as f:
             data = yaml.safe_load(f)
@@ -186,7 +186,7 @@ def read_info(layout: Layout, index: int) -> dict:
 def earlier_attempts(layout: Layout, index: int) -> List[dict]:
     """The INFO of each earlier attempt kept in a job folder (``INFO.1``, ``INFO.2``, ...),
     oldest first; unreadable ones are left out."""
-    import yaml
+    import yaml  # yaml: only when an INFO file is read
     try:
         names = os.listdir(layout.folder(index))
     except OSError:
