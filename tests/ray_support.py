@@ -27,8 +27,7 @@ from typing import List, Optional
 
 import pytest
 
-from .harness import (CHECKOUT, TAG_VAR, children_of, describe_pid, hog_argv, hog_env,
-                      pids_whose_env)
+from .harness import CHECKOUT, TAG_VAR, children_of, describe_pid, hog_argv, hog_env, pids_whose_env
 
 HEAD_PORT = 6379
 # A dead node is noticed within about a second instead of Ray's default 15 s.

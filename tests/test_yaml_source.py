@@ -359,7 +359,7 @@ SWEEP = """
           after: [prep]
       - {cmd: 'echo "[$CUDA_VISIBLE_DEVICES] $FOO"', name: cpu, gpus: 0, env: {FOO: bar}}
       - {cmd: 'echo "$CUDA_VISIBLE_DEVICES"', name: pair, gpus: 2}
-    """
+    """  # noqa: E501 - one YAML line
 
 
 def test_a_yaml_sweep_runs_end_to_end_with_one_folder_per_point(tmp_path):

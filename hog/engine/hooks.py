@@ -1,6 +1,6 @@
 """Notification hooks: ``--on_job_end CMD`` and ``--on_finish CMD``.
 
-Each hook is ``bash -c CMD`` (started by ``hog.spawn``, in its own session) with
+Each hook is ``bash -c CMD`` (started by ``hog.backends.spawn``, in its own session) with
 the job's or the sweep's outcome in ``HOG_*`` environment variables, its output
 appended to ``<output_dir>/.hog/hooks.log``. Hooks run one at a time in a thread
 fed by a bounded queue, so a slow or hanging hook never holds up the runner's

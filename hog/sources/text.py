@@ -2,8 +2,8 @@
 
 A text source is an iterator of ``Job``s numbered from 0 in file order; nothing
 reads ahead, so the first job can start before a long file has been read. This
-module also owns ``check_readable`` (used for every file source) and
-``SourceError``, the error a source raises part-way through its stream.
+module also owns ``check_readable``, used for every file source. A bad line part-way
+through is a ``hog.errors.SourceError`` (the jobs before it still run).
 """
 import os
 import re

@@ -1,6 +1,6 @@
 """What the runner shows: a rich live dashboard on a terminal, plain lines otherwise,
 and always a final summary. Displays read the runner's ``Progress``; they never
-change it. The dashboard itself (snapshot and drawing) is ``hog.dashboard``.
+change it. The dashboard itself (snapshot and drawing) is ``hog.views.dashboard``.
 """
 import os
 import sys
@@ -22,7 +22,7 @@ def describe(outcome: Outcome) -> str:
 
 def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
     """What the dashboard shows of a runner's ``Progress``; ``tails`` (a
-    ``hog.tail.TailCache``) gives each running job's last output line."""
+    ``hog.views.tail.TailCache``) gives each running job's last output line."""
     now = time.time() if now is None else now
     running = dict(p.running)            # one atomic copy: the runner thread updates it
     layout = p.layout
