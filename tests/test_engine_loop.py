@@ -26,57 +26,15 @@ from hog.config import RunConfig
 from hog.engine import control
 from hog.engine.control import TICK_S
 from hog.engine.intake import INGEST_BATCH, LOOKAHEAD
-from hog.engine.progress import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE, Progress
+from hog.engine.progress import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.engine.runner import Runner
-from hog.model import Dispatch, Job, Outcome, Status, StopHow
+from hog.model import Dispatch, Job, Status, StopHow
 from hog.sources import SourceSpec
 from hog.state.jobdir import Layout, read_info
 from hog.state.store import Store
-from tests.inline_backend import InlineBackend, InlineContext
+from tests.inline_backend import Clock, InlineBackend, InlineContext, RecordingDisplay
 
 STEPS = 50      # turns a test allows for something to happen before it fails
-
-
-class Clock:
-    """The runner's clock: it moves only when the test says."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
-class RecordingDisplay:
-    """A display that keeps what the runner told it."""
-
-    def __init__(self, progress: Progress, mode: str):
-        self.progress = progress
-        self.messages: List[str] = []
-        self.started: List[str] = []
-        self.ended: List[Outcome] = []
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def idle(self) -> None:
-        pass
-
-    def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
-        self.started.append(name)
-
-    def job_ended(self, o: Outcome) -> None:
-        self.ended.append(o)
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
 
 
 class Engine:
