@@ -131,11 +131,7 @@ def cmd_run(argv: List[str]) -> int:
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
         return detach(argv, args.output_dir)
-    # The engine (multiprocess, the backends, the store) and the display load only when a
-    # sweep really runs, so that --help, --version and the verbs start quickly.
-    from hog.engine.runner import run
-    from hog.views.display import make_display
-    return run(config, make_display)
+    return _run(config)
 
 
 def cmd_watch(argv: List[str]) -> int:
@@ -160,9 +156,12 @@ def cmd_watch(argv: List[str]) -> int:
                        slots=tuple(slots),
                        output_dir=args.output_dir or os.path.join(args.dir, "output"),
                        grace=args.grace, display=args.display)
-    # The engine (multiprocess, the backends, the store) and the display load only when a
-    # sweep really runs, so that --help, --version and the verbs start quickly.
+    return _run(config)
+
+
+def _run(config: RunConfig) -> int:
+    """Run the sweep. The engine (multiprocess, the backends, the store) and the display
+    load only here, so that --help, --version and the verbs start quickly."""
     from hog.engine.runner import run
     from hog.views.display import make_display
     return run(config, make_display)
-
