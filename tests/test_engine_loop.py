@@ -4,10 +4,10 @@ test says, and the job source read in this process (``tests.inline_backend``). N
 process is started and nothing sleeps; the store is a real SQLite file and the job
 folders are real.
 
-Injection: ``hog.engine.runner.make_backend`` is monkeypatched (the Runner takes no
-backend factory) to return an ``InlineBackend`` with the real local ``Scheduler``
-as its admission; ``runner.st.ctx`` is set to an ``InlineContext`` before
-``Runner.start()``, so the producer is read lazily in this process.
+Injection: the ``Runner`` is given a backend factory that returns an
+``InlineBackend`` with the real local ``Scheduler`` as its admission, and an
+``InlineContext`` as its process context, so the producer is read lazily in this
+process.
 """
 import itertools
 import os
@@ -18,7 +18,6 @@ from typing import List, Optional
 import pytest
 from multiprocess.connection import wait
 
-import hog.engine.runner as runner_module
 from hog.backends.attempt import Attempt
 from hog.backends.base import Admission, Backend, Resizable
 from hog.backends.factory import local_scheduler
@@ -104,11 +103,10 @@ class Engines:
     """Stepped runners over one output directory; each is shut down by the end of the
     test."""
 
-    def __init__(self, output_dir: str, monkeypatch):
+    def __init__(self, output_dir: str):
         self.output_dir = output_dir
         self.live: List[Engine] = []
         self.backends: List[InlineBackend] = []
-        monkeypatch.setattr(runner_module, "make_backend", self._make_backend)
 
     def _make_backend(self, config, ctx, layout: Layout, flags):
         sched = local_scheduler(config)
@@ -126,8 +124,7 @@ class Engines:
         store opened and (``start``) its parts started."""
         clock = Clock()
         runner = Runner(self.config(jobs, **options), make_display=RecordingDisplay,
-                        clock=clock)
-        runner.st.ctx = InlineContext()
+                        clock=clock, backend_factory=self._make_backend, ctx=InlineContext())
         engine = Engine(runner, clock, self.backends[-1])
         self.live.append(engine)
         runner.open()
@@ -143,8 +140,8 @@ class Engines:
 
 
 @pytest.fixture
-def engines(tmp_path, monkeypatch):
-    made = Engines(str(tmp_path / "out"), monkeypatch)
+def engines(tmp_path):
+    made = Engines(str(tmp_path / "out"))
     yield made
     for engine in list(made.live):
         made.finish(engine)

@@ -19,13 +19,13 @@ import signal
 import socket
 import sys
 import time
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import multiprocess
 from multiprocess.connection import wait
 
 from hog.backends.base import LocalCapacity
-from hog.backends.factory import make_backend
+from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
@@ -38,12 +38,18 @@ from hog.state.results import save_results
 
 
 class Runner:
+    """One run. ``make_display`` builds the display (the CLI and ``hog.run`` inject the
+    views'); ``clock`` drives the tick; ``backend_factory`` and ``ctx`` (the process
+    context for the producer and the slots) are there for tests that step the engine
+    with an in-process backend and source."""
+
     def __init__(self, config: RunConfig, make_display: DisplayFactory,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 backend_factory: BackendFactory = make_backend, ctx: Any = None):
         layout = Layout(os.path.abspath(config.output_dir), config.prefix)
-        ctx = multiprocess.get_context("fork")
+        ctx = ctx if ctx is not None else multiprocess.get_context("fork")
         flags = SignalFlags()
-        backend, sched = make_backend(config, ctx, layout, flags)
+        backend, sched = backend_factory(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
 
