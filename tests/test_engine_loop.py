@@ -274,16 +274,30 @@ def test_a_job_after_an_unknown_name_is_skipped_saying_so(engines):
     assert engines.finish(e) == EXIT_FAILED
 
 
-@pytest.mark.xfail(strict=True, reason="a dependency cycle from a Python source or "
-                   "hog add waits forever: the run never finishes and says nothing")
+def test_a_job_after_one_further_on_in_a_stream_waits_for_it_and_runs_after_it(engines):
+    jobs = [{"cmd": "evaluate", "after": "late"}] + [f"filler {i}" for i in range(12)] \
+        + [{"cmd": "train", "name": "late"}]
+    e = engines.make(jobs)      # one slot: "late" is read long after "evaluate" waits
+    assert e.run_all()
+    order = commands(e.backend.submitted)
+    assert order.index("train") < order.index("evaluate")
+    assert engines.finish(e) == EXIT_OK
+
+
 def test_jobs_that_depend_on_each_other_do_not_keep_the_run_waiting_forever(engines):
     e = engines.make([{"cmd": "a", "name": "a", "after": "b"},
-                      {"cmd": "b", "name": "b", "after": "a"}])
+                      {"cmd": "b", "name": "b", "after": "a"},
+                      {"cmd": "c", "name": "c", "after": "c"}])
     for _ in range(20):
         if e.tick():
             break
     assert e.backend.submitted == []
     assert e.finished
+    rows = {r.name: r for r in e.runner.st.store.all_rows()}
+    assert {n: rows[n].status for n in "abc"} == {n: "skipped" for n in "abc"}
+    assert "its dependencies form a cycle: a -> b -> a" in rows["a"].note
+    assert "its dependency a ended skipped" in rows["b"].note
+    assert "its dependencies form a cycle: c -> c" in rows["c"].note
 
 
 # ---------------------------------------------------------------------- claims
