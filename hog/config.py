@@ -215,7 +215,7 @@ def ray_options(gpus: Optional[str], ray_address: Optional[str], **local_only: A
         if local_only.get(name) not in (None, False):
             raise UsageError(f"--{name} does not apply with --backend ray: {why}")
     if importlib.util.find_spec("ray") is None:
-        raise UsageError("--backend ray needs Ray on this machine: pip install 'hog[ray]'")
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'gpu-hog[ray]'")
     if gpus in (None, "all"):
         return None
     if ray_address or os.environ.get("RAY_ADDRESS"):
