@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from hog.errors import UsageError
-from hog.gpus.discovery import discover
+from hog.gpus.discovery import check_visible, discover
 from hog.gpus.spec import parse_gpus
 from hog.sources import SourceSpec
 from hog.sources.joboptions import parse_amount
@@ -131,7 +131,10 @@ def source_key(source: SourceSpec) -> str:
 
 
 def slots_for(spec: Optional[str]) -> List[str]:
-    return parse_gpus(spec, discover)
+    """The slots of ``--gpus spec``, within an inherited ``CUDA_VISIBLE_DEVICES``."""
+    ids = parse_gpus(spec, discover)
+    check_visible(spec or "all", ids)
+    return ids
 
 
 def _gpu_spec(gpus: GpuSpec) -> Optional[str]:
@@ -212,13 +215,14 @@ def ray_options(gpus: Optional[str], ray_address: Optional[str], **local_only: A
         if local_only.get(name) not in (None, False):
             raise UsageError(f"--{name} does not apply with --backend ray: {why}")
     if importlib.util.find_spec("ray") is None:
-        raise UsageError("--backend ray needs Ray on this machine: pip install 'hog[ray]'")
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'gpu-hog[ray]'")
     if gpus in (None, "all"):
         return None
     if ray_address or os.environ.get("RAY_ADDRESS"):
         raise UsageError("--gpus does not apply to an existing Ray cluster: each node has "
                          "the GPUs it was started with (ray start --num-gpus N)")
     ids = parse_gpus(gpus, discover)
+    check_visible(gpus, ids)
     if len(set(ids)) != len(ids):
         raise UsageError(f"--gpus {gpus}: with --backend ray a GPU is listed once; "
                          f"jobs share a GPU by asking for a fraction of it (gpus=0.5)")

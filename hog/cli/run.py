@@ -105,7 +105,7 @@ def run_parser() -> argparse.ArgumentParser:
                "and failures go to DIR/.hog/hooks.log")
     _flag(p, "backend", choices=("local", "ray"), default="local",
           help="local (default): one process per slot on this machine; ray: each job is a "
-               "Ray task on a Ray cluster (pip install 'hog[ray]'; see docs/ray.md)")
+               "Ray task on a Ray cluster (pip install 'gpu-hog[ray]'; see docs/ray.md)")
     _flag(p, "ray_address", metavar="ADDR",
           help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
                "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
