@@ -28,6 +28,7 @@ from hog.backends.base import LocalCapacity
 from hog.backends.factory import make_backend
 from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep
+from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
 from hog.errors import UsageError
@@ -46,6 +47,7 @@ class Runner:
         backend, sched = make_backend(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
+        self.to_parent = ParentReport()     # --detach: the parent waits for a first job
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -128,6 +130,8 @@ class Runner:
             intake.ingest(st)
             dispatch.fill(st)
         dispatch.send_claimed(st)
+        if st.started_any:
+            self.to_parent.tell("its first job started")
         return self._finished()
 
     def _handle_ready(self, ready: Iterable) -> None:
