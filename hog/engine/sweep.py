@@ -138,8 +138,8 @@ def check_first_job(source: Optional[SourceSpec]) -> None:
         raise InputError(f"{e.msg}; nothing was moved", f"{source.path}:{e.lineno}") from None
     except (OSError, ValueError) as e:
         raise InputError(f"cannot be read ({e}); nothing was moved", source.path) from None
-    except SourceError as e:
-        raise InputError(f"{e}; nothing was moved") from None
+    except (HogError, SourceError) as e:
+        raise InputError(f"{e}; --fresh: nothing was moved") from None
     if first is None:
         raise InputError("--fresh: the job file holds no job; nothing was moved", source.path)
 
