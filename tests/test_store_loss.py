@@ -137,6 +137,9 @@ def test_hog_deleted_while_running_stops_starting_jobs_and_is_not_recreated(hq):
     runner.wait_output("start job_0", timeout=20)
     shutil.rmtree(out / ".hog")
     runner.wait_output("was deleted or replaced while this runner ran", timeout=10)
+    r = hq.run("rebuild", out)                  # job 0 still runs: not yet
+    assert r.returncode == 2 and "job_0 still runs" in r.stderr, r.stderr
+    assert not (out / ".hog").exists()
     go.touch()
     assert runner.wait(30) == 1
     assert_no_traceback(runner.output)
@@ -173,16 +176,20 @@ def test_the_store_replaced_while_running_stops_the_runner_too(hq):
 
 
 @pytest.mark.timeout(60)
-def test_rebuild_refuses_while_a_runner_is_active_and_without_job_folders(hq):
+def test_rebuild_refuses_while_a_runner_is_active_on_an_intact_queue_and_without_folders(hq):
     out, go = hq.tmp / "out", hq.tmp / "go"
     jobs = job_file(hq.tmp, f"while [ ! -e {go} ]; do sleep 0.02; done")
     runner = hq.start("--job_file", jobs, "--gpus", "0", "--output_dir", out,
                       "--display", "plain")
     runner.wait_output("start job_0", timeout=20)
-    r = hq.run("rebuild", out)
+    r = hq.run("rebuild", out, "--force")
     assert r.returncode == 2 and "a runner is active" in r.stderr, r.stderr
     go.touch()
     assert runner.wait(30) == 0
+    r = hq.run("rebuild", out)                  # an intact queue: nothing to rebuild
+    assert r.returncode == 2 and "nothing to rebuild" in r.stderr, r.stderr
+    assert hq.run("rebuild", out, "--force").returncode == 0
+    assert status_counts(out) == {"succeeded": 1}
     empty = hq.tmp / "empty"
     empty.mkdir()
     r = hq.run("rebuild", empty)

@@ -114,16 +114,20 @@ def cmd_rebuild(argv: List[str]) -> int:
         "command, options, attempts and final status (SUCCESS: succeeded; no marker: "
         "interrupted, so the next run runs it again). A database that is there is moved "
         "aside (hog.sqlite.broken-TIME), never deleted.")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even a queue that records every job folder")
     args = p.parse_args(argv)
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
-    done = rebuild(args.dir)
+    done = rebuild(args.dir, force=args.force)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
     print(f"hog: rebuilt the queue of {args.dir}/ from {sum(done.counts.values())} job "
           f"folder(s) ({done.prefix}N): {counts}")
     if done.moved_to:
         print(f"hog: the old database was moved to {done.moved_to}")
-    print("hog: run the sweep again to run what had not succeeded")
+    print("hog: run the sweep again to run what had not succeeded (jobs that never "
+          "started have no folder: the sweep's source queues them again; those queued "
+          "with hog add must be added again)")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from hog.errors import HogError, UsageError
 from hog.model import Status
+from hog.proc import runs_job_of
 from hog.state.db import DB_NAME
 from hog.state.files import from_iso
 from hog.state.jobdir import INFO, STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
@@ -160,31 +161,45 @@ def check_output(layout: Layout, output_dir: str) -> None:
 
 
 # ------------------------------------------------------------------ rebuild
-def rebuild(output_dir: str) -> Rebuilt:
+def rebuild(output_dir: str, force: bool = False) -> Rebuilt:
     """Recreate the queue of ``output_dir`` from its job folders.
 
     A database that is there (corrupt, empty, or not matching the folders) is first
     moved aside to ``hog.sqlite.broken-TIME`` (with its -wal and -shm), never deleted;
-    refused while a runner is active on a readable one. Each folder becomes one job
-    row: its number, name, command, options, origin, source position, attempt count,
-    times, and its status (SUCCESS: succeeded; FAILURE: INFO's final status, else
-    failed; no marker: interrupted, run again on resume)."""
+    refused while a runner is active on a readable one, while a job of a folder without
+    a marker still runs, and (unless ``force``) when the queue records every folder.
+    Each folder becomes one job row: its number, name, command, options, origin,
+    source position, attempt count, times, and its status (SUCCESS: succeeded;
+    FAILURE: INFO's final status, else failed; no marker: interrupted, run again on
+    resume)."""
     root = output_dir
     folders = hog_folders(root)
     if not folders:
         raise UsageError(f"{output_dir}: no job folders to rebuild a queue from")
+    if not force and queue_problem(root) is None:
+        raise UsageError(f"hog rebuild: the queue of {output_dir}/ records every job folder; "
+                         f"nothing to rebuild (--force rebuilds it anyway: jobs queued but "
+                         f"never started, which have no folder, would be left out)")
     state_dir = os.path.join(root, STATE_DIR)
     db = os.path.join(state_dir, DB_NAME)
-    moved = None
+    prefix = _prefix_of(folders)
+    layout = Layout(root, prefix)
+    rows = [_row_of(layout, n, name) for n, name in sorted(folders.items())]
     if os.path.exists(db):
         _refuse_if_live(state_dir, output_dir)
+    for row in rows:
+        folder = os.path.join(root, folders[row["id"]])
+        if row["status"] == "interrupted" and row["pid"] and runs_job_of(row["pid"], folder):
+            raise UsageError(f"hog rebuild: {folders[row['id']]} still runs (pid {row['pid']})"
+                             f": its runner may still be active on {output_dir}/ (it starts "
+                             f"no new job once its queue is gone); let it end, then run hog "
+                             f"rebuild again")
+    moved = None
+    if os.path.exists(db):
         moved = f"{db}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
         for suffix in BROKEN_SUFFIXES:
             if os.path.exists(db + suffix):
                 os.replace(db + suffix, moved + suffix)
-    prefix = _prefix_of(folders)
-    layout = Layout(root, prefix)
-    rows = [_row_of(layout, n, name) for n, name in sorted(folders.items())]
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     store = Store(state_dir)
     try:
