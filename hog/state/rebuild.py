@@ -52,16 +52,9 @@ def hog_folders(root: str) -> Dict[int, str]:
     """Folders of ``root`` that hog wrote (``<prefix><N>`` holding an INFO or INFO.N),
     by number."""
     found: Dict[int, str] = {}
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return found
-    for entry in entries:
-        m = _FOLDER.match(entry.name)
-        if m is None or entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-            continue
-        if _has_info(entry.path):
-            found.setdefault(int(m.group(2)), entry.name)
+    for n, name in _folder_numbers(root):
+        if _has_info(os.path.join(root, name)):
+            found.setdefault(n, name)
     return found
 
 
@@ -92,14 +85,16 @@ def queue_problem(root: str) -> Optional[Tuple[str, int]]:
         return ("missing", len(folders)) if folders else None
     if size == 0:
         return ("empty", len(folders)) if folders else None
-    try:
+    numbers = _folder_numbers(root)     # before the ids: a row is committed before
+    try:                                # its folder is made, so none is missed
         known = _job_ids(db)
     except sqlite3.OperationalError:
         return None             # locked or unreadable: the store's own checks say why
     except sqlite3.DatabaseError:
         folders = hog_folders(root)
         return ("corrupt", len(folders)) if folders else None
-    unknown = _unrecorded(root, known)
+    unknown = [name for n, name in numbers if n not in known
+               and _has_info(os.path.join(root, name))]
     return ("replaced", len(hog_folders(root))) if unknown else None
 
 
@@ -114,19 +109,19 @@ def _job_ids(db: str) -> set:
         con.close()
 
 
-def _unrecorded(root: str, known: set) -> bool:
-    """Does ``root`` hold a hog job folder whose number the queue does not know?"""
+def _folder_numbers(root: str) -> List[Tuple[int, str]]:
+    """(N, name) of every folder of ``root`` named like a job folder."""
+    found: List[Tuple[int, str]] = []
     try:
         entries = list(os.scandir(root))
     except OSError:
-        return False
+        return found
     for entry in entries:
         m = _FOLDER.match(entry.name)
-        if m is None or entry.name.startswith(".") or int(m.group(2)) in known:
-            continue
-        if entry.is_dir(follow_symlinks=False) and _has_info(entry.path):
-            return True
-    return False
+        if m is not None and not entry.name.startswith(".") \
+                and entry.is_dir(follow_symlinks=False):
+            found.append((int(m.group(2)), entry.name))
+    return found
 
 
 def lost_message(output_dir: str, kind: str, n: int) -> str:
