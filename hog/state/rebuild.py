@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 from hog.errors import HogError, UsageError
 from hog.model import Status
 from hog.proc import runs_job_of
-from hog.state.db import DB_NAME
+from hog.state.db import DB_NAME, MIGRATIONS
 from hog.state.files import from_iso
 from hog.state.jobdir import INFO, STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
 from hog.state.store import Store
@@ -196,25 +196,37 @@ def rebuild(output_dir: str, force: bool = False) -> Rebuilt:
             if os.path.exists(db + suffix):
                 os.replace(db + suffix, moved + suffix)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    store = Store(state_dir)
+    _write_v1(db, rows, prefix)
+    store = Store(state_dir)            # migrates the rows to the current schema
     try:
-        _restore(store, rows, prefix)
         counts = store.counts()
     finally:
         store.close()
     return Rebuilt(counts, prefix, moved)
 
 
-def _restore(store: Store, rows: List[dict], prefix: str) -> None:
-    """Write the rebuilt rows and the sweep's prefix in one transaction."""
+def _write_v1(db: str, rows: List[dict], prefix: str) -> None:
+    """A new database of schema version 1 holding ``rows``: opening it with ``Store``
+    then migrates them as it would any version-1 queue, so the rows get whatever later
+    versions derive from a job's command, options and source position."""
+    os.close(os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     now = time.time()
-    with store.transaction():
-        store.db.executemany(
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        for statement in MIGRATIONS[1].split(";"):
+            if statement.strip():
+                con.execute(statement)
+        con.execute("PRAGMA user_version = 1")
+        con.executemany(
             f"INSERT INTO jobs ({', '.join(_COLUMNS)}, added) "
             f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?)",
             [tuple(row[c] for c in _COLUMNS) + (row["started"] or now,) for row in rows])
-        store.set_meta("prefix", prefix)
-        store.set_meta(REBUILT, time.strftime("%Y-%m-%dT%H:%M:%S"))
+        con.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
+                        [("prefix", prefix), (REBUILT, time.strftime("%Y-%m-%dT%H:%M:%S"))])
+        con.execute("COMMIT")
+    finally:
+        con.close()
 
 
 def _refuse_if_live(state_dir: str, output_dir: str) -> None:
