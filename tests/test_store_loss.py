@@ -10,6 +10,11 @@ import shutil
 
 import pytest
 
+from hog.config import RunConfig
+from hog.engine.control import TICK_S
+from hog.engine.progress import EXIT_FAILED
+from hog.engine.runner import Runner
+from hog.sources import SourceSpec
 from hog.state.store import Store
 from tests.harness import (
     assert_no_traceback,
@@ -20,6 +25,7 @@ from tests.harness import (
     marker,
     status_counts,
 )
+from tests.test_engine import Clock, RecordingDisplay, step_until
 
 
 def snapshot(root):
@@ -194,3 +200,34 @@ def test_rebuild_refuses_while_a_runner_is_active_on_an_intact_queue_and_without
     empty.mkdir()
     r = hq.run("rebuild", empty)
     assert r.returncode == 2 and "no job folders" in r.stderr, r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_the_runner_stepped_in_process_stops_on_the_tick_after_its_queue_file_is_deleted(
+        tmp_path):
+    ledger, go = tmp_path / "ledger.txt", tmp_path / "go"
+    jobs = [f"echo $HOG_JOB_INDEX >> {ledger}; while [ ! -e {go} ]; do sleep 0.02; done",
+            f"echo $HOG_JOB_INDEX >> {ledger}"]
+    clock = Clock()
+    config = RunConfig(source=SourceSpec("python", "store-loss", items=jobs), slots=("0",),
+                       output_dir=str(tmp_path / "out"), display="quiet", grace=1.0)
+    runner = Runner(config, make_display=RecordingDisplay, clock=clock)
+    runner.open()
+    runner.start()
+    try:
+        step_until(runner, clock, lambda: runner.st.display.started == ["job_0"])
+        shutil.rmtree(tmp_path / "out" / ".hog")
+        assert not runner.step(clock(), [])          # no tick yet: nothing noticed
+        assert not runner.st.stopping
+        runner.step(clock.advance(TICK_S), [])
+        assert runner.st.stopping
+        said = runner.st.display.messages[-1]
+        assert "was deleted or replaced while this runner ran" in said
+        assert said.endswith(f"hog rebuild {tmp_path / 'out'}")
+        go.touch()
+        assert step_until(runner, clock)
+    finally:
+        runner.shutdown()
+    assert runner.report() == EXIT_FAILED
+    assert counts_of(ledger) == {"0": 1}
+    assert not (tmp_path / "out" / ".hog").exists()
