@@ -153,3 +153,19 @@ def test_empty_commands_and_output_dirs_and_too_many_cpu_slots_are_usage_errors(
     assert r.returncode == 2, r.stdout + r.stderr
     assert said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()
+
+
+@pytest.mark.timeout(60)
+def test_detach_with_keep_alive_and_an_empty_queue_returns_once_the_runner_waits(hq):
+    out = hq.tmp / "out"
+    jobs = job_file(hq.tmp, "true")
+    assert hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out).returncode == 0
+    t0 = time.monotonic()
+    r = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out, "--keep_alive",
+               "--detach")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert time.monotonic() - t0 < 20
+    assert "waits for hog add" in r.stdout
+    assert hq.run("stop", out).returncode == 0
+    pid = int(re.search(r"pid (\d+)", r.stdout).group(1))
+    wait_for(lambda: not pid_alive(pid), timeout=20, what="the detached runner to stop")

@@ -112,6 +112,11 @@ class ParentReport:
         # taken out of the environment, so that no job inherits it
         self.path: Optional[str] = os.environ.pop(STATUS_VAR, None)
 
+    @property
+    def waiting(self) -> bool:
+        """Does a parent still wait to be told?"""
+        return self.path is not None
+
     def tell(self, what: str) -> None:
         if self.path is None:
             return

@@ -130,9 +130,19 @@ class Runner:
             intake.ingest(st)
             dispatch.fill(st)
         dispatch.send_claimed(st)
+        if self.to_parent.waiting:
+            self._tell_parent()
+        return self._finished()
+
+    def _tell_parent(self) -> None:
+        """--detach: the parent waits until the first job has started, or there is
+        nothing to start until jobs are added (--keep_alive)."""
+        st = self.st
         if st.started_any:
             self.to_parent.tell("its first job started")
-        return self._finished()
+        elif st.cfg.keep_alive and st.source_done and not st.running and not st.ready \
+                and not self._queued_here():
+            self.to_parent.tell("its queue is empty; it waits for hog add (--keep_alive)")
 
     def _handle_ready(self, ready: Iterable) -> None:
         st = self.st
