@@ -231,3 +231,21 @@ def test_the_runner_stepped_in_process_stops_on_the_tick_after_its_queue_file_is
     assert runner.report() == EXIT_FAILED
     assert counts_of(ledger) == {"0": 1}
     assert not (tmp_path / "out" / ".hog").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["missing", "empty", "replaced"])
+def test_hog_add_and_status_on_a_lost_queue_refuse_and_write_nothing(hq, how):
+    out, ledger, _, _ = a_finished_sweep(hq)
+    break_store(hq, out, how)
+    before = sorted(p.name for p in out.rglob("*"))
+    hog_files = {p.name: p.read_bytes() for p in (out / ".hog").glob("*")} \
+        if (out / ".hog").exists() else None
+    for verb in (["add", out, "--", f"echo added >> {ledger}"], ["status", out]):
+        r = hq.run(*verb)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f"is {how}" in r.stderr and "hog rebuild" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.rglob("*")) == before
+    if hog_files is not None:
+        assert {p.name: p.read_bytes() for p in (out / ".hog").glob("*")} == hog_files
