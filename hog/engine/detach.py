@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from hog.config import RunConfig
 from hog.engine.sweep import move_output_aside
+from hog.errors import EXIT_INT
 from hog.state.files import atomic_write
 from hog.state.jobdir import RUNNER_LOG, Layout
 from hog.state.rebuild import check_output
@@ -49,6 +50,10 @@ def detach(argv: List[str], config: RunConfig) -> int:
                                 env={**os.environ, "HOG_DETACHED": "1", STATUS_VAR: status})
     try:
         said = wait_for_runner(proc, status)
+    except KeyboardInterrupt:
+        print(f"hog: stopped waiting; the runner (pid {proc.pid}) goes on in the background "
+              f"(hog stop {output_dir} stops it)", file=sys.stderr)
+        return EXIT_INT
     finally:
         try:
             os.unlink(status)
