@@ -15,7 +15,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from hog.errors import UsageError
 from hog.gpus.discovery import check_visible, discover
-from hog.gpus.spec import parse_gpus
+from hog.gpus.spec import MAX_SLOTS, parse_gpus
 from hog.sources import SourceSpec
 from hog.sources.joboptions import parse_amount
 from hog.sources.text import check_readable
@@ -50,6 +50,9 @@ class RunConfig:
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
 # takes them as keywords; the command line has the same ones as --flags.
+# As many CPU-only slots as GPU slots at most (the bound of a --gpus spec): each is a
+# process of its own.
+
 OPTIONS = ("gpus", "output_dir", "prefix", "grace", "display", "keep_alive", "fresh",
            "resources", "gpu_memory", "cpu_slots", "min_free_memory", "exclusive",
            "wait_for_running", "on_job_end", "on_finish", "hook_timeout", "backend",
@@ -102,6 +105,11 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
         slots = slots_for(spec)
     if cpu_slots is not None and cpu_slots < 0:
         raise UsageError("--cpu_slots must be 0 or more")
+    if cpu_slots is not None and cpu_slots > MAX_SLOTS:
+        raise UsageError(f"--cpu_slots {cpu_slots}: more than {MAX_SLOTS} slots; hog runs "
+                         f"at most {MAX_SLOTS} slots at once (each is a process)")
+    if not os.fspath(output_dir).strip():
+        raise UsageError("--output_dir: must not be empty")
     min_free = parse_min_free_memory(min_free_memory)
     return RunConfig(source=source, slots=tuple(slots), output_dir=os.fspath(output_dir),
                      prefix=prefix, grace=grace, display=display, keep_alive=keep_alive,

@@ -123,6 +123,7 @@ class Dispatch:
     gpu_ids: Tuple[str, ...]
     name: str
     attempt: int = 1
+    source_pos: Optional[int] = None   # the job's position in the sweep's source (INFO)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from hog.model import Dispatch, Outcome, Status
 from hog.state.jobdir import JobFolder, Layout, info_fields
+from hog.state.rows import job_spec
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
@@ -119,6 +120,8 @@ class Attempt:
         fields = info_fields(name=d.name, index=d.job.index, command=d.job.command,
                              gpu_ids=self.gpu_ids, slot=d.slot, pid=self.pid,
                              attempt=d.attempt, status=status, **times)
+        # what ``hog rebuild`` needs to recreate the job's row from its folder
+        fields.update(origin=d.job.where, source_pos=d.source_pos, options=job_spec(d.job))
         if self.host is not None:
             fields["host"] = self.host
             fields["node"] = self.node

@@ -47,6 +47,8 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog logs DIR JOB [--err] [-f]               a job's output (-f: follow it until it ends)
   hog report DIR [--output FILE]              DIR/report.html: timeline per GPU slot,
                                               utilisation, durations, failures' stderr
+  hog rebuild DIR                             the queue rebuilt from the job folders, when
+                                              .hog/hog.sqlite is lost or corrupt
 """
 
 
@@ -130,7 +132,7 @@ def cmd_run(argv: List[str]) -> int:
         ray_address=args.ray_address)
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
-        return detach(argv, args.output_dir)
+        return detach(argv, config)
     return _run(config)
 
 
@@ -151,6 +153,8 @@ def cmd_watch(argv: List[str]) -> int:
     args = p.parse_args(argv)
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise UsageError("--output_dir: must not be empty")
     slots = slots_for(args.gpus)
     config = RunConfig(source=SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
                        slots=tuple(slots),

@@ -36,6 +36,8 @@ def tick(st: RunState, now: float) -> None:
     if now >= st.next_heartbeat:
         st.next_heartbeat = now + HEARTBEAT_S
         st.store.heartbeat(st.runner_id)
+    if not st.stopping and st.store.lost():
+        queue_lost(st)
     version = st.store.data_version()
     if version == st.data_version:
         return
@@ -107,6 +109,18 @@ def handle_signals(st: RunState, wake_r: socket.socket) -> None:
         st.display.message(f"Ctrl-C: starting no new jobs; waiting for "
                            f"{len(st.running)} running job(s) to finish. Press Ctrl-C "
                            f"again to terminate them.")
+
+
+def queue_lost(st: RunState) -> None:
+    """The store's file was deleted or replaced under this runner: start nothing more
+    (a fresh store would take the sweep for a new one); running jobs finish and are
+    recorded in their folders, from which ``hog rebuild`` recreates the queue."""
+    out = st.cfg.output_dir.rstrip("/") or st.cfg.output_dir
+    st.fatal = "the queue was lost"
+    drain(st, f"{out}/.hog/hog.sqlite was deleted or replaced while this runner ran: no new "
+              f"jobs were started; running jobs finish and are recorded in their folders; "
+              f"to rebuild the queue from them: hog rebuild {out}")
+    st.display.message(st.stop_reason)
 
 
 def drain(st: RunState, reason: str) -> None:

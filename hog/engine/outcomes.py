@@ -113,7 +113,8 @@ def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
     name = job.name or st.layout.folder_name(job.index)
     st.display.message(f"{name} ({job.where}) {message}")
     now = time.time()
-    d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
+    d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1,
+                 source_pos=row.source_pos)
     st.store.set_status(row.id, status, why)
     st.ahead = max(0, st.ahead - 1)
     outcome = write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}",

@@ -28,6 +28,7 @@ from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep
+from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
 from hog.errors import UsageError
@@ -52,6 +53,7 @@ class Runner:
         backend, sched = backend_factory(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
+        self.to_parent = ParentReport()     # --detach: the parent waits for a first job
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -134,7 +136,19 @@ class Runner:
             intake.ingest(st)
             dispatch.fill(st)
         dispatch.send_claimed(st)
+        if self.to_parent.waiting:
+            self._tell_parent()
         return self._finished()
+
+    def _tell_parent(self) -> None:
+        """--detach: the parent waits until the first job has started, or there is
+        nothing to start until jobs are added (--keep_alive)."""
+        st = self.st
+        if st.started_any:
+            self.to_parent.tell("its first job started")
+        elif st.cfg.keep_alive and st.source_done and not st.running and not st.ready \
+                and not self._queued_here():
+            self.to_parent.tell("its queue is empty; it waits for hog add (--keep_alive)")
 
     def _handle_ready(self, ready: Iterable) -> None:
         st = self.st

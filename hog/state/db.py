@@ -16,9 +16,9 @@ import os
 import sqlite3
 import stat
 from types import TracebackType
-from typing import Dict, List, Literal, Optional, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
-from hog.errors import UsageError
+from hog.errors import HogError, UsageError
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
@@ -69,6 +69,16 @@ CREATE TABLE runners (
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
 
 
+class StoreCorrupt(HogError):
+    """The queue's file is not a readable SQLite database (exit 2)."""
+
+    def __init__(self, path: str, error: sqlite3.DatabaseError):
+        root = os.path.dirname(os.path.dirname(path)) or "."
+        super().__init__(f"{path}: the queue is corrupt ({error}); nothing was run or "
+                         f"overwritten; to rebuild the queue from the job folders: "
+                         f"hog rebuild {root}")
+
+
 def check_private(path: str, what: str) -> None:
     """Refuse a queue others could write to, or that another user owns."""
     st = os.stat(path)
@@ -80,6 +90,14 @@ def check_private(path: str, what: str) -> None:
         raise UsageError(f"{path}: {what} is writable by group or others "
                          f"(mode {stat.S_IMODE(st.st_mode):o}); anyone could add commands to "
                          f"your sweep. Fix with: chmod go-w {path}")
+
+
+def _file_identity(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Database:
@@ -101,6 +119,16 @@ class Database:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         check_private(self.path, "the queue database")
         self.batching = False
+        try:
+            self._connect(readonly)
+        except sqlite3.OperationalError:    # locked, I/O: not the file's content
+            raise
+        except sqlite3.DatabaseError as e:  # not a database, malformed
+            if getattr(self, "db", None) is not None:
+                self.db.close()
+            raise StoreCorrupt(self.path, e) from None
+
+    def _connect(self, readonly: bool) -> None:
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
                                       isolation_level=None, check_same_thread=False)
@@ -117,6 +145,12 @@ class Database:
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+        self.identity = _file_identity(self.path)
+
+    def lost(self) -> bool:
+        """The database file this connection writes was deleted or replaced since it was
+        opened (``.hog/`` removed, the file moved): writes now reach no file."""
+        return _file_identity(self.path) != getattr(self, "identity", None)
 
     def close(self) -> None:
         self.db.close()
