@@ -33,6 +33,7 @@ class Consumer:
         self.grace = grace
         self.env = dict(os.environ)
         self.runner_gone = False
+        self.told_stop = False      # this attempt was stopped: its last write is tried once
 
     def send(self, message) -> None:
         if self.runner_gone:
@@ -53,6 +54,7 @@ class Consumer:
 
     def run(self, d: Dispatch) -> Outcome:
         job = d.job
+        self.told_stop = False
         started = time.time()
         try:
             attempt = self._written(d, lambda: self._open(d))
@@ -140,7 +142,7 @@ class Consumer:
             if not told:
                 self.send(CannotWrite(d.slot, why))
                 told = True
-            if self.runner_gone or gone(self.layout.state_dir):
+            if self.told_stop or self.runner_gone or gone(self.layout.state_dir):
                 raise _Stopped(None)
             self._pause(backoff.next())
 
@@ -154,6 +156,7 @@ class Consumer:
             self.runner_gone = True
             raise _Stopped(None)
         if isinstance(message, Stop):
+            self.told_stop = True
             raise _Stopped(message.how.status)
         if isinstance(message, Quit):
             self.runner_gone = True     # the runner is leaving: no more to do here
@@ -190,6 +193,7 @@ class Consumer:
                 self.runner_gone = True
                 message = Stop(StopHow.KILL)
             if isinstance(message, Stop):
+                self.told_stop = True
                 spawn.end_group(watch, self.grace)
                 return message.how.status
 

@@ -31,9 +31,10 @@ from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep, writable
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
-from hog.errors import UsageError
+from hog.errors import UsageError, WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
+from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
 from hog.state.results import save_results
 
@@ -51,7 +52,14 @@ class Runner:
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
         """Which sweep this is; the store, this runner's row in it (nothing started)."""
-        sweep.open_store(self.st)
+        try:
+            sweep.open_store(self.st)
+        except (OSError, sqlite3.Error) as e:
+            why = cannot_write(e)
+            if why is None:
+                raise
+            raise WriteRefused(f"--output_dir {self.st.cfg.output_dir}: cannot write there "
+                               f"({why}); nothing was started") from None
 
     def start(self) -> None:
         """Start the producer, the slots, the monitor, the display and the hooks."""
