@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from multiprocess.connection import wait
 
+from hog.engine.control import TICK_S
+from hog.engine.progress import EXIT_OK
 from hog.model import Job, Status
 from hog.state.store import Store
 
 from .harness import MARKERS, info, job_dirs, job_file, wait_for
+from .test_engine import Engines, step_until, store_counts
 
 CANNOT = "cannot write to disk/out"   # --output_dir disk/out, relative to hq.tmp
 
@@ -202,3 +206,48 @@ def test_a_commit_the_disk_refuses_loses_no_outcome_and_a_later_batch_applies_it
         assert store.counts().get("succeeded") == 1
     finally:
         store.close()
+
+
+def _fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte with one file; returns it (unlink it to free)."""
+    ballast = disk / "ballast"
+    with open(ballast, "ab") as f:
+        try:
+            while True:
+                f.write(b"x" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return ballast
+
+
+def test_stepped_the_runner_starts_nothing_while_a_slot_cannot_write_and_carries_on_after(
+        small_disk, tmp_path):
+    """In-process, stepped with its own clock: the slot's final write is refused, the
+    runner hears it (one message), claims nothing on its ticks, and once the disk is
+    freed the job is recorded and the next ones run."""
+    go = tmp_path / "go"
+    engines = Engines(str(small_disk / "out"))
+    try:
+        runner, clock = engines.make([f"while [ ! -e {go} ]; do sleep 0.02; done", "true",
+                                      "true"])
+        st = runner.st
+        step_until(runner, clock, lambda: st.pids)          # the first job runs
+        ballast = _fill(small_disk)
+        go.touch()                                          # it ends; its INFO is refused
+        step_until(runner, clock, lambda: st.guard.blocked)
+        for _ in range(4):                                  # ticks: nothing new is claimed
+            runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.1))
+            assert [d.job.index for d in st.running.values()] == [0]
+        blocked = [m for m in st.display.messages if "cannot write" in m]
+        assert len(blocked) == 1, st.display.messages
+        ballast.unlink()
+        deadline = time.monotonic() + 10
+        while not runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.05)):
+            assert time.monotonic() < deadline, st.display.messages
+        assert engines.finish(runner) == EXIT_OK
+        assert store_counts(runner) == {"succeeded": 3}
+        assert any("carrying on" in m for m in st.display.messages)
+    finally:
+        for runner in list(engines.live):
+            engines.finish(runner)
