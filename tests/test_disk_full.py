@@ -18,9 +18,10 @@ from typing import List
 import pytest
 from multiprocess.connection import wait
 
+from hog.engine import outcomes, writable
 from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_OK
-from hog.model import Job, Status
+from hog.model import Dispatch, Job, Status
 from hog.state.store import Store
 
 from .harness import MARKERS, info, job_dirs, job_file, wait_for
@@ -55,6 +56,20 @@ def small_disk(tmp_path):
 def _jobs(folder: Path, ledger: Path, n: int, body: str) -> Path:
     """``n`` jobs, each running ``body`` then appending its name to ``ledger``."""
     return job_file(folder, *[f"{body}; echo $HOG_JOB_NAME >> {ledger}" for _ in range(n)])
+
+
+def _fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte with one file; returns it (unlink it to free)."""
+    ballast = disk / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        while os.write(fd, b"x" * 65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return ballast
 
 
 def _ledger(ledger: Path) -> List[str]:
@@ -179,14 +194,7 @@ def test_a_commit_the_disk_refuses_loses_no_outcome_and_a_later_batch_applies_it
         runner = store.register_runner("0")
         for i in (0, 1):
             assert store.claim(i, 0, runner, i, "0") == 1
-        ballast = small_disk / "ballast"
-        with open(ballast, "wb") as f:            # fill the disk to the last byte
-            try:
-                while True:
-                    f.write(b"x" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        ballast = _fill(small_disk)               # to the last byte
         with store.batch():
             store.ended(0, Status.SUCCEEDED, 0, None, 1.0, 2.0)
             store.ended(1, Status.FAILED, 3, None, 1.0, 2.0, requeue=True)
@@ -206,19 +214,6 @@ def test_a_commit_the_disk_refuses_loses_no_outcome_and_a_later_batch_applies_it
         assert store.counts().get("succeeded") == 1
     finally:
         store.close()
-
-
-def _fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte with one file; returns it (unlink it to free)."""
-    ballast = disk / "ballast"
-    with open(ballast, "ab") as f:
-        try:
-            while True:
-                f.write(b"x" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return ballast
 
 
 def test_stepped_the_runner_starts_nothing_while_a_slot_cannot_write_and_carries_on_after(
@@ -248,6 +243,34 @@ def test_stepped_the_runner_starts_nothing_while_a_slot_cannot_write_and_carries
         assert engines.finish(runner) == EXIT_OK
         assert store_counts(runner) == {"succeeded": 3}
         assert any("carrying on" in m for m in st.display.messages)
+    finally:
+        for runner in list(engines.live):
+            engines.finish(runner)
+
+
+def test_a_folder_the_runner_writes_while_the_disk_is_full_is_written_once_it_is_freed(
+        small_disk):
+    """The runner's own folder writes (jobs skipped, unschedulable, of a lost slot): the
+    outcome is recorded at once, the folder once the tick finds the disk writable."""
+    engines = Engines(str(small_disk / "out"))
+    try:
+        runner, clock = engines.make(["true"])
+        st = runner.st
+        assert step_until(runner, clock)
+        ballast = _fill(small_disk)
+        d = Dispatch(job=Job(index=7, command="true"), slot=-1, gpu_ids=(), name="job_7")
+        outcome = outcomes.write_folder_without_consumer(st, d, Status.UNSCHEDULABLE, 1.0,
+                                                         1.0, None, "too big")
+        assert outcome.status is Status.UNSCHEDULABLE and st.guard.blocked
+        folder = small_disk / "out" / "job_7"
+        assert not (folder / "FAILURE").exists() and len(st.folders_due) == 1
+        writable.tick(st)                                   # still full: still due
+        assert st.guard.blocked and st.folders_due
+        ballast.unlink()
+        writable.tick(st)
+        assert not st.guard.blocked and not st.folders_due
+        assert [m for m in MARKERS if (folder / m).exists()] == ["FAILURE"]
+        assert info(folder)["status"] == "unschedulable"
     finally:
         for runner in list(engines.live):
             engines.finish(runner)

@@ -119,14 +119,17 @@ def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, sta
     """The folder of an attempt that ended without its slot; when the disk refuses it
     (full, read-only, the output directory gone), the outcome alone (the store records
     it; nothing new starts until the disk takes writes again)."""
-    try:
+    def write() -> Outcome:
         check_present(st.layout.state_dir)      # never recreate a removed output directory
         return Attempt.reopen(st.layout, d, pid).ended_unrun(status, why, note=note,
                                                              started=started, ended=ended)
+    try:
+        return write()
     except OSError as e:
         refused = cannot_write(e)
         if refused is None:
             raise
+        st.folders_due.append(write)            # written once the disk takes it
         writable.failed(st, refused)
         return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
                        exit_code=None, signal=None, started=started, ended=ended, pid=pid,

@@ -18,7 +18,7 @@ added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``
   ``killing``, ``stop_reason``, ``exit_signal``).
 """
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from hog.backends.base import Admission, Backend
 from hog.config import RunConfig
@@ -100,6 +100,7 @@ class RunState:
         self.slots_blocked: Dict[int, str] = {}     # slots that cannot write their folder
         self.held: Optional[Tuple[List[Job], Optional[str]]] = None  # read, not yet stored
         self.root_gone = False
+        self.folders_due: List[Callable[[], object]] = []  # the runner's folder writes refused
         # the source
         self.source_done = config.source is None
         self.source_error = ""

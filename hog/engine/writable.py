@@ -70,8 +70,22 @@ def tick(st: RunState) -> None:
         return
     if st.store.write_error or st.store.unsaved or st.slots_blocked or st.held is not None:
         return
-    if probe(st.layout.state_dir) is None:
+    if probe(st.layout.state_dir) is None and folders_written(st):
         st.guard.cleared()
+
+
+def folders_written(st: RunState) -> bool:
+    """Write the folders the runner itself could not (jobs skipped, unschedulable, of a
+    lost slot); True once none is left."""
+    while st.folders_due:
+        try:
+            st.folders_due[0]()
+        except OSError as e:
+            if cannot_write(e) is None:
+                raise
+            return False
+        st.folders_due.pop(0)
+    return True
 
 
 def check_gone(st: RunState) -> bool:
@@ -96,7 +110,8 @@ def pending(st: RunState) -> bool:
     or the output directory is gone: then what could not be recorded is lost)."""
     if st.killing or st.root_gone:
         return False
-    return bool(st.store.unsaved or st.store.write_error or st.held is not None)
+    return bool(st.store.unsaved or st.store.write_error or st.held is not None
+                or st.folders_due)
 
 
 def last_writes(st: RunState) -> None:
