@@ -105,6 +105,8 @@ class Consumer:
             return self._written(d, write)
         except _Stopped:
             return unwritten()
+        except FileNotFoundError:       # its folder was removed (not the output directory)
+            return unwritten()
 
     def _tried(self, d: Dispatch, write: Callable[[], object], told: bool = False) -> bool:
         """One try of a write that may wait (INFO while the job runs); the runner hears
@@ -112,6 +114,8 @@ class Consumer:
         try:
             write()
         except OSError as e:
+            if isinstance(e, FileNotFoundError) and not gone(self.layout.state_dir):
+                return True             # its folder was removed: nothing to try again
             why = cannot_write(e)
             if why is None:
                 raise
@@ -137,8 +141,9 @@ class Consumer:
                 return done
             except OSError as e:
                 why = cannot_write(e)
-                if why is None:
-                    raise
+                if why is None or (isinstance(e, FileNotFoundError)
+                                   and not gone(self.layout.state_dir)):
+                    raise           # (a missing cwd, or a folder removed: not the disk)
             if not told:
                 self.send(CannotWrite(d.slot, why))
                 told = True

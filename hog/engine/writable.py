@@ -11,12 +11,14 @@ disk again (a small probe write) and carries on once it takes writes. An output
 directory that is gone is for good: the run drains (running jobs go on, what can be
 recorded is) and ends with a failure.
 """
+import os
 import sqlite3
 from typing import Optional
 
 from hog.engine.state import RunState
 from hog.model import CannotWrite
 from hog.state.diskguard import cannot_write, gone, probe
+from hog.state.jobdir import STATE_DIR
 
 
 def may_start(st: RunState) -> bool:
@@ -95,12 +97,13 @@ def check_gone(st: RunState) -> bool:
     if not gone(st.layout.state_dir):
         return False
     st.root_gone = True
-    reason = (f"the output directory {st.cfg.output_dir} was removed while running: "
-              f"starting no new jobs; running jobs go on, what can be recorded is")
-    st.display.message(reason)
-    st.fatal = st.fatal or reason
+    what = f"the output directory {st.cfg.output_dir}" if gone(st.layout.root) \
+        else f"{os.path.join(st.cfg.output_dir, STATE_DIR)} (the sweep's queue)"
+    st.display.message(f"{what} was removed while running: starting no new jobs; running "
+                       f"jobs go on, what can be recorded is")
+    st.stop_reason = f"{what} was removed while running"
+    st.fatal = st.fatal or st.stop_reason
     st.stopping = True      # as control.drain (which this module cannot import: a cycle)
-    st.stop_reason = f"the output directory {st.cfg.output_dir} was removed while running"
     st.progress.notice = st.stop_reason
     return True
 
