@@ -22,7 +22,7 @@ from hog.engine import outcomes, writable
 from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_OK
 from hog.model import Dispatch, Job, Status
-from hog.state.store import Store
+from hog.state.store import HEARTBEAT_S, Store
 
 from .harness import MARKERS, info, job_dirs, job_file, wait_for
 from .test_engine import Engines, step_until, store_counts
@@ -234,12 +234,15 @@ def test_stepped_the_runner_starts_nothing_while_a_slot_cannot_write_and_carries
         for _ in range(4):                                  # ticks: nothing new is claimed
             runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.1))
             assert [d.job.index for d in st.running.values()] == [0]
+        runner.step(clock.advance(HEARTBEAT_S))             # the heartbeat's commit: refused,
+        assert st.store.write_error and st.store.unsaved    # ... and kept
         blocked = [m for m in st.display.messages if "cannot write" in m]
         assert len(blocked) == 1, st.display.messages
         ballast.unlink()
         deadline = time.monotonic() + 10
         while not runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.05)):
             assert time.monotonic() < deadline, st.display.messages
+        assert not st.store.unsaved                         # applied before the end
         assert engines.finish(runner) == EXIT_OK
         assert store_counts(runner) == {"succeeded": 3}
         assert any("carrying on" in m for m in st.display.messages)
