@@ -30,6 +30,8 @@ def failed(st: RunState, why: str) -> None:
     """One of hog's writes was refused (``why``): start nothing new until it can."""
     if check_gone(st):
         return
+    if not st.guard.blocked:            # the dashboard shows it for as long as it lasts
+        st.progress.notice = f"cannot write to {st.cfg.output_dir} ({why}): no new jobs"
     st.guard.failed(why)
 
 
@@ -74,6 +76,7 @@ def tick(st: RunState) -> None:
         return
     if probe(st.layout.state_dir) is None and folders_written(st):
         st.guard.cleared()
+        st.progress.notice = st.stop_reason
 
 
 def folders_written(st: RunState) -> bool:
