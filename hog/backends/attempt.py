@@ -91,15 +91,21 @@ class Attempt:
                  ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
         """The attempt ended: the final INFO, then the marker; its ``Outcome``."""
         self.close_output()
+        outcome = self.outcome(status, exit_code, signal, ended, note, started)
+        self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
+                                        started=outcome.started, ended=ended), outcome)
+        return outcome
+
+    def outcome(self, status: Status, exit_code: Optional[int], signal: Optional[str],
+                ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
+        """The ``Outcome`` ``finished`` records (nothing is written): also what is
+        reported when the folder cannot be written."""
         if started is None:
             started = self.start_time if self.start_time is not None else ended
         d = self.d
-        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
-                          exit_code=exit_code, signal=signal, started=started, ended=ended,
-                          pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
-        self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
-                                        started=started, ended=ended), outcome)
-        return outcome
+        return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                       exit_code=exit_code, signal=signal, started=started, ended=ended,
+                       pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
 
     def ended_unrun(self, status: Status, why: str, note: Optional[str] = None,
                     started: Optional[float] = None, ended: Optional[float] = None) -> Outcome:

@@ -8,6 +8,7 @@ Exit codes (``hog.errors``): 0 all jobs succeeded; 1 a job failed (or could not 
 scheduled); 2 usage or input error, nothing started; 130 stopped by Ctrl-C; 143
 stopped by SIGTERM.
 """
+import errno
 import os
 import sqlite3
 import sys
@@ -26,7 +27,8 @@ from hog.cli.verbs import (
     cmd_status,
     cmd_stop,
 )
-from hog.errors import EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
+from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
+from hog.state.diskguard import cannot_write
 
 __all__ = ["main", "VERBS"]
 
@@ -61,3 +63,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except (OSError, sqlite3.Error) as e:
+        if not refused(e):
+            raise
+        where = getattr(e, "filename", None)
+        print(f"hog: error: cannot write{f' to {where}' if where else ''} "
+              f"({cannot_write(e)})", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def refused(e: BaseException) -> bool:
+    """A write the disk refused (full, over quota, read-only): one line, not a traceback."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return cannot_write(e) is not None

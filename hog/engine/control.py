@@ -144,7 +144,10 @@ def lose_terminal(st: RunState) -> None:
         st.display.stop()
     except Exception:  # noqa: BLE001 - the terminal may already be unusable
         pass
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:             # the output directory refuses it (read-only, gone)
+        fd = os.open(os.devnull, os.O_WRONLY)
     for std in (1, 2):
         os.dup2(fd, std)
     os.close(fd)

@@ -9,7 +9,7 @@ import time
 from typing import List, Sequence, Set
 
 from hog.backends.base import LocalCapacity
-from hog.engine import outcomes
+from hog.engine import outcomes, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
@@ -41,7 +41,7 @@ def refill(st: RunState) -> None:
 
 def fill(st: RunState) -> None:
     """Start queued jobs while there is room and the planner finds a place."""
-    if st.stopping or st.others_running:
+    if st.stopping or st.others_running or not writable.may_start(st):
         return
     while st.sched.has_room():
         if not st.ready:

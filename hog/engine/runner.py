@@ -17,6 +17,7 @@ clock; ``run()`` is set-up, then wait and step until done, then shut-down.
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from typing import Any, Callable, Iterable, Optional
@@ -27,13 +28,14 @@ from multiprocess.connection import wait
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
-from hog.engine import control, dispatch, intake, outcomes, sweep
+from hog.engine import control, dispatch, intake, outcomes, sweep, writable
 from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
-from hog.errors import UsageError
+from hog.errors import UsageError, WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
+from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
 from hog.state.results import save_results
 
@@ -58,7 +60,14 @@ class Runner:
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
         """Which sweep this is; the store, this runner's row in it (nothing started)."""
-        sweep.open_store(self.st)
+        try:
+            sweep.open_store(self.st)
+        except (OSError, sqlite3.Error) as e:
+            why = cannot_write(e)
+            if why is None:
+                raise
+            raise WriteRefused(f"--output_dir {self.st.cfg.output_dir}: cannot write there "
+                               f"({why}); nothing was started") from None
 
     def start(self) -> None:
         """Start the producer, the slots, the monitor, the display and the hooks."""
@@ -133,8 +142,10 @@ class Runner:
             self._handle_ready(ready)
             if now >= st.next_tick:
                 control.tick(st, now)
+                writable.tick(st)
             intake.ingest(st)
             dispatch.fill(st)
+        writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
         if self.to_parent.waiting:
             self._tell_parent()
@@ -174,6 +185,8 @@ class Runner:
         st = self.st
         if st.running:
             return False
+        if writable.pending(st):        # the store has not taken everything yet
+            return False
         if st.stopping:
             return True
         if st.cfg.keep_alive or not st.source_done or st.ready:
@@ -205,8 +218,9 @@ class Runner:
             st.queue.cancel_join_thread()
         if st.store_open:
             if st.runner_id:    # registered (row ids start at 1)
-                st.store.retire_runner(st.runner_id)
-                save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
+                writable.last_writes(st)    # what the disk refused so far, and retiring
+                if not st.root_gone:
+                    save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
             st.store.close()
         st.display.stop()
 
@@ -219,7 +233,10 @@ class Runner:
             sweep.remove_unused_output(st)
             print(f"hog: error: {st.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
-        not_started = sweep.store_counts(st.layout).get("queued", 0)
+        try:
+            not_started = 0 if st.root_gone else sweep.store_counts(st.layout).get("queued", 0)
+        except (OSError, sqlite3.Error):     # the disk refuses even that: counted as none
+            not_started = 0
         text = summary(p, not_started, st.stop_reason, st.source_error)
         if not p.finished and not st.stop_reason and not st.source_error:
             text = f"hog: nothing left to do in {st.cfg.output_dir}/ " \
