@@ -12,7 +12,7 @@ import socket
 
 from hog.backends.base import LocalCapacity, Resizable
 from hog.config import slots_for
-from hog.engine import intake
+from hog.engine import intake, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -115,11 +115,8 @@ def queue_lost(st: RunState) -> None:
     """The store's file was deleted or replaced under this runner: start nothing more
     (a fresh store would take the sweep for a new one); running jobs finish and are
     recorded in their folders, from which ``hog rebuild`` recreates the queue."""
-    out = st.cfg.output_dir.rstrip("/") or st.cfg.output_dir
     st.fatal = "the queue was lost"
-    drain(st, f"{out}/.hog/hog.sqlite was deleted or replaced while this runner ran: no new "
-              f"jobs were started; running jobs finish and are recorded in their folders; "
-              f"to rebuild the queue from them: hog rebuild {out}")
+    drain(st, writable.queue_lost_reason(st))
     st.display.message(st.stop_reason)
 
 
