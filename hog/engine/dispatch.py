@@ -102,7 +102,7 @@ def dependencies(st: RunState, job: Job) -> str:
     else why this job will not run."""
     waiting = False
     for name in job.after:
-        rows = st.store.by_name(name)
+        rows = [r for r in st.store.by_name(name) if r.in_source]
         if not rows:
             return f"it is after {name!r}, but no job is named {name!r}"
         for r in rows:

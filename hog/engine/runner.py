@@ -199,7 +199,7 @@ class Runner:
             sweep.remove_unused_output(st)
             print(f"hog: error: {st.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
-        not_started = sweep.store_counts(st.layout).get("queued", 0)
+        not_started = sweep.not_started(st.layout)
         text = summary(p, not_started, st.stop_reason, st.source_error)
         if not p.finished and not st.stop_reason and not st.source_error:
             text = f"hog: nothing left to do in {st.cfg.output_dir}/ " \

@@ -85,6 +85,8 @@ def check_sweep(st: RunState, live: List[RunnerRow]) -> None:
         st.store.set_meta("ingest_done", "0")
         if st.cfg.source.kind == "watch":   # scripts left in running/ run again
             st.store.retry(r.id for r in st.store.rows_with_status("interrupted"))
+        else:       # jobs are found again by identity as the source is read
+            st.store.begin_reading()
 
 
 def move_aside(st: RunState) -> None:
@@ -113,6 +115,15 @@ def remove_unused_output(st: RunState) -> None:
     """Nothing ran and nothing was queued: leave no empty output directory behind."""
     if st.created_root and not any(store_counts(st.layout).values()):
         shutil.rmtree(st.layout.root, ignore_errors=True)
+
+
+def not_started(layout: Layout) -> int:
+    """Queued jobs left for a later run (not those that left the source)."""
+    store = Store(layout.state_dir)
+    try:
+        return store.runnable_count()
+    finally:
+        store.close()
 
 
 def store_counts(layout: Layout) -> Dict[str, int]:

@@ -19,10 +19,11 @@ from types import TracebackType
 from typing import Dict, List, Literal, Optional, Type
 
 from hog.errors import UsageError
+from hog.state.identity import spec_digest
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -65,8 +66,65 @@ CREATE TABLE runners (
     gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
 );
 """
+# Version 2: a job is identified by content, not by its position in the source
+# (see state/identity.py). ``source_pos`` loses its UNIQUE constraint (positions move
+# when a source is edited), which SQLite can only drop by copying the table. Each job
+# read from a source gets its identity key ``ident`` (NULL for jobs added with hog add),
+# the ``digest`` of its definition, and ``seen``: the number of the last reading of the
+# source that listed it (meta 'reading': the current reading, 'read': the last one read
+# to its end). Rows of version 1 get the keys the source would give them, counting
+# identical jobs in source order, as seen by reading 1.
+SCHEMA_V2 = """
+CREATE TABLE jobs_v2 (
+    id          INTEGER PRIMARY KEY,          -- N of the job folder <prefix>N
+    source_pos  INTEGER,                      -- position in the source when last read
+    name        TEXT,
+    command     TEXT NOT NULL,
+    spec        TEXT NOT NULL DEFAULT '{}',   -- JSON: gpus, resources, env, cwd, timeout, ...
+    origin      TEXT NOT NULL DEFAULT '',     -- file:line it came from
+    priority    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL DEFAULT 'queued',
+    attempt     INTEGER NOT NULL DEFAULT 0,   -- attempts started so far
+    runner      INTEGER,
+    slot        INTEGER,
+    gpus        TEXT,
+    pid         INTEGER,
+    exit_code   INTEGER,
+    signal      TEXT,
+    started     REAL,
+    ended       REAL,
+    added       REAL NOT NULL,
+    cancel      INTEGER NOT NULL DEFAULT 0,   -- 1: a user asked to cancel it
+    note        TEXT NOT NULL DEFAULT '',
+    ident       TEXT,                         -- identity key, NULL if added (hog add, watch)
+    digest      TEXT NOT NULL DEFAULT '',     -- hash of command, env, cwd, gpus
+    seen        INTEGER                       -- the last reading of the source listing it
+);
+INSERT INTO jobs_v2 (id, source_pos, name, command, spec, origin, priority, status, attempt,
+                     runner, slot, gpus, pid, exit_code, signal, started, ended, added,
+                     cancel, note, ident, digest, seen)
+SELECT id, source_pos, name, command, spec, origin, priority, status, attempt, runner,
+       slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note,
+       CASE WHEN source_pos IS NULL THEN NULL
+            WHEN coalesce(name, '') != ''
+                THEN 'n:' || (row_number() OVER w - 1) || ':' || name
+            ELSE 'd:' || (row_number() OVER w - 1) || ':' || d END,
+       d,
+       CASE WHEN source_pos IS NULL THEN NULL ELSE 1 END
+FROM (SELECT *, hog_spec_digest(command, spec) AS d FROM jobs)
+WINDOW w AS (PARTITION BY source_pos IS NULL, coalesce(name, '') != '',
+                          CASE WHEN coalesce(name, '') != '' THEN name ELSE d END
+             ORDER BY source_pos, id);
+DROP TABLE jobs;
+ALTER TABLE jobs_v2 RENAME TO jobs;
+CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
+CREATE INDEX jobs_by_name ON jobs (name);
+CREATE UNIQUE INDEX jobs_by_ident ON jobs (ident);
+INSERT OR REPLACE INTO meta (key, value) VALUES ('reading', '1');
+INSERT OR REPLACE INTO meta (key, value) VALUES ('read', '1')
+"""
 # Statements are split on ";", so comments in them must not hold one.
-MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 def check_private(path: str, what: str) -> None:
@@ -116,6 +174,8 @@ class Database:
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
+        # what migration 2 computes the identity keys of older rows with
+        self.db.create_function("hog_spec_digest", 2, spec_digest, deterministic=True)
         self._migrate()
 
     def close(self) -> None:
