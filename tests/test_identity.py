@@ -100,6 +100,7 @@ def test_lines_reordered_and_a_comment_added_run_nothing_again(hq):
     # the store follows the source: where each job now is
     rows = job_rows(hq.tmp / "out")
     assert rows[0]["origin"].endswith(":4") and rows[1]["origin"].endswith(":2")
+    assert (rows[0]["source_pos"], rows[1]["source_pos"]) == (1, 0)
 
 
 # ------------------------------------------------------------------------ YAML
@@ -348,5 +349,28 @@ def test_the_migration_gives_old_rows_the_keys_a_reading_of_their_source_gives(t
         want[99] = None                                 # added with hog add: no key
         assert got == want
         assert len(set(want.values())) == len(want)     # duplicates told apart
+    finally:
+        store.close()
+
+
+def test_a_long_source_read_in_batches_finds_every_job_again_when_its_lines_shift(tmp_path):
+    """In the store, as the engine feeds it: 1,400 jobs in batches of 500, each command
+    twice (700 lines apart, so duplicates fall in other batches), then the same source
+    with a line inserted at the top: one new job, every other found at its new place."""
+    store = Store(str(tmp_path / ".hog"))
+    try:
+        commands = [f"echo {i % 700}" for i in range(1400)]
+        for edit in (commands, ["echo new"] + commands):
+            store.begin_reading()
+            jobs = [Job(index=i, command=c, where=f"jobs.txt:{i + 1}") for i, c in enumerate(edit)]
+            added = [store.ingest(jobs[i:i + 500], resume=True)[0]
+                     for i in range(0, len(jobs), 500)]
+            assert store.end_reading() == 0
+        assert sum(added) == 1
+        rows = {r.id: r for r in store.all_rows()}
+        assert len(rows) == 1401 and rows[1400].command == "echo new"
+        assert [(rows[n].command, rows[n].source_pos) for n in (0, 700, 1400)] == [
+            ("echo 0", 1), ("echo 0", 701), ("echo new", 0)]
+        assert store.runnable_count() == 1401
     finally:
         store.close()

@@ -67,64 +67,48 @@ CREATE TABLE runners (
 );
 """
 # Version 2: a job is identified by content, not by its position in the source
-# (see state/identity.py). ``source_pos`` loses its UNIQUE constraint (positions move
-# when a source is edited), which SQLite can only drop by copying the table. Each job
-# read from a source gets its identity key ``ident`` (NULL for jobs added with hog add),
-# the ``digest`` of its definition, and ``seen``: the number of the last reading of the
-# source that listed it (meta 'reading': the current reading, 'read': the last one read
-# to its end). Rows of version 1 get the keys the source would give them, counting
-# identical jobs in source order, as seen by reading 1.
+# (state/identity.py). Each job read from a source has its identity key ``ident`` (NULL
+# for jobs added with hog add or from a watched directory), the ``digest`` of its
+# definition, and ``seen``: the number of the last reading of the source that listed
+# it (meta 'reading': the reading under way or last begun, 'read': the last one read
+# to its end). ``source_pos`` is where the job was in the latest reading that listed
+# it (NULL once another job took its place). Rows of version 1 get the keys their
+# source gives them (KEY_ROWS_BY_POSITION), as listed by reading 1.
 SCHEMA_V2 = """
-CREATE TABLE jobs_v2 (
-    id          INTEGER PRIMARY KEY,          -- N of the job folder <prefix>N
-    source_pos  INTEGER,                      -- position in the source when last read
-    name        TEXT,
-    command     TEXT NOT NULL,
-    spec        TEXT NOT NULL DEFAULT '{}',   -- JSON: gpus, resources, env, cwd, timeout, ...
-    origin      TEXT NOT NULL DEFAULT '',     -- file:line it came from
-    priority    INTEGER NOT NULL DEFAULT 0,
-    status      TEXT NOT NULL DEFAULT 'queued',
-    attempt     INTEGER NOT NULL DEFAULT 0,   -- attempts started so far
-    runner      INTEGER,
-    slot        INTEGER,
-    gpus        TEXT,
-    pid         INTEGER,
-    exit_code   INTEGER,
-    signal      TEXT,
-    started     REAL,
-    ended       REAL,
-    added       REAL NOT NULL,
-    cancel      INTEGER NOT NULL DEFAULT 0,   -- 1: a user asked to cancel it
-    note        TEXT NOT NULL DEFAULT '',
-    ident       TEXT,                         -- identity key, NULL if added (hog add, watch)
-    digest      TEXT NOT NULL DEFAULT '',     -- hash of command, env, cwd, gpus
-    seen        INTEGER                       -- the last reading of the source listing it
-);
-INSERT INTO jobs_v2 (id, source_pos, name, command, spec, origin, priority, status, attempt,
-                     runner, slot, gpus, pid, exit_code, signal, started, ended, added,
-                     cancel, note, ident, digest, seen)
-SELECT id, source_pos, name, command, spec, origin, priority, status, attempt, runner,
-       slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note,
+ALTER TABLE jobs ADD COLUMN ident TEXT;
+ALTER TABLE jobs ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN seen INTEGER;
+CREATE UNIQUE INDEX jobs_by_ident ON jobs (ident);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('reading', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('read', '1')
+"""
+# Identity keys for rows that have a source position but no key yet (an older schema's,
+# or rows restored from their folders): identical jobs are counted in source order, as
+# ``state.identity.Occurrences`` counts them; each row counts as listed by the current
+# reading. ``hog_spec_digest`` is ``state.identity.spec_digest`` (``Database``).
+KEY_ROWS_BY_POSITION = """
+CREATE TEMP TABLE job_keys (id INTEGER PRIMARY KEY, ident TEXT, digest TEXT NOT NULL);
+INSERT INTO temp.job_keys (id, ident, digest)
+SELECT id,
        CASE WHEN source_pos IS NULL THEN NULL
             WHEN coalesce(name, '') != ''
                 THEN 'n:' || (row_number() OVER w - 1) || ':' || name
             ELSE 'd:' || (row_number() OVER w - 1) || ':' || d END,
-       d,
-       CASE WHEN source_pos IS NULL THEN NULL ELSE 1 END
-FROM (SELECT *, hog_spec_digest(command, spec) AS d FROM jobs)
+       d
+FROM (SELECT id, name, source_pos, hog_spec_digest(command, spec) AS d FROM jobs
+      WHERE ident IS NULL)
 WINDOW w AS (PARTITION BY source_pos IS NULL, coalesce(name, '') != '',
                           CASE WHEN coalesce(name, '') != '' THEN name ELSE d END
              ORDER BY source_pos, id);
-DROP TABLE jobs;
-ALTER TABLE jobs_v2 RENAME TO jobs;
-CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
-CREATE INDEX jobs_by_name ON jobs (name);
-CREATE UNIQUE INDEX jobs_by_ident ON jobs (ident);
-INSERT OR REPLACE INTO meta (key, value) VALUES ('reading', '1');
-INSERT OR REPLACE INTO meta (key, value) VALUES ('read', '1')
+UPDATE jobs SET ident = (SELECT k.ident FROM temp.job_keys k WHERE k.id = jobs.id),
+                digest = (SELECT k.digest FROM temp.job_keys k WHERE k.id = jobs.id),
+                seen = CASE WHEN source_pos IS NULL THEN NULL ELSE coalesce(
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 1) END
+WHERE id IN (SELECT id FROM temp.job_keys);
+DROP TABLE temp.job_keys
 """
 # Statements are split on ";", so comments in them must not hold one.
-MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION}
 
 
 def check_private(path: str, what: str) -> None:
@@ -192,10 +176,13 @@ class Database:
         with Transaction(self.db):
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             for v in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[v].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                self._execute_script(MIGRATIONS[v])
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _execute_script(self, script: str) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -231,6 +218,12 @@ class Writer(Database):
         if self.batching and not self.db.in_transaction:
             self.db.execute("BEGIN IMMEDIATE")
         return self.db.execute(sql, args)
+
+    def key_rows_by_position(self) -> None:
+        """Give the rows that have a source position but no identity key yet the keys
+        their source gives them (for rows written without one, e.g. restored ones)."""
+        with self.transaction():
+            self._execute_script(KEY_ROWS_BY_POSITION)
 
     def set_meta(self, key: str, value: str) -> None:
         self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "

@@ -130,36 +130,41 @@ class Jobs(Writer, RunnerRows):
             for chunk in _chunks([k for _, k, _ in keyed], 500):
                 marks = ",".join("?" * len(chunk))
                 for r in self.db.execute(
-                        f"SELECT ident, id, digest, status, runner, name, spec, origin, "
-                        f"priority, source_pos FROM jobs WHERE ident IN ({marks})", chunk):
+                        f"SELECT ident, id, digest, status, runner, source_pos, name, spec, "
+                        f"origin, priority FROM jobs WHERE ident IN ({marks})", chunk):
                     existing[r[0]] = r[1:]
+            # The places in the source that new or moved jobs now hold: whoever held one
+            # (a job of an earlier reading, maybe one further on in this one) gives it up.
+            taken = [job.index for job, key, _ in keyed
+                     if key not in existing or existing[key][4] != job.index]
+            for chunk in _chunks(taken, 500):
+                self.db.execute(f"UPDATE jobs SET source_pos = NULL WHERE source_pos IN "
+                                f"({','.join('?' * len(chunk))})", chunk)
             next_id = self._next_id()
             new_rows, listed = [], []
             for job, key, digest in keyed:
                 old = existing.get(key)
                 spec = job_spec(job)
                 if old is None:
-                    new_rows.append(self._row_values(next_id, job, job.index, now)
-                                    + (key, digest, reading))
+                    new_rows.append((next_id, job.index, job.name, job.command, spec, job.where,
+                                     job.priority, now, key, digest, reading))
                     next_id += 1
                     continue
                 jid, old_digest, status, ran_by = old[:4]
-                listed.append((reading, jid))
+                listed.append((reading, job.index, jid))
                 if old_digest != digest:        # a named job: a new attempt, same folder
                     cur = self.db.execute(
                         "UPDATE jobs SET command = ?, spec = ?, digest = ?, name = ?, "
-                        "origin = ?, priority = ?, source_pos = ?, "
-                        "status = 'queued', cancel = 0, "
+                        "origin = ?, priority = ?, status = 'queued', cancel = 0, "
                         "note = 'its definition changed; queued again' WHERE id = ? "
                         "AND status != 'running'",
-                        (job.command, spec, digest, job.name, job.where, job.priority,
-                         job.index, jid))
+                        (job.command, spec, digest, job.name, job.where, job.priority, jid))
                     requeued += cur.rowcount
                     continue
-                if old[4:] != (job.name, spec, job.where, job.priority, job.index):
+                if old[5:] != (job.name, spec, job.where, job.priority):
                     self.db.execute("UPDATE jobs SET name = ?, spec = ?, origin = ?, "
-                                    "priority = ?, source_pos = ? WHERE id = ?",
-                                    (job.name, spec, job.where, job.priority, job.index, jid))
+                                    "priority = ? WHERE id = ?",
+                                    (job.name, spec, job.where, job.priority, jid))
                 if status == "succeeded":
                     skipped += ran_by is None or ran_by != runner
                 elif resume and status in RESUMED:
@@ -168,7 +173,7 @@ class Jobs(Writer, RunnerRows):
                     requeued += 1
                 elif status == "queued":
                     requeued += 1
-            self.db.executemany("UPDATE jobs SET seen = ? WHERE id = ?", listed)
+            self.db.executemany("UPDATE jobs SET seen = ?, source_pos = ? WHERE id = ?", listed)
             self.db.executemany(_INSERT_READ, new_rows)
         return len(new_rows), requeued, skipped
 
@@ -251,6 +256,6 @@ class Jobs(Writer, RunnerRows):
         return done
 
 
-def _chunks(items: Sequence[str], n: int) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]

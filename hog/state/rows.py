@@ -54,10 +54,10 @@ class JobRow:
     added: float
     cancel: int
     note: str
-    ident: Optional[str]         # identity key (state/identity.py); None: added by hog add
-    digest: str                  # hash of the job's definition
-    seen: Optional[int]          # the last reading of the source that listed it
-    in_source: int               # 0: the source no longer lists it (kept, not run)
+    ident: Optional[str] = None  # identity key (state/identity.py); None: added by hog add
+    digest: str = ""             # hash of the job's definition
+    seen: Optional[int] = None   # the last reading of the source that listed it
+    in_source: int = 1           # 0: the source no longer lists it (kept, not run)
 
     def job(self) -> Job:
         spec = json.loads(self.spec)
