@@ -135,6 +135,22 @@ def test_a_yaml_grid_with_one_more_seed_runs_only_the_new_jobs(hq):
     assert all(info(folder(hq, n))["attempt"] == 1 for n in range(7))
 
 
+def test_a_job_inserted_before_an_unnamed_yaml_sweep_runs_alone(hq):
+    """hog names an unnamed sweep's jobs after its entry (sweep0-a=x, then sweep1-a=x):
+    that name is not their identity, so they are found again, and renamed."""
+    ledger = hq.tmp / "ledger"
+    grid = f'  - sweep: {{cmd: "echo {{a}}@$HOG_JOB_INDEX >> {ledger}", grid: {{a: [x, y]}}}}\n'
+    sweep = write(hq.tmp / "sweep.yaml", "defaults: {gpus: 0}\njobs:\n" + grid)
+    assert run_sweep(hq, sweep).returncode == 0
+    write(sweep, "defaults: {gpus: 0}\njobs:\n" + f"  - echo first@$HOG_JOB_INDEX >> {ledger}\n"
+          + grid)
+    r = run_sweep(hq, sweep)
+    assert r.returncode == 0, said(r)
+    assert sorted(lines_of(ledger)) == ["first@2", "x@0", "y@1"]
+    assert [row["name"] for row in job_rows(hq.tmp / "out").values()] == [
+        "sweep1-a=x", "sweep1-a=y", None]
+
+
 def test_options_that_do_not_change_what_runs_never_run_a_finished_job_again(hq):
     """priority, retries, timeout (and a job's place in the file) are not part of its
     identity; env, cwd and gpus are: changing one is a new job."""
@@ -324,7 +340,10 @@ def test_the_migration_gives_old_rows_the_keys_a_reading_of_their_source_gives(t
     jobs = [Job(index=0, command="echo a"), Job(index=1, command="echo a", gpus=2),
             Job(index=2, command="echo a"), Job(index=3, command="run", name="x"),
             Job(index=4, command="echo a", env=(("B", "1"), ("A", "2")), cwd="/tmp"),
-            Job(index=5, command="other", name="x"), Job(index=6, command="echo a", name="a")]
+            Job(index=5, command="other", name="x"), Job(index=6, command="echo a", name="a"),
+            Job(index=7, command="echo a", name="sweep2-a=x", auto_name=True),
+            Job(index=8, command="echo b", name="sweep2-a=y", auto_name=True),
+            Job(index=9, command="echo b", name="sweep-given")]
     state = tmp_path / ".hog"
     state.mkdir(mode=0o700)
     db = sqlite3.connect(str(state / "hog.sqlite"))
@@ -338,6 +357,7 @@ def test_the_migration_gives_old_rows_the_keys_a_reading_of_their_source_gives(t
                    "VALUES (?, ?, ?, ?, ?, 0)", (10 + job.index, job.index, job.name,
                                                 job.command, job_spec(job)))
     db.execute("INSERT INTO jobs (id, name, command, added) VALUES (99, NULL, 'echo a', 0)")
+    db.execute("INSERT INTO meta (key, value) VALUES ('source', 'yaml:/somewhere/sweep.yaml')")
     db.commit()
     db.close()
     os.chmod(state / "hog.sqlite", 0o600)

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Dict, List, Literal, Optional, Type
 
 from hog.errors import UsageError
-from hog.state.identity import spec_digest
+from hog.state.identity import spec_digest, stored_given_name
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
@@ -85,20 +85,20 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('read', '1')
 # Identity keys for rows that have a source position but no key yet (an older schema's,
 # or rows restored from their folders): identical jobs are counted in source order, as
 # ``state.identity.Occurrences`` counts them; each row counts as listed by the current
-# reading. ``hog_spec_digest`` is ``state.identity.spec_digest`` (``Database``).
+# reading. ``hog_spec_digest`` and ``hog_given_name`` are ``state.identity``'s
+# ``spec_digest`` and ``stored_given_name``, registered on every writable connection.
 KEY_ROWS_BY_POSITION = """
 CREATE TEMP TABLE job_keys (id INTEGER PRIMARY KEY, ident TEXT, digest TEXT NOT NULL);
 INSERT INTO temp.job_keys (id, ident, digest)
 SELECT id,
        CASE WHEN source_pos IS NULL THEN NULL
-            WHEN coalesce(name, '') != ''
-                THEN 'n:' || (row_number() OVER w - 1) || ':' || name
+            WHEN given IS NOT NULL THEN 'n:' || (row_number() OVER w - 1) || ':' || given
             ELSE 'd:' || (row_number() OVER w - 1) || ':' || d END,
        d
-FROM (SELECT id, name, source_pos, hog_spec_digest(command, spec) AS d FROM jobs
-      WHERE ident IS NULL)
-WINDOW w AS (PARTITION BY source_pos IS NULL, coalesce(name, '') != '',
-                          CASE WHEN coalesce(name, '') != '' THEN name ELSE d END
+FROM (SELECT id, source_pos, hog_spec_digest(command, spec) AS d,
+             hog_given_name(name, (SELECT value FROM meta WHERE key = 'source')) AS given
+      FROM jobs WHERE ident IS NULL)
+WINDOW w AS (PARTITION BY source_pos IS NULL, given IS NULL, coalesce(given, d)
              ORDER BY source_pos, id);
 UPDATE jobs SET ident = (SELECT k.ident FROM temp.job_keys k WHERE k.id = jobs.id),
                 digest = (SELECT k.digest FROM temp.job_keys k WHERE k.id = jobs.id),
@@ -160,6 +160,7 @@ class Database:
         self.db.execute("PRAGMA synchronous = NORMAL")
         # what migration 2 computes the identity keys of older rows with
         self.db.create_function("hog_spec_digest", 2, spec_digest, deterministic=True)
+        self.db.create_function("hog_given_name", 2, stored_given_name, deterministic=True)
         self._migrate()
 
     def close(self) -> None:

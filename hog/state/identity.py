@@ -15,19 +15,23 @@ sees). The options that only say where, when, how long or how often it may run
 (``priority``, ``retries``, ``timeout``, ``after``, ``gpu_ids``, ``resources``
 and ``memory``) are not part of it: changing them in the source never runs a
 finished job again. A named job keeps its identity when its definition changes;
-the store compares digests to run it again as a new attempt.
+the store compares digests to run it again as a new attempt. The names hog makes up
+for the points of an unnamed YAML sweep (``sweep<entry>-lr=0.1``, which change when
+an entry is inserted before it) are no identity: those jobs count as unnamed.
 
 Pure: no SQL, no I/O. ``spec_digest`` is registered as an SQL function so that the
 schema migration computes the same keys for rows written by an older hog.
 """
 import hashlib
 import json
+import re
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from hog.model import Job
 
 IDENTITY_OPTIONS = ("env", "cwd", "gpus")   # with the command: the definition hashed
 DIGEST_CHARS = 24
+AUTO_SWEEP_NAME = re.compile(r"sweep\d+-[^=]+=")     # what sources/yaml.py names them
 
 
 def definition_digest(command: str, env: Iterable[Tuple[str, str]], cwd: Optional[str],
@@ -56,6 +60,20 @@ def ident_key(name: Optional[str], digest: str, earlier: int) -> str:
     return f"n:{earlier}:{name}" if name else f"d:{earlier}:{digest}"
 
 
+def given_name(job: Job) -> Optional[str]:
+    """The name that identifies the job: one the user gave (not one hog made up)."""
+    return None if job.auto_name else job.name or None
+
+
+def stored_given_name(name: Optional[str], source: Optional[str]) -> Optional[str]:
+    """``given_name`` for a row stored without ``auto_name`` (an older schema's, or one
+    restored from its folder): an unnamed YAML sweep's points are named
+    ``sweep<entry>-<key>=<value>...`` by hog."""
+    if not name or ((source or "").startswith("yaml:") and AUTO_SWEEP_NAME.match(name)):
+        return None
+    return name
+
+
 class Occurrences:
     """The keys of one reading of a source, in order: counts the jobs seen so far by
     name (named jobs) or by digest (unnamed ones)."""
@@ -64,7 +82,8 @@ class Occurrences:
         self._seen: Dict[str, int] = {}
 
     def key(self, job: Job, digest: str) -> str:
-        counted = f"n{job.name}" if job.name else f"d{digest}"
+        name = given_name(job)
+        counted = f"n{name}" if name else f"d{digest}"
         earlier = self._seen.get(counted, 0)
         self._seen[counted] = earlier + 1
-        return ident_key(job.name, digest, earlier)
+        return ident_key(name, digest, earlier)
