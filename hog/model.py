@@ -100,6 +100,8 @@ class Job:
     priority: int = 0
     gpu_ids: Tuple[str, ...] = ()      # affinity: only these GPU ids
     after: Tuple[str, ...] = ()        # names of jobs that must succeed first
+    auto_name: bool = False            # ``name`` was made up by hog (an unnamed YAML sweep's
+                                       # point), so it is not what identifies the job
 
 
 def slot_label(slot: int) -> str:

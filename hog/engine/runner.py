@@ -234,7 +234,7 @@ class Runner:
             print(f"hog: error: {st.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
         try:
-            not_started = 0 if st.root_gone else sweep.store_counts(st.layout).get("queued", 0)
+            not_started = 0 if st.root_gone else sweep.not_started(st.layout)
         except (OSError, sqlite3.Error):     # the disk refuses even that: counted as none
             not_started = 0
         text = summary(p, not_started, st.stop_reason, st.source_error)
