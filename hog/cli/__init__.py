@@ -25,6 +25,7 @@ from hog.cli.verbs import (
     cmd_stop,
 )
 from hog.errors import EXIT_INT, EXIT_OK, HogError
+from hog.humanize import tolerant_streams
 
 __all__ = ["main", "VERBS"]
 
@@ -36,6 +37,7 @@ VERBS: Dict[str, Callable[[List[str]], int]] = {
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tolerant_streams()      # an emoji in a name on an ASCII-only stdout: escaped, no crash
     try:
         if argv and argv[0] in VERBS:
             return VERBS[argv[0]](argv[1:])
