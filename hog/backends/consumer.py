@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 from hog.backends import spawn, wire
 from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
-from hog.model import Dispatch, Ended, Outcome, Quit, Started, Status, Stop, StopHow
+from hog.model import Dispatch, Ended, Outcome, Quit, Signal, Started, Status, Stop, StopHow
 from hog.signals import SignalFlags
 from hog.state.jobdir import Layout
 
@@ -88,12 +88,15 @@ class Consumer:
             if isinstance(message, Stop):
                 spawn.end_group(watch, self.grace)
                 return message.how.status
+            if isinstance(message, Signal):      # forwarded by the runner; the job goes on
+                spawn.signal_group(watch.pid, message.signum)
 
 
 def consumer_main(conn, layout: Layout, grace: float, close: Iterable) -> None:
     """Entry point of a consumer process."""
     for other in close:       # the runner's ends of every pipe: so EOF means "runner gone"
         other.close()
-    flags = SignalFlags()     # terminal signals are the runner's business
-    flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM])
+    flags = SignalFlags()     # terminal signals (and Slurm's USR1/USR2) are the runner's business
+    flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1,
+                   signal.SIGUSR2])
     Consumer(conn, layout, grace).serve()

@@ -341,7 +341,7 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
     for other in close:      # the runner's end of our pipe: so EOF means "runner gone"
         other.close()
     flags = SignalFlags()    # terminal signals are the runner's business
-    quiet = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM]
+    quiet = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
     flags.install(quiet)
     if settings.log_path:    # Ray's own messages go to a log, not over hog's display
         fd = os.open(settings.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

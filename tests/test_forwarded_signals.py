@@ -1,0 +1,58 @@
+"""SIGUSR1 and SIGUSR2 (Slurm's warning before a time limit, ``--signal=USR1@60``) are
+forwarded to every running job's process group and said in one line; the sweep goes
+on and ends as it would have (exit 0, its summary). hog's own helper processes
+(producer, consumers) take no harm when the signal reaches them too."""
+import os
+import signal
+
+import pytest
+
+from .harness import job_dirs, job_file, lines_of, marker, start_hog, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+TRAPPING = ("trap 'echo $HOG_JOB_INDEX-USR1 >> ledger' USR1; "
+            "trap 'echo $HOG_JOB_INDEX-USR2 >> ledger' USR2; touch ready_$HOG_JOB_INDEX; "
+            "while [ ! -e release ]; do sleep 0.05; done")
+
+
+def ledger(tmp_path):
+    path = tmp_path / "ledger"
+    return sorted(lines_of(path)) if path.exists() else []
+
+
+def ready(tmp_path, *indexes):
+    wait_for(lambda: all((tmp_path / f"ready_{i}").exists() for i in indexes), 20,
+             what=f"jobs {indexes} to set their traps")
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["to-hog", "to-hogs-process-group"])
+def test_sigusr1_reaches_every_running_job_is_logged_and_the_sweep_goes_on(tmp_path, group):
+    job_file(tmp_path, TRAPPING, TRAPPING, "echo later")
+    hog = start_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0,0")
+    ready(tmp_path, 0, 1)
+    (os.killpg if group else os.kill)(hog.pid, signal.SIGUSR1)
+    wait_for(lambda: ledger(tmp_path) == ["0-USR1", "1-USR1"], 10,
+             what="both running jobs to get SIGUSR1")
+    hog.wait_output("SIGUSR1: forwarded to 2 running job(s)")
+    assert hog.alive()
+    (tmp_path / "release").touch()
+    assert hog.wait() == 0, hog.output
+    assert [marker(d) for d in job_dirs(tmp_path)] == ["SUCCESS"] * 3
+    assert "3 succeeded" in hog.output
+    assert ledger(tmp_path) == ["0-USR1", "1-USR1"]     # once each, even sent to the group
+
+
+def test_sigusr2_too_and_each_signal_is_forwarded_once_per_arrival(tmp_path):
+    job_file(tmp_path, TRAPPING)
+    hog = start_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0")
+    ready(tmp_path, 0)
+    hog.signal(signal.SIGUSR2)
+    wait_for(lambda: ledger(tmp_path) == ["0-USR2"], 10, what="SIGUSR2 in the job")
+    hog.signal(signal.SIGUSR1)
+    wait_for(lambda: ledger(tmp_path) == ["0-USR1", "0-USR2"], 10, what="then SIGUSR1")
+    hog.wait_output("SIGUSR1: forwarded to 1 running job(s)")
+    assert "SIGUSR2: forwarded to 1 running job(s)" in hog.output
+    (tmp_path / "release").touch()
+    assert hog.wait() == 0, hog.output
+
