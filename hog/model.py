@@ -187,7 +187,7 @@ class ForSlot:
     """To the Ray bridge, which serves every slot: ``message`` is for ``slot``."""
 
     slot: int
-    message: Union[Dispatch, Stop]
+    message: Union[Dispatch, Stop, Signal]
 
 
 @dataclass(frozen=True)

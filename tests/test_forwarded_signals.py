@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from .harness import job_dirs, job_file, lines_of, marker, start_hog, wait_for
+from .test_ray_backend import ray_hog  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,3 +57,17 @@ def test_sigusr2_too_and_each_signal_is_forwarded_once_per_arrival(tmp_path):
     (tmp_path / "release").touch()
     assert hog.wait() == 0, hog.output
 
+
+
+@pytest.mark.timeout(300)
+def test_on_ray_sigusr1_is_forwarded_to_the_job_on_its_node(ray_hog, tmp_path):  # noqa: F811
+    job_file(tmp_path, f"cd {tmp_path}; {TRAPPING}")
+    hog = ray_hog.start("--job_file", "jobs.txt")
+    wait_for(lambda: (tmp_path / "ready_0").exists(), 120, what="the Ray job to set its traps")
+    hog.send_signal(signal.SIGUSR1)
+    wait_for(lambda: ledger(tmp_path) == ["0-USR1"], 30, what="SIGUSR1 in the Ray job")
+    wait_for(lambda: "SIGUSR1: forwarded to 1 running job(s)" in hog.log.read_text(), 10,
+             what="the line saying so")
+    (tmp_path / "release").touch()
+    assert hog.wait(60) == 0, hog.log.read_text()
+    assert marker(job_dirs(tmp_path)[0]) == "SUCCESS"
