@@ -12,8 +12,9 @@ from rich.console import Console
 
 from hog.views.dashboard import FailureView, SlotView, Snapshot, render
 
-from .harness import assert_no_traceback, job_file
+from .harness import assert_no_traceback, job_file, pid_alive, wait_for
 from .terminal import Terminal
+from .test_attach import release_all, release_gate, start_detached
 
 WAIT = "while [ ! -e release ]; do sleep 0.05; done"
 OUTPUT = "epoch 3/10 " + "loss=0.1234 " * 30          # a long last output line
@@ -136,6 +137,22 @@ def test_more_slots_than_rows_keeps_the_failures_on_the_screen(tmp_path):
     assert term.wait_exit() == 1
 
 
+def redrawn_at(term, cols: int, words, reflow: bool = True) -> list:
+    """The screen once a whole frame is drawn at ``cols`` after a resize: each of
+    ``words`` exactly once (no stale row of the earlier frame), every line fits and
+    the longest (the running job's output) fills the width."""
+    deadline = time.monotonic() + 10
+    while True:
+        term.pump()
+        lines = term.screen(reflow).text
+        clean = [line for line in lines if line]
+        if len(clean) == len(words) and all(sum(w in line for line in clean) == 1
+                                            for w in words) \
+                and max(len(line) for line in clean) == cols:
+            return lines
+        assert time.monotonic() < deadline, "stale rows after the resize:\n" + "\n".join(lines)
+
+
 @pytest.mark.parametrize("reflow", [True, False], ids=["rewrapping", "cutting"])
 def test_narrowing_the_window_mid_run_redraws_without_stale_rows(tmp_path, reflow):
     job_file(tmp_path, f"echo '{OUTPUT}'; {WAIT}  # hog: name=trainer",
@@ -144,15 +161,23 @@ def test_narrowing_the_window_mid_run_redraws_without_stale_rows(tmp_path, reflo
     words = ("hog ", "done", "last output", "trainer", "second")
     term.wait_for(frame_ready(term, *words), what="the first frame at 160 columns")
     term.resize(20, 60)
-    deadline = time.monotonic() + 10
-    while True:       # the next frames are drawn at 60 columns, the earlier one gone
-        term.pump()
-        lines = term.screen(reflow).text
-        clean = [line for line in lines if line]
-        if len(clean) == 5 and all(sum(w in line for line in clean) == 1 for w in words) \
-                and all(len(line) <= 60 for line in clean):
-            break
-        assert time.monotonic() < deadline, "stale rows after the resize:\n" + "\n".join(lines)
+    lines = redrawn_at(term, 60, words, reflow)
     assert lines[0].startswith("hog ")
+    term.resize(20, 200)                    # and wider again: the output gets the room
+    redrawn_at(term, 200, words, reflow)
     (tmp_path / "release").touch()
     assert term.wait_exit() == 0
+
+
+def test_hog_attach_fits_and_redraws_on_a_resize_too(tmp_path):
+    runner = start_detached(tmp_path, f"echo '{OUTPUT}'; {release_gate(0)}  # hog: name=trainer",
+                            f"echo '{OUTPUT}'; {release_gate(1)}  # hog: name=second")
+    term = Terminal(tmp_path, "attach", "output", rows=20, cols=160)
+    words = ("hog ", "done", "last output", "trainer", "second", "q or Ctrl-C")
+    term.wait_for(frame_ready(term, *words), what="attach's first frame at 160 columns")
+    term.resize(20, 60)
+    lines = redrawn_at(term, 60, words)
+    assert term.screen().overflows == 0 and lines[0].startswith("hog ")
+    release_all(tmp_path, 2)
+    assert term.wait_exit(30) == 0
+    wait_for(lambda: not pid_alive(runner), 20, what="the runner to end")
