@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from .harness import job_dirs, job_file, lines_of, marker, start_hog, wait_for
+from .terminal import Terminal
 from .test_ray_backend import ray_hog  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.timeout(60)
@@ -71,3 +72,16 @@ def test_on_ray_sigusr1_is_forwarded_to_the_job_on_its_node(ray_hog, tmp_path): 
     (tmp_path / "release").touch()
     assert hog.wait(60) == 0, hog.log.read_text()
     assert marker(job_dirs(tmp_path)[0]) == "SUCCESS"
+
+
+def test_on_the_dashboard_the_forwarding_is_one_message_and_the_sweep_ends_normally(tmp_path):
+    job_file(tmp_path, TRAPPING)
+    term = Terminal(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", rows=20, cols=80)
+    ready(tmp_path, 0)
+    term.wait_for("last output", what="the dashboard")
+    os.kill(term.proc.pid, signal.SIGUSR1)
+    term.wait_for("hog: SIGUSR1: forwarded to 1 running job(s)", what="the message")
+    wait_for(lambda: ledger(tmp_path) == ["0-USR1"], 10, what="SIGUSR1 in the job")
+    (tmp_path / "release").touch()
+    assert term.wait_exit() == 0
+    assert term.text.count("SIGUSR1: forwarded") == 1
