@@ -112,7 +112,8 @@ class Runner:
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        st.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP], wake_w.fileno())
+        st.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1,
+                          signal.SIGUSR2], wake_w.fileno())
         try:
             self.start()
             ready: list = []

@@ -8,7 +8,7 @@ their records), counted apart in ``not_in_source`` (by status in
 import time
 from typing import Any, Dict, List
 
-from hog.humanize import fmt_duration, shown_path
+from hog.humanize import fmt_duration, printable, shown_path
 from hog.model import Status
 from hog.state.jobdir import Layout
 from hog.state.reading import SweepReader
@@ -81,7 +81,7 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
     if data["running"]:
         say("running:")
         for r in data["running"]:
-            say(f"  {r['name']:<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
+            say(f"  {printable(r['name']):<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
                 f"pid {r['pid'] or '-':<8} {fmt_duration(r['elapsed_s'])}"
                 + ("" if r["runner_alive"] else
                    "  (its runner is gone: the next runner on this directory runs it again)"))
@@ -91,7 +91,7 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
             how = f"exit {f['exit_code']}" if f["exit_code"] is not None else \
                 (f"killed by {f['signal']}" if f["signal"] else f["status"])
             name = f["name"] or layout.folder_name(f["id"])
-            say(f"  {name:<16} {f['status']:<13} {how:<18} "
+            say(f"  {printable(name):<16} {f['status']:<13} {how:<18} "
                 f"{shown_path(layout.err_path(f['id']))}"
                 + ("" if f["in_source"] else "  (no longer in the source)"))
         if len(data["failed"]) > 20:
