@@ -2,7 +2,11 @@
 work), short options, "did you mean" for a mistyped verb or option, help for every
 option, DIR defaulting to ``output``, shell completion, and the time on plain lines."""
 import json
+import os
+import pty
 import re
+import select
+import shutil
 import subprocess
 import time
 
@@ -253,6 +257,64 @@ def test_the_zsh_script_is_the_bash_one_under_bashcompinit(tmp_path, bash_script
     assert "complete -o default -F _hog_complete hog" in r.stdout
     body = bash_script.read_text().split("\n", 2)[2]
     assert r.stdout.endswith(body)
+
+
+def zsh_completes(tmp_path, script, typed):
+    """What an interactive zsh (compinit, then ``script`` sourced) shows after each of
+    ``typed`` followed by TAB: the line, and the listed choices if several match."""
+    master, slave = pty.openpty()
+    home = tmp_path / "zhome"
+    home.mkdir(exist_ok=True)
+    proc = track(subprocess.Popen(["zsh", "-f", "-i"], stdin=slave, stdout=slave, stderr=slave,
+                                  cwd=str(tmp_path), start_new_session=True,
+                                  env={**os.environ, "TERM": "dumb", "HOME": str(home)}))
+    os.close(slave)
+    seen = b""
+
+    def read_until(test, timeout=10.0):
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while not test(seen) and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+        return seen.decode(errors="replace")
+
+    try:
+        os.write(master, f"autoload -U compinit && compinit -u; source {script}; "
+                         "PS1='RE''ADY> '\n".encode())      # the echo does not say READY
+        read_until(lambda b: b"READY> " in b)
+        shown = []
+        for text in typed:
+            seen = b""
+            os.write(master, text.encode() + b"\t")
+            shown.append(read_until(lambda b: _completed(b, text.encode()), timeout=5))
+            os.write(master, b"\x15")                   # Ctrl-U: a fresh line
+        return shown
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+
+
+def _completed(seen: bytes, typed: bytes) -> bool:
+    """After ``typed`` the line editor added a completion (ending in a space) or listed
+    the choices and drew the prompt again."""
+    after = seen.split(typed, 1)[1] if typed in seen else b""
+    return after.endswith(b" ") or b"READY> " in after
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_the_zsh_completion_completes_verbs_options_and_choices(tmp_path):
+    script = tmp_path / "hog.zsh"
+    script.write_text(run_hog(tmp_path, "completion", "zsh").stdout)
+    verb, options, choice = zsh_completes(tmp_path, script, ["hog sta", "hog --job-",
+                                                              "hog --display l"])
+    assert "hog status " in verb, verb
+    assert "--job-file" in options and "--job-yielder" in options, options
+    assert "hog --display live " in choice, choice
 
 
 # ------------------------------------------------------------------ plain lines' time
