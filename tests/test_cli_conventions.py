@@ -24,6 +24,7 @@ from .harness import (
     job_rows,
     marker,
     run_hog,
+    runner_rows,
     start_hog,
     status_counts,
     track,
@@ -92,6 +93,21 @@ def test_the_short_options_of_logs_and_report(tmp_path):
     r = run_hog(tmp_path, "report", "-o", "page.html")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "page.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("detach", [["-d"], ["-qd"], ["--det"]])
+def test_a_short_or_abbreviated_detach_starts_one_background_runner(tmp_path, detach):
+    job_file(tmp_path, "while [ ! -e release ]; do sleep 0.05; done")
+    r = run_hog(tmp_path, *detach, "-j", "jobs.txt", "-g", "0")
+    assert r.returncode == 0, r.stderr
+    assert "running in the background" in r.stdout
+    (tmp_path / "release").touch()
+    out = tmp_path / "output"
+    wait_for(lambda: status_counts(out) == {"succeeded": 1} and
+             all(row["ended"] for row in runner_rows(out)), 20, what="the detached sweep")
+    log = (out / ".hog" / "runner.log").read_text()
+    assert log.count("--- hog started") == 1, log         # the runner did not detach again
+    assert len(runner_rows(out)) == 1
 
 
 # ------------------------------------------------------------------ did you mean

@@ -67,6 +67,44 @@ class HogParser(argparse.ArgumentParser):
         name = word.partition("=")[0]
         return any(o.startswith(name) for o in self.options() if o.startswith("--"))
 
+    def canonical(self, args: Sequence[str]) -> List[str]:
+        """``args`` (already parsed without error) with every option in its full long
+        spelling: ``-qd`` -> ``--quiet --detach``, ``--job_f=x`` -> ``--job-file=x``. For
+        whoever re-reads them (``--detach`` starts hog again without ``--detach``)."""
+        words = list(args)
+        cut = words.index("--") if "--" in words else len(words)
+        known = self._option_string_actions
+        out: List[str] = []
+        for word in words[:cut]:
+            if word.startswith("--") and word != "--":
+                name, eq, value = dashed(word).partition("=")
+                full = [o for o in known if o.startswith("--") and o.startswith(name)]
+                if name not in known and len({id(known[o]) for o in full}) == 1:
+                    name = full[0]                      # an abbreviation
+                out.append((self._long(known.get(name)) or name) + eq + value)
+            elif word.startswith("-") and len(word) > 1 and f"-{word[1]}" in known:
+                rest = word[1:]
+                while rest:
+                    action = known.get(f"-{rest[0]}")
+                    if action is None:                  # not a cluster after all
+                        out.append("-" + rest)
+                        break
+                    out.append(self._long(action) or f"-{rest[0]}")
+                    if action.nargs != 0:               # -jjobs.txt: the rest is its value
+                        if rest[1:]:
+                            out.append(rest[1:])
+                        break
+                    rest = rest[1:]
+            else:
+                out.append(word)
+        return out + words[cut:]
+
+    @staticmethod
+    def _long(action: Optional[argparse.Action]) -> Optional[str]:
+        if action is None:
+            return None
+        return next((o for o in action.option_strings if o.startswith("--")), None)
+
     def options(self) -> List[str]:
         """Every option string this parser knows (``-h`` and ``--help`` included)."""
         return [o for a in self._actions for o in a.option_strings]

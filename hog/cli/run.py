@@ -5,7 +5,7 @@ import os
 from typing import List
 
 from hog import __version__
-from hog.cli.parsers import _flag, make_parser
+from hog.cli.parsers import HogParser, _flag, make_parser
 from hog.config import RunConfig, build_config, file_source, slots_for
 from hog.errors import UsageError
 from hog.sources import SourceSpec
@@ -54,7 +54,7 @@ holds a sweep (DIR/.hog/), or for logs and gpus when two words are given.
 
 
 
-def run_parser() -> argparse.ArgumentParser:
+def run_parser() -> HogParser:
     """The parser of a sweep: ``hog --job-file F|--job-yielder F [options]``."""
     p = make_parser("hog", DESCRIPTION, epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,7 +120,9 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(argv: List[str]) -> int:
-    args = run_parser().parse_args(argv)
+    parser = run_parser()
+    args = parser.parse_args(argv)
+    argv = parser.canonical(argv)   # --detach starts hog again without '--detach' (or -d)
     if args.job_file is not None:
         source = file_source(args.job_file)
     else:

@@ -102,7 +102,7 @@ def cmd_add(argv: List[str]) -> int:
         command = []
     args = p.parse_args(argv)
     if bool(command) == bool(args.job_file):
-        raise UsageError("hog add: give a command after '--', or --job-file FILE (not both)")
+        raise UsageError("hog add: give a command after '--', or --job_file FILE (not both)")
     raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries",
                                          "after", "gpu_ids") if getattr(args, k) is not None}
     if args.resources:
