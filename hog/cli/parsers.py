@@ -61,8 +61,9 @@ class HogParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
     def known(self, word: str) -> bool:
-        """False for a ``--name`` that is no option's name nor the start of one."""
-        if not word.startswith("--") or word == "--":
+        """False for a ``--name`` that is no option's name nor the start of one (a word
+        with a space is a value to argparse, e.g. ``--on-job-end '--x y'``)."""
+        if not word.startswith("--") or word == "--" or " " in word:
             return True
         name = word.partition("=")[0]
         return any(o.startswith(name) for o in self.options() if o.startswith("--"))
