@@ -13,10 +13,9 @@ so the engine's ``wait()`` sees it like a slot's pipe.
 the job source lazily in this process, one message per ``poll()``, so a test knows
 exactly how far the source has been read; its ``Process`` starts nothing.
 
-Injection: the test module monkeypatches ``hog.engine.runner.make_backend`` (the
-Runner takes no backend factory) to return an ``InlineBackend`` with the real local
-``Scheduler`` as its admission (``hog.backends.factory.local_scheduler``), and sets
-``runner.st.ctx`` to an ``InlineContext`` before ``Runner.start()``.
+Injection: a test gives ``Runner`` a ``backend_factory`` that returns an
+``InlineBackend`` with the real local ``Scheduler`` as its admission
+(``hog.backends.factory.local_scheduler``), and ``ctx=InlineContext()``.
 """
 import pickle
 import socket

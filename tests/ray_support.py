@@ -37,7 +37,8 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "300", "RAY_health_check_timeout_ms
 
 def why_no_ray() -> Optional[str]:
     if importlib.util.find_spec("ray") is None:
-        return "Ray is not installed (pip install -e '.[ray]')"
+        return ("Ray is not installed for this Python, so the Ray tests cannot run: "
+                "pip install -e '.[ray]' (tests/setup.sh tries it and says why it failed)")
     return None
 
 

@@ -11,7 +11,9 @@ stopped by SIGTERM.
 """
 import argparse
 import difflib
+import errno
 import os
+import sqlite3
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -25,6 +27,7 @@ from hog.cli.verbs import (
     cmd_gpus,
     cmd_kill,
     cmd_logs,
+    cmd_rebuild,
     cmd_report,
     cmd_retry,
     cmd_status,
@@ -32,12 +35,14 @@ from hog.cli.verbs import (
     gpus_parser,
     kill_parser,
     logs_parser,
+    rebuild_parser,
     report_parser,
     retry_parser,
     status_parser,
     stop_parser,
 )
-from hog.errors import EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
+from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
+from hog.state.diskguard import cannot_write
 
 __all__ = ["main", "VERBS", "PARSERS"]
 
@@ -51,14 +56,15 @@ def cmd_completion(argv: List[str]) -> int:
 VERBS: Dict[str, Callable[[List[str]], int]] = {
     "gpus": cmd_gpus, "watch": cmd_watch, "status": cmd_status, "add": cmd_add,
     "stop": cmd_stop, "kill": cmd_kill, "retry": cmd_retry, "attach": cmd_attach,
-    "logs": cmd_logs, "report": cmd_report, "completion": cmd_completion}
+    "logs": cmd_logs, "report": cmd_report, "rebuild": cmd_rebuild,
+    "completion": cmd_completion}
 
 # each verb's parser (RUN: hog without a verb), for the completion script and the tests
 PARSERS: Dict[str, Callable[[], argparse.ArgumentParser]] = {
     RUN: run_parser, "gpus": gpus_parser, "watch": watch_parser, "status": status_parser,
     "add": add_parser, "stop": stop_parser, "kill": kill_parser, "retry": retry_parser,
     "attach": attach_parser, "logs": logs_parser, "report": report_parser,
-    "completion": completion_parser}
+    "rebuild": rebuild_parser, "completion": completion_parser}
 
 
 def unknown_verb(word: str) -> str:
@@ -84,6 +90,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HogError as e:
         print(f"hog: error: {e}", file=sys.stderr)
         return e.exit_code
+    except sqlite3.OperationalError as e:     # locked past the timeout, I/O
+        print(f"hog: error: the sweep's queue cannot be used ({e})", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.DatabaseError as e:        # corrupt part-way through
+        print(f"hog: error: the sweep's queue is corrupt ({e}); nothing more was run; "
+              f"to rebuild it from the job folders: hog rebuild DIR", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("hog: interrupted", file=sys.stderr)
         return EXIT_INT
@@ -93,3 +106,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except (OSError, sqlite3.Error) as e:
+        if not refused(e):
+            raise
+        where = getattr(e, "filename", None)
+        print(f"hog: error: cannot write{f' to {where}' if where else ''} "
+              f"({cannot_write(e)})", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def refused(e: BaseException) -> bool:
+    """A write the disk refused (full, over quota, read-only): one line, not a traceback."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return cannot_write(e) is not None

@@ -47,6 +47,8 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog logs [DIR] JOB [--err] [-f]             a job's output (-f: follow it until it ends)
   hog report [DIR] [--output FILE]            DIR/report.html: timeline per GPU slot,
                                               utilisation, durations, failures' stderr
+  hog rebuild [DIR]                           the queue rebuilt from the job folders, when
+                                              .hog/hog.sqlite is lost or corrupt
   hog completion bash|zsh                     a shell completion script (see its --help)
 DIR defaults to output. Before other words (JOB, SPEC) the first word is DIR when it
 holds a sweep (DIR/.hog/), or for logs and gpus when two words are given.
@@ -109,7 +111,7 @@ def run_parser() -> HogParser:
                "and failures go to DIR/.hog/hooks.log")
     _flag(p, "backend", choices=("local", "ray"), default="local",
           help="local (default): one process per slot on this machine; ray: each job is a "
-               "Ray task on a Ray cluster (pip install 'hog[ray]'; see docs/ray.md)")
+               "Ray task on a Ray cluster (pip install 'gpu-hog[ray]'; see docs/ray.md)")
     _flag(p, "ray_address", metavar="ADDR",
           help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
                "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
@@ -137,7 +139,7 @@ def cmd_run(argv: List[str]) -> int:
         ray_address=args.ray_address)
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
-        return detach(argv, args.output_dir)
+        return detach(argv, config)
     return _run(config)
 
 
@@ -167,6 +169,8 @@ def cmd_watch(argv: List[str]) -> int:
     args = watch_parser().parse_args(argv)
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise UsageError("--output_dir: must not be empty")
     slots = slots_for(args.gpus)
     config = RunConfig(source=SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
                        slots=tuple(slots),

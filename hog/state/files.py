@@ -6,6 +6,7 @@ whole new one. ``iso`` / ``from_iso`` are the time format of INFO and of the
 recovery that reads it back. The job folders (``jobdir``), the store and the
 per-user registry of runners share these; they know nothing of either.
 """
+import errno
 import os
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,10 +35,23 @@ def atomic_write(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, text.encode("utf-8", "surrogateescape"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+            if os.write(fd, data) < len(data):      # a short write: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)       # a failed write (disk full, read-only) leaves no temporary
+        raise
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -51,8 +65,5 @@ def replaced_atomically(path: str) -> Iterator[IO[str]]:
             yield f
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
