@@ -215,7 +215,7 @@ def test_hog_gpus_with_a_spec_changes_the_live_runner_on_output(tmp_path):
 
 def test_a_verb_without_dir_and_without_an_output_directory_says_so(tmp_path):
     for argv in (["status"], ["logs", "0"], ["kill", "0"], ["retry", "--failed"], ["stop"],
-                 ["report"], ["attach"], ["gpus", "0"]):
+                 ["report"], ["attach"], ["gpus", "0"], ["rebuild"]):
         r = run_hog(tmp_path, *argv)
         assert r.returncode == 2, argv
         line = one_line(r.stderr)
