@@ -13,8 +13,8 @@ import os
 import time
 from typing import Dict, Iterable, Optional, Tuple
 
-from hog.model import Dispatch, Outcome, Status
-from hog.state.jobdir import JobFolder, Layout, info_fields
+from hog.model import Dispatch, JobProcess, Outcome, Status
+from hog.state.jobdir import JobFolder, Layout, info_fields, lock_folder
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
@@ -33,7 +33,9 @@ class Attempt:
         self.gpu_ids: Tuple[str, ...] = tuple(d.gpu_ids)
         self.host: Optional[str] = None          # set where it ran elsewhere (Ray)
         self.node: Optional[str] = None
+        self.proc: Optional[JobProcess] = None
         self.fds: Dict[str, int] = {}
+        self.lock: Optional[int] = None
 
     @classmethod
     def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
@@ -41,7 +43,9 @@ class Attempt:
         files of the earlier one under numbered names."""
         folder = JobFolder(layout, d.job.index)
         folder.create(d.attempt)
-        return cls(layout, d, folder)
+        attempt = cls(layout, d, folder)
+        attempt.lock = lock_folder(folder.path)     # held until the marker is written
+        return attempt
 
     @classmethod
     def reopen(cls, layout: Layout, d: Dispatch, pid: Optional[int] = None) -> "Attempt":
@@ -74,10 +78,13 @@ class Attempt:
         self.fds = {}
 
     def started(self, pid: int, started: float, host: Optional[str] = None,
-                node: Optional[str] = None, gpu_ids: Optional[Iterable[str]] = None) -> None:
+                node: Optional[str] = None, gpu_ids: Optional[Iterable[str]] = None,
+                proc: Optional[JobProcess] = None) -> None:
         """The job's process runs: INFO says so. ``host``, ``node`` and ``gpu_ids`` are
-        given where the backend chose them (Ray)."""
+        given where the backend chose them (Ray); ``proc``, the job's identity, where it
+        runs on this machine (INFO keeps it: what recovery ends after a crash)."""
         self.pid = pid
+        self.proc = proc
         self.start_time = started
         if gpu_ids is not None:
             self.gpu_ids = tuple(gpu_ids)
@@ -98,6 +105,9 @@ class Attempt:
                           pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
         self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
                                         started=started, ended=ended), outcome)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
         return outcome
 
     def ended_unrun(self, status: Status, why: str, note: Optional[str] = None,
@@ -122,4 +132,6 @@ class Attempt:
         if self.host is not None:
             fields["host"] = self.host
             fields["node"] = self.node
+        if self.proc is not None:
+            fields.update(pgid=self.proc.pgid, sid=self.proc.sid, proc_start=self.proc.start)
         return fields

@@ -4,6 +4,12 @@ It receives a ``Dispatch``, runs the job (``spawn``) in its environment (``joben
 records the attempt in its folder (``attempt``) and reports back. It decides nothing.
 If the runner dies, the consumer sees its pipe close, ends the running job's process
 group, records it as interrupted and exits, so no job outlives hog.
+
+The job's identity (pid, process group, session, start time) is in its INFO as soon
+as it runs, and in the ``Started`` event the runner records in the store: a runner
+that recovers the job after a crash ends what is left of it by these. The consumer is
+a child subreaper, so what a job leaves behind outside its process group (``setsid``,
+daemons) becomes the consumer's child and is ended when the job ends.
 """
 import os
 import signal
@@ -54,8 +60,9 @@ class Consumer:
         except OSError as e:
             return attempt.ended_unrun(Status.FAILED, f"could not start the job: {e}",
                                        note=str(e), started=started)
-        self.send(Started(d.slot, job.index, pid, started))
-        attempt.started(pid, started)
+        proc = spawn.job_process(pid)
+        attempt.started(pid, started, proc=proc)
+        self.send(Started(d.slot, job.index, pid, started, proc=proc))
         watch = spawn.Watch(pid)
         try:
             status = self._wait(watch, None if job.timeout is None else started + job.timeout)
@@ -64,6 +71,7 @@ class Consumer:
                 spawn.sweep_leftovers(pid, self.grace)
         finally:
             watch.close()
+            spawn.end_descendants(self.grace)   # what left the group, adopted by us
         exit_code, sig = spawn.exit_status(watch.status)
         if status is None:
             status = Status.SUCCEEDED if exit_code == 0 else Status.FAILED
@@ -95,4 +103,5 @@ def consumer_main(conn, layout: Layout, grace: float, close: Iterable) -> None:
         other.close()
     flags = SignalFlags()     # terminal signals are the runner's business
     flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM])
+    spawn.become_subreaper()
     Consumer(conn, layout, grace).serve()

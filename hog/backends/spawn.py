@@ -5,15 +5,22 @@ no terminal signals reach it), stdin from /dev/null, stdout and stderr opened
 straight onto its files by the spawn itself, so hog never holds job output in
 memory. ``os.posix_spawn`` (vfork+exec in glibc) keeps the cost per job low.
 
-Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s.
+Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s;
+``job_process`` is the record of a started job, ``end_leftovers`` ends what is left of
+jobs whose runner died (found by that record), and ``become_subreaper`` with
+``end_descendants`` catch what a job started that left its process group (``setsid``).
 """
+import ctypes
 import errno
 import os
 import select
 import shutil
 import signal
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from hog.model import JobProcess
+from hog.proc import all_pids, proc_ids
 
 BASH = shutil.which("bash") or "/bin/bash"
 
@@ -252,3 +259,161 @@ def sweep_leftovers(pgid: int, grace: float) -> bool:
 
 
 # ------------------------------------------------------------ process identity
+def job_process(pid: int) -> JobProcess:
+    """The record of a job just started by ``start`` (its own session: pgid = sid =
+    pid); about 20 µs, one read of ``/proc/PID/stat``."""
+    ids = proc_ids(pid)
+    if ids is None:      # already gone and reaped: nothing can be left of it by pid
+        return JobProcess(pid, pid, pid, "")
+    return JobProcess(pid, ids[1], ids[2], ids[3])
+
+
+def _ticks(start: str) -> int:
+    return int(start) if start.isdigit() else 0
+
+
+def leftovers(proc: JobProcess) -> List[int]:
+    """The live processes that are what is left of the job ``proc``: its process group
+    and session, while their numbers still name the job's (the leader alive with the
+    recorded start time, or gone; a pid reused by a newer process leader is not the
+    job's), started no earlier than the job."""
+    leader = proc_ids(proc.pid)
+    if leader is not None and proc.start and leader[3] != proc.start:
+        return []                          # the pid now names another process
+    since = _ticks(proc.start)
+    found = []
+    for pid in all_pids():
+        ids = proc_ids(pid)
+        if ids is None or (ids[1] != proc.pgid and ids[2] != proc.sid):
+            continue
+        if _ticks(ids[3]) >= since and not _zombie(pid):
+            found.append(pid)
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
+    except (OSError, ValueError):
+        return True
+
+
+def end_leftovers(procs: Iterable[JobProcess], grace: float) -> Dict[JobProcess, int]:
+    """End whatever is left of jobs whose runner died: TERM to each one's process group
+    and to each process found (``leftovers``), up to ``grace`` s, then KILL. Returns,
+    for each job that had something left, how many processes were. They are not our
+    children (init or a subreaper reaps them): done once none is alive."""
+    found = {p: leftovers(p) for p in procs}
+    found = {p: pids for p, pids in found.items() if pids}
+    if not found:
+        return {}
+    _signal_all(found, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pid) for pids in found.values()
+                                              for pid in pids):
+        time.sleep(0.02)
+    if any(_alive(pid) for pids in found.values() for pid in pids):
+        _signal_all({p: leftovers(p) + pids for p, pids in found.items()}, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(_alive(pid) for pids in found.values()
+                                                  for pid in pids):
+            time.sleep(0.005)
+    return {p: len(pids) for p, pids in found.items()}
+
+
+def _signal_all(found: Dict[JobProcess, List[int]], sig: int) -> None:
+    for p, pids in found.items():
+        leader = proc_ids(p.pid)
+        if leader is None or leader[3] == p.start:     # the group is still the job's
+            signal_group(p.pgid, sig)
+        for pid in pids:
+            _kill(pid, sig)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    return proc_ids(pid) is not None and not _zombie(pid)
+
+
+# ------------------------------------------------------------- the subreaper
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process (a slot) the reaper of its orphaned descendants: what a job
+    starts and leaves (``setsid``, a daemon's double fork) becomes our child instead of
+    init's, so ``end_descendants`` finds it. Linux >= 3.4, no privilege needed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> List[int]:
+    """This process's children (alive or zombie)."""
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:     # CONFIG_PROC_CHILDREN
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    kids = []
+    for pid in all_pids():
+        ids = proc_ids(pid)
+        if ids is not None and ids[0] == me:
+            kids.append(pid)
+    return kids
+
+
+def end_descendants(grace: float, keep: Iterable[int] = ()) -> int:
+    """After a job ended: end every process it left that became our child (a subreaper
+    adopts them), TERM, up to ``grace`` s, then KILL, and reap them; their own orphans
+    come to us in turn and go the same way. ``keep``: children not to touch. Returns
+    how many were ended. Cheap when nothing is left: one read of our children list."""
+    keep = set(keep)
+    ended = 0
+    for _ in range(50):                      # rounds: each adopts the orphans of the last
+        kids = [pid for pid in _children() if pid not in keep]
+        if not kids:
+            return ended
+        live = [pid for pid in kids if not _reap(pid)]
+        if not live:
+            continue
+        ended += len(live)
+        _signal_kids(live, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            time.sleep(0.01)
+            live = [pid for pid in live if not _reap(pid)]
+        _signal_kids(live, signal.SIGKILL)
+        for pid in live:
+            _reap(pid, block=True)
+    return ended
+
+
+def _signal_kids(pids: List[int], sig: int) -> None:
+    """``sig`` to each child, and to its process group where it leads one (a ``setsid``
+    escaper's own children go with it)."""
+    for pid in pids:
+        ids = proc_ids(pid)
+        if ids is not None and ids[1] == pid:
+            signal_group(pid, sig)
+        _kill(pid, sig)
+
+
+def _reap(pid: int, block: bool = False) -> bool:
+    """Reap child ``pid`` if it has exited; True when it is gone."""
+    try:
+        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done != 0

@@ -5,6 +5,10 @@ changed (``hog stop`` = drain, ``stop --now`` = kill, ``kill JOB`` = cancel,
 ``hog gpus`` = new slots), beats the runner's heartbeat, and follows the GPU
 monitor and the neighbours registry. Signals only set flags; ``handle_signals``
 turns them into the same drain / kill, or (SIGHUP) sends the output to a log.
+
+``recover_peers``, on the same tick but outside the turn's write transaction, notices
+a runner of this queue that died (same host: its pid and start time; elsewhere: its
+heartbeat) and recovers the jobs it left (``sweep.recover``): this runner runs them.
 """
 import os
 import signal
@@ -12,7 +16,7 @@ import socket
 
 from hog.backends.base import LocalCapacity, Resizable
 from hog.config import slots_for
-from hog.engine import intake
+from hog.engine import intake, sweep
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -55,6 +59,20 @@ def tick(st: RunState, now: float) -> None:
     spec = st.store.take_gpus_request(st.runner_id)
     if spec is not None:
         change_slots(st, spec)
+
+
+def recover_peers(st: RunState) -> bool:
+    """A dead runner's jobs: end what is left of them and queue them again, here. Reads
+    only, unless a runner died. True when this runner recovered some."""
+    if not st.store.orphans_left(st.runner_id):
+        return False
+    recovered = sweep.recover(st)
+    if not recovered:
+        return False
+    st.ready.clear()            # our own commits do not change data_version
+    intake.refresh_total(st)
+    st.display.message(sweep.recovered_note(recovered))
+    return True
 
 
 def note_others_running(st: RunState, others: bool) -> None:

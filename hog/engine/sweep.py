@@ -6,17 +6,28 @@ directory aside (``--fresh``), refuses an output directory that holds another
 sweep or job folders without a queue, opens the store, recovers jobs left running
 by a runner that died, and registers this runner. ``remove_unused_output`` undoes
 the output directory of a run that never had a job.
+
+``recover`` is the one recovery, at start and whenever a runner notices a dead peer
+(``control``): for each job a dead runner left running, wait for its slot process
+to finish writing its folder (the folder's lock), end whatever is left of the job
+(its recorded process group and session, TERM, grace, KILL: ``spawn.end_leftovers``),
+and only then settle it by its folder: succeeded, or queued again (a conditional
+update, so of two runners recovering the same job only one does).
 """
 import os
 import shutil
 import time
 from typing import Dict, List, Optional, Tuple
 
+from hog.backends import spawn
 from hog.config import source_key
 from hog.engine.state import RunState
 from hog.errors import UsageError
-from hog.state.jobdir import Layout, folder_verdict, read_info
+from hog.model import JobProcess
+from hog.state.jobdir import HOST, Layout, folder_verdict, lock_folder, read_info
 from hog.state.store import JobRow, RunnerRow, Store
+
+WRITER_WAIT_S = 5.0     # beyond the grace: a dead runner's slot process ending its job
 
 
 def open_store(st: RunState) -> None:
@@ -37,20 +48,67 @@ def open_store(st: RunState) -> None:
         raise UsageError(f"--output_dir {st.cfg.output_dir}: cannot be used as a "
                          f"directory ({e.strerror})") from None
     st.store = Store(st.layout.state_dir)
-    recovered = st.store.recover(lambda row: folder_state(st.layout, row))
+    recovered = recover(st)
     with st.store.transaction():
         live = st.store.live_runners()
         check_sweep(st, live)
         st.runner_id = st.store.register_runner(st.backend.label())
     st.joiner = bool(live)
     if recovered:
-        again = sum(1 for _, s in recovered if s == "interrupted")
-        st.notices.append(
-            f"recovered {len(recovered)} job(s) left running by a runner that died: "
-            f"{again} queued again, {len(recovered) - again} had succeeded")
+        st.notices.append(recovered_note(recovered))
     if st.joiner:
         st.source_done = True
         st.notices.append(f"joining {len(live)} active runner(s) on this queue")
+
+
+def recover(st: RunState) -> List[Tuple[JobRow, str]]:
+    """Recover the jobs dead runners left running (see the module's docstring);
+    returns the (row, 'succeeded' | 'interrupted') pairs this runner settled."""
+    rows = st.store.orphans(st.runner_id or None)
+    if not rows:
+        return []
+    deadline = time.monotonic() + st.cfg.grace + WRITER_WAIT_S
+    locks = [lock_folder(st.layout.folder(row.id), max(0.0, deadline - time.monotonic()))
+             for row in rows]
+    try:
+        procs = [p for p in (job_process(st.layout, row) for row in rows) if p is not None]
+        left = spawn.end_leftovers(procs, st.cfg.grace)
+        if left:
+            st.display.message(f"ended {sum(left.values())} process(es) left of "
+                               f"{len(left)} job(s) whose runner died")
+        judged = []
+        for row in rows:
+            verdict, info = folder_state(st.layout, row) or (None, {})
+            judged.append((row, verdict, info))
+        return st.store.requeue_orphans(judged)
+    finally:
+        for fd in locks:
+            if fd is not None:
+                os.close(fd)
+
+
+def recovered_note(recovered: List[Tuple[JobRow, str]]) -> str:
+    again = sum(1 for _, s in recovered if s == "interrupted")
+    return (f"recovered {len(recovered)} job(s) left running by a runner that died: "
+            f"{again} queued again, {len(recovered) - again} had succeeded")
+
+
+def job_process(layout: Layout, row: JobRow) -> Optional[JobProcess]:
+    """Who the job ``row`` was, where it ran on this machine: the store's record, else
+    its INFO's (written by its slot process before the runner heard of it)."""
+    if row.pid is not None and row.pgid is not None and row.proc_start:
+        return JobProcess(row.pid, row.pgid, row.sid or row.pgid, row.proc_start)
+    info = read_info(layout, row.id)
+    if info.get("host") != HOST or info.get("attempt") != row.attempt:
+        return None
+    try:
+        pid = int(info["pid"])
+        start = str(info.get("proc_start") or "")
+        if not start:          # no start time: a pid alone may name another process now
+            return None
+        return JobProcess(pid, int(info.get("pgid", pid)), int(info.get("sid", pid)), start)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def folder_state(layout: Layout, row: JobRow) -> Optional[Tuple[str, dict]]:

@@ -22,7 +22,7 @@ from hog.errors import UsageError
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -65,8 +65,15 @@ CREATE TABLE runners (
     gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
 );
 """
+# Version 2: a running job's process group, session and kernel start time (its pid is
+# in ``pid``), recorded as it starts: what recovery ends after its runner died.
+SCHEMA_V2 = """
+ALTER TABLE jobs ADD COLUMN pgid INTEGER;
+ALTER TABLE jobs ADD COLUMN sid INTEGER;
+ALTER TABLE jobs ADD COLUMN proc_start TEXT
+"""
 # Statements are split on ";", so comments in them must not hold one.
-MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2}
 
 
 def check_private(path: str, what: str) -> None:

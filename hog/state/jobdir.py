@@ -8,7 +8,12 @@ temporary file and moved into place with ``os.replace`` (``files.atomic_write``)
 INFO is emitted as YAML by hand: every string is written as a JSON string, which
 is a valid YAML double-quoted scalar. That keeps the per-job cost to a few
 microseconds, and ``yaml.safe_load`` reads it back exactly.
+
+The writer of an attempt holds an ``flock`` on its folder from the start until the
+marker is written (``lock_folder``): a runner recovering the job after its runner died
+waits for it, so it never judges (or queues again) a folder still being written.
 """
+import fcntl
 import json
 import os
 import socket
@@ -170,6 +175,29 @@ class JobFolder:
             os.link(self.info_path, marker)
         except OSError:
             atomic_write(marker, text)
+
+
+def lock_folder(path: str, wait_s: Optional[float] = None) -> Optional[int]:
+    """Take the writer's lock of a job folder (``wait_s``: None waits as long as it
+    takes); the fd holding it, or None when the folder is missing or the lock is still
+    held after ``wait_s`` s. Close the fd to let go (a dead holder lets go by itself)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+            return fd
+        except BlockingIOError:
+            if deadline is None or time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
+        except OSError:
+            os.close(fd)
+            return None
 
 
 def read_info(layout: Layout, index: int) -> dict:

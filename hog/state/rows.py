@@ -13,7 +13,8 @@ from hog.model import Job
 
 # The columns of ``jobs`` in the order of JobRow's fields.
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
-               "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note")
+               "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note, pgid, "
+               "sid, proc_start")
 
 _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
@@ -43,6 +44,9 @@ class JobRow:
     added: float
     cancel: int
     note: str
+    pgid: Optional[int] = None          # the process group, session and kernel start
+    sid: Optional[int] = None           # time of the running job's leader ``pid``
+    proc_start: Optional[str] = None
 
     def job(self) -> Job:
         spec = json.loads(self.spec)
