@@ -175,3 +175,23 @@ def test_an_escaper_that_ignores_sigterm_is_killed_after_the_grace(hq):
     pid = int((hq.tmp / "p").read_text())
     assert not pid_alive(pid)
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.timeout(60)
+def test_after_kill_9_of_hogs_group_the_next_run_also_ends_what_left_the_jobs_session(hq):
+    out = hq.tmp / "out"
+    jobs = job_file(hq.tmp, f"[ $HOG_ATTEMPT = 1 ] && {{ setsid sleep 300 >/dev/null 2>&1 & "
+                            f"echo $! > {hq.tmp}/p; }}; sleep 1; echo done")
+    a = hq.start("--job_file", jobs, "--gpus", "0", "--output_dir", out, "-q")
+    wait_for(lambda: (hq.tmp / "p").exists() and (hq.tmp / "p").read_text().strip(),
+             timeout=20, what="the job's escaper")
+    escaper = int((hq.tmp / "p").read_text())
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait(10)
+    assert pid_alive(escaper)
+    b = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out, "--grace", "1",
+               timeout=40)
+    assert b.returncode == 0, b.stderr
+    assert not pid_alive(escaper)
+    assert status_counts(out) == {"succeeded": 1}
+    assert markers(job_dir(hq.tmp, 0, output="out")) == ["SUCCESS"]

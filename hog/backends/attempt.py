@@ -14,9 +14,10 @@ import time
 from typing import Dict, Iterable, Optional, Tuple
 
 from hog.model import Dispatch, JobProcess, Outcome, Status
-from hog.state.jobdir import JobFolder, Layout, info_fields, lock_folder
+from hog.state.jobdir import FolderLock, JobFolder, Layout, info_fields, lock_folder
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+LOCK_WAIT_S = 60.0
 
 
 class Attempt:
@@ -35,7 +36,7 @@ class Attempt:
         self.node: Optional[str] = None
         self.proc: Optional[JobProcess] = None
         self.fds: Dict[str, int] = {}
-        self.lock: Optional[int] = None
+        self.lock: Optional[FolderLock] = None
 
     @classmethod
     def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
@@ -44,7 +45,8 @@ class Attempt:
         folder = JobFolder(layout, d.job.index)
         folder.create(d.attempt)
         attempt = cls(layout, d, folder)
-        attempt.lock = lock_folder(folder.path)     # held until the marker is written
+        # held until the marker is written; a recovering runner holds it only briefly
+        attempt.lock = lock_folder(folder.path, LOCK_WAIT_S)
         return attempt
 
     @classmethod
@@ -106,7 +108,7 @@ class Attempt:
         self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
                                         started=started, ended=ended), outcome)
         if self.lock is not None:
-            os.close(self.lock)
+            self.lock.release()
             self.lock = None
         return outcome
 

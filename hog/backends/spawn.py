@@ -17,6 +17,7 @@ import select
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from hog.model import JobProcess
@@ -272,23 +273,45 @@ def _ticks(start: str) -> int:
     return int(start) if start.isdigit() else 0
 
 
-def leftovers(proc: JobProcess) -> List[int]:
-    """The live processes that are what is left of the job ``proc``: its process group
-    and session, while their numbers still name the job's (the leader alive with the
-    recorded start time, or gone; a pid reused by a newer process leader is not the
-    job's), started no earlier than the job."""
-    leader = proc_ids(proc.pid)
-    if leader is not None and proc.start and leader[3] != proc.start:
-        return []                          # the pid now names another process
-    since = _ticks(proc.start)
+@dataclass(frozen=True)
+class JobTrace:
+    """How to find what is left of a job: its recorded identity (None if it never got
+    recorded), and a variable of its environment that every process it starts inherits
+    (``HOG_JOB_DIR=...``), which finds those that left its group and session too."""
+
+    proc: Optional[JobProcess]
+    env: str
+
+
+def leftovers(trace: JobTrace) -> List[int]:
+    """The live processes left of a job: members of its process group or session while
+    those numbers still name the job's (the leader alive with the recorded start time,
+    or gone; a pid reused by a newer leader is not the job's), and processes carrying
+    its environment variable; started no earlier than the job."""
+    proc = trace.proc
+    same_numbers = proc is not None
+    if proc is not None:
+        leader = proc_ids(proc.pid)
+        same_numbers = leader is None or not proc.start or leader[3] == proc.start
+    since = 0 if proc is None else _ticks(proc.start)
+    needle = trace.env.encode("utf-8", "surrogateescape")
     found = []
     for pid in all_pids():
         ids = proc_ids(pid)
-        if ids is None or (ids[1] != proc.pgid and ids[2] != proc.sid):
+        if ids is None or _ticks(ids[3]) < since or pid == os.getpid() or _zombie(pid):
             continue
-        if _ticks(ids[3]) >= since and not _zombie(pid):
+        if (same_numbers and proc is not None and proc.pgid in (ids[1], ids[2])) \
+                or (needle and _environ_has(pid, needle)):
             found.append(pid)
     return found
+
+
+def _environ_has(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return needle in f.read().split(b"\0")
+    except OSError:
+        return False
 
 
 def _zombie(pid: int) -> bool:
@@ -300,34 +323,38 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def end_leftovers(procs: Iterable[JobProcess], grace: float) -> Dict[JobProcess, int]:
-    """End whatever is left of jobs whose runner died: TERM to each one's process group
-    and to each process found (``leftovers``), up to ``grace`` s, then KILL. Returns,
-    for each job that had something left, how many processes were. They are not our
-    children (init or a subreaper reaps them): done once none is alive."""
-    found = {p: leftovers(p) for p in procs}
-    found = {p: pids for p, pids in found.items() if pids}
+def end_leftovers(traces: Iterable[JobTrace], grace: float) -> Dict[JobTrace, int]:
+    """End whatever is left of jobs whose runner died (``leftovers``): TERM to each
+    process found, and to the job's process group while it is the job's, up to
+    ``grace`` s, then KILL. Returns, for each job that had something left, how many
+    processes were. They are not our children (init or a subreaper reaps them): done
+    once none is alive."""
+    found = {t: leftovers(t) for t in traces}
+    found = {t: pids for t, pids in found.items() if pids}
     if not found:
         return {}
+
+    def any_alive() -> bool:
+        return any(_alive(pid) for pids in found.values() for pid in pids)
     _signal_all(found, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid) for pids in found.values()
-                                              for pid in pids):
+    while time.monotonic() < deadline and any_alive():
         time.sleep(0.02)
-    if any(_alive(pid) for pids in found.values() for pid in pids):
-        _signal_all({p: leftovers(p) + pids for p, pids in found.items()}, signal.SIGKILL)
+    if any_alive():
+        _signal_all({t: leftovers(t) + pids for t, pids in found.items()}, signal.SIGKILL)
         deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and any(_alive(pid) for pids in found.values()
-                                                  for pid in pids):
+        while time.monotonic() < deadline and any_alive():
             time.sleep(0.005)
-    return {p: len(pids) for p, pids in found.items()}
+    return {t: len(pids) for t, pids in found.items()}
 
 
-def _signal_all(found: Dict[JobProcess, List[int]], sig: int) -> None:
-    for p, pids in found.items():
-        leader = proc_ids(p.pid)
-        if leader is None or leader[3] == p.start:     # the group is still the job's
-            signal_group(p.pgid, sig)
+def _signal_all(found: Dict[JobTrace, List[int]], sig: int) -> None:
+    for t, pids in found.items():
+        p = t.proc
+        if p is not None:
+            leader = proc_ids(p.pid)
+            if leader is None or leader[3] == p.start:     # the group is still the job's
+                signal_group(p.pgid, sig)
         for pid in pids:
             _kill(pid, sig)
 

@@ -20,6 +20,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from hog.backends import spawn
+from hog.backends.jobenv import job_dir_variable
 from hog.config import source_key
 from hog.engine.state import RunState
 from hog.errors import UsageError
@@ -71,8 +72,9 @@ def recover(st: RunState) -> List[Tuple[JobRow, str]]:
     locks = [lock_folder(st.layout.folder(row.id), max(0.0, deadline - time.monotonic()))
              for row in rows]
     try:
-        procs = [p for p in (job_process(st.layout, row) for row in rows) if p is not None]
-        left = spawn.end_leftovers(procs, st.cfg.grace)
+        traces = [spawn.JobTrace(job_process(st.layout, row),
+                                 job_dir_variable(st.layout.folder(row.id))) for row in rows]
+        left = spawn.end_leftovers(traces, st.cfg.grace)
         if left:
             st.display.message(f"ended {sum(left.values())} process(es) left of "
                                f"{len(left)} job(s) whose runner died")
@@ -82,9 +84,9 @@ def recover(st: RunState) -> List[Tuple[JobRow, str]]:
             judged.append((row, verdict, info))
         return st.store.requeue_orphans(judged)
     finally:
-        for fd in locks:
-            if fd is not None:
-                os.close(fd)
+        for lock in locks:
+            if lock is not None:
+                lock.release()
 
 
 def recovered_note(recovered: List[Tuple[JobRow, str]]) -> str:

@@ -177,21 +177,35 @@ class JobFolder:
             atomic_write(marker, text)
 
 
-def lock_folder(path: str, wait_s: Optional[float] = None) -> Optional[int]:
-    """Take the writer's lock of a job folder (``wait_s``: None waits as long as it
-    takes); the fd holding it, or None when the folder is missing or the lock is still
-    held after ``wait_s`` s. Close the fd to let go (a dead holder lets go by itself)."""
+class FolderLock:
+    """The writer's lock of a job folder, held while this object is (``release``, or
+    dropping the last reference, lets go; so does the holder's death)."""
+
+    def __init__(self, fd: int):
+        self.fd: Optional[int] = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = release
+
+
+def lock_folder(path: str, wait_s: float) -> Optional[FolderLock]:
+    """Take the writer's lock of a job folder, waiting up to ``wait_s`` s; None when
+    the folder is missing or the lock is still held then."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return None
-    deadline = None if wait_s is None else time.monotonic() + wait_s
+    deadline = time.monotonic() + wait_s
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-            return fd
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return FolderLock(fd)
         except BlockingIOError:
-            if deadline is None or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 os.close(fd)
                 return None
             time.sleep(0.02)
