@@ -72,6 +72,7 @@ def recover(st: RunState) -> List[Tuple[JobRow, str]]:
     locks = [lock_folder(st.layout.folder(row.id), max(0.0, deadline - time.monotonic()))
              for row in rows]
     try:
+        rows = st.store.still_orphans(rows)   # another runner may have been first
         traces = [spawn.JobTrace(job_process(st.layout, row),
                                  job_dir_variable(st.layout.folder(row.id))) for row in rows]
         left = spawn.end_leftovers(traces, st.cfg.grace)

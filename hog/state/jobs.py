@@ -53,6 +53,13 @@ class Jobs(Writer, RunnerRows):
             return [row for row in self._rows("WHERE status = 'running'")
                     if row.runner not in live_ids]
 
+    def still_orphans(self, rows: Iterable[JobRow]) -> List[JobRow]:
+        """Those of ``rows`` (from ``orphans``) still as they were read: running, same
+        attempt, same runner (none recovered, queued again and claimed meanwhile)."""
+        now = {r.id: r for r in self._rows("WHERE status = 'running'")}
+        return [row for row in rows if row.id in now
+                and (now[row.id].attempt, now[row.id].runner) == (row.attempt, row.runner)]
+
     def requeue_orphans(self, judged: Iterable[Tuple[JobRow, Optional[str], Dict[str, Any]]]
                         ) -> List[Tuple[JobRow, str]]:
         """Settle jobs from ``orphans`` by what their folders say, (row, verdict, INFO)
