@@ -195,3 +195,20 @@ def test_after_kill_9_of_hogs_group_the_next_run_also_ends_what_left_the_jobs_se
     assert not pid_alive(escaper)
     assert status_counts(out) == {"succeeded": 1}
     assert markers(job_dir(hq.tmp, 0, output="out")) == ["SUCCESS"]
+
+
+@pytest.mark.timeout(60)
+def test_when_a_slot_process_is_killed_what_left_its_jobs_group_is_ended_too(hq):
+    out = hq.tmp / "out"
+    jobs = job_file(hq.tmp, f"setsid sleep 300 >/dev/null 2>&1 & echo $! > {hq.tmp}/p; "
+                            f"sleep 30")
+    a = hq.start("--job_file", jobs, "--gpus", "0", "--output_dir", out, "-q")
+    wait_for(lambda: running_rows(out) and (hq.tmp / "p").exists()
+             and (hq.tmp / "p").read_text().strip(), timeout=20, what="the job's escaper")
+    escaper = int((hq.tmp / "p").read_text())
+    slot = int(Path(f"/proc/{running_rows(out)[0]['pid']}/stat").read_text()
+               .rsplit(")", 1)[1].split()[1])
+    os.kill(slot, signal.SIGKILL)
+    assert a.wait(30) == 1, a.output          # the job was interrupted
+    assert not pid_alive(escaper)
+    assert status_counts(out) == {"interrupted": 1}
