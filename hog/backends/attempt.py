@@ -1,7 +1,9 @@
 """One attempt of a job, as recorded in its folder: the one writer of every path.
 
 ``Attempt.open`` makes the folder (keeping an earlier attempt's files under numbered
-names), ``started`` writes INFO with the job's pid while it runs, ``finished`` writes
+names) and takes its writer lock (``jobdir.lock_folder``, let go once the marker is
+written), ``started`` writes INFO with the job's pid (and, locally, its group,
+session and start time) while it runs, ``finished`` writes
 the final INFO and then the marker (``hog.state.jobdir`` does the atomic writes) and
 returns the ``Outcome``. ``ended_unrun`` is the ending of an attempt whose job did not
 run, or whose executor vanished: ``hog: why`` is appended to its ``.ERR`` (an empty
