@@ -212,3 +212,30 @@ def test_when_a_slot_process_is_killed_what_left_its_jobs_group_is_ended_too(hq)
     assert a.wait(30) == 1, a.output          # the job was interrupted
     assert not pid_alive(escaper)
     assert status_counts(out) == {"interrupted": 1}
+
+
+@pytest.mark.timeout(60)
+def test_a_survivor_waits_for_the_dead_runners_slot_to_finish_writing_a_folder(hq):
+    """The killed runner's slots still end their jobs (these ignore SIGTERM: KILL after
+    the grace) and record them; the survivor settles each only once that is written."""
+    out, n = hq.tmp / "out", 4
+    jobs = job_file(hq.tmp, *[f"trap '' TERM; {ledger_job(hq.tmp, 1.5)}"] * n)
+    a = hq.start("--job_file", jobs, "--gpus", "0,1", "--output_dir", out, "-q",
+                 "--grace", "1")
+    wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="runner A running 2 jobs")
+    b = hq.start("--job_file", jobs, "--gpus", "2", "--output_dir", out, "-q", "--grace", "1")
+    wait_for(lambda: len({r["runner"] for r in running_rows(out)}) == 2, timeout=20,
+             what="runner B running a job too")
+    a_id = next(r["id"] for r in runner_rows(out) if r["pid"] == a.pid)
+    a_jobs = [r["id"] for r in running_rows(out) if r["runner"] == a_id]
+    a.signal(signal.SIGKILL)
+    a.wait(10)
+    assert b.wait(40) == 0, b.output
+    assert "recovered" in b.output
+    assert status_counts(out) == {"succeeded": n}
+    seen = assert_exactly_once(hq.tmp, n)
+    for i in a_jobs:
+        folder = job_dir(hq.tmp, i, output="out")
+        assert seen[(f"job_{i}", "start")] == 2
+        assert markers(folder) == ["SUCCESS"] and (folder / "FAILURE.1").exists()
+        assert info(folder)["attempt"] == 2

@@ -62,16 +62,17 @@ def tick(st: RunState, now: float) -> None:
 
 
 def recover_peers(st: RunState) -> bool:
-    """A dead runner's jobs: end what is left of them and queue them again, here. Reads
-    only, unless a runner died. True when this runner recovered some."""
+    """A dead runner's jobs: end what is left of them and queue them again, here (a
+    job whose folder a dead runner's slot still writes waits for a later tick). Reads
+    only, unless a runner died. True while jobs of a dead runner are left unsettled
+    or were just queued again: this runner is not finished."""
     if not st.store.orphans_left(st.runner_id):
         return False
-    recovered = sweep.recover(st)
-    if not recovered:
-        return False
-    st.ready.clear()            # our own commits do not change data_version
-    intake.refresh_total(st)
-    st.display.message(sweep.recovered_note(recovered))
+    recovered = sweep.recover(st, wait=False)
+    if recovered:
+        st.ready.clear()            # our own commits do not change data_version
+        intake.refresh_total(st)
+        st.display.message(sweep.recovered_note(recovered))
     return True
 
 

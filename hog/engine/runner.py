@@ -119,7 +119,7 @@ class Runner:
         transaction; then the claimed jobs are sent. True once the run is finished."""
         st = self.st
         if now >= st.next_tick and not st.stopping:
-            control.recover_peers(st)       # may wait: outside the turn's transaction
+            control.recover_peers(st)       # may take a grace: outside the transaction
         # One write transaction per turn: what the slots reported, requests from
         # other shells, new jobs and the claims of the jobs to start; committed
         # before any of those jobs is sent to its slot.

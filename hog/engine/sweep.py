@@ -62,15 +62,33 @@ def open_store(st: RunState) -> None:
         st.notices.append(f"joining {len(live)} active runner(s) on this queue")
 
 
-def recover(st: RunState) -> List[Tuple[JobRow, str]]:
+def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
     """Recover the jobs dead runners left running (see the module's docstring);
-    returns the (row, 'succeeded' | 'interrupted') pairs this runner settled."""
+    returns the (row, 'succeeded' | 'interrupted') pairs this runner settled.
+
+    ``wait``: wait for the folders' writers (up to the grace and ``WRITER_WAIT_S``).
+    Without it (a runner's tick: its own jobs must not wait), a job whose folder is
+    still being written is left for a later call, until it has been so for that long."""
     rows = st.store.orphans(st.runner_id or None)
     if not rows:
+        st.orphans_seen.clear()
         return []
-    deadline = time.monotonic() + st.cfg.grace + WRITER_WAIT_S
-    locks = [lock_folder(st.layout.folder(row.id), max(0.0, deadline - time.monotonic()))
-             for row in rows]
+    patience = st.cfg.grace + WRITER_WAIT_S
+    locks = []
+    if wait:
+        deadline = time.monotonic() + patience
+        locks = [lock_folder(st.layout.folder(row.id), max(0.0, deadline - time.monotonic()))
+                 for row in rows]
+    else:
+        now, ready = time.monotonic(), []
+        for row in rows:
+            lock = lock_folder(st.layout.folder(row.id), 0.0)
+            since = st.orphans_seen.setdefault(row.id, now)
+            if lock is not None or not os.path.isdir(st.layout.folder(row.id)) \
+                    or now - since >= patience:
+                locks.append(lock)
+                ready.append(row)
+        rows = ready
     try:
         rows = st.store.still_orphans(rows)   # another runner may have been first
         traces = [spawn.JobTrace(job_process(st.layout, row),
@@ -83,6 +101,7 @@ def recover(st: RunState) -> List[Tuple[JobRow, str]]:
         for row in rows:
             verdict, info = folder_state(st.layout, row) or (None, {})
             judged.append((row, verdict, info))
+            st.orphans_seen.pop(row.id, None)
         return st.store.requeue_orphans(judged)
     finally:
         for lock in locks:
