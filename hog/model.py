@@ -195,6 +195,17 @@ class JobProcess:
 
 
 @dataclass(frozen=True)
+class JobTrace:
+    """How to find what is left of a job (``spawn.leftovers``): its recorded identity
+    (None if it never got recorded), and the entry of its environment that every
+    process it starts inherits (``HOG_JOB_DIR=...``), which finds those that left its
+    group and session too."""
+
+    proc: Optional[JobProcess]
+    env: str
+
+
+@dataclass(frozen=True)
 class Started:
     """A job's process started. ``host`` and ``gpu_ids`` are set when the backend chose
     them (Ray); None means this machine and the GPU ids of the dispatch. ``proc``: the

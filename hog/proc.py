@@ -47,3 +47,37 @@ def all_pids() -> List[int]:
         return [int(name) for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
         return []
+
+
+def start_ticks(start: str) -> int:
+    """A start time (``proc_start_time``) as a number, to compare (0 if unknown)."""
+    return int(start) if start.isdigit() else 0
+
+
+def is_alive(pid: int) -> bool:
+    """Does ``pid`` exist and has not exited (not a zombie)?"""
+    return proc_ids(pid) is not None and not is_zombie(pid)
+
+
+def environ_has(pid: int, entry: bytes) -> bool:
+    """Is ``entry`` (``NAME=value``) in the environment ``pid`` was started with?"""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return entry in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> List[int]:
+    """The children of ``pid`` (alive or zombie), a single-threaded process."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:     # CONFIG_PROC_CHILDREN
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    kids = []
+    for other in all_pids():
+        ids = proc_ids(other)
+        if ids is not None and ids[0] == pid:
+            kids.append(other)
+    return kids

@@ -12,7 +12,7 @@ from typing import Dict, Iterable, List, Sequence, Union
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
 from hog.backends.jobenv import job_dir_variable
-from hog.model import Dispatch, Ended, Event, Quit, SlotLost, Started, Stop, StopHow
+from hog.model import Dispatch, Ended, Event, JobTrace, Quit, SlotLost, Started, Stop, StopHow
 from hog.state.jobdir import Layout
 
 __all__ = ["LocalBackend"]
@@ -32,7 +32,7 @@ class LocalBackend:
         self.procs: Dict[int, object] = {}
         self.slot_of_conn: Dict[int, int] = {}
         self.pids: Dict[int, int] = {}
-        self.traces: Dict[int, spawn.JobTrace] = {}
+        self.traces: Dict[int, JobTrace] = {}
 
     def label(self) -> str:
         return ",".join(self.gpus)
@@ -93,7 +93,7 @@ class LocalBackend:
             return [self._died(slot)]
         if isinstance(event, Started):
             self.pids[slot] = event.pid
-            self.traces[slot] = spawn.JobTrace(event.proc, job_dir_variable(
+            self.traces[slot] = JobTrace(event.proc, job_dir_variable(
                 self.layout.folder(event.index)))
         elif isinstance(event, Ended):
             self.pids.pop(event.outcome.slot, None)

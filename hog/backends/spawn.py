@@ -17,11 +17,10 @@ import select
 import shutil
 import signal
 import time
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from hog.model import JobProcess
-from hog.proc import all_pids, proc_ids
+from hog.model import JobProcess, JobTrace
+from hog.proc import all_pids, children_of, environ_has, is_alive, is_zombie, proc_ids, start_ticks
 
 BASH = shutil.which("bash") or "/bin/bash"
 
@@ -269,20 +268,6 @@ def job_process(pid: int) -> JobProcess:
     return JobProcess(pid, ids[1], ids[2], ids[3])
 
 
-def _ticks(start: str) -> int:
-    return int(start) if start.isdigit() else 0
-
-
-@dataclass(frozen=True)
-class JobTrace:
-    """How to find what is left of a job: its recorded identity (None if it never got
-    recorded), and a variable of its environment that every process it starts inherits
-    (``HOG_JOB_DIR=...``), which finds those that left its group and session too."""
-
-    proc: Optional[JobProcess]
-    env: str
-
-
 def leftovers(trace: JobTrace) -> List[int]:
     """The live processes left of a job: members of its process group or session while
     those numbers still name the job's (the leader alive with the recorded start time,
@@ -293,34 +278,17 @@ def leftovers(trace: JobTrace) -> List[int]:
     if proc is not None:
         leader = proc_ids(proc.pid)
         same_numbers = leader is None or not proc.start or leader[3] == proc.start
-    since = 0 if proc is None else _ticks(proc.start)
+    since = 0 if proc is None else start_ticks(proc.start)
     needle = trace.env.encode("utf-8", "surrogateescape")
     found = []
     for pid in all_pids():
         ids = proc_ids(pid)
-        if ids is None or _ticks(ids[3]) < since or pid == os.getpid() or _zombie(pid):
+        if ids is None or start_ticks(ids[3]) < since or pid == os.getpid() or is_zombie(pid):
             continue
-        if (same_numbers and proc is not None and proc.pgid in (ids[1], ids[2])) \
-                or (needle and _environ_has(pid, needle)):
+        if (same_numbers and proc is not None and (ids[1] == proc.pgid or ids[2] == proc.sid)) \
+                or (needle and environ_has(pid, needle)):
             found.append(pid)
     return found
-
-
-def _environ_has(pid: int, needle: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return needle in f.read().split(b"\0")
-    except OSError:
-        return False
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2:][:1] in (b"Z", b"X")
-    except (OSError, ValueError):
-        return True
 
 
 def end_leftovers(traces: Iterable[JobTrace], grace: float) -> Dict[JobTrace, int]:
@@ -335,7 +303,7 @@ def end_leftovers(traces: Iterable[JobTrace], grace: float) -> Dict[JobTrace, in
         return {}
 
     def any_alive() -> bool:
-        return any(_alive(pid) for pids in found.values() for pid in pids)
+        return any(is_alive(pid) for pids in found.values() for pid in pids)
     _signal_all(found, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any_alive():
@@ -366,10 +334,6 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    return proc_ids(pid) is not None and not _zombie(pid)
-
-
 # ------------------------------------------------------------- the subreaper
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -385,22 +349,6 @@ def become_subreaper() -> bool:
         return False
 
 
-def _children() -> List[int]:
-    """This process's children (alive or zombie)."""
-    me = os.getpid()
-    try:
-        with open(f"/proc/{me}/task/{me}/children") as f:     # CONFIG_PROC_CHILDREN
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    kids = []
-    for pid in all_pids():
-        ids = proc_ids(pid)
-        if ids is not None and ids[0] == me:
-            kids.append(pid)
-    return kids
-
-
 def end_descendants(grace: float, keep: Iterable[int] = ()) -> int:
     """After a job ended: end every process it left that became our child (a subreaper
     adopts them), TERM, up to ``grace`` s, then KILL, and reap them; their own orphans
@@ -409,7 +357,7 @@ def end_descendants(grace: float, keep: Iterable[int] = ()) -> int:
     keep = set(keep)
     ended = 0
     for _ in range(50):                      # rounds: each adopts the orphans of the last
-        kids = [pid for pid in _children() if pid not in keep]
+        kids = [pid for pid in children_of(os.getpid()) if pid not in keep]
         if not kids:
             return ended
         live = [pid for pid in kids if not _reap(pid)]

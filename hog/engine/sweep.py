@@ -24,7 +24,7 @@ from hog.backends.jobenv import job_dir_variable
 from hog.config import source_key
 from hog.engine.state import RunState
 from hog.errors import UsageError
-from hog.model import JobProcess
+from hog.model import JobProcess, JobTrace
 from hog.state.jobdir import HOST, Layout, folder_verdict, lock_folder, read_info
 from hog.state.store import JobRow, RunnerRow, Store
 
@@ -91,8 +91,8 @@ def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
         rows = ready
     try:
         rows = st.store.still_orphans(rows)   # another runner may have been first
-        traces = [spawn.JobTrace(job_process(st.layout, row),
-                                 job_dir_variable(st.layout.folder(row.id))) for row in rows]
+        traces = [JobTrace(job_process(st.layout, row),
+                           job_dir_variable(st.layout.folder(row.id))) for row in rows]
         left = spawn.end_leftovers(traces, st.cfg.grace)
         if left:
             st.display.message(f"ended {sum(left.values())} process(es) left of "
