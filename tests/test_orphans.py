@@ -142,23 +142,28 @@ def _escaper_jobs(tmp: Path) -> list:
         f"setsid -f sh -c 'echo $$ > {tmp}/p1.tmp; mv {tmp}/p1.tmp {tmp}/p1; exec sleep 300' "
         f">/dev/null 2>&1; " + wait.format(f=f"{tmp}/p1"),
         f"python3 {tmp}/daemon.py {tmp}/p2; " + wait.format(f=f"{tmp}/p2"),
+        f"python3 -c 'import os, time; os.setpgid(0, 0); open(\"{tmp}/p3.tmp\", \"w\")"
+        f".write(str(os.getpid())); os.rename(\"{tmp}/p3.tmp\", \"{tmp}/p3\"); "
+        f"time.sleep(300)' & " + wait.format(f=f"{tmp}/p3"),
     ]
 
 
 @pytest.mark.timeout(60)
 def test_processes_that_leave_the_jobs_process_group_are_ended_with_the_job(hq):
+    """``setsid nohup ... &``, ``setsid -f``, a daemon's double fork with setsid, and
+    a ``setpgid`` into a group of its own: each outlived its job and hog before."""
     out = hq.tmp / "out"
     jobs = job_file(hq.tmp, *_escaper_jobs(hq.tmp))
-    r = hq.run("--job_file", jobs, "--gpus", "0,1,2", "--output_dir", out, "--grace", "1",
+    r = hq.run("--job_file", jobs, "--gpus", "0,1,2,3", "--output_dir", out, "--grace", "1",
                timeout=40)
     ended = time.monotonic()
     assert r.returncode == 0, r.stderr
-    pids = [int((hq.tmp / f"p{i}").read_text()) for i in range(3)]
-    assert status_counts(out) == {"succeeded": 3}
+    pids = [int((hq.tmp / f"p{i}").read_text()) for i in range(4)]
+    assert status_counts(out) == {"succeeded": 4}
     # each was ended when its job ended (TERM within the grace of 1 s): gone by now
     wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=max(0.1, ended + 2 -
              time.monotonic()), what=f"the escapers {pids} to be gone")
-    for i in range(3):
+    for i in range(4):
         assert markers(job_dir(hq.tmp, i, output="out")) == ["SUCCESS"]
 
 
