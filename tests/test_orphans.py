@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from hog.model import Job
+from hog.state.store import Store
 from tests.harness import (
     info,
     job_dir,
@@ -244,3 +246,25 @@ def test_a_survivor_waits_for_the_dead_runners_slot_to_finish_writing_a_folder(h
         assert seen[(f"job_{i}", "start")] == 2
         assert markers(folder) == ["SUCCESS"] and (folder / "FAILURE.1").exists()
         assert info(folder)["attempt"] == 2
+
+
+def test_of_two_runners_recovering_one_dead_runners_jobs_only_one_settles_each(tmp_path):
+    store = Store(str(tmp_path / ".hog"))
+    try:
+        ids = store.add([Job(index=0, command=c) for c in ("a", "b")])
+        dead = store.register_runner("0")
+        for job_id in ids:
+            assert store.claim(job_id, 0, dead, 0, "0") == 1
+        store.db.execute("UPDATE runners SET host = 'gone-host', heartbeat = 0 WHERE id = ?",
+                         (dead,))
+        assert store.orphans_left()
+        first, second = store.orphans(), store.orphans()   # both read before either acts
+        assert [r.id for r in first] == [r.id for r in second] == ids
+        done = store.requeue_orphans([(r, None, {}) for r in first])
+        assert [(row.id, s) for row, s in done] == [(i, "interrupted") for i in ids]
+        assert store.still_orphans(second) == []
+        assert store.requeue_orphans([(r, "succeeded", {}) for r in second]) == []
+        assert sorted(r.id for r in store.rows_with_status("queued")) == ids
+        assert not store.orphans_left()
+    finally:
+        store.close()
