@@ -15,6 +15,7 @@ from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
 from hog.model import Dispatch, Ended, Outcome, Quit, Started, Status, Stop, StopHow
 from hog.signals import SignalFlags
+from hog.state.files import UnsafePath
 from hog.state.jobdir import Layout
 
 
@@ -46,14 +47,23 @@ class Consumer:
 
     def run(self, d: Dispatch) -> Outcome:
         job = d.job
-        attempt = Attempt.open(self.layout, d)
+        try:
+            attempt = Attempt.open(self.layout, d)
+        except UnsafePath as e:         # a planted link: nothing is written through it
+            return Attempt.refused(d, str(e))
+        try:
+            out, err = attempt.streams()
+        except UnsafePath as e:
+            attempt.folder.close()
+            return Attempt.refused(d, str(e))
         started = time.time()
         try:
             pid = spawn.start(job.command, job_env(self.env, d, d.gpu_ids, attempt.path),
-                              attempt.out_path, attempt.err_path, job.cwd)
+                              out, err, job.cwd)
         except OSError as e:
             return attempt.ended_unrun(Status.FAILED, f"could not start the job: {e}",
                                        note=str(e), started=started)
+        attempt.close_output()          # the job has its own copies
         self.send(Started(d.slot, job.index, pid, started))
         attempt.started(pid, started)
         watch = spawn.Watch(pid)

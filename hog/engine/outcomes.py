@@ -17,6 +17,7 @@ from hog.engine import control
 from hog.engine.state import RunState
 from hog.model import BackendFailed, Dispatch, Ended, Event, Job, Outcome, SlotLost, Started, Status
 from hog.sources.watch import finish
+from hog.state.files import UnsafePath
 from hog.state.store import JobRow
 
 
@@ -98,9 +99,15 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
 
 def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,
                                   ended: float, pid: Optional[int], why: str,
-                                  note: Optional[str] = None) -> Outcome:
-    return Attempt.reopen(st.layout, d, pid).ended_unrun(status, why, note=note,
-                                                         started=started, ended=ended)
+                                  note: Optional[str] = None, new: bool = False) -> Outcome:
+    """End ``d``'s attempt in its folder: one whose consumer vanished (its folder as it
+    is), or with ``new`` one that never ran (an earlier attempt's files moved aside)."""
+    try:
+        attempt = Attempt.open(st.layout, d) if new else Attempt.reopen(st.layout, d, pid)
+    except UnsafePath as e:
+        st.display.message(str(e))
+        return Attempt.refused(d, str(e), ended)
+    return attempt.ended_unrun(status, why, note=note, started=started, ended=ended)
 
 
 def skip(st: RunState, row: JobRow, job: Job, why: str) -> None:
@@ -117,7 +124,7 @@ def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
     st.store.set_status(row.id, status, why)
     st.ahead = max(0, st.ahead - 1)
     outcome = write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}",
-                                            note=why)
+                                            note=why, new=True)
     account(st, replace(outcome, attempt=1))    # (counted as a first attempt, as ever)
 
 
