@@ -422,3 +422,20 @@ def test_an_output_directory_in_a_sticky_parent_like_tmp_is_accepted_when_it_is_
                 top / "theirs")
     assert r.returncode == 2 and f"owned by uid {NOBODY}" in r.stderr
     assert lines_of(tmp_path / "ledger") == ["ran"]
+
+
+def test_a_planted_link_in_a_job_folder_never_shows_its_target_in_logs_or_the_report(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("the-password\n")
+    job_file(tmp_path, "echo mine; echo oops >&2; exit 1")
+    assert run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0").returncode == 1
+    d = job_dir(tmp_path, 0)
+    for name in ("job_0.OUT", "job_0.ERR", "INFO"):
+        (d / name).unlink()
+        (d / name).symlink_to(secret)
+    logs = run_hog(tmp_path, "logs", "output", "0")
+    assert "the-password" not in logs.stdout + logs.stderr
+    report = run_hog(tmp_path, "report", "output")
+    assert report.returncode == 0, report.stderr
+    assert "the-password" not in (tmp_path / "output" / "report.html").read_text()
+    assert "the-password" not in (tmp_path / "output" / "results.jsonl").read_text()

@@ -8,7 +8,7 @@ target that is a symbolic link is refused (``UnsafePath``): nothing is ever writ
 through a link planted in a directory others can write to. Given ``dir_fd`` (a
 directory opened with ``open_dir``), they work on the base name of ``path`` inside
 that directory, and ``path`` only names it in messages. ``open_dir``,
-``create_file`` and ``open_append`` are the other ways in; ``check_location``
+``create_file``, ``open_append`` and ``open_read`` are the other ways in; ``check_location``
 refuses a directory whose parent others could use to swap it. ``iso`` /
 ``from_iso`` are the time format of INFO and of the recovery that reads it back.
 The job folders (``jobdir``), the store and the per-user registry of runners share
@@ -92,6 +92,18 @@ def open_append(path: str, dir_fd: Optional[int] = None, mode: int = 0o644) -> i
         if e.errno == errno.ELOOP:
             raise symlink_refused(path) from None
         raise
+
+
+def open_read(path: str) -> int:
+    """A file in a job folder (or the output directory) opened to read, following a
+    link neither for the file nor for the folder that holds it (``OSError`` if either
+    is one): a planted link never shows another file's content in hog's views."""
+    folder = os.open(os.path.dirname(path) or ".", _DIR_FLAGS)
+    try:
+        return os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def _temporary(path: str, dir_fd: Optional[int]) -> tuple:

@@ -31,6 +31,7 @@ from hog.state.files import (
     iso,
     open_append,
     open_dir,
+    open_read,
     symlink_refused,
 )
 
@@ -345,22 +346,10 @@ def _read_text(path: str) -> Optional[str]:
     """A file of a job folder, read without following a symbolic link, neither the
     folder nor the file (None if missing, unreadable, or a link)."""
     try:
-        folder = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                         | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fd = os.open(os.path.basename(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=folder)
-    except OSError:
-        return None
-    finally:
-        os.close(folder)
-    with open(fd, encoding="utf-8", errors="replace") as f:
-        try:
+        with open(open_read(path), encoding="utf-8", errors="replace") as f:
             return f.read()
-        except OSError:
-            return None
+    except OSError:
+        return None
 
 
 def read_info(layout: Layout, index: int) -> dict:
