@@ -15,8 +15,7 @@ from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
 from hog.model import Dispatch, Ended, Outcome, Quit, Started, Status, Stop, StopHow
 from hog.signals import SignalFlags
-from hog.state.files import UnsafePath
-from hog.state.jobdir import Layout
+from hog.state.jobdir import Layout, UnsafePath
 
 
 class Consumer:

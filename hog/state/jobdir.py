@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
 from hog.model import Outcome, Status
+from hog.state.files import UnsafePath as UnsafePath  # raised here; backends import it here
 from hog.state.files import (
     atomic_write,
     check_location,

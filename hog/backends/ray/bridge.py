@@ -40,8 +40,7 @@ from hog.model import (
     StopHow,
 )
 from hog.signals import SignalFlags
-from hog.state.files import UnsafePath
-from hog.state.jobdir import Layout
+from hog.state.jobdir import Layout, UnsafePath
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
