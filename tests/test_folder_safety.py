@@ -439,3 +439,13 @@ def test_a_planted_link_in_a_job_folder_never_shows_its_target_in_logs_or_the_re
     assert report.returncode == 0, report.stderr
     assert "the-password" not in (tmp_path / "output" / "report.html").read_text()
     assert "the-password" not in (tmp_path / "output" / "results.jsonl").read_text()
+
+
+def test_a_move_aside_cut_short_by_a_crash_is_completed_under_the_same_number(tmp_path):
+    layout = Layout(str(tmp_path))
+    ended(layout, dispatch(1))
+    d = tmp_path / "job_0"
+    os.rename(d / "FAILURE", d / "FAILURE.1")       # killed right after the marker moved
+    ended(layout, dispatch(2), Status.SUCCEEDED)
+    assert numbered(d) == ["FAILURE.1", "INFO", "INFO.1", "SUCCESS", "job_0.1.ERR",
+                           "job_0.1.OUT", "job_0.ERR", "job_0.OUT"]

@@ -104,10 +104,10 @@ def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, sta
     is), or with ``new`` one that never ran (an earlier attempt's files moved aside)."""
     try:
         attempt = Attempt.open(st.layout, d) if new else Attempt.reopen(st.layout, d, pid)
+        return attempt.ended_unrun(status, why, note=note, started=started, ended=ended)
     except UnsafePath as e:
         st.display.message(str(e))
         return Attempt.refused(d, str(e), ended)
-    return attempt.ended_unrun(status, why, note=note, started=started, ended=ended)
 
 
 def skip(st: RunState, row: JobRow, job: Job, why: str) -> None:

@@ -5,7 +5,8 @@ and the rule that nothing hog writes follows a symbolic link.
 ``os.replace`` (never remove-then-rename), so a reader sees the old file or the
 whole new one. Their temporary file is created with ``O_EXCL | O_NOFOLLOW`` and a
 target that is a symbolic link is refused (``UnsafePath``): nothing is ever written
-through a link planted in a directory others can write to. Given ``dir_fd`` (a
+through a link planted in a directory others can write to (by path; see
+``atomic_write`` for a folder open by descriptor). Given ``dir_fd`` (a
 directory opened with ``open_dir``), they work on the base name of ``path`` inside
 that directory, and ``path`` only names it in messages. ``open_dir``,
 ``create_file``, ``open_append`` and ``open_read`` are the other ways in; ``check_location``
@@ -142,8 +143,11 @@ def from_iso(value: object) -> Optional[float]:
 
 
 def atomic_write(path: str, text: str, dir_fd: Optional[int] = None) -> None:
-    """Write ``text`` to ``path`` so that readers see all of it or nothing."""
-    refuse_symlink(path, dir_fd)
+    """Write ``text`` to ``path`` so that readers see all of it or nothing. By path, a
+    target that is a link is refused; in a folder open as ``dir_fd`` (checked when it
+    was opened) a link that appeared since is replaced, never followed."""
+    if dir_fd is None:
+        refuse_symlink(path)
     tmp, fd = _temporary(path, dir_fd)
     try:
         try:

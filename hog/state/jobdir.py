@@ -237,13 +237,14 @@ class JobFolder:
 
     def move_aside(self) -> None:
         """Rename the files of the folder's last attempt to names that carry its number
-        (the first number free for all of them), the marker first."""
+        (from INFO's attempt on, the first number free for each of them), the marker
+        first; a move that a crash cut short is completed under the same number."""
         present = [name for name in self._names() if self._present(name)]
         if not present:
             return
         n = self._info_field("attempt")
         n = n if isinstance(n, int) and n > 0 else 1
-        while any(_lexists(_numbered(name, self.stem, n), self.fd) for name in self._names()):
+        while any(_lexists(_numbered(name, self.stem, n), self.fd) for name in present):
             n += 1
         for name in present:
             os.rename(name, _numbered(name, self.stem, n), src_dir_fd=self.fd,
@@ -314,7 +315,7 @@ class JobFolder:
         next job waits for it), or a new file where links are not supported. A folder
         that already holds a marker (the attempt was ended elsewhere) is left as it is:
         never two markers, never one overwritten."""
-        if self._present(SUCCESS) or self._present(FAILURE):
+        if _lexists(SUCCESS, self.fd) or _lexists(FAILURE, self.fd):
             return
         text = render_info(fields)
         atomic_write(self.info_path, text, self.fd)
