@@ -242,7 +242,7 @@ class JobFolder:
         present = [name for name in self._names() if self._present(name)]
         if not present:
             return
-        n = self._info_field("attempt")
+        n = self._info_fields().get("attempt")
         n = n if isinstance(n, int) and n > 0 else 1
         while any(_lexists(_numbered(name, self.stem, n), self.fd) for name in present):
             n += 1
@@ -260,9 +260,6 @@ class JobFolder:
         fields = self._info_fields()
         return fields.get("attempt") == attempt and fields.get("status") == '"running"' \
             and (pid is None or fields.get("pid") in (None, pid))
-
-    def _info_field(self, key: str) -> object:
-        return self._info_fields().get(key)
 
     def _info_fields(self) -> dict:
         """The top-level scalars of INFO, read without YAML (ints as ints, the rest as
@@ -301,10 +298,6 @@ class JobFolder:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-
-    def verdict(self) -> Optional[str]:
-        """'succeeded' if SUCCESS exists, 'failed' if FAILURE does, else None."""
-        return folder_verdict(self.layout, self.index)
 
     def write_info(self, fields: dict) -> None:
         atomic_write(self.info_path, render_info(fields), self.fd)
