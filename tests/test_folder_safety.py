@@ -249,6 +249,19 @@ def test_an_attempt_ended_without_its_consumer_adds_to_its_own_files(tmp_path):
     assert out(d) == "partial\n" and err(d) == "hog: slot died\n"
 
 
+def test_where_hard_links_fail_the_marker_is_a_new_file_never_an_overwrite(tmp_path,
+                                                                           monkeypatch):
+    def no_links(*args, **kw):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_links)
+    layout = Layout(str(tmp_path))
+    ended(layout, dispatch(1))
+    ended(layout, dispatch(2), Status.SUCCEEDED)
+    d = tmp_path / "job_0"
+    assert markers(d) == ["SUCCESS"] and (d / "SUCCESS").read_text() == (d / "INFO").read_text()
+    assert (d / "FAILURE.1").read_text() == (d / "INFO.1").read_text()
+
+
 def test_a_second_ending_of_the_same_attempt_adds_no_second_marker(tmp_path):
     layout = Layout(str(tmp_path))
     a = Attempt.open(layout, dispatch(1))
@@ -352,17 +365,23 @@ def test_the_folder_layer_refuses_a_link_before_writing_anything(tmp_path):
     assert target.read_text() == "x\n"
 
 
-def test_a_state_folder_planted_as_a_link_is_refused(tmp_path):
+@pytest.mark.parametrize("planted", [".hog", ".hog/hog.sqlite"])
+def test_a_state_folder_or_store_planted_as_a_link_is_refused(tmp_path, planted):
     elsewhere = tmp_path / "theirs"
     elsewhere.mkdir(mode=0o700)
-    (tmp_path / "output").mkdir()
-    (tmp_path / "output" / ".hog").symlink_to(elsewhere)
+    (tmp_path / "output" / ".hog").mkdir(parents=True, mode=0o700)
+    if planted == ".hog":
+        (tmp_path / "output" / ".hog").rmdir()
+        (tmp_path / "output" / ".hog").symlink_to(elsewhere)
+    else:
+        (tmp_path / "output" / planted).symlink_to(elsewhere / "hog.sqlite")
     job_file(tmp_path, "true")
     r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0")
     assert r.returncode == 2
-    assert ".hog: " in r.stderr and "symbolic link" in r.stderr
+    assert f"{planted}: " in r.stderr and "symbolic link" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert list(elsewhere.iterdir()) == []
+    assert not job_dir(tmp_path, 0).exists()
 
 
 def test_results_planted_as_a_link_are_not_written_through(tmp_path):
