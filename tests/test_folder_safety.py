@@ -37,6 +37,8 @@ from .harness import (
 )
 
 NOBODY = 65534
+# planting as another user needs to become one
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="plants files as another user (root)")
 
 
 def numbered(folder: Path):
@@ -293,6 +295,7 @@ def as_nobody(*argv):
     subprocess.run(list(argv), check=True, user=NOBODY, group=NOBODY, cwd="/")
 
 
+@as_root
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("plant", ["link", "folder"])
 def test_a_job_folder_planted_by_another_user_is_refused_and_nothing_written_through_it(
@@ -428,6 +431,7 @@ def test_an_output_directory_in_a_world_writable_parent_that_is_not_sticky_is_re
     assert added.returncode == 2 and "not sticky" in added.stderr
 
 
+@as_root
 def test_an_output_directory_in_a_sticky_parent_like_tmp_is_accepted_when_it_is_yours(
         tmp_path, parent_of_mode):
     top = parent_of_mode(0o1777)
