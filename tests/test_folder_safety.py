@@ -6,6 +6,7 @@ and a ledger outside the output directory that each job appends to, so that how 
 job ran is counted where hog cannot touch it. The folder layer itself is also driven
 in-process (``Attempt``) for the cases a run reaches only by chance.
 """
+import grp
 import os
 import shutil
 import signal
@@ -472,3 +473,28 @@ def test_a_move_aside_cut_short_by_a_crash_is_completed_under_the_same_number(tm
     ended(layout, dispatch(2), Status.SUCCEEDED)
     assert numbered(d) == ["FAILURE.1", "INFO", "INFO.1", "SUCCESS", "job_0.1.ERR",
                            "job_0.1.OUT", "job_0.ERR", "job_0.OUT"]
+
+
+def _a_shared_group():
+    """A group with members (so writable by others through it), if there is one."""
+    for g in grp.getgrall():
+        if g.gr_gid != os.getegid() and [m for m in g.gr_mem if m]:
+            return g.gr_gid
+    return None
+
+
+@as_root
+def test_a_group_writable_parent_counts_as_others_only_when_the_group_is_more_than_you(
+        tmp_path, parent_of_mode):
+    job_file(tmp_path, "true")
+    own = parent_of_mode(0o770)                 # your own (user-private) group may write
+    assert run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", "--output_dir",
+                   own / "out").returncode == 0
+    shared_gid = _a_shared_group()
+    if shared_gid is None:
+        pytest.skip("no group with members on this machine")
+    theirs = parent_of_mode(0o770)
+    os.chown(theirs, -1, shared_gid)
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", "--output_dir",
+                theirs / "out")
+    assert r.returncode == 2 and "writable by others and not sticky" in r.stderr
