@@ -118,7 +118,8 @@ def command_for(runner, jobs, slots, opts):
                 None, {})
     if runner == "xargs":
         # one line per bash; the slot number (0..K-1) indexes a bash array of GPU ids
-        script = bash_array(slots) + '; export CUDA_VISIBLE_DEVICES="${g[$HOGBENCH_XSLOT]}"; eval "$1"'
+        script = (bash_array(slots)
+                  + '; export CUDA_VISIBLE_DEVICES="${g[$HOGBENCH_XSLOT]}"; eval "$1"')
         return (["xargs", "-P", k, "-d", "\n", "-n", "1", "--process-slot-var=HOGBENCH_XSLOT",
                  "bash", "-c", script, "xargs-job"], jobs, {})
     if runner == "parallel":
@@ -331,7 +332,8 @@ def token_ids(data, kind, token):
 
 
 def hog_folders(run_dir):
-    return sorted(p for p in (run_dir / "out").glob("*") if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in (run_dir / "out").glob("*")
+                  if p.is_dir() and not p.name.startswith("."))
 
 
 def info_fields(folder):
@@ -585,7 +587,10 @@ def med(vals, nd=1):
     if not vals:
         return "-"
     m, lo, hi = statistics.median(vals), min(vals), max(vals)
-    f = (lambda x: f"{x:,.{nd}f}")
+
+    def f(x):
+        return f"{x:,.{nd}f}"
+
     return f(m) if lo == hi else f"{f(m)} ({f(lo)}-{f(hi)})"
 
 
@@ -614,7 +619,8 @@ COLUMNS = {
            ("PSS at 1 s MB", mget("pss_1s_mb"), 1), ("jobs done", mget("jobs_done"), 0),
            ("jobs/s", mget("jobs_per_s"), 0), ("SIGTERM->exit ms", mget("term_exit_ms"), 0)],
     "W5": [("SIGINTs", wget("signals_sent"), 0), ("exit ms", wget("exit_ms"), 0),
-           ("jobs running", wget("jobs_running"), 0), ("jobs alive after 5 s", wget("jobs_alive"), 0),
+           ("jobs running", wget("jobs_running"), 0),
+           ("jobs alive after 5 s", wget("jobs_alive"), 0),
            ("job procs alive", wget("job_procs_alive"), 0),
            ("other procs alive", wget("other_procs_alive"), 0),
            ("new jobs after", wget("new_jobs_after"), 0)],
@@ -630,7 +636,8 @@ def check_note(r):
     s = c.get("schedule")
     if s:
         parts.append(f"ran {s['ran']} dup {s['dup']} badCVD {s['bad_cvd']} "
-                     f"max/GPU {s['max_per_gpu']}" + (f" OVER {s['over_limit']}" if s["over_limit"] else "")
+                     f"max/GPU {s['max_per_gpu']}"
+                     + (f" OVER {s['over_limit']}" if s["over_limit"] else "")
                      + (f" missing {s['missing']}" if s["missing"] else ""))
     cap = c.get("capture")
     if cap:
@@ -661,7 +668,8 @@ def report(records):
         n = by[wl][next(iter(by[wl]))][0]["n"]
         lines.append(f"\n### {wl}: {WORKLOADS[wl]['desc']} (n={n:,})\n")
         cols = COLUMNS[wl]
-        lines.append("| runner | ok | " + " | ".join(c for c, _, _ in cols) + " | checks (last rep) |")
+        lines.append("| runner | ok | " + " | ".join(c for c, _, _ in cols)
+                     + " | checks (last rep) |")
         lines.append("|---" * (len(cols) + 3) + "|")
         for name in sorted(by[wl], key=lambda x: (RUNNERS.index(x) if x in RUNNERS else 9, x)):
             rs = by[wl][name]
@@ -697,7 +705,10 @@ def ratio_table(by):
             if h is None or o is None or not show:
                 return "-"
             return f"{h / o:.2f}" if o else ("=" if h == 0 else "inf")
-        cell = (lambda v: "-" if v is None else f"{v:,.1f}")
+
+        def cell(v):
+            return "-" if v is None else f"{v:,.1f}"
+
         rows.append(f"| {wl} | {label} | {cell(vals['hog'])} | {cell(vals['xargs'])} | "
                     f"{cell(vals['parallel'])} | {ratio('xargs')} | {ratio('parallel')} |")
         shown = True

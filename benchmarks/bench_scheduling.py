@@ -14,7 +14,6 @@ Standard library only; each job records its start and end with bash's $EPOCHREAL
 """
 import argparse
 import itertools
-import os
 import shlex
 import statistics
 import subprocess
@@ -78,7 +77,8 @@ def s3(hog, unit, reps, root):
 
 
 def fmt(vals):
-    return f"{statistics.median(vals):.2f} (min {min(vals):.2f}, max {max(vals):.2f}, n={len(vals)})"
+    return (f"{statistics.median(vals):.2f} "
+            f"(min {min(vals):.2f}, max {max(vals):.2f}, n={len(vals)})")
 
 
 def main():

@@ -11,6 +11,8 @@ From Python (see ``hog.api`` and the README):
 - ``hog.HogError``: bad input or options (the command line's exit code 2).
 """
 
+from hog.errors import HogError
+
 __version__ = "0.1.0"
 
 __all__ = ["run", "sweep", "results", "JobRecord", "Results", "SweepResult", "HogError",
@@ -20,11 +22,8 @@ __all__ = ["run", "sweep", "results", "JobRecord", "Results", "SweepResult", "Ho
 def __getattr__(name: str):
     # the API is imported on first use, so the command line starts as fast as before
     if name in ("run", "sweep", "results", "JobRecord", "Results", "SweepResult"):
-        from hog import api
+        from hog import api  # the API: loads the engine, kept off the command line's start
         return getattr(api, name)
-    if name == "HogError":
-        from hog.errors import HogError
-        return HogError
     raise AttributeError(f"module 'hog' has no attribute {name!r}")
 
 

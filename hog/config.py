@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
 
 from hog.errors import UsageError
-from hog.gpus.discovery import discover
-from hog.gpus.spec import parse_gpus
+from hog.gpus.discovery import check_visible, discover
+from hog.gpus.spec import MAX_SLOTS, parse_gpus
 from hog.sources import SourceSpec
 from hog.sources.joboptions import parse_amount
 from hog.sources.text import check_readable
@@ -50,6 +50,9 @@ class RunConfig:
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
 # takes them as keywords; the command line has the same ones as --flags.
+# As many CPU-only slots as GPU slots at most (the bound of a --gpus spec): each is a
+# process of its own.
+
 OPTIONS = ("gpus", "output_dir", "prefix", "grace", "display", "keep_alive", "fresh",
            "resources", "gpu_memory", "cpu_slots", "min_free_memory", "exclusive",
            "wait_for_running", "on_job_end", "on_finish", "hook_timeout", "backend",
@@ -102,6 +105,11 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
         slots = slots_for(spec)
     if cpu_slots is not None and cpu_slots < 0:
         raise UsageError("--cpu_slots must be 0 or more")
+    if cpu_slots is not None and cpu_slots > MAX_SLOTS:
+        raise UsageError(f"--cpu_slots {cpu_slots}: more than {MAX_SLOTS} slots; hog runs "
+                         f"at most {MAX_SLOTS} slots at once (each is a process)")
+    if not os.fspath(output_dir).strip():
+        raise UsageError("--output_dir: must not be empty")
     min_free = parse_min_free_memory(min_free_memory)
     return RunConfig(source=source, slots=tuple(slots), output_dir=os.fspath(output_dir),
                      prefix=prefix, grace=grace, display=display, keep_alive=keep_alive,
@@ -131,7 +139,10 @@ def source_key(source: SourceSpec) -> str:
 
 
 def slots_for(spec: Optional[str]) -> List[str]:
-    return parse_gpus(spec, discover)
+    """The slots of ``--gpus spec``, within an inherited ``CUDA_VISIBLE_DEVICES``."""
+    ids = parse_gpus(spec, discover)
+    check_visible(spec or "all", ids)
+    return ids
 
 
 def _gpu_spec(gpus: GpuSpec) -> Optional[str]:
@@ -212,13 +223,14 @@ def ray_options(gpus: Optional[str], ray_address: Optional[str], **local_only: A
         if local_only.get(name) not in (None, False):
             raise UsageError(f"--{name} does not apply with --backend ray: {why}")
     if importlib.util.find_spec("ray") is None:
-        raise UsageError("--backend ray needs Ray on this machine: pip install 'hog[ray]'")
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'gpu-hog[ray]'")
     if gpus in (None, "all"):
         return None
     if ray_address or os.environ.get("RAY_ADDRESS"):
         raise UsageError("--gpus does not apply to an existing Ray cluster: each node has "
                          "the GPUs it was started with (ray start --num-gpus N)")
     ids = parse_gpus(gpus, discover)
+    check_visible(gpus, ids)
     if len(set(ids)) != len(ids):
         raise UsageError(f"--gpus {gpus}: with --backend ray a GPU is listed once; "
                          f"jobs share a GPU by asking for a fraction of it (gpus=0.5)")

@@ -19,6 +19,13 @@ class UsageError(HogError):
     """A bad command line: unknown value, missing option (exit 2)."""
 
 
+class WriteRefused(HogError):
+    """The output directory refuses hog's writes (disk full, read-only) before anything
+    started (exit 1)."""
+
+    exit_code = EXIT_FAILED
+
+
 class SourceError(Exception):
     """A job source failed part-way through being read (a yielder raised, a later line is bad).
 

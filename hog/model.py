@@ -8,7 +8,8 @@ producer's queue is one of the frozen dataclasses at the end of this module
 - producer -> runner: ``JobMsg``, ``SourceTotal``, ``SourceEnd``, ``SourceFailed``;
 - runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``): a ``Dispatch``,
   ``Stop(StopHow.KILL | StopHow.CANCEL)``, and ``Quit`` (exit);
-- a backend -> the runner: ``Started``, ``Ended``, ``SlotLost``, ``BackendFailed``;
+- a backend -> the runner: ``Started``, ``Ended``, ``SlotLost``, ``CannotWrite``,
+  ``BackendFailed``;
 - the Ray bridge -> its backend: ``ClusterReady``, ``ClusterRefused``, ``ClusterNodes``.
 """
 from dataclasses import dataclass, field
@@ -123,6 +124,7 @@ class Dispatch:
     gpu_ids: Tuple[str, ...]
     name: str
     attempt: int = 1
+    source_pos: Optional[int] = None   # the job's position in the sweep's source (INFO)
 
 
 @dataclass(frozen=True)
@@ -211,13 +213,22 @@ class SlotLost:
 
 
 @dataclass(frozen=True)
+class CannotWrite:
+    """A slot cannot write its job's folder now (disk full, read-only, gone): it keeps
+    its job running and tries again; the runner starts nothing new until it can."""
+
+    slot: int
+    why: str
+
+
+@dataclass(frozen=True)
 class BackendFailed:
     """The backend cannot run anything any more."""
 
     why: str
 
 
-Event = Union[Started, Ended, SlotLost, BackendFailed]
+Event = Union[Started, Ended, SlotLost, CannotWrite, BackendFailed]
 
 
 @dataclass(frozen=True)

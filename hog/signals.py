@@ -1,6 +1,9 @@
 """Signal handlers that only set flags; the main loop acts on them."""
+import ctypes
+import select
 import signal
-from typing import Iterable, Optional
+import socket
+from typing import Dict, Iterable, Optional
 
 from hog.errors import EXIT_HUP, EXIT_INT, EXIT_TERM
 
@@ -9,7 +12,7 @@ class SignalFlags:
     """Counts the signals received; ``install`` wires the handlers."""
 
     def __init__(self) -> None:
-        self.counts = {}
+        self.counts: Dict[int, int] = {}
 
     def _handler(self, signum, _frame) -> None:
         self.counts[signum] = self.counts.get(signum, 0) + 1
@@ -27,7 +30,6 @@ class SignalFlags:
 def set_parent_death_signal(sig: int) -> None:
     """Linux: deliver ``sig`` to this process when its parent dies (no-op elsewhere)."""
     try:
-        import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(sig), 0, 0, 0)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -39,10 +41,10 @@ class SignalWait:
     in use, SIGINT, SIGTERM and SIGHUP only set a flag and make ``readable`` fd wake up,
     and ``exit_code`` says which came first (130, 143, 129), or None."""
 
-    CODES = {signal.SIGINT: EXIT_INT, signal.SIGTERM: EXIT_TERM, signal.SIGHUP: EXIT_HUP}
+    CODES: Dict[int, int] = {signal.SIGINT: EXIT_INT, signal.SIGTERM: EXIT_TERM,
+                             signal.SIGHUP: EXIT_HUP}
 
     def __enter__(self) -> "SignalWait":
-        import socket
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self._w.setblocking(False)
@@ -69,7 +71,6 @@ class SignalWait:
 
     def wait(self, fds, timeout: float) -> list:
         """``select`` on ``fds`` and the signal fd; the ready ones among ``fds``."""
-        import select
         try:
             ready, _, _ = select.select(list(fds) + [self.fd], [], [], timeout)
         except InterruptedError:

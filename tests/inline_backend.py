@@ -1,5 +1,6 @@
 """In-process stand-ins for the engine's processes, so a test can step the loop and
-decide every event itself.
+decide every event itself; and the ``Clock`` and ``RecordingDisplay`` the engine's
+stepped tests inject.
 
 ``InlineBackend`` is a ``Backend`` (and ``Resizable``) that runs nothing: ``submit``
 records the dispatch and opens its job folder (``hog.backends.attempt.Attempt``, so the
@@ -12,10 +13,9 @@ so the engine's ``wait()`` sees it like a slot's pipe.
 the job source lazily in this process, one message per ``poll()``, so a test knows
 exactly how far the source has been read; its ``Process`` starts nothing.
 
-Injection: the test module monkeypatches ``hog.engine.runner.make_backend`` (the
-Runner takes no backend factory) to return an ``InlineBackend`` with the real local
-``Scheduler`` as its admission (``hog.backends.factory.local_scheduler``), and sets
-``runner.st.ctx`` to an ``InlineContext`` before ``Runner.start()``.
+Injection: a test gives ``Runner`` a ``backend_factory`` that returns an
+``InlineBackend`` with the real local ``Scheduler`` as its admission
+(``hog.backends.factory.local_scheduler``), and ``ctx=InlineContext()``.
 """
 import pickle
 import socket
@@ -24,6 +24,7 @@ from collections import deque
 from typing import Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from hog.backends.attempt import Attempt
+from hog.engine.progress import Progress
 from hog.errors import HogError, SourceError
 from hog.model import (
     BackendFailed,
@@ -240,3 +241,46 @@ class InlineContext:
 
     Queue = InlineQueue
     Process = InlineProcess
+
+
+class Clock:
+    """The runner's clock: it moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+class RecordingDisplay:
+    """A display that keeps what the runner told it."""
+
+    def __init__(self, progress: Progress, mode: str):
+        self.progress = progress
+        self.mode = mode
+        self.messages: List[str] = []
+        self.started: List[str] = []
+        self.ended: List[Outcome] = []
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def idle(self) -> None:
+        pass
+
+    def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
+        self.started.append(name)
+
+    def job_ended(self, o: Outcome) -> None:
+        self.ended.append(o)
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)

@@ -27,8 +27,7 @@ from typing import List, Optional
 
 import pytest
 
-from .harness import (CHECKOUT, TAG_VAR, children_of, describe_pid, hog_argv, hog_env,
-                      pids_whose_env)
+from .harness import CHECKOUT, TAG_VAR, children_of, describe_pid, hog_argv, hog_env, pids_whose_env
 
 HEAD_PORT = 6379
 # A dead node is noticed within about a second instead of Ray's default 15 s.
@@ -38,7 +37,8 @@ FAST_HEALTH = {"RAY_health_check_period_ms": "300", "RAY_health_check_timeout_ms
 
 def why_no_ray() -> Optional[str]:
     if importlib.util.find_spec("ray") is None:
-        return "Ray is not installed (pip install -e '.[ray]')"
+        return ("Ray is not installed for this Python, so the Ray tests cannot run: "
+                "pip install -e '.[ray]' (tests/setup.sh tries it and says why it failed)")
     return None
 
 

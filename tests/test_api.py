@@ -7,8 +7,18 @@ import subprocess
 import sys
 import textwrap
 
-from .harness import (CHECKOUT, assert_no_traceback, hog_env, info, job_dir, job_dirs, job_file,
-                      marker, out, run_hog)
+from .harness import (
+    CHECKOUT,
+    assert_no_traceback,
+    hog_env,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    out,
+    run_hog,
+)
 
 
 def python(tmp_path, code: str, timeout: float = 60) -> subprocess.CompletedProcess:

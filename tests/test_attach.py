@@ -5,8 +5,19 @@ import re
 import subprocess
 import time
 
-from .harness import (assert_no_traceback, hog_argv, hog_env, job_dir, job_dirs, job_file, marker,
-                      pid_alive, run_hog, track, wait_for)
+from .harness import (
+    assert_no_traceback,
+    hog_argv,
+    hog_env,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    pid_alive,
+    run_hog,
+    track,
+    wait_for,
+)
 from .terminal import Terminal, rows_with
 
 

@@ -6,8 +6,20 @@ import sys
 
 import pytest
 
-from .harness import (assert_no_traceback, hog_env, info, job_dir, job_dirs, job_file, marker, out,
-                      run_hog, start_hog, wait_for, write)
+from .harness import (
+    assert_no_traceback,
+    hog_env,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    out,
+    run_hog,
+    start_hog,
+    wait_for,
+    write,
+)
 
 
 def one_line(text):

@@ -4,7 +4,17 @@ import os
 import shutil
 import sys
 
-from .harness import assert_no_traceback, job_dir, job_dirs, job_file, out, run_hog
+from .harness import (
+    assert_no_traceback,
+    job_dir,
+    job_dirs,
+    job_file,
+    out,
+    run_hog,
+    runner_rows,
+    start_hog,
+    wait_for,
+)
 
 GPUS = [
     # index, uuid, name, memory.total, memory.used
@@ -57,7 +67,7 @@ for g in GPUS:
             v = f"{{v}} MiB"
         row.append(str(v))
     print(", ".join(row))
-'''
+'''  # noqa: E501 - the driver's message, verbatim
 
 
 def fake_smi(tmp_path, gpus=GPUS, fail=False):
@@ -215,9 +225,121 @@ def test_explicit_gpus_do_not_need_nvidia_smi(tmp_path):
     assert out(job_dir(tmp_path, 0)) == "9\n"
 
 
-def test_explicit_gpus_are_not_filtered_by_cuda_visible_devices(tmp_path):
+# ------------------------------------------------------------------ inside an allocation
+# A Slurm allocation (or any parent) hands hog CUDA_VISIBLE_DEVICES=2,3: explicit --gpus
+# ids must be among its entries, and they reach the job as they are.
+def test_explicit_gpus_outside_cuda_visible_devices_are_a_usage_error_naming_both(tmp_path):
     job_file(tmp_path, "echo $CUDA_VISIBLE_DEVICES")
-    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "3",
-                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "0"})
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0,1",
+                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "2,3"})
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--gpus 0,1" in r.stderr and "CUDA_VISIBLE_DEVICES=2,3" in r.stderr
+    assert_no_traceback(r.stderr)
+    assert job_dirs(tmp_path) == []
+
+
+def test_one_gpu_outside_cuda_visible_devices_is_refused_even_beside_allowed_ones(tmp_path):
+    job_file(tmp_path, "true")
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "2,2,0",
+                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "2,3"})
+    assert r.returncode == 2
+    assert "GPU 0 is not among CUDA_VISIBLE_DEVICES=2,3" in r.stderr
+    assert job_dirs(tmp_path) == []
+
+
+def test_explicit_gpus_within_cuda_visible_devices_reach_the_job_as_given(tmp_path):
+    barrier_jobs(tmp_path, 3)
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "3,2,2",
+                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "2,3"})
     assert r.returncode == 0, r.stderr
-    assert out(job_dir(tmp_path, 0)) == "3\n"
+    assert cvd_seen(tmp_path) == ["2", "2", "3"]
+
+
+def test_allowed_gpus_without_nvidia_smi_are_the_literal_entries(tmp_path):
+    job_file(tmp_path, "echo $CUDA_VISIBLE_DEVICES")
+    env = {**no_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "5,6"}
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "6", env=env)
+    assert r.returncode == 0, r.stderr
+    assert out(job_dir(tmp_path, 0)) == "6\n"
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", "--fresh", env=env)
+    assert r.returncode == 2
+    assert "CUDA_VISIBLE_DEVICES=5,6" in r.stderr
+
+
+def test_a_gpu_uuid_in_cuda_visible_devices_allows_its_index_and_its_uuid(tmp_path):
+    uuid = GPUS[2][1]
+    job_file(tmp_path, "echo $CUDA_VISIBLE_DEVICES")
+    env = {**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": uuid}
+    for spec in ("2", uuid):
+        r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", spec, "--fresh", env=env)
+        assert r.returncode == 0, r.stderr
+        assert out(job_dir(tmp_path, 0)) == spec + "\n"
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "1", "--fresh", env=env)
+    assert r.returncode == 2
+    assert uuid in r.stderr
+
+
+def test_gpu_uuids_given_to_gpus_pass_through_to_the_job_unchanged(tmp_path):
+    uuids = [GPUS[2][1], GPUS[3][1]]
+    barrier_jobs(tmp_path, 2)
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", ",".join(uuids),
+                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "2,3"})
+    assert r.returncode == 0, r.stderr
+    assert cvd_seen(tmp_path) == sorted(uuids)
+
+
+MIGS = ["MIG-11111111-aaaa-bbbb-cccc-000000000001", "MIG-11111111-aaaa-bbbb-cccc-000000000002"]
+
+
+def test_mig_ids_in_cuda_visible_devices_are_the_slots_of_gpus_all(tmp_path):
+    # nvidia-smi --query-gpu lists whole GPUs only: MIG ids are kept as they are
+    barrier_jobs(tmp_path, 2)
+    r = run_hog(tmp_path, "--job_file", "jobs.txt",
+                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": ",".join(MIGS)})
+    assert r.returncode == 0, r.stderr
+    assert cvd_seen(tmp_path) == MIGS
+
+
+def test_mig_ids_work_as_gpus_ids_within_cuda_visible_devices(tmp_path):
+    job_file(tmp_path, *["echo $CUDA_VISIBLE_DEVICES"] * 3)
+    env = {**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": ",".join(MIGS)}
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", MIGS[1], env=env)
+    assert r.returncode == 0, r.stderr
+    assert set(cvd_seen(tmp_path)) == {MIGS[1]}
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", "--fresh", env=env)
+    assert r.returncode == 2
+    assert MIGS[0] in r.stderr
+
+
+def test_gpus_all_inside_an_allocation_is_exactly_its_gpus(tmp_path):
+    barrier_jobs(tmp_path, 2)
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "all",
+                env={**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "2,3"})
+    assert r.returncode == 0, r.stderr
+    assert cvd_seen(tmp_path) == ["2", "3"]
+
+
+def test_explicit_gpus_without_cuda_visible_devices_are_labels(tmp_path):
+    job_file(tmp_path, "echo $CUDA_VISIBLE_DEVICES")
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "7", env=fake_smi(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert out(job_dir(tmp_path, 0)) == "7\n"
+
+
+def test_hog_gpus_cannot_move_a_live_runner_outside_its_cuda_visible_devices(tmp_path):
+    job_file(tmp_path, "true")
+    env = {**fake_smi(tmp_path), "CUDA_VISIBLE_DEVICES": "2,3"}
+    runner = start_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "2", "--keep_alive",
+                       "--display", "plain", env=env)
+    wait_for(lambda: runner_rows(tmp_path / "output"), timeout=20, what="the runner's row")
+    assert run_hog(tmp_path, "gpus", "output", "0").returncode == 0
+    wait_for(lambda: "keeping the current slots" in runner.stderr, timeout=10,
+             what="the runner to refuse GPU 0")
+    assert "CUDA_VISIBLE_DEVICES=2,3" in runner.stderr
+    assert run_hog(tmp_path, "gpus", "output", "3,2").returncode == 0
+    wait_for(lambda: sorted(runner_rows(tmp_path / "output")[0]["gpus"].split(",")) == ["2", "3"],
+             timeout=10,
+             what="the runner to take --gpus 3,2")
+    assert run_hog(tmp_path, "stop", "output").returncode == 0
+    assert runner.proc.wait(30) == 0

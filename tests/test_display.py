@@ -13,8 +13,18 @@ import time
 
 import pytest
 
-from .harness import (assert_no_traceback, hog_argv, hog_env, job_dir, job_dirs, job_file, marker,
-                      run_hog, start_hog, wait_for)
+from .harness import (
+    assert_no_traceback,
+    hog_argv,
+    hog_env,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    run_hog,
+    start_hog,
+    wait_for,
+)
 
 FORCE_HINT = re.compile(r"again|twice|second|force", re.IGNORECASE)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")

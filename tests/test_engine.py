@@ -11,56 +11,14 @@ from multiprocess.connection import wait
 
 from hog.config import RunConfig
 from hog.engine.control import TICK_S
-from hog.engine.progress import EXIT_FAILED, EXIT_OK, Progress
+from hog.engine.progress import EXIT_FAILED, EXIT_OK
 from hog.engine.runner import Runner
-from hog.model import Dispatch, Outcome
+from hog.model import Dispatch
 from hog.sources import SourceSpec
 from hog.state.store import Store
+from tests.inline_backend import Clock, RecordingDisplay
 
 LIMIT_S = 20.0      # a test that has not finished by then has hung
-
-
-class Clock:
-    """The runner's clock: it moves only when the test says."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
-class RecordingDisplay:
-    """A display that keeps what the runner told it."""
-
-    def __init__(self, progress: Progress, mode: str):
-        self.progress = progress
-        self.mode = mode
-        self.messages: List[str] = []
-        self.started: List[str] = []
-        self.ended: List[Outcome] = []
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def idle(self) -> None:
-        pass
-
-    def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
-        self.started.append(name)
-
-    def job_ended(self, o: Outcome) -> None:
-        self.ended.append(o)
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
 
 
 class Engines:

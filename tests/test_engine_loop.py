@@ -4,10 +4,10 @@ test says, and the job source read in this process (``tests.inline_backend``). N
 process is started and nothing sleeps; the store is a real SQLite file and the job
 folders are real.
 
-Injection: ``hog.engine.runner.make_backend`` is monkeypatched (the Runner takes no
-backend factory) to return an ``InlineBackend`` with the real local ``Scheduler``
-as its admission; ``runner.st.ctx`` is set to an ``InlineContext`` before
-``Runner.start()``, so the producer is read lazily in this process.
+Injection: the ``Runner`` is given a backend factory that returns an
+``InlineBackend`` with the real local ``Scheduler`` as its admission, and an
+``InlineContext`` as its process context, so the producer is read lazily in this
+process.
 """
 import itertools
 import os
@@ -18,7 +18,6 @@ from typing import List, Optional
 import pytest
 from multiprocess.connection import wait
 
-import hog.engine.runner as runner_module
 from hog.backends.attempt import Attempt
 from hog.backends.base import Admission, Backend, Resizable
 from hog.backends.factory import local_scheduler
@@ -26,57 +25,15 @@ from hog.config import RunConfig
 from hog.engine import control
 from hog.engine.control import TICK_S
 from hog.engine.intake import INGEST_BATCH, LOOKAHEAD
-from hog.engine.progress import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE, Progress
+from hog.engine.progress import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.engine.runner import Runner
-from hog.model import Dispatch, Job, Outcome, Status, StopHow
+from hog.model import Dispatch, Job, Status, StopHow
 from hog.sources import SourceSpec
 from hog.state.jobdir import Layout, read_info
 from hog.state.store import Store
-from tests.inline_backend import InlineBackend, InlineContext
+from tests.inline_backend import Clock, InlineBackend, InlineContext, RecordingDisplay
 
 STEPS = 50      # turns a test allows for something to happen before it fails
-
-
-class Clock:
-    """The runner's clock: it moves only when the test says."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-
-class RecordingDisplay:
-    """A display that keeps what the runner told it."""
-
-    def __init__(self, progress: Progress, mode: str):
-        self.progress = progress
-        self.messages: List[str] = []
-        self.started: List[str] = []
-        self.ended: List[Outcome] = []
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def idle(self) -> None:
-        pass
-
-    def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
-        self.started.append(name)
-
-    def job_ended(self, o: Outcome) -> None:
-        self.ended.append(o)
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
 
 
 class Engine:
@@ -146,11 +103,10 @@ class Engines:
     """Stepped runners over one output directory; each is shut down by the end of the
     test."""
 
-    def __init__(self, output_dir: str, monkeypatch):
+    def __init__(self, output_dir: str):
         self.output_dir = output_dir
         self.live: List[Engine] = []
         self.backends: List[InlineBackend] = []
-        monkeypatch.setattr(runner_module, "make_backend", self._make_backend)
 
     def _make_backend(self, config, ctx, layout: Layout, flags):
         sched = local_scheduler(config)
@@ -168,8 +124,7 @@ class Engines:
         store opened and (``start``) its parts started."""
         clock = Clock()
         runner = Runner(self.config(jobs, **options), make_display=RecordingDisplay,
-                        clock=clock)
-        runner.st.ctx = InlineContext()
+                        clock=clock, backend_factory=self._make_backend, ctx=InlineContext())
         engine = Engine(runner, clock, self.backends[-1])
         self.live.append(engine)
         runner.open()
@@ -185,8 +140,8 @@ class Engines:
 
 
 @pytest.fixture
-def engines(tmp_path, monkeypatch):
-    made = Engines(str(tmp_path / "out"), monkeypatch)
+def engines(tmp_path):
+    made = Engines(str(tmp_path / "out"))
     yield made
     for engine in list(made.live):
         made.finish(engine)
@@ -319,16 +274,30 @@ def test_a_job_after_an_unknown_name_is_skipped_saying_so(engines):
     assert engines.finish(e) == EXIT_FAILED
 
 
-@pytest.mark.xfail(strict=True, reason="a dependency cycle from a Python source or "
-                   "hog add waits forever: the run never finishes and says nothing")
+def test_a_job_after_one_further_on_in_a_stream_waits_for_it_and_runs_after_it(engines):
+    jobs = [{"cmd": "evaluate", "after": "late"}] + [f"filler {i}" for i in range(12)] \
+        + [{"cmd": "train", "name": "late"}]
+    e = engines.make(jobs)      # one slot: "late" is read long after "evaluate" waits
+    assert e.run_all()
+    order = commands(e.backend.submitted)
+    assert order.index("train") < order.index("evaluate")
+    assert engines.finish(e) == EXIT_OK
+
+
 def test_jobs_that_depend_on_each_other_do_not_keep_the_run_waiting_forever(engines):
     e = engines.make([{"cmd": "a", "name": "a", "after": "b"},
-                      {"cmd": "b", "name": "b", "after": "a"}])
+                      {"cmd": "b", "name": "b", "after": "a"},
+                      {"cmd": "c", "name": "c", "after": "c"}])
     for _ in range(20):
         if e.tick():
             break
     assert e.backend.submitted == []
     assert e.finished
+    rows = {r.name: r for r in e.runner.st.store.all_rows()}
+    assert {n: rows[n].status for n in "abc"} == {n: "skipped" for n in "abc"}
+    assert "its dependencies form a cycle: a -> b -> a" in rows["a"].note
+    assert "its dependency a ended skipped" in rows["b"].note
+    assert "its dependencies form a cycle: c -> c" in rows["c"].note
 
 
 # ---------------------------------------------------------------------- claims

@@ -12,7 +12,7 @@ def parse(text):
 
 
 def test_each_job_sees_only_its_slot_gpu(tmp_path):
-    job_file(tmp_path, *[f'echo "$CUDA_VISIBLE_DEVICES $HOG_SLOT"; sleep 0.2'] * 6)
+    job_file(tmp_path, *['echo "$CUDA_VISIBLE_DEVICES $HOG_SLOT"; sleep 0.2'] * 6)
     r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "4,0,7")
     assert r.returncode == 0, r.stderr
     slot_gpu = {"0": "4", "1": "0", "2": "7"}

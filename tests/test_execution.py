@@ -2,8 +2,18 @@
 processes a job leaves behind."""
 import time
 
-from .harness import (err, info, job_dir, job_dirs, job_file, marker, max_overlap, out, pid_alive,
-                      run_hog)
+from .harness import (
+    err,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    max_overlap,
+    out,
+    pid_alive,
+    run_hog,
+)
 
 
 def timed(record_dir, body="sleep 0.3"):

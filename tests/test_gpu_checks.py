@@ -16,8 +16,19 @@ import pytest
 from hog.gpus.discovery import ComputeApp, Gpu
 from hog.gpus.monitor import unavailable_gpus
 
-from .harness import (err, info, job_dir, job_dirs, job_file, marker, max_overlap, out, run_hog,
-                      start_hog, wait_for)
+from .harness import (
+    err,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    max_overlap,
+    out,
+    run_hog,
+    start_hog,
+    wait_for,
+)
 
 MIB = 2 ** 20
 G = 2 ** 30

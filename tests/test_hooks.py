@@ -3,8 +3,17 @@ outcome in HOG_* variables; a failing or hanging hook is logged, ended after
 --hook_timeout (its whole process group), and never breaks or holds up the sweep."""
 from datetime import datetime
 
-from .harness import (assert_no_traceback, info, job_dir, job_dirs, job_file, marker, run_hog,
-                      tagged_pids, wait_for)
+from .harness import (
+    assert_no_traceback,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    run_hog,
+    tagged_pids,
+    wait_for,
+)
 
 JOB_LINE = ('echo "$HOG_JOB_NAME|$HOG_JOB_INDEX|$HOG_JOB_STATUS|$HOG_JOB_EXIT_CODE|'
             '$HOG_JOB_SIGNAL|$HOG_JOB_DIR|$HOG_JOB_ERR|$HOG_JOB_DURATION_S|$HOG_SUCCEEDED|'

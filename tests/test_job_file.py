@@ -2,8 +2,18 @@
 and trailing ``# hog: key=value`` directives (and their errors, named by file:line)."""
 import pytest
 
-from .harness import (assert_no_traceback, err, info, job_dir, job_dirs, job_file, marker, out,
-                      run_hog, write)
+from .harness import (
+    assert_no_traceback,
+    err,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    out,
+    run_hog,
+    write,
+)
 
 
 def run_file(tmp_path, *lines, gpus="0"):

@@ -8,8 +8,22 @@ from datetime import datetime
 
 import pytest
 
-from .harness import (INFO_FIELDS, err, hog_argv, hog_env, info, job_dir, job_dirs, job_file,
-                      marker, markers, out, run_hog, start_hog, wait_for)
+from .harness import (
+    INFO_FIELDS,
+    err,
+    hog_argv,
+    hog_env,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    markers,
+    out,
+    run_hog,
+    start_hog,
+    wait_for,
+)
 
 
 def iso(text):

@@ -4,8 +4,18 @@ import signal
 import subprocess
 import time
 
-from .harness import (assert_no_traceback, hog_argv, hog_env, job_dir, job_file, marker, run_hog,
-                      start_hog, track, wait_for)
+from .harness import (
+    assert_no_traceback,
+    hog_argv,
+    hog_env,
+    job_dir,
+    job_file,
+    marker,
+    run_hog,
+    start_hog,
+    track,
+    wait_for,
+)
 
 
 class Follow:

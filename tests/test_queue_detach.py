@@ -12,8 +12,18 @@ import time
 
 import pytest
 
-from tests.harness import (counts_of, job_dirs, job_file, marker, pid_alive, runner_rows,
-                           running_rows, session_of, status_counts, wait_for)
+from tests.harness import (
+    counts_of,
+    job_dirs,
+    job_file,
+    marker,
+    pid_alive,
+    runner_rows,
+    running_rows,
+    session_of,
+    status_counts,
+    wait_for,
+)
 
 HOLD = "while [ ! -e {go} ]; do sleep 0.02; done"
 

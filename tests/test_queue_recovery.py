@@ -7,8 +7,17 @@ import signal
 
 import pytest
 
-from tests.harness import (counts_of, info, job_dir, job_dirs, job_file, markers, running_rows,
-                           status_counts, wait_for)
+from tests.harness import (
+    counts_of,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    markers,
+    running_rows,
+    status_counts,
+    wait_for,
+)
 
 
 @pytest.mark.timeout(90)

@@ -10,8 +10,19 @@ import signal
 
 import pytest
 
-from tests.harness import (counts_of, info, job_dir, job_dirs, job_file, job_rows, marker,
-                           out as job_out, running_rows, status_counts, wait_for)
+from tests.harness import (
+    counts_of,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    job_rows,
+    marker,
+    running_rows,
+    status_counts,
+    wait_for,
+)
+from tests.harness import out as job_out
 
 
 def run_sweep(hq, jobs, out, *more, gpus="0"):

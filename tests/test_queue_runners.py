@@ -6,8 +6,19 @@ from collections import Counter
 
 import pytest
 
-from tests.harness import (counts_of, info, job_dir, job_file, job_rows, markers, pid_alive,
-                           runner_rows, running_rows, status_counts, wait_for)
+from tests.harness import (
+    counts_of,
+    info,
+    job_dir,
+    job_file,
+    job_rows,
+    markers,
+    pid_alive,
+    runner_rows,
+    running_rows,
+    status_counts,
+    wait_for,
+)
 
 
 @pytest.mark.timeout(120)

@@ -13,12 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import (CHECKOUT as ROOT, DATA, connect, counts_of, db_path, dead_pid, host,
-                           info, job_dir, job_dirs, job_file, job_rows, marker, query,
-                           status_counts, wait_for)
-
 import hog.state.store  # noqa: E402 (after the harness, which puts this worktree first)
 from hog.state.store import SCHEMA_VERSION  # noqa: E402
+from tests.harness import CHECKOUT as ROOT
+from tests.harness import (
+    DATA,
+    connect,
+    counts_of,
+    db_path,
+    dead_pid,
+    host,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    job_rows,
+    marker,
+    query,
+    status_counts,
+    wait_for,
+)
 
 assert Path(hog.state.store.__file__).resolve().parents[2] == ROOT, "tests must import this hog"
 

@@ -8,9 +8,22 @@ import time
 
 import pytest
 
-from tests.harness import (children_of, counts_of, cpu_ticks, info, job_dir, job_dirs, job_file,
-                           job_rows, marker, read_environ, runner_rows, running_rows, status_counts,
-                           wait_for)
+from tests.harness import (
+    children_of,
+    counts_of,
+    cpu_ticks,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    job_rows,
+    marker,
+    read_environ,
+    runner_rows,
+    running_rows,
+    status_counts,
+    wait_for,
+)
 
 HOLD = "while [ ! -e {go} ]; do sleep 0.02; done"     # a job that runs until told to end
 PROMPT_S = 3.0                                        # "within about a second"
@@ -303,7 +316,8 @@ def test_gpus_removing_a_slot_lets_its_job_finish_and_gives_it_no_more_jobs(hq):
     assert hq.run("add", out, "--job_file", more).returncode == 0
     go.touch()
     wait_for(lambda: status_counts(out) == {"succeeded": 6}, timeout=20, what="all jobs done")
-    assert marker(job_dir(hq.tmp, on_gpu0, output="out")) == "SUCCESS"  # the removed slot's job finished
+    # the removed slot's job finished
+    assert marker(job_dir(hq.tmp, on_gpu0, output="out")) == "SUCCESS"
     assert lines_on(seen) == ["1"] * 4                       # and it took no more
     assert all(job_rows(out)[i]["gpus"] == "1" for i in range(2, 6))
     assert stop_runner(hq, runner, out) == 0

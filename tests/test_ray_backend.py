@@ -15,8 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from .harness import err, info, job_dir, job_file, marker, out, run_hog, track, write
-from .harness import children_of, wait_for
+from .harness import (
+    children_of,
+    err,
+    info,
+    job_dir,
+    job_file,
+    marker,
+    out,
+    run_hog,
+    track,
+    wait_for,
+    write,
+)
 from .ray_support import pids_with, why_no_ray
 
 pytestmark = pytest.mark.timeout(300)

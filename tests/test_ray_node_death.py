@@ -12,8 +12,7 @@ import signal
 
 import pytest
 
-from .harness import info, job_dir, job_file, marker, out
-from .harness import pid_alive, read_environ, wait_for
+from .harness import info, job_dir, job_file, marker, out, pid_alive, read_environ, wait_for
 from .ray_support import descendants
 from .test_ray_backend import ray_hog, status_json  # noqa: F401 - ray_hog is a fixture
 
@@ -35,7 +34,7 @@ def job_index(pid: int):
     return None
 
 
-def test_jobs_of_a_node_that_dies_are_retried_elsewhere_once(ray_cluster, ray_hog, tmp_path):
+def test_jobs_of_a_node_that_dies_are_retried_elsewhere_once(ray_cluster, ray_hog, tmp_path):  # noqa: F811
     node = ray_cluster.start_node("--address", ray_cluster.address, "--num-gpus", "4",
                                   "--num-cpus", "1")
     release = tmp_path / "release"

@@ -339,8 +339,8 @@ def synthetic_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3",
     """A real store (through hog's own Store) holding ``n`` finished jobs on ``slots``,
     one in ``fail_every`` failed with a stderr file; times are made up, one job after
     another on each slot. Returns the counts per status."""
-    from hog.state.jobdir import Layout
     from hog.model import Job, Status
+    from hog.state.jobdir import Layout
     from hog.state.store import Store
     layout = Layout(str(root))
     layout.prepare_root()

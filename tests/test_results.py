@@ -122,7 +122,7 @@ def test_each_runner_and_hog_report_rewrite_the_results(tmp_path):
 
 @pytest.mark.timeout(120)
 def test_pandas_reads_the_results_without_any_cleanup(tmp_path):
-    import pandas as pd         # in the test extra: this is the check that matters
+    import pandas as pd  # in the test extra: this is the check that matters
     jobs = job_file(tmp_path, *JOBS)
     run_hog(tmp_path, "--job_file", jobs, "--gpus", "0,1", "--cpu_slots", "1",
             "--display", "plain", timeout=90)

@@ -9,8 +9,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import pytest
 
-from hog.model import Job, Slot
 from hog.backends.scheduler import Capacity, Placement, Scheduler
+from hog.model import Job, Slot
 
 G = 2 ** 30
 

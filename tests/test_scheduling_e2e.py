@@ -14,11 +14,22 @@ import yaml
 
 from hog.sources.joboptions import parse_duration
 
-from .harness import (err, hog_env, info, job_dir, job_file, job_pids, marker, max_overlap, out,
-                      pid_alive, run_hog, start_hog, wait_for)
-
 from .harness import CHECKOUT as ROOT
-
+from .harness import (
+    err,
+    hog_env,
+    info,
+    job_dir,
+    job_file,
+    job_pids,
+    marker,
+    max_overlap,
+    out,
+    pid_alive,
+    run_hog,
+    start_hog,
+    wait_for,
+)
 
 
 def timed(rec, body="sleep 0.4", tag="$HOG_JOB_INDEX"):

@@ -12,8 +12,24 @@ import time
 
 import pytest
 
-from .harness import (hog_argv, hog_env, info, job_dir, job_dirs, job_file, job_pids, marker,
-                      markers, out, pid_alive, start_hog, tagged_pids, track, wait_for, write)
+from .harness import (
+    hog_argv,
+    hog_env,
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    job_pids,
+    marker,
+    markers,
+    out,
+    pid_alive,
+    start_hog,
+    tagged_pids,
+    track,
+    wait_for,
+    write,
+)
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -8,8 +8,18 @@ import time
 
 import pytest
 
-from .harness import (hog_env, job_dir, job_dirs, marker, markers, out, run_hog, start_hog,
-                      wait_for, write)
+from .harness import (
+    hog_env,
+    job_dir,
+    job_dirs,
+    marker,
+    markers,
+    out,
+    run_hog,
+    start_hog,
+    wait_for,
+    write,
+)
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -168,11 +168,11 @@ def test_a_top_level_sweeps_list_is_accepted(tmp_path):
         (0, None, "echo before"), (1, "s-n=1", "echo 1"), (2, "s-n=2", "echo 2")]
 
 
-def test_braces_that_are_not_grid_keys_and_shell_variables_stay_for_bash(tmp_path):
+def test_doubled_braces_and_shell_variables_stay_for_bash(tmp_path):
     p = yml(tmp_path, """
         jobs:
           - sweep:
-              cmd: 'echo {lr} {VAR} ${HOME} {lr}{lr} {} { lr } "${PATH}"'
+              cmd: 'echo {lr} {{VAR}} ${HOME} {lr}{lr} {} { lr } "${PATH}"'
               name: t
               grid: {lr: [5]}
         """)
@@ -353,13 +353,13 @@ SWEEP = """
     jobs:
       - {cmd: 'echo prep; echo prep-ran > prep.flag', name: prep}
       - sweep:
-          cmd: 'test -e prep.flag && echo "lr={lr} seed={seed} gpus=$CUDA_VISIBLE_DEVICES name=$HOG_JOB_NAME home=${HOME} keep={other}"'
+          cmd: 'test -e prep.flag && echo "lr={lr} seed={seed} gpus=$CUDA_VISIBLE_DEVICES name=$HOG_JOB_NAME home=${HOME} keep={{other}}"'
           name: train
           grid: {lr: [0.1, 0.01], seed: [1, 2]}
           after: [prep]
       - {cmd: 'echo "[$CUDA_VISIBLE_DEVICES] $FOO"', name: cpu, gpus: 0, env: {FOO: bar}}
       - {cmd: 'echo "$CUDA_VISIBLE_DEVICES"', name: pair, gpus: 2}
-    """
+    """  # noqa: E501 - one YAML line
 
 
 def test_a_yaml_sweep_runs_end_to_end_with_one_folder_per_point(tmp_path):

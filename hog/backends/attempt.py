@@ -16,6 +16,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from hog.model import Dispatch, Outcome, Status
 from hog.state.jobdir import JobFolder, Layout, info_fields
+from hog.state.rows import job_spec
 
 
 class Attempt:
@@ -111,18 +112,22 @@ class Attempt:
                  ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
         """The attempt ended: the final INFO, then the marker; its ``Outcome``."""
         self.close_output()
+        outcome = self.outcome(status, exit_code, signal, ended, note, started)
+        self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
+                                        started=outcome.started, ended=ended), outcome)
+        self.folder.close()         # (kept open while a refused write may be tried again)
+        return outcome
+
+    def outcome(self, status: Status, exit_code: Optional[int], signal: Optional[str],
+                ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
+        """The ``Outcome`` ``finished`` records (nothing is written): also what is
+        reported when the folder cannot be written."""
         if started is None:
             started = self.start_time if self.start_time is not None else ended
         d = self.d
-        outcome = Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
-                          exit_code=exit_code, signal=signal, started=started, ended=ended,
-                          pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
-        try:
-            self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
-                                            started=started, ended=ended), outcome)
-        finally:
-            self.folder.close()
-        return outcome
+        return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                       exit_code=exit_code, signal=signal, started=started, ended=ended,
+                       pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
 
     def ended_unrun(self, status: Status, why: str, note: Optional[str] = None,
                     started: Optional[float] = None, ended: Optional[float] = None) -> Outcome:
@@ -145,6 +150,8 @@ class Attempt:
         fields = info_fields(name=d.name, index=d.job.index, command=d.job.command,
                              gpu_ids=self.gpu_ids, slot=d.slot, pid=self.pid,
                              attempt=d.attempt, status=status, **times)
+        # what ``hog rebuild`` needs to recreate the job's row from its folder
+        fields.update(origin=d.job.where, source_pos=d.source_pos, options=job_spec(d.job))
         if self.host is not None:
             fields["host"] = self.host
             fields["node"] = self.node

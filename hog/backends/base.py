@@ -2,7 +2,7 @@
 
 A backend pairs a ``Backend`` (it executes dispatched jobs and reports ``hog.model``
 events) with an ``Admission`` (it decides which queued jobs may start now, and where).
-``hog.backends.make_backend`` builds the pair from the run's configuration. What a
+``hog.backends.factory.make_backend`` builds the pair from the run's configuration. What a
 backend can do beyond that is a capability it has or lacks, tested with
 ``isinstance``: ``Resizable`` (slots added and removed while it runs: ``hog gpus``)
 and ``LocalCapacity`` (an admission over this machine's own GPUs).

@@ -1,5 +1,5 @@
 """``make_backend``: the backend a run asks for, and its admission."""
-from typing import Dict, Iterable, Tuple
+from typing import Any, Callable, Dict, Iterable, Tuple
 
 from hog.backends.base import Admission, Backend
 from hog.backends.local import LocalBackend
@@ -27,6 +27,9 @@ def local_scheduler(config) -> Scheduler:
                               resources=dict(config.resources),
                               gpu_memory=gpu_memory_of(config.gpu_memory, config.slots),
                               cpu_slots=cpu))
+
+
+BackendFactory = Callable[[Any, Any, Layout, Any], Tuple[Backend, Admission]]
 
 
 def make_backend(config, ctx, layout: Layout, flags) -> Tuple[Backend, Admission]:

@@ -7,12 +7,16 @@ CPU-only slots (-1, -2, ...) start on their first job.
 """
 import signal
 import time
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Union
 
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
 from hog.model import Dispatch, Ended, Event, Quit, SlotLost, Started, Stop, StopHow
 from hog.state.jobdir import Layout
+
+if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 __all__ = ["LocalBackend"]
 
@@ -27,8 +31,8 @@ class LocalBackend:
         self.gpus = list(gpus)
         self.layout = layout
         self.grace = grace
-        self.conns: Dict[int, object] = {}
-        self.procs: Dict[int, object] = {}
+        self.conns: Dict[int, "Connection"] = {}
+        self.procs: Dict[int, "BaseProcess"] = {}
         self.slot_of_conn: Dict[int, int] = {}
         self.pids: Dict[int, int] = {}
 

@@ -17,9 +17,9 @@ nothing is known, and backfill is allowed so no GPU idles. This keeps GPUs busy
 wait once it is at the head to about one job duration (Ray lets it starve).
 """
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, DefaultDict, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hog.model import Job, Slot
 from hog.placement import MEMORY, Placement, Verdicts
@@ -56,9 +56,9 @@ class Scheduler:
         self.free = set(self.slots)
         self.retiring: set = set()
         self.resources = dict(capacity.resources)
-        self.used: Counter = Counter()
+        self.used: DefaultDict[str, float] = defaultdict(float)
         self.gpu_memory = dict(capacity.gpu_memory)
-        self.mem_used: Counter = Counter()
+        self.mem_used: DefaultDict[str, float] = defaultdict(float)
         self.cpu_total = capacity.cpu_slots
         # CPU slots are -1, -2, ... (shown as cpu0, cpu1, ...); the list's end is taken first
         self.cpu_free = list(range(-capacity.cpu_slots, 0))
@@ -314,7 +314,7 @@ class Scheduler:
             ends = [now + max(0.0, self._remaining(a, now)) for a in self.running.values()
                     if gpu in a.placement.gpu_ids]
             ready_at[gpu] = min(ends) if ends else now
-        order = sorted(ready_at, key=lambda g: (ready_at[g], _gpu_order(g)))[:max(1, job.gpus)]
+        order = sorted(ready_at, key=lambda g: (ready_at[g], _gpu_order(g)))[:max(1, int(job.gpus))]
         start = max((ready_at[g] for g in order), default=now)
         return set(order), start
 

@@ -12,6 +12,7 @@ import os
 import select
 import shutil
 import signal
+import subprocess
 import time
 from typing import Dict, Optional, Tuple, Union
 
@@ -72,7 +73,6 @@ def start_piped(command: str, env: Dict[str, str], out_fd: int, err_fd: int,
     """Start ``bash -c command`` in its own session with its stdout and stderr on
     ``out_fd``/``err_fd`` (pipes on a Ray node); returns its pid (= its pgid). Safe in
     a process with threads (a Ray worker): the working directory is set in the child."""
-    import subprocess
     proc = subprocess.Popen([BASH, "-c", command], stdin=subprocess.DEVNULL, stdout=out_fd,
                             stderr=err_fd, env=env, cwd=cwd, start_new_session=True,
                             close_fds=True)

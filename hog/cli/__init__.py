@@ -8,7 +8,9 @@ Exit codes (``hog.errors``): 0 all jobs succeeded; 1 a job failed (or could not 
 scheduled); 2 usage or input error, nothing started; 130 stopped by Ctrl-C; 143
 stopped by SIGTERM.
 """
+import errno
 import os
+import sqlite3
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -19,19 +21,21 @@ from hog.cli.verbs import (
     cmd_gpus,
     cmd_kill,
     cmd_logs,
+    cmd_rebuild,
     cmd_report,
     cmd_retry,
     cmd_status,
     cmd_stop,
 )
-from hog.errors import EXIT_INT, EXIT_OK, HogError
+from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
+from hog.state.diskguard import cannot_write
 
 __all__ = ["main", "VERBS"]
 
 VERBS: Dict[str, Callable[[List[str]], int]] = {
     "gpus": cmd_gpus, "watch": cmd_watch, "status": cmd_status, "add": cmd_add,
     "stop": cmd_stop, "kill": cmd_kill, "retry": cmd_retry, "attach": cmd_attach,
-    "logs": cmd_logs, "report": cmd_report}
+    "logs": cmd_logs, "report": cmd_report, "rebuild": cmd_rebuild}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -43,6 +47,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HogError as e:
         print(f"hog: error: {e}", file=sys.stderr)
         return e.exit_code
+    except sqlite3.OperationalError as e:     # locked past the timeout, I/O
+        print(f"hog: error: the sweep's queue cannot be used ({e})", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.DatabaseError as e:        # corrupt part-way through
+        print(f"hog: error: the sweep's queue is corrupt ({e}); nothing more was run; "
+              f"to rebuild it from the job folders: hog rebuild DIR", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("hog: interrupted", file=sys.stderr)
         return EXIT_INT
@@ -52,3 +63,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         except OSError:
             pass
         return EXIT_OK
+    except (OSError, sqlite3.Error) as e:
+        if not refused(e):
+            raise
+        where = getattr(e, "filename", None)
+        print(f"hog: error: cannot write{f' to {where}' if where else ''} "
+              f"({cannot_write(e)})", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def refused(e: BaseException) -> bool:
+    """A write the disk refused (full, over quota, read-only): one line, not a traceback."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+    return cannot_write(e) is not None

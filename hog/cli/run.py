@@ -47,6 +47,8 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog logs DIR JOB [--err] [-f]               a job's output (-f: follow it until it ends)
   hog report DIR [--output FILE]              DIR/report.html: timeline per GPU slot,
                                               utilisation, durations, failures' stderr
+  hog rebuild DIR                             the queue rebuilt from the job folders, when
+                                              .hog/hog.sqlite is lost or corrupt
 """
 
 
@@ -105,7 +107,7 @@ def run_parser() -> argparse.ArgumentParser:
                "and failures go to DIR/.hog/hooks.log")
     _flag(p, "backend", choices=("local", "ray"), default="local",
           help="local (default): one process per slot on this machine; ray: each job is a "
-               "Ray task on a Ray cluster (pip install 'hog[ray]'; see docs/ray.md)")
+               "Ray task on a Ray cluster (pip install 'gpu-hog[ray]'; see docs/ray.md)")
     _flag(p, "ray_address", metavar="ADDR",
           help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
                "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
@@ -130,12 +132,8 @@ def cmd_run(argv: List[str]) -> int:
         ray_address=args.ray_address)
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
-        return detach(argv, args.output_dir)
-    # The engine (multiprocess, the backends, the store) and the display load only when a
-    # sweep really runs, so that --help, --version and the verbs start quickly.
-    from hog.engine.runner import run
-    from hog.views.display import make_display
-    return run(config, make_display)
+        return detach(argv, config)
+    return _run(config)
 
 
 def cmd_watch(argv: List[str]) -> int:
@@ -155,14 +153,19 @@ def cmd_watch(argv: List[str]) -> int:
     args = p.parse_args(argv)
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise UsageError("--output_dir: must not be empty")
     slots = slots_for(args.gpus)
     config = RunConfig(source=SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
                        slots=tuple(slots),
                        output_dir=args.output_dir or os.path.join(args.dir, "output"),
                        grace=args.grace, display=args.display)
-    # The engine (multiprocess, the backends, the store) and the display load only when a
-    # sweep really runs, so that --help, --version and the verbs start quickly.
+    return _run(config)
+
+
+def _run(config: RunConfig) -> int:
+    """Run the sweep. The engine (multiprocess, the backends, the store) and the display
+    load only here, so that --help, --version and the verbs start quickly."""
     from hog.engine.runner import run
     from hog.views.display import make_display
     return run(config, make_display)
-

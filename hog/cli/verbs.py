@@ -21,18 +21,25 @@ from hog.gpus.spec import parse_gpus
 from hog.model import Job
 from hog.sources.joboptions import job_kwargs
 from hog.sources.text import check_readable, text_jobs
-from hog.state.jobdir import STATE_DIR
+from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import open_sweep
+from hog.state.rebuild import check_output, check_queue, rebuild
 from hog.state.store import Store
 from hog.views.status import status_data, status_lines
 
 
 def open_store(directory: str, create: bool = False) -> Store:
-    """The store of the sweep in ``directory`` (``UsageError`` if there is none)."""
+    """The store of the sweep in ``directory`` (``UsageError`` if there is none, or if
+    its job folders are not what its queue records: checked before anything is
+    written, ``create`` included)."""
     if not os.path.isdir(directory):
         if not create:
             raise UsageError(f"{directory}: no such directory")
         os.makedirs(directory, exist_ok=True)
+    elif create:
+        check_output(Layout(directory), directory)
+    else:
+        check_queue(directory)
     return Store(os.path.join(directory, STATE_DIR), create=create)
 
 
@@ -78,6 +85,8 @@ def cmd_add(argv: List[str]) -> int:
     options = job_kwargs(raw, "hog add")
     if command:
         text = command[0] if len(command) == 1 else shlex.join(command)
+        if not text.strip():
+            raise UsageError("hog add: the command after '--' is empty")
         jobs = [Job(index=0, command=text, where="hog add", **options)]
     else:
         check_readable(args.job_file, "job file")
@@ -94,6 +103,31 @@ def cmd_add(argv: List[str]) -> int:
         "no runner is active; they run when one starts on this directory"
     span = f"{ids[0]}" if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
     print(f"hog: added {len(ids)} job(s) (#{span}); {where}")
+    return 0
+
+
+# ---------------------------------------------------------------- rebuild
+def cmd_rebuild(argv: List[str]) -> int:
+    p = dir_parser(
+        "rebuild", "Rebuild a sweep's queue (DIR/.hog/hog.sqlite) from its job folders, "
+        "when it is missing, empty, corrupt or replaced: each folder's INFO gives its job's "
+        "command, options, attempts and final status (SUCCESS: succeeded; no marker: "
+        "interrupted, so the next run runs it again). A database that is there is moved "
+        "aside (hog.sqlite.broken-TIME), never deleted.")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even a queue that records every job folder")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.dir):
+        raise UsageError(f"{args.dir}: no such directory")
+    done = rebuild(args.dir, force=args.force)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
+    print(f"hog: rebuilt the queue of {args.dir}/ from {sum(done.counts.values())} job "
+          f"folder(s) ({done.prefix}N): {counts}")
+    if done.moved_to:
+        print(f"hog: the old database was moved to {done.moved_to}")
+    print("hog: run the sweep again to run what had not succeeded (jobs that never "
+          "started have no folder: the sweep's source queues them again; those queued "
+          "with hog add must be added again)")
     return 0
 
 

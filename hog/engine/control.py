@@ -36,6 +36,8 @@ def tick(st: RunState, now: float) -> None:
     if now >= st.next_heartbeat:
         st.next_heartbeat = now + HEARTBEAT_S
         st.store.heartbeat(st.runner_id)
+    if not st.stopping and st.store.lost():
+        queue_lost(st)
     version = st.store.data_version()
     if version == st.data_version:
         return
@@ -109,6 +111,18 @@ def handle_signals(st: RunState, wake_r: socket.socket) -> None:
                            f"again to terminate them.")
 
 
+def queue_lost(st: RunState) -> None:
+    """The store's file was deleted or replaced under this runner: start nothing more
+    (a fresh store would take the sweep for a new one); running jobs finish and are
+    recorded in their folders, from which ``hog rebuild`` recreates the queue."""
+    out = st.cfg.output_dir.rstrip("/") or st.cfg.output_dir
+    st.fatal = "the queue was lost"
+    drain(st, f"{out}/.hog/hog.sqlite was deleted or replaced while this runner ran: no new "
+              f"jobs were started; running jobs finish and are recorded in their folders; "
+              f"to rebuild the queue from them: hog rebuild {out}")
+    st.display.message(st.stop_reason)
+
+
 def drain(st: RunState, reason: str) -> None:
     st.stopping = True
     st.stop_reason = reason
@@ -130,7 +144,10 @@ def lose_terminal(st: RunState) -> None:
         st.display.stop()
     except Exception:  # noqa: BLE001 - the terminal may already be unusable
         pass
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:             # the output directory refuses it (read-only, gone)
+        fd = os.open(os.devnull, os.O_WRONLY)
     for std in (1, 2):
         os.dup2(fd, std)
     os.close(fd)

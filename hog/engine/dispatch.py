@@ -6,9 +6,10 @@ jobs once the turn's transaction is committed.
 dispatch (``claimed``); ``send_claimed`` hands them to the backend after the commit.
 """
 import time
+from typing import List, Sequence, Set
 
 from hog.backends.base import LocalCapacity
-from hog.engine import outcomes
+from hog.engine import outcomes, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
@@ -40,7 +41,7 @@ def refill(st: RunState) -> None:
 
 def fill(st: RunState) -> None:
     """Start queued jobs while there is room and the planner finds a place."""
-    if st.stopping or st.others_running:
+    if st.stopping or st.others_running or not writable.may_start(st):
         return
     while st.sched.has_room():
         if not st.ready:
@@ -64,7 +65,7 @@ def fill(st: RunState) -> None:
                 continue
             name = job.name or st.layout.folder_name(job.index)
             dispatch(st, Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
-                                  attempt=attempt))
+                                  attempt=attempt, source_pos=row.source_pos))
 
 
 def may_start(st: RunState, row: JobRow, job: Job) -> bool:
@@ -104,6 +105,9 @@ def dependencies(st: RunState, job: Job) -> str:
     for name in job.after:
         rows = st.store.by_name(name)
         if not rows:
+            if source_may_bring_more(st):    # a stream may name it further on
+                waiting = True
+                continue
             return f"it is after {name!r}, but no job is named {name!r}"
         for r in rows:
             if r.status == "succeeded":
@@ -112,7 +116,39 @@ def dependencies(st: RunState, job: Job) -> str:
                 waiting = True
             else:
                 return f"its dependency {name} ended {r.status}"
+    if waiting and job.name:
+        cycle = dependency_cycle(st, job)
+        if cycle:
+            return f"its dependencies form a cycle: {' -> '.join(cycle)}"
     return "wait" if waiting else "ok"
+
+
+def source_may_bring_more(st: RunState) -> bool:
+    """Can jobs still arrive in the store from this sweep's source: this runner is
+    reading it, or (joining) the runner that reads it has not finished?"""
+    if not st.source_done:
+        return True
+    return st.joiner and st.store.meta("ingest_done") != "1"
+
+
+def dependency_cycle(st: RunState, job: Job) -> List[str]:
+    """The names of a cycle of queued jobs that wait on each other and on ``job`` (a
+    Python source or ``hog add`` can make one; files are checked when read), or []."""
+    def visit(names: Sequence[str], path: List[str], seen: Set[str]) -> List[str]:
+        for name in names:
+            if name == job.name:
+                return path + [name]
+            if name in seen:
+                continue
+            seen.add(name)
+            for r in st.store.by_name(name):
+                if r.status == Status.QUEUED.value:
+                    found = visit(r.job().after, path + [name], seen)
+                    if found:
+                        return found
+        return []
+    assert job.name is not None
+    return visit(job.after, [job.name], set())
 
 
 def dispatch(st: RunState, d: Dispatch) -> None:

@@ -1,6 +1,6 @@
 """Notification hooks: ``--on_job_end CMD`` and ``--on_finish CMD``.
 
-Each hook is ``bash -c CMD`` (started by ``hog.spawn``, in its own session) with
+Each hook is ``bash -c CMD`` (started by ``hog.backends.spawn``, in its own session) with
 the job's or the sweep's outcome in ``HOG_*`` environment variables, its output
 appended to ``<output_dir>/.hog/hooks.log``. Hooks run one at a time in a thread
 fed by a bounded queue, so a slow or hanging hook never holds up the runner's
@@ -18,6 +18,7 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from hog.backends import spawn
+from hog.engine.progress import summary
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.humanize import shown_path
 from hog.model import Outcome, Status, slot_label
@@ -65,7 +66,6 @@ def count_variables(progress) -> Dict[str, str]:
 
 def sweep_variables(progress, layout, exit_code: int) -> Dict[str, str]:
     """What ``--on_finish`` sees about the sweep."""
-    from hog.engine.progress import summary
     not_started = 0
     if os.path.isdir(layout.state_dir):
         store = SweepReader(layout.state_dir)
@@ -170,6 +170,7 @@ class Hooks:
 
     def _run(self, hook: str, what: str, variables: Dict[str, str]) -> None:
         command = self.commands[hook]
+        assert command is not None          # only hooks that are set are run
         began = time.monotonic()
         try:
             pid = spawn.start_hook(command, {**self.base_env, **variables}, self.log_path)
@@ -188,6 +189,7 @@ class Hooks:
             watch.close()
             self.current = None
         took = time.monotonic() - began
+        assert watch.status is not None     # reaped: it exited or its group was ended
         code, sig = spawn.exit_status(watch.status)
         if timed_out:
             self._problem(f"{hook} for {what} did not end within {self.timeout:g}s; its "

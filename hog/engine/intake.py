@@ -3,10 +3,13 @@ a batch at a time, at most ``LOOKAHEAD`` jobs ahead of the slots; the sweep's to
 as the source is read; the end of the source (or its error).
 """
 import pickle
-from typing import List, Optional
+import sqlite3
+from typing import List, Optional, Tuple
 
+from hog.engine import writable
 from hog.engine.state import RunState
 from hog.model import Job, JobMsg, SourceFailed, SourceTotal
+from hog.state.diskguard import cannot_write
 
 INGEST_BATCH = 500
 LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless yielder is fine)
@@ -14,9 +17,34 @@ LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless y
 
 def ingest(st: RunState) -> None:
     """Move jobs the producer has ready into the store, a batch at a time, staying at
-    most LOOKAHEAD jobs ahead of the slots."""
-    if not may_ingest(st):
+    most LOOKAHEAD jobs ahead of the slots. Nothing is read from the source while hog
+    cannot write; jobs read whose write the disk refused are held and stored first."""
+    if not may_ingest(st) or not writable.may_start(st):
         return
+    if st.held is None and not st.producer_exited and not st.queue._reader.poll():
+        return
+    if not st.store.commit_turn():      # the turn so far first: ingest commits on its own
+        return
+    batch, ended = st.held if st.held is not None else take(st)
+    st.held = None
+    try:
+        store_jobs(st, batch)
+    except (OSError, sqlite3.Error) as e:
+        why = cannot_write(e)
+        if why is None:
+            raise
+        st.held = (batch, ended)
+        writable.failed(st, why)
+        return
+    show_total(st)
+    if ended is not None:
+        source_ended(st, ended)
+        refresh_total(st)
+
+
+def take(st: RunState) -> Tuple[List[Job], Optional[str]]:
+    """The jobs the producer has ready (up to a batch), and how the source ended if it
+    did (None while it goes on; '' for its end, else its error)."""
     batch: List[Job] = []
     ended: Optional[str] = None
     # While slots are idle, hand the first jobs over at once; then take big batches.
@@ -35,7 +63,11 @@ def ingest(st: RunState) -> None:
             ended = message.text if isinstance(message, SourceFailed) else ""
             break
     st.received += len(batch)
-    if batch and st.cfg.source.kind == "watch":
+    return batch, ended
+
+
+def store_jobs(st: RunState, batch: List[Job]) -> None:
+    if batch and st.cfg.source is not None and st.cfg.source.kind == "watch":
         st.store.add(batch)           # scripts are new jobs, not source positions
         st.base_total += len(batch)
         st.ahead += len(batch)
@@ -46,15 +78,13 @@ def ingest(st: RunState) -> None:
         st.base_total += counts[0] + counts[1]
         st.ahead += counts[0] + counts[1]
         st.ready.clear()      # new jobs may come before what we fetched
-    show_total(st)
-    if ended is not None:
-        source_ended(st, ended)
-        refresh_total(st)
 
 
 def may_ingest(st: RunState) -> bool:
     """Read on while fewer than LOOKAHEAD jobs wait, or while nothing runs (so a queue
     whose head cannot start yet never stalls the source)."""
+    if st.held is not None:         # read before the disk refused them
+        return True
     if st.producer is None or st.source_done:
         return False
     return st.ahead < LOOKAHEAD or not st.running

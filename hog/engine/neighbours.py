@@ -29,8 +29,11 @@ class Registry:
     def update(self, running: int) -> None:
         busy = running > 0
         if busy != self.busy:
+            try:
+                atomic_write(self.me, f"{proc_start_time(os.getpid())} {int(busy)}\n")
+            except OSError:     # its folder refuses writes (full): tried on the next update
+                return
             self.busy = busy
-            atomic_write(self.me, f"{proc_start_time(os.getpid())} {int(busy)}\n")
 
     def others_running(self) -> bool:
         for name in os.listdir(self.path):

@@ -9,20 +9,33 @@ job folder, a status and an outcome like any other.
 """
 import time
 from dataclasses import replace
-from typing import Optional
+from typing import List, Optional
 
 from hog.backends.attempt import Attempt
 from hog.backends.base import LocalCapacity, Resizable
-from hog.engine import control
+from hog.engine import control, writable
 from hog.engine.state import RunState
-from hog.model import BackendFailed, Dispatch, Ended, Event, Job, Outcome, SlotLost, Started, Status
+from hog.model import (
+    BackendFailed,
+    CannotWrite,
+    Dispatch,
+    Ended,
+    Event,
+    Job,
+    Outcome,
+    SlotLost,
+    Started,
+    Status,
+)
 from hog.sources.watch import finish
+from hog.state.diskguard import cannot_write, check_present
 from hog.state.files import UnsafePath
 from hog.state.store import JobRow
 
 
 def on_event(st: RunState, event: Event) -> None:
     if isinstance(event, Started):
+        writable.slot_wrote(st, event.slot)
         st.sched.started(event.index)
         slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
         st.pids[slot] = pid
@@ -36,9 +49,13 @@ def on_event(st: RunState, event: Event) -> None:
             r.gpus = gpus
         st.display.job_started(slot, st.running[slot].name, gpus, pid)
     elif isinstance(event, Ended):
+        writable.slot_wrote(st, event.outcome.slot)
         ended(st, event.outcome)
     elif isinstance(event, SlotLost):
+        writable.slot_wrote(st, event.slot)
         consumer_died(st, event.slot, event.why)
+    elif isinstance(event, CannotWrite):
+        writable.on_cannot_write(st, event)
     elif isinstance(event, BackendFailed) and not st.fatal:
         st.fatal = event.why
         st.display.message(event.why)
@@ -100,14 +117,34 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
 def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,
                                   ended: float, pid: Optional[int], why: str,
                                   note: Optional[str] = None, new: bool = False) -> Outcome:
-    """End ``d``'s attempt in its folder: one whose consumer vanished (its folder as it
-    is), or with ``new`` one that never ran (an earlier attempt's files moved aside)."""
+    """End ``d``'s attempt in its folder: one whose slot vanished (its folder as it is),
+    or with ``new`` one that never ran (an earlier attempt's files moved aside first).
+    A folder refused as unsafe (a planted link) is left untouched; when the disk refuses
+    it (full, read-only, the output directory gone), the outcome alone (the store
+    records it; nothing new starts until the disk takes writes again)."""
+    opened: List[Attempt] = []
+
+    def write() -> Outcome:
+        check_present(st.layout.state_dir)      # never recreate a removed output directory
+        if not opened:                          # (once: a retry only ends it)
+            opened.append(Attempt.open(st.layout, d) if new
+                          else Attempt.reopen(st.layout, d, pid))
+        return opened[0].ended_unrun(status, why, note=note, started=started, ended=ended)
     try:
-        attempt = Attempt.open(st.layout, d) if new else Attempt.reopen(st.layout, d, pid)
-        return attempt.ended_unrun(status, why, note=note, started=started, ended=ended)
+        return write()
     except UnsafePath as e:
         st.display.message(str(e))
         return Attempt.refused(d, str(e), ended)
+    except OSError as e:
+        refused = cannot_write(e)
+        if refused is None:
+            raise
+        st.folders_due.append(write)            # written once the disk takes it
+        writable.failed(st, refused)
+        return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                       exit_code=None, signal=None, started=started, ended=ended, pid=pid,
+                       attempt=d.attempt, err_path=st.layout.err_path(d.job.index),
+                       note=why if note is None else note)
 
 
 def skip(st: RunState, row: JobRow, job: Job, why: str) -> None:
@@ -120,7 +157,8 @@ def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
     name = job.name or st.layout.folder_name(job.index)
     st.display.message(f"{name} ({job.where}) {message}")
     now = time.time()
-    d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1)
+    d = Dispatch(job=job, slot=-1, gpu_ids=(), name=name, attempt=row.attempt or 1,
+                 source_pos=row.source_pos)
     st.store.set_status(row.id, status, why)
     st.ahead = max(0, st.ahead - 1)
     outcome = write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}",

@@ -15,6 +15,7 @@ from typing import Callable, Deque, Dict, List, Optional, Protocol
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.humanize import describe_end, eta_s, fmt_duration, shown_path
 from hog.model import Outcome, Status
+from hog.state.jobdir import Layout
 
 LISTED_FAILURES = 5          # the latest failures the dashboard shows
 MAX_LISTED_FAILURES = 20
@@ -44,7 +45,7 @@ class Progress:
     failure_count: int = 0
     by_status: Dict[str, int] = field(default_factory=dict)
     notice: str = ""
-    layout: Optional[object] = None      # the job folders' Layout: where output is
+    layout: Optional[Layout] = None      # the job folders' Layout: where output is
     title: str = ""
     recent_failures: Deque[Outcome] = field(
         default_factory=lambda: deque(maxlen=LISTED_FAILURES))

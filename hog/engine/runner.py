@@ -17,40 +17,57 @@ clock; ``run()`` is set-up, then wait and step until done, then shut-down.
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import multiprocess
 from multiprocess.connection import wait
 
 from hog.backends.base import LocalCapacity
-from hog.backends.factory import make_backend
+from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
-from hog.engine import control, dispatch, intake, outcomes, sweep
+from hog.engine import control, dispatch, intake, outcomes, sweep, writable
+from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
-from hog.errors import UsageError
+from hog.errors import UsageError, WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
+from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
 from hog.state.results import save_results
 
 
 class Runner:
+    """One run. ``make_display`` builds the display (the CLI and ``hog.run`` inject the
+    views'); ``clock`` drives the tick; ``backend_factory`` and ``ctx`` (the process
+    context for the producer and the slots) are there for tests that step the engine
+    with an in-process backend and source."""
+
     def __init__(self, config: RunConfig, make_display: DisplayFactory,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 backend_factory: BackendFactory = make_backend, ctx: Any = None):
         layout = Layout(os.path.abspath(config.output_dir), config.prefix)
-        ctx = multiprocess.get_context("fork")
+        ctx = ctx if ctx is not None else multiprocess.get_context("fork")
         flags = SignalFlags()
-        backend, sched = make_backend(config, ctx, layout, flags)
+        backend, sched = backend_factory(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
+        self.to_parent = ParentReport()     # --detach: the parent waits for a first job
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
         """Which sweep this is; the store, this runner's row in it (nothing started)."""
-        sweep.open_store(self.st)
+        try:
+            sweep.open_store(self.st)
+        except (OSError, sqlite3.Error) as e:
+            why = cannot_write(e)
+            if why is None:
+                raise
+            raise WriteRefused(f"--output_dir {self.st.cfg.output_dir}: cannot write there "
+                               f"({why}); nothing was started") from None
 
     def start(self) -> None:
         """Start the producer, the slots, the monitor, the display and the hooks."""
@@ -125,10 +142,24 @@ class Runner:
             self._handle_ready(ready)
             if now >= st.next_tick:
                 control.tick(st, now)
+                writable.tick(st)
             intake.ingest(st)
             dispatch.fill(st)
+        writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
+        if self.to_parent.waiting:
+            self._tell_parent()
         return self._finished()
+
+    def _tell_parent(self) -> None:
+        """--detach: the parent waits until the first job has started, or there is
+        nothing to start until jobs are added (--keep_alive)."""
+        st = self.st
+        if st.started_any:
+            self.to_parent.tell("its first job started")
+        elif st.cfg.keep_alive and st.source_done and not st.running and not st.ready \
+                and not self._queued_here():
+            self.to_parent.tell("its queue is empty; it waits for hog add (--keep_alive)")
 
     def _handle_ready(self, ready: Iterable) -> None:
         st = self.st
@@ -153,6 +184,8 @@ class Runner:
     def _finished(self) -> bool:
         st = self.st
         if st.running:
+            return False
+        if writable.pending(st):        # the store has not taken everything yet
             return False
         if st.stopping:
             return True
@@ -185,8 +218,9 @@ class Runner:
             st.queue.cancel_join_thread()
         if st.store_open:
             if st.runner_id:    # registered (row ids start at 1)
-                st.store.retire_runner(st.runner_id)
-                save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
+                writable.last_writes(st)    # what the disk refused so far, and retiring
+                if not st.root_gone:
+                    save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
             st.store.close()
         st.display.stop()
 
@@ -199,7 +233,10 @@ class Runner:
             sweep.remove_unused_output(st)
             print(f"hog: error: {st.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
-        not_started = sweep.store_counts(st.layout).get("queued", 0)
+        try:
+            not_started = 0 if st.root_gone else sweep.store_counts(st.layout).get("queued", 0)
+        except (OSError, sqlite3.Error):     # the disk refuses even that: counted as none
+            not_started = 0
         text = summary(p, not_started, st.stop_reason, st.source_error)
         if not p.finished and not st.stop_reason and not st.source_error:
             text = f"hog: nothing left to do in {st.cfg.output_dir}/ " \

@@ -11,12 +11,14 @@ added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``
 - the job path's bookkeeping: ``ready`` (queued jobs fetched from the store),
   ``claimed`` (claimed this turn, sent once committed), ``running`` and ``pids``
   by slot, ``not_here``, ``waiting_deps``, ``cancelling``;
+- whether hog can write (``guard``, ``slots_blocked``, jobs ``held`` from the source
+  until the store takes them, ``root_gone``: see ``engine.writable``);
 - the source's counters (``received``, ``ingested``, ``source_total``,
   ``base_total``, ``ahead``) and how the run is stopping (``stopping``,
   ``killing``, ``stop_reason``, ``exit_signal``).
 """
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from hog.backends.base import Admission, Backend
 from hog.config import RunConfig
@@ -24,6 +26,7 @@ from hog.engine.neighbours import Registry
 from hog.engine.progress import Display, DisplayFactory, Progress
 from hog.model import Dispatch, Job, Outcome
 from hog.signals import SignalFlags
+from hog.state.diskguard import WriteGuard
 from hog.state.jobdir import Layout
 from hog.state.store import JobRow, Store
 
@@ -92,6 +95,12 @@ class RunState:
         self.cancelling: Set[int] = set()
         self.started_any = False
         self.fatal = ""
+        # hog's own writes (the disk full, read-only, the output directory gone)
+        self.guard = WriteGuard(config.output_dir, lambda text: self.display.message(text))
+        self.slots_blocked: Dict[int, str] = {}     # slots that cannot write their folder
+        self.held: Optional[Tuple[List[Job], Optional[str]]] = None  # read, not yet stored
+        self.root_gone = False
+        self.folders_due: List[Callable[[], object]] = []  # the runner's folder writes refused
         # the source
         self.source_done = config.source is None
         self.source_error = ""

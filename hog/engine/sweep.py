@@ -14,23 +14,20 @@ from typing import Dict, List, Optional, Tuple
 
 from hog.config import source_key
 from hog.engine.state import RunState
-from hog.errors import UsageError
+from hog.errors import HogError, InputError, SourceError, UsageError
+from hog.sources import SourceSpec, open_source
+from hog.state.db import StoreCorrupt
 from hog.state.jobdir import Layout, folder_verdict, read_info
-from hog.state.store import JobRow, RunnerRow, Store
+from hog.state.rebuild import REBUILT, check_output, hog_folders
+from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
 
 
 def open_store(st: RunState) -> None:
     root = st.layout.root
     if st.cfg.fresh:
         move_aside(st)
-    had_store = os.path.exists(os.path.join(st.layout.state_dir, "hog.sqlite"))
     st.created_root = not os.path.exists(root)
-    if not had_store and os.path.isdir(root):
-        existing = st.layout.existing_job_folders()
-        if existing:
-            raise UsageError(f"{st.cfg.output_dir}/ holds job folders ({', '.join(existing)}"
-                             f", ...) but no hog queue; nothing is overwritten: use another "
-                             f"--output_dir, or --fresh to move that one aside")
+    check_output(st.layout, st.cfg.output_dir)
     try:
         st.layout.prepare_root()
     except OSError as e:
@@ -71,6 +68,8 @@ def check_sweep(st: RunState, live: List[RunnerRow]) -> None:
     theirs = st.store.meta("source")
     if theirs is None:
         st.store.set_meta("source", mine)
+        # a queue rebuilt from the folders (hog rebuild) resumes: what failed runs again
+        st.resume = not live and st.store.meta(REBUILT) is not None
     elif theirs != mine:
         counts = st.store.counts()
         done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
@@ -88,35 +87,76 @@ def check_sweep(st: RunState, live: List[RunnerRow]) -> None:
 
 
 def move_aside(st: RunState) -> None:
-    root = st.layout.root
+    note = move_output_aside(st.layout, st.cfg.output_dir, st.cfg.source)
+    if note:
+        st.notices.append(note)
+
+
+def move_output_aside(layout: Layout, output_dir: str,
+                      source: Optional[SourceSpec]) -> Optional[str]:
+    """``--fresh``: move the output directory aside (to DIR.old-TIME), once the source
+    has proved readable and no runner is active on it; the notice to show."""
+    root = layout.root
     if not os.path.exists(root) or not os.listdir(root):
-        return
-    db = os.path.join(st.layout.state_dir, "hog.sqlite")
+        return None
+    check_first_job(source)             # a source that proves invalid moves nothing
+    db = os.path.join(layout.state_dir, DB_NAME)
     if os.path.exists(db):
-        probe = Store(st.layout.state_dir, create=False)
         try:
-            if probe.live_runners():
+            probe: Optional[Store] = Store(layout.state_dir, create=False)
+        except StoreCorrupt:
+            probe = None                 # no runner can be using it: move it aside too
+        try:
+            if probe is not None and probe.live_runners():
                 raise UsageError(f"--fresh: a runner is still active on "
-                                 f"{st.cfg.output_dir}/; stop it first (hog stop)")
+                                 f"{output_dir}/; stop it first (hog stop)")
         finally:
-            probe.close()
+            if probe is not None:
+                probe.close()
     aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while os.path.exists(aside):
         aside = f"{root}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
         n += 1
     os.rename(root, aside)
-    st.notices.append(f"--fresh: moved the previous {st.cfg.output_dir}/ to {aside}")
+    return f"--fresh: moved the previous {output_dir}/ to {aside}"
+
+
+def check_first_job(source: Optional[SourceSpec]) -> None:
+    """``InputError`` unless the source can be read and its first job is valid: a job
+    file (text, YAML) is read up to its first job, a yielder file must compile (it is
+    not imported here: its code runs once, in the producer)."""
+    if source is None or source.kind not in ("text", "yaml", "yielder"):
+        return
+    try:
+        if source.kind == "yielder":
+            with open(source.path, "rb") as f:
+                compile(f.read(), source.path, "exec")
+            return
+        first = next(iter(open_source(source)), None)
+    except SyntaxError as e:
+        raise InputError(f"{e.msg}; nothing was moved", f"{source.path}:{e.lineno}") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot be read ({e}); nothing was moved", source.path) from None
+    except (HogError, SourceError) as e:
+        raise InputError(f"{e}; --fresh: nothing was moved") from None
+    if first is None:
+        raise InputError("--fresh: the job file holds no job; nothing was moved", source.path)
 
 
 def remove_unused_output(st: RunState) -> None:
     """Nothing ran and nothing was queued: leave no empty output directory behind."""
-    if st.created_root and not any(store_counts(st.layout).values()):
+    if st.created_root and not any(store_counts(st.layout).values()) \
+            and not hog_folders(st.layout.root):
         shutil.rmtree(st.layout.root, ignore_errors=True)
 
 
 def store_counts(layout: Layout) -> Dict[str, int]:
-    store = Store(layout.state_dir)
+    """The queue's counts ({} if it is gone: nothing is created to count them)."""
+    try:
+        store = Store(layout.state_dir, create=False)
+    except HogError:
+        return {}
     try:
         return store.counts()
     finally:

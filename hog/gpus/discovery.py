@@ -62,16 +62,47 @@ def _int(text: str) -> Optional[int]:
         return None
 
 
+def cvd_entries(cvd: str) -> List[str]:
+    """The ids ``CUDA_VISIBLE_DEVICES`` lists, in its order (``02`` is ``2``)."""
+    entries = [x.strip() for x in cvd.split(",") if x.strip()]
+    return [str(int(x)) if x.isdigit() else x for x in entries]
+
+
 def visible_ids(gpus: Optional[List[Gpu]], cvd: Optional[str]) -> List[str]:
-    """The GPU ids hog may use: discovered ones, in ``CUDA_VISIBLE_DEVICES`` order if set."""
+    """The GPU ids hog may use: discovered ones, in ``CUDA_VISIBLE_DEVICES`` order if set.
+    MIG ids pass as they are: ``nvidia-smi --query-gpu`` lists whole GPUs only."""
     if cvd is not None:
-        wanted = [x.strip() for x in cvd.split(",") if x.strip()]
+        wanted = cvd_entries(cvd)
         if gpus is None:
             return wanted
-        by_key = {g.index: g.index for g in gpus}
-        by_key.update({g.uuid: g.uuid for g in gpus})
-        return [by_key[w] for w in wanted if w in by_key]
+        known = {g.index for g in gpus} | {g.uuid for g in gpus}
+        return [w for w in wanted if w in known or w.startswith("MIG-")]
     return [g.index for g in gpus or []]
+
+
+def check_visible(spec: str, ids: List[str]) -> None:
+    """``UsageError`` unless every id of ``--gpus spec`` is one ``CUDA_VISIBLE_DEVICES``
+    (when this process inherited it) lets it use: one of its entries, or the index or
+    UUID of a GPU it lists (``nvidia-smi`` is asked only then). The ids pass to the jobs
+    unchanged: a job's ``CUDA_VISIBLE_DEVICES`` replaces the inherited one, and CUDA reads
+    an entry of it in the job as it does here."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is None:
+        return
+    allowed = set(cvd_entries(cvd))
+    outside = [i for i in dict.fromkeys(ids) if i not in allowed]
+    if not outside:
+        return
+    gpus = query_gpus()
+    for g in gpus or []:
+        if g.index in allowed or g.uuid in allowed:
+            allowed.update((g.index, g.uuid))
+    outside = [i for i in outside if i not in allowed]
+    if outside:
+        what = f"GPU {outside[0]} is" if len(outside) == 1 else \
+            f"GPUs {','.join(outside)} are"
+        raise UsageError(f"--gpus {spec}: {what} not among CUDA_VISIBLE_DEVICES={cvd} "
+                         f"(this process may use only those)")
 
 
 def discover() -> List[str]:

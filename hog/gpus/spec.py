@@ -3,6 +3,8 @@
 ``0,0,1``: two slots on GPU 0, one on GPU 1. ``0-3``: a range. ``0-3x2``: the item
 repeated twice (0,1,2,3,0,1,2,3). ``all`` (or no spec): every discovered GPU.
 Ids are labels: integers, or device UUIDs such as ``GPU-5f1c...`` / ``MIG-...``.
+A spec gives at most ``MAX_SLOTS`` slots (each is a process), counted before any
+range is expanded, so ``0-999999999`` is refused at once rather than built.
 """
 import re
 from typing import Callable, List, Optional
@@ -13,6 +15,8 @@ _ITEM = re.compile(r"^(?P<body>[^x]+?)(?:x(?P<times>\d+))?$")
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _UUID = re.compile(r"^(GPU|MIG)-[0-9A-Za-z/-]+$")
 
+MAX_SLOTS = 1024
+
 
 def parse_gpus(spec: Optional[str], discover: Callable[[], List[str]]) -> List[str]:
     """Return the slot list for ``spec``; ``discover`` is called for ``all``/None."""
@@ -21,16 +25,24 @@ def parse_gpus(spec: Optional[str], discover: Callable[[], List[str]]) -> List[s
     slots: List[str] = []
     for raw in spec.split(","):
         item = raw.strip()
-        slots.extend(_expand(item, spec))
+        slots.extend(_expand(item, spec, MAX_SLOTS - len(slots)))
     return slots
 
 
-def _expand(item: str, spec: str) -> List[str]:
+def _too_many(spec: str) -> UsageError:
+    return UsageError(f"--gpus {spec!r}: more than {MAX_SLOTS} slots; hog runs at most "
+                      f"{MAX_SLOTS} slots at once")
+
+
+def _expand(item: str, spec: str, room: int) -> List[str]:
+    """The slots of one item, or a UsageError if they are more than ``room``."""
     bad = f"--gpus {spec!r}: bad item {item!r} (expected an id like 0, a range like 0-3, " \
           f"an id or range with a repeat like 0x2 or 0-3x2, or 'all')"
     if not item:
         raise UsageError(bad)
     if _UUID.match(item):
+        if room < 1:
+            raise _too_many(spec)
         return [item]
     m = _ITEM.match(item)
     if not m:
@@ -40,7 +52,7 @@ def _expand(item: str, spec: str) -> List[str]:
     if n < 1:
         raise UsageError(f"--gpus {spec!r}: repeat count in {item!r} must be at least 1")
     if body.isdigit():
-        ids = [str(int(body))]
+        lo = hi = int(body)
     else:
         r = _RANGE.match(body)
         if not r:
@@ -48,5 +60,6 @@ def _expand(item: str, spec: str) -> List[str]:
         lo, hi = int(r.group(1)), int(r.group(2))
         if hi < lo:
             raise UsageError(f"--gpus {spec!r}: range {body!r} runs backwards")
-        ids = [str(i) for i in range(lo, hi + 1)]
-    return ids * n
+    if (hi - lo + 1) * n > room:
+        raise _too_many(spec)
+    return [str(i) for i in range(lo, hi + 1)] * n

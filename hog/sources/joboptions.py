@@ -3,9 +3,18 @@
 A text line's ``# hog: key=value`` directive, a yielder's mapping and (later) a
 YAML entry all go through ``job_kwargs``, so a requirement means the same thing
 wherever it is written, and a malformed one is an input error, never ignored.
+
+Every value must also be one hog can carry to the job and record: text holds no NUL
+byte and no lone surrogate, numbers are finite, and each has a documented bound:
+
+- ``priority`` fits a signed 64-bit integer (the store keeps it as one);
+- ``retries`` is at most ``MAX_RETRIES``;
+- ``timeout`` is at most ``MAX_TIMEOUT_S`` (24 days: a slot waits on a job with one
+  ``poll``, whose timeout is a 32-bit count of milliseconds).
 """
+import math
 import re
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from hog.errors import InputError
 
@@ -17,6 +26,44 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 KNOWN = ("cmd", "name", "gpus", "resources", "env", "cwd", "timeout", "retries", "priority",
          "gpu_ids", "after")
+
+PRIORITY_MIN, PRIORITY_MAX = -2 ** 63, 2 ** 63 - 1
+MAX_RETRIES = 1000
+MAX_TIMEOUT_S = 24 * 86400.0
+
+
+def check_text(text: str, what: str, where: str) -> str:
+    """``text`` if a process can be given it and the store can record it: no NUL byte,
+    no lone surrogate (any valid Unicode, emoji included, is fine)."""
+    if "\x00" in text:
+        raise InputError(f"{what} contains a NUL byte, which no program can be given", where)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"{what} contains {text[e.start]!r}, a lone surrogate that is not "
+                         f"valid text", where) from None
+    return text
+
+
+def near_miss(key: str, known: Sequence[str]) -> Optional[str]:
+    """The known option ``key`` is one edit away from (a letter added, dropped, changed
+    or two swapped), ignoring case; None if there is none."""
+    lowered = key.lower()
+    for option in known:
+        if key != option and (lowered == option or _one_edit(lowered, option)):
+            return option
+    return None
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
 
 
 def _names(value: Any) -> Tuple[str, ...]:
@@ -32,18 +79,25 @@ def _names(value: Any) -> Tuple[str, ...]:
     return tuple(items)
 
 
+def _float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:           # an int beyond any float
+        raise ValueError(value) from None
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from ``90``, ``90s``, ``30m``, ``4h``, ``1.5d``; ValueError if not one."""
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = _float(value)
     else:
         m = _DURATION.match(str(value))
         if not m:
             raise ValueError(value)
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(value)
     return seconds
 
@@ -53,25 +107,27 @@ def parse_amount(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, (int, float)):
-        amount = float(value)
+        amount = _float(value)
     else:
         m = _SIZE.match(str(value))
         if not m:
             raise ValueError(value)
         unit = (m.group(2) or "").upper().replace("IB", "").replace("B", "") or ""
         amount = float(m.group(1)) * _SIZE_UNITS[unit or ""]
-    if amount < 0:
+    if not math.isfinite(amount) or amount < 0:
         raise ValueError(value)
     return amount
 
 
-def _int(value: Any, minimum: Optional[int]) -> int:
+def _int(value: Any, minimum: Optional[int], maximum: Optional[int] = None) -> int:
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     number = int(value) if isinstance(value, int) else int(str(value).strip())
     if minimum is not None and number < minimum:
+        raise ValueError(value)
+    if maximum is not None and number > maximum:
         raise ValueError(value)
     return number
 
@@ -84,7 +140,7 @@ def _gpus(value: Any):
         if isinstance(value, bool):
             raise
         amount = float(str(value).strip()) if not isinstance(value, float) else value
-        if not 0 < amount < 1:
+        if not 0 < amount < 1:      # NaN too
             raise ValueError(value) from None
         return amount
 
@@ -107,7 +163,7 @@ def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False)
         if key == "name":
             if not isinstance(value, (str, int)) or not str(value).strip():
                 raise bad(key, "a non-empty name")
-            out["name"] = str(value).strip()
+            out["name"] = check_text(str(value).strip(), "the job name", where)
         elif key == "gpus":
             try:
                 out["gpus"] = _gpus(value)
@@ -116,42 +172,53 @@ def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False)
                                "such as 0.5 (--backend ray)") from None
         elif key in ("retries",):
             try:
-                out[key] = _int(value, 0)
+                out[key] = _int(value, 0, MAX_RETRIES)
             except ValueError:
-                raise bad(key, "a whole number, 0 or more") from None
+                raise bad(key, f"a whole number from 0 to {MAX_RETRIES}") from None
         elif key == "priority":
             try:
-                out[key] = _int(value, None)
+                out[key] = _int(value, PRIORITY_MIN, PRIORITY_MAX)
             except ValueError:
-                raise bad(key, "a whole number (higher runs first)") from None
+                raise bad(key, "a whole number that fits in 64 bits, from -2**63 to 2**63-1 "
+                               "(higher runs first)") from None
         elif key == "timeout":
             try:
                 out[key] = parse_duration(value)
             except ValueError:
                 raise bad(key, "a duration such as 90s, 30m or 4h") from None
+            if out[key] > MAX_TIMEOUT_S:
+                raise bad(key, "a duration of at most 24d (the longest timeout a slot can "
+                               "wait for)")
         elif key == "gpu_ids":
             try:
                 out[key] = _names(value)
             except ValueError:
                 raise bad(key, "GPU ids such as 1 or 0,1") from None
+            for gpu in out[key]:
+                check_text(gpu, "a GPU id in gpu_ids", where)
         elif key == "after":
             try:
                 out[key] = _names(value)
             except ValueError:
                 raise bad(key, "job names such as [prep] or prep,data") from None
+            for dep in out[key]:
+                check_text(dep, "a job name in after", where)
         elif key == "cwd":
             if not isinstance(value, str) or not value:
                 raise bad(key, "a directory path")
-            out[key] = value
+            out[key] = check_text(value, "cwd", where)
         elif key == "env":
             if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
                 raise bad(key, "a mapping of variable names to values")
-            out[key] = tuple((k, "" if v is None else str(v)) for k, v in value.items())
+            out[key] = tuple(_env_item(k, v, where) for k, v in value.items())
         elif key == "resources":
             if not isinstance(value, Mapping):
                 raise bad(key, "a mapping such as {foo: 5}")
             for rname, amount in value.items():
                 resources[str(rname)] = _resource(str(rname), amount, where)
+        elif near_miss(str(key), KNOWN):        # a typo never becomes a resource
+            raise InputError(f"unknown job option {key!r}: did you mean "
+                             f"{near_miss(str(key), KNOWN)!r}?", where)
         elif bare_resources and _NAME.match(key):
             resources[key] = _resource(key, value, where)
         else:
@@ -161,6 +228,15 @@ def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False)
     if resources:
         out["resources"] = tuple(sorted(resources.items()))
     return out
+
+
+def _env_item(name: str, value: Any, where: str) -> Tuple[str, str]:
+    if not name or "=" in name:
+        raise InputError(f"bad variable name {name!r} in env: expected a non-empty name "
+                         f"without '='", where)
+    check_text(name, f"the name of env variable {name!r}", where)
+    text = "" if value is None else str(value)
+    return name, check_text(text, f"env variable {name}", where)
 
 
 def _resource(name: str, amount: Any, where: str) -> float:

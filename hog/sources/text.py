@@ -2,8 +2,8 @@
 
 A text source is an iterator of ``Job``s numbered from 0 in file order; nothing
 reads ahead, so the first job can start before a long file has been read. This
-module also owns ``check_readable`` (used for every file source) and
-``SourceError``, the error a source raises part-way through its stream.
+module also owns ``check_readable``, used for every file source. A bad line part-way
+through is a ``hog.errors.SourceError`` (the jobs before it still run).
 """
 import os
 import re
@@ -12,12 +12,19 @@ from typing import Any, Dict, Iterator, Optional, Set, Tuple
 
 from hog.errors import InputError
 from hog.model import Job
-from hog.sources.joboptions import job_kwargs
+from hog.sources.joboptions import check_text, job_kwargs
 
 _DIRECTIVE = re.compile(r"(?:^|\s)#\s*hog:(.*)$")
 
 
 def check_readable(path: str, what: str) -> None:
+    """An InputError unless ``path`` is a readable file whose name hog can record."""
+    try:
+        check_text(path, f"the name of the {what}", "")
+    except InputError:
+        shown = path.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+        raise InputError(f"the {what}'s name holds a NUL byte or bytes that are not UTF-8; "
+                         f"rename it", shown) from None
     if not os.path.exists(path):
         raise InputError(f"{what} not found", path)
     if os.path.isdir(path):
@@ -80,7 +87,12 @@ def text_jobs(path: str) -> Iterator[Job]:
     names: Set[str] = set()
     for index, (lineno, command) in enumerate(text_lines(path)):
         where = f"{path}:{lineno}"
-        job = Job(index=index, command=command, where=where, **parse_directive(command, where))
+        check_text(command, "the command", where)
+        options = parse_directive(command, where)
+        if not _DIRECTIVE.sub("", command).strip():
+            raise InputError("the command is empty (only a hog directive)"
+                             if options else "the command is empty", where)
+        job = Job(index=index, command=command, where=where, **options)
         for dep in job.after:       # a stream can only look back: no cycles possible
             if dep not in names:
                 raise InputError(f"job {job.name or index} is after {dep!r}, but no earlier "

@@ -10,6 +10,8 @@ the sweep's output directory as for any job.
   names that editors and copy tools use for partial files are ignored.
 - A name clash never loses a script: moves never overwrite (``os.link`` then
   ``unlink``); a clashing name gets a ``.1``, ``.2``... suffix.
+- A script whose name is not valid UTF-8 cannot be recorded: it is left in ``to_run/``
+  and the watch ends with an input error naming it.
 """
 import os
 import re
@@ -18,6 +20,7 @@ import shutil
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from hog.errors import InputError
 from hog.model import Job, Outcome, Status
 
 SETTLE_S = 1.0
@@ -111,6 +114,7 @@ def watch_jobs(directory: str, exit_when_empty: bool, scan_s: float = SCAN_S,
     while True:
         ready, waiting = scanner.scan()
         for name in ready:
+            _check_name(scanner.to_run, name)
             path = move_no_clobber(os.path.join(scanner.to_run, name), running_dir, name)
             if path is None:
                 continue
@@ -121,6 +125,14 @@ def watch_jobs(directory: str, exit_when_empty: bool, scan_s: float = SCAN_S,
         if exit_when_empty and not ready and not waiting:
             return
         time.sleep(scan_s)
+
+
+def _check_name(folder: str, name: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.path.join(folder, name).encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputError("the script's name is not valid UTF-8; rename it", shown) from None
 
 
 def finish(directory: str, outcome: Outcome, out_path: str, err_path: str) -> Optional[str]:

@@ -16,8 +16,10 @@ jobs:
 ```
 
 A top-level ``sweeps:`` list is accepted too. ``{key}`` in ``cmd`` (and in ``name``)
-is replaced by the grid value; other braces are left to bash. Errors name the file,
-the line and the entry.
+is replaced by the grid value, and a ``{word}`` that is not a grid key is an error (a
+parameter left out of the grid would otherwise reach every job as text); ``{{word}}``
+is a literal ``{word}``. Other braces (``${VAR}``, ``{a,b}``, ``{}``) are left to bash.
+Errors name the file, the line and the entry.
 """
 import itertools
 import re
@@ -27,15 +29,16 @@ import yaml
 
 from hog.errors import InputError
 from hog.model import Job
-from hog.sources.joboptions import KNOWN, job_kwargs
+from hog.sources.joboptions import KNOWN, check_text, job_kwargs, near_miss
 
-_PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")     # {key}, but ${VAR} stays bash's
+# {key} (but ${VAR} stays bash's), or {{key}}: a literal {key}
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}|(?<!\$)\{(\w+)\}")
 _TOP = ("defaults", "jobs", "sweeps")
 
 
 def _lines(text: str) -> Dict[Tuple[str, int], int]:
     """Line numbers of the entries of ``jobs`` and ``sweeps``: (list, i) -> line."""
-    out = {}
+    out: Dict[Tuple[str, int], int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
@@ -49,8 +52,17 @@ def _lines(text: str) -> Dict[Tuple[str, int], int]:
 
 
 def _fill(template: str, point: Mapping[str, Any]) -> str:
-    return _PLACEHOLDER.sub(lambda m: str(point[m.group(1)]) if m.group(1) in point
-                            else m.group(0), template)
+    return _PLACEHOLDER.sub(lambda m: "{" + m.group(1) + "}" if m.group(1) is not None
+                            else str(point[m.group(2)]), template)
+
+
+def _check_placeholders(template: str, what: str, grid: Mapping[str, Any], where: str) -> None:
+    for m in _PLACEHOLDER.finditer(template):
+        key = m.group(2)
+        if key is not None and key not in grid:
+            raise InputError(f"the sweep's {what} uses {{{key}}}, but the grid has no {key!r} "
+                             f"(grid: {', '.join(map(str, grid))}); write {{{{{key}}}}} for a "
+                             f"literal {{{key}}}", where)
 
 
 def _expand_sweep(spec: Any, where: str, n: int) -> Iterator[dict]:
@@ -69,6 +81,9 @@ def _expand_sweep(spec: Any, where: str, n: int) -> Iterator[dict]:
     keys = list(grid)
     name = spec.get("name")
     base = str(name) if name is not None else f"sweep{n}"
+    _check_placeholders(cmd, "cmd", grid, where)
+    if name is not None:
+        _check_placeholders(base, "name", grid, where)
     for point_values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, point_values))
         item = {k: v for k, v in spec.items() if k not in ("grid", "cmd", "name")}
@@ -109,7 +124,10 @@ def yaml_items(path: str) -> Iterator[Tuple[dict, str]]:
         raise InputError("'defaults' must be a mapping of job options", path)
     bad = set(defaults) - (set(KNOWN) - {"cmd"})
     if bad:
-        raise InputError(f"defaults: unknown job option(s) {', '.join(sorted(bad))}", path)
+        guesses = [f"{k!r}: did you mean {near_miss(str(k), KNOWN)!r}?"
+                   for k in sorted(bad, key=str) if near_miss(str(k), KNOWN)]
+        raise InputError(f"defaults: unknown job option {guesses[0]}" if guesses else
+                         f"defaults: unknown job option(s) {', '.join(sorted(bad))}", path)
     lines = _lines(text)
     for section in ("jobs", "sweeps"):
         entries = data.get(section) or []
@@ -142,6 +160,7 @@ def yaml_jobs(path: str) -> Iterator[Job]:
         command = item.get("cmd")
         if not isinstance(command, str) or not command.strip():
             raise InputError("a job needs a non-empty 'cmd'", where)
+        check_text(command, "the command", where)
         jobs.append(Job(index=index, command=command, where=where, **job_kwargs(item, where)))
     check_dependencies(jobs)
     return iter(jobs)
@@ -161,15 +180,16 @@ def check_dependencies(jobs: List[Job]) -> None:
     state: Dict[int, int] = {}      # 1 visiting, 2 done
 
     def visit(job: Job, path: List[str]) -> None:
+        label = job.name or str(job.index)      # a job in a cycle is always named
         if state.get(job.index) == 2:
             return
         if state.get(job.index) == 1:
-            cycle = path[path.index(job.name):] + [job.name]
+            cycle = path[path.index(label):] + [label]
             raise InputError(f"dependency cycle: {' -> '.join(cycle)}", job.where)
         state[job.index] = 1
         for dep in job.after:
             for other in by_name[dep]:
-                visit(other, path + [job.name or str(job.index)])
+                visit(other, path + [label])
         state[job.index] = 2
 
     for job in jobs:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from hog.errors import InputError, SourceError
 from hog.model import Job
-from hog.sources.joboptions import job_kwargs
+from hog.sources.joboptions import check_text, job_kwargs
 from hog.sources.text import check_readable
 
 
@@ -94,6 +94,7 @@ def job_from_item(item: Any, index: int, where: str) -> Job:
                          f"or a mapping with 'cmd'", where)
     if not command.strip():
         raise InputError(f"job {index} has an empty command", where)
+    check_text(command, f"the command of job {index}", where)
     return Job(index=index, command=command, where=where, **options)
 
 

@@ -8,6 +8,10 @@ Every role of the store sits on one connection opened here:
 - ``Writer(Database)``: ``transaction``, ``batch`` and ``set_meta``, what the writing
   roles (``state.jobs``, ``state.runners``) build on.
 
+A batch the disk refuses (full, read-only: ``diskguard.cannot_write``) is rolled back
+and its writes are kept (``unsaved``): the next batch (``RETRY_S`` later) applies them
+first, so a failed commit loses nothing; ``write_error`` says why meanwhile.
+
 Several processes (runners, and verbs such as ``hog add``) open the file at once:
 WAL mode, short ``BEGIN IMMEDIATE`` transactions, and a busy timeout. SQL is
 written only in ``hog/state``.
@@ -15,15 +19,18 @@ written only in ``hog/state``.
 import os
 import sqlite3
 import stat
+import time
 from types import TracebackType
-from typing import Dict, List, Literal, Optional, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
-from hog.errors import UsageError
+from hog.errors import HogError, UsageError
+from hog.state.diskguard import cannot_write
 from hog.state.files import check_location
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
 SCHEMA_VERSION = 1
+RETRY_S = 0.5       # a batch the disk refused is tried again after this long
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -70,6 +77,16 @@ CREATE TABLE runners (
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
 
 
+class StoreCorrupt(HogError):
+    """The queue's file is not a readable SQLite database (exit 2)."""
+
+    def __init__(self, path: str, error: sqlite3.DatabaseError):
+        root = os.path.dirname(os.path.dirname(path)) or "."
+        super().__init__(f"{path}: the queue is corrupt ({error}); nothing was run or "
+                         f"overwritten; to rebuild the queue from the job folders: "
+                         f"hog rebuild {root}")
+
+
 def check_private(path: str, what: str) -> None:
     """Refuse a queue others could write to, that another user owns, or that is a
     symbolic link (someone could point it at a queue of theirs)."""
@@ -85,6 +102,14 @@ def check_private(path: str, what: str) -> None:
         raise UsageError(f"{path}: {what} is writable by group or others "
                          f"(mode {stat.S_IMODE(st.st_mode):o}); anyone could add commands to "
                          f"your sweep. Fix with: chmod go-w {path}")
+
+
+def _file_identity(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Database:
@@ -109,6 +134,21 @@ class Database:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         check_private(self.path, "the queue database")
         self.batching = False
+        # writes of batches the disk refused (full, read-only), applied by a later one
+        self.unsaved: List[Tuple[str, tuple]] = []
+        self._turn: List[Tuple[str, tuple]] = []       # this batch's writes so far
+        self.write_error: Optional[str] = None         # why the last batch was refused
+        self._retry_at = 0.0
+        try:
+            self._connect(readonly)
+        except sqlite3.OperationalError:    # locked, I/O: not the file's content
+            raise
+        except sqlite3.DatabaseError as e:  # not a database, malformed
+            if getattr(self, "db", None) is not None:
+                self.db.close()
+            raise StoreCorrupt(self.path, e) from None
+
+    def _connect(self, readonly: bool) -> None:
         if readonly:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
                                       isolation_level=None, check_same_thread=False)
@@ -125,6 +165,12 @@ class Database:
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+        self.identity = _file_identity(self.path)
+
+    def lost(self) -> bool:
+        """The database file this connection writes was deleted or replaced since it was
+        opened (``.hog/`` removed, the file moved): writes now reach no file."""
+        return _file_identity(self.path) != getattr(self, "identity", None)
 
     def close(self) -> None:
         self.db.close()
@@ -175,10 +221,69 @@ class Writer(Database):
         by the first of them and committed when the turn ends (no write: no commit)."""
         return Batch(self)
 
-    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
-        if self.batching and not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
-        return self.db.execute(sql, args)
+    def _write(self, sql: str, args: tuple = (), keep: bool = True) -> Optional[sqlite3.Cursor]:
+        """One write; in a batch, None when the disk refuses it (see ``Batch``). ``keep``:
+        a write that stays true if applied later (not a claim, which is decided now)."""
+        if not self.batching:
+            return self.db.execute(sql, args)
+        if self.write_error is None:
+            try:
+                if not self.db.in_transaction:
+                    self._begin()
+                cur = self.db.execute(sql, args)
+                if keep:
+                    self._turn.append((sql, args))
+                return cur
+            except sqlite3.Error as e:
+                why = cannot_write(e)
+                if why is None:
+                    raise
+                self.batch_failed(why)
+        if keep:
+            self.unsaved.append((sql, args))
+        return None
+
+    def _begin(self) -> None:
+        """Begin the batch's transaction, with the writes earlier batches could not commit."""
+        self.db.execute("BEGIN IMMEDIATE")
+        for sql, args in self.unsaved:
+            self.db.execute(sql, args)
+
+    def batch_failed(self, why: str) -> None:
+        """The disk refused this batch (full, read-only): roll it back and keep its
+        writes (``unsaved``) for a later batch; until ``RETRY_S`` has passed, writes
+        only join them."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        self.unsaved.extend(self._turn)
+        self._turn.clear()
+        self.write_error = why
+        self._retry_at = time.monotonic() + RETRY_S
+
+    def commit_turn(self) -> bool:
+        """Commit the batch's writes so far (before a write with its own transaction);
+        False when the disk refuses them, or refused an earlier one this turn."""
+        if self.write_error is not None:
+            return False
+        if self.batching and self.db.in_transaction:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error as e:
+                why = cannot_write(e)
+                if why is None:
+                    raise
+                self.batch_failed(why)
+                return False
+            self.unsaved.clear()
+            self._turn.clear()
+        return True
+
+    def retry_now(self) -> None:
+        """Let the next batch try the disk again at once (at the end of a run)."""
+        self._retry_at = 0.0
 
     def set_meta(self, key: str, value: str) -> None:
         self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "
@@ -192,14 +297,45 @@ class Batch:
         self.store = store
 
     def __enter__(self) -> Writer:
-        self.store.batching = True
-        return self.store
+        store = self.store
+        store.batching = True
+        if store.write_error is not None and time.monotonic() >= store._retry_at:
+            store.write_error = None        # try the disk again
+        if store.unsaved and store.write_error is None:
+            try:
+                store._begin()
+            except sqlite3.Error as e:
+                why = cannot_write(e)
+                if why is None:
+                    raise
+                store.batch_failed(why)
+        return store
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> Literal[False]:
-        self.store.batching = False
-        if self.store.db.in_transaction:
-            self.store.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        store = self.store
+        store.batching = False
+        if store.write_error is not None:       # refused this turn: kept in ``unsaved``
+            return False
+        if not store.db.in_transaction:
+            store._turn.clear()
+            return False
+        why = None if exc is None else cannot_write(exc)
+        if exc_type is not None and why is None:
+            store.db.execute("ROLLBACK")
+            store._turn.clear()
+            return False
+        if why is None:
+            try:
+                store.db.execute("COMMIT")
+                store.unsaved.clear()
+                store._turn.clear()
+                return False
+            except sqlite3.Error as e:
+                why = cannot_write(e)
+                if why is None:
+                    raise
+        store.batch_failed(why)
         return False
 
 
@@ -217,6 +353,22 @@ class Transaction:
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> Literal[False]:
-        if self.outer:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if not self.outer:
+            return False
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return False
+            except sqlite3.Error:
+                self._rollback()    # a failed commit (disk full) may leave it open
+                raise
+        self._rollback()
         return False
+
+    def _rollback(self) -> None:
+        """Roll back, if SQLite has not already (it does on a full disk)."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass

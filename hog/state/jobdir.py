@@ -200,11 +200,7 @@ class JobFolder:
 
     def _open(self) -> bool:
         """Open (and make if missing) the folder; True when it was made now."""
-        try:
-            root = os.open(self.layout.root, _ROOT_FLAGS)
-        except FileNotFoundError:
-            os.makedirs(self.layout.root, exist_ok=True)
-            root = os.open(self.layout.root, _ROOT_FLAGS)
+        root = os.open(self.layout.root, _ROOT_FLAGS)   # (a vanished one is not made again)
         try:
             try:
                 os.mkdir(self.stem, 0o777, dir_fd=root)
@@ -285,8 +281,9 @@ class JobFolder:
         out = create_file(self.out_path, self.fd)
         try:
             return out, create_file(self.err_path, self.fd)
-        except BaseException:
+        except BaseException:       # (the disk is full: tried again from the start)
             os.close(out)
+            os.unlink(os.path.basename(self.out_path), dir_fd=self.fd)
             raise
 
     def append(self, path: str, data: bytes) -> None:
@@ -349,7 +346,7 @@ def _read_text(path: str) -> Optional[str]:
 
 def read_info(layout: Layout, index: int) -> dict:
     """A job folder's INFO as a mapping ({} if missing, unreadable or a link)."""
-    import yaml
+    import yaml  # yaml: only when an INFO file is read
     text = _read_text(layout.info_path(index))
     if text is None:
         return {}
@@ -363,7 +360,7 @@ def read_info(layout: Layout, index: int) -> dict:
 def earlier_attempts(layout: Layout, index: int) -> List[dict]:
     """The INFO of each earlier attempt kept in a job folder (``INFO.1``, ``INFO.2``, ...),
     oldest first; unreadable ones are left out."""
-    import yaml
+    import yaml  # yaml: only when an INFO file is read
     folder = layout.folder(index)
     if os.path.islink(folder):
         return []

@@ -148,8 +148,8 @@ class Jobs(Writer, RunnerRows):
             "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
             "started = ?, ended = NULL, note = '' "
             "WHERE id = ? AND status = 'queued' AND attempt = ?",
-            (runner, slot, gpus, time.time(), job_id, attempts))
-        return attempts + 1 if cur.rowcount == 1 else None
+            (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
+        return attempts + 1 if cur is not None and cur.rowcount == 1 else None
 
     def started(self, job_id: int, pid: int, started: float,
                 gpus: Optional[str] = None) -> None:

@@ -157,16 +157,16 @@ def _latest(row: JobRow, hosts: Dict[int, str], layout: Layout) -> Optional[Atte
     status = row.status
     if status == "queued":              # an attempt ended and the job waits to run again
         info = read_info(layout, row.id)
-        status = info.get("status") if info.get("attempt") == row.attempt else None
-        if status not in RAN or status == "running":
-            status = "failed"
+        was = info.get("status") if info.get("attempt") == row.attempt else None
+        status = was if was in RAN and was != "running" else "failed"
     elif status not in RAN or row.note == "cancelled before it started":
         return None
     ended = None if status == "running" else row.ended
     if ended is not None and ended < row.started:
         return None
     return Attempt(job=row.id, attempt=row.attempt, status=status, exit_code=row.exit_code,
-                   signal=row.signal, runner=row.runner, host=hosts.get(row.runner),
+                   signal=row.signal, runner=row.runner,
+                   host=None if row.runner is None else hosts.get(row.runner),
                    slot=row.slot, gpus=tuple(g for g in (row.gpus or "").split(",") if g),
                    started=row.started, ended=ended, latest=row.status != "queued")
 

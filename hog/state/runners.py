@@ -98,7 +98,7 @@ class Runners(Writer, RunnerRows):
     def register_runner(self, gpus: str) -> int:
         now = time.time()
         pid = os.getpid()
-        cur = self._write(
+        cur = self.db.execute(
             "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?)", (pid, host(), proc_start_time(pid), gpus, now, now))
         return cast(int, cur.lastrowid)     # set by every INSERT

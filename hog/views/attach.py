@@ -8,7 +8,9 @@ lines: what runs when attaching, then one line per job start and end.
 """
 import os
 import sys
+import termios
 import time
+import tty
 from typing import Dict, List, Optional, Tuple
 
 from hog.engine.progress import LISTED_FAILURES
@@ -40,7 +42,7 @@ class StoreView:
         self.next_query = 0.0
         self.next_runners = 0.0
         self.runners: List[RunnerRow] = []
-        self.slot_layout: List[Tuple[int, str, str]] = []   # (runner, slot, gpu) last seen
+        self.slot_layout: List[Tuple[int, int, str]] = []   # (runner, slot, gpu) last seen
         self.started_at = time.time()
         self.counts: Dict[str, int] = {}
         self.running: List[JobRow] = []
@@ -78,7 +80,8 @@ class StoreView:
         c = self.counts
         by_place = {(r.runner, r.slot): r for r in self.running}
         several = len({runner for runner, _, _ in self.slot_layout}) > 1
-        rows, shown = [], []
+        rows: List[SlotView] = []
+        shown: List[str] = []
 
         def view(label: str, gpu: str, r: Optional[JobRow]) -> SlotView:
             if r is None:
@@ -112,7 +115,8 @@ class StoreView:
 
     def _requests(self) -> str:
         asked = [r for r in self.runners if r.request]
-        return "; ".join(f"runner {r.id} was asked to {'stop' if r.request == 'drain' else 'terminate its jobs'}"
+        return "; ".join(f"runner {r.id} was asked to "
+                         f"{'stop' if r.request == 'drain' else 'terminate its jobs'}"
                          for r in asked)
 
 
@@ -135,8 +139,6 @@ class Keys:
 
     def __enter__(self) -> "Keys":
         if self.fd is not None:
-            import termios
-            import tty
             try:
                 self.saved = termios.tcgetattr(self.fd)
                 tty.setcbreak(self.fd)
@@ -146,7 +148,6 @@ class Keys:
 
     def __exit__(self, *exc) -> None:
         if self.saved is not None:
-            import termios
             try:
                 termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
             except termios.error:
@@ -169,7 +170,7 @@ class Keys:
 def attach_live(view: StoreView, sig: SignalWait) -> Optional[str]:
     """The dashboard, redrawn a few times a second until the runner ends (None), or
     the user leaves ("q" or a signal)."""
-    from rich.console import Console
+    from rich.console import Console  # rich: only for a live dashboard
     from rich.live import Live
     console = Console()
     live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False,
@@ -196,7 +197,7 @@ def attach_live(view: StoreView, sig: SignalWait) -> Optional[str]:
 
 
 def _with_hint(snap: Snapshot, hint: str):
-    from rich.console import Group
+    from rich.console import Group  # rich: only for a live dashboard
     from rich.text import Text
     return Group(render(snap), Text(hint, style="dim"))
 
@@ -223,8 +224,9 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
                        if (r.id, r.attempt) not in seen]
             rows = store.ended_since(since - 1.0)   # a second of slack: clocks may differ
             new = [r for r in rows if (r.id, r.attempt, r.ended) not in printed]
-            if rows:
-                since = max(since, rows[-1].ended)
+            last = rows[-1].ended if rows else None
+            if last is not None:        # ended_since: rows that have ended, oldest first
+                since = max(since, last)
             # a job that started and ended between two looks gets its start line too
             started += [r for r in new if (r.id, r.attempt) not in seen]
             events = [(r.started or 0.0, 0, r) for r in started] + [(r.ended, 1, r) for r in new]
@@ -296,7 +298,7 @@ def _just_detached(directory: str) -> bool:
 def _no_runner(view: StoreView, live: bool) -> int:
     snap = view.snapshot()
     if live:
-        from rich.console import Console
+        from rich.console import Console  # rich: only for a live dashboard
         Console().print(render(snap))
     else:
         for f in snap.failures:

@@ -69,7 +69,7 @@ def render(s: Snapshot):
     Every line is a plain ``Text`` laid out here (no rich ``Table``, whose layout
     costs ten times more): the live view redraws it several times a second in the
     runner's process, so each frame must stay well under a millisecond or two."""
-    from rich.console import Group
+    from rich.console import Group  # rich: only for a live dashboard
     from rich.text import Text
 
     total = s.total

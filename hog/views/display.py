@@ -1,16 +1,17 @@
 """What the runner shows: a rich live dashboard on a terminal, plain lines otherwise,
 and always a final summary. Displays read the runner's ``Progress``; they never
-change it. The dashboard itself (snapshot and drawing) is ``hog.dashboard``.
+change it. The dashboard itself (snapshot and drawing) is ``hog.views.dashboard``.
 """
 import os
 import sys
 import time
-from typing import Optional, TextIO
+from typing import List, Optional, TextIO
 
 from hog.engine.progress import Progress, Running, summary
 from hog.humanize import describe_end, end_line, fmt_duration, shown_path, start_line
 from hog.model import Outcome, Status, slot_label
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
+from hog.views.tail import TailCache
 
 __all__ = ["Progress", "Running", "PlainDisplay", "LiveDisplay", "make_display", "summary",
            "describe", "fmt_duration", "shown_path", "start_line", "end_line"]
@@ -21,11 +22,12 @@ def describe(outcome: Outcome) -> str:
 
 def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
     """What the dashboard shows of a runner's ``Progress``; ``tails`` (a
-    ``hog.tail.TailCache``) gives each running job's last output line."""
+    ``hog.views.tail.TailCache``) gives each running job's last output line."""
     now = time.time() if now is None else now
     running = dict(p.running)            # one atomic copy: the runner thread updates it
     layout = p.layout
-    rows, shown = [], []
+    rows: List[SlotView] = []
+    shown: List[str] = []
 
     def row(slot: int, gpu: str) -> SlotView:
         r = running.get(slot)
@@ -55,7 +57,7 @@ def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
 class PlainDisplay:
     """One line per job start and end; for logs, pipes and files."""
 
-    def __init__(self, progress: Progress, stream: TextIO = None, quiet: bool = False):
+    def __init__(self, progress: Progress, stream: Optional[TextIO] = None, quiet: bool = False):
         self.p = progress
         self.stream = stream or sys.stdout
         self.quiet = quiet
@@ -102,10 +104,9 @@ class LiveDisplay(PlainDisplay):
 
     def __init__(self, progress: Progress):
         super().__init__(progress)
-        from rich.console import Console
+        from rich.console import Console  # rich: only for a live dashboard
         from rich.live import Live
 
-        from hog.views.tail import TailCache
         self.tails = TailCache()
         self.console = Console(stderr=False)
         self.live = Live(console=self.console, refresh_per_second=REFRESH_PER_SECOND,
@@ -132,7 +133,7 @@ class LiveDisplay(PlainDisplay):
 
     def message(self, text: str) -> None:
         try:
-            from rich.markup import escape
+            from rich.markup import escape  # rich: only for a live dashboard
             self.live.console.print(f"[bold]hog:[/bold] {escape(text)}", highlight=False,
                                     markup=True)
         except (OSError, ValueError):

@@ -8,7 +8,7 @@ events (``hog.model``).
 """
 import os
 import time
-from typing import Iterable, List
+from typing import TYPE_CHECKING, Iterable, List, Optional
 
 from hog.backends import wire
 from hog.backends.ray.admission import RayAdmission
@@ -30,6 +30,10 @@ from hog.model import (
     StopHow,
 )
 from hog.state.jobdir import Layout
+
+if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 __all__ = ["RayAdmission", "RayBackend", "settings_for"]
 
@@ -54,8 +58,8 @@ class RayBackend:
         self.flags = flags
         self.config = config
         self.admission = RayAdmission()
-        self.conn = None
-        self.proc = None
+        self.conn: Optional["Connection"] = None
+        self.proc: Optional["BaseProcess"] = None
 
     def label(self) -> str:
         return f"ray {self.config.ray_address or os.environ.get('RAY_ADDRESS') or '(local)'}"
@@ -64,17 +68,18 @@ class RayBackend:
         """Start the bridge and wait until it has joined the cluster (or a signal came)."""
         settings = settings_for(self.config, self.layout)
         ours, theirs = self.ctx.Pipe(duplex=True)
-        self.proc = self.ctx.Process(target=bridge_main, name="hog-ray",
-                                     args=(theirs, self.layout, self.grace, settings, [ours]))
-        self.proc.start()
+        self.proc = proc = self.ctx.Process(target=bridge_main, name="hog-ray",
+                                            args=(theirs, self.layout, self.grace, settings,
+                                                  [ours]))
+        proc.start()
         theirs.close()
-        self.conn = ours
+        self.conn = conn = ours
         where = settings.address or "a local Ray instance"
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.conn.poll(0.2):
+            if conn.poll(0.2):
                 try:
-                    message = wire.receive(self.conn)
+                    message = wire.receive(conn)
                 except (EOFError, OSError):
                     break
                 if isinstance(message, ClusterReady):
@@ -118,23 +123,26 @@ class RayBackend:
         return []
 
     def _bridge_died(self) -> List[Event]:
-        self.conn.close()
+        conn, proc = self.conn, self.proc
+        assert conn is not None and proc is not None    # only a live bridge's pipe is waited on
+        conn.close()
         self.conn = None
-        self.proc.join(1)
-        why = f"the Ray driver process (hog-ray) died (exit code {self.proc.exitcode})"
+        proc.join(1)
+        why = f"the Ray driver process (hog-ray) died (exit code {proc.exitcode})"
         events: List[Event] = [BackendFailed(f"{why}; no new jobs are started")]
         return events + [SlotLost(slot, why) for slot in self.admission.in_use()]
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots, let the bridge record what ends and leave
         Ray (a local instance stops with it); it is killed if it takes too long."""
-        if self.proc is None:
+        proc = self.proc
+        if proc is None:
             return
         for slot in running:
             self.stop(slot, StopHow.KILL)
         self._send(Quit())
         deadline = time.monotonic() + self.grace + 30
-        while self.proc.is_alive() and time.monotonic() < deadline:
+        while proc.is_alive() and time.monotonic() < deadline:
             if self.conn is not None and self.conn.poll(0.1):
                 try:
                     self.conn.recv_bytes()      # keep its pipe flowing while it finishes
@@ -142,10 +150,10 @@ class RayBackend:
                     self.conn.close()
                     self.conn = None
             elif self.conn is None:
-                self.proc.join(0.1)
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(5)
+                proc.join(0.1)
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
         if self.conn is not None:
             self.conn.close()
             self.conn = None

@@ -10,18 +10,20 @@ Each job becomes one Ray task (``raynode.run_job``) asking for its GPUs, its nam
 resources and no CPU unless it asks (CPU-only jobs take one), with no retries by
 Ray: hog decides about retries. The bridge records the attempt in its folder on hog's
 machine (``hog.backends.attempt``) from what the task streams back (INFO at start,
-output as it comes, INFO and the marker at the end). Ending a job that runs is a small task on its node
-(``raynode.end_job``); one that has not started yet is cancelled in Ray.
+output as it comes, INFO and the marker at the end). Ending a job that runs is a small task
+on its node (``raynode.end_job``); one that has not started yet is cancelled in Ray.
 
 If the runner goes away (its pipe reads EOF), every job is ended and recorded as
 interrupted, and the bridge exits; if the bridge itself is killed, Ray ends its
 tasks' workers and each job's guard ends the job's process group.
 """
+import logging
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
@@ -41,6 +43,9 @@ from hog.model import (
 )
 from hog.signals import SignalFlags
 from hog.state.jobdir import Layout, UnsafePath
+
+if TYPE_CHECKING:   # ray: imported only in the bridge process, when it connects
+    from ray import ObjectRefGenerator
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
@@ -81,7 +86,7 @@ def alive_nodes(ray) -> List[Dict[str, float]]:
 @dataclass
 class _Task:
     d: Dispatch
-    gen: object
+    gen: Optional["ObjectRefGenerator"]    # None for a task Ray refused
     kill: Optional[StopHow] = None        # how the runner stopped it, once asked
     info: Optional[dict] = None           # from the task's "started" item
     attempt: Optional[Attempt] = None     # its folder, once it started (or was lost)
@@ -93,7 +98,7 @@ class Bridge:
         self.layout = layout
         self.grace = grace
         self.ray = ray
-        from hog.backends.ray import node as raynode
+        from hog.backends.ray import node as raynode  # imports ray: only in the bridge process
         self.run_job = ray.remote(raynode.run_job)
         self.end_job = ray.remote(raynode.end_job)
         self.tasks: Dict[int, _Task] = {}
@@ -144,7 +149,8 @@ class Bridge:
         ray = self.ray
         while True:
             self._from_runner(0 if self.tasks else 0.5)
-            if self.exiting and (not self.tasks or time.monotonic() > self.deadline):
+            if self.exiting and (not self.tasks or (self.deadline is not None
+                                                     and time.monotonic() > self.deadline)):
                 return
             if self.tasks:
                 gens = [t.gen for t in self.tasks.values()]
@@ -192,7 +198,7 @@ class Bridge:
         if not first:
             return
         if task.info is not None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # ray
             where = NodeAffinitySchedulingStrategy(task.info["node"], soft=False)
             self.end_job.options(num_cpus=0, max_retries=0, scheduling_strategy=where,
                                  name="hog end job").remote(
@@ -204,6 +210,7 @@ class Bridge:
         """Take the next item of a task that has one ready."""
         ray = self.ray
         task = self.tasks[slot]
+        assert task.gen is not None     # a task Ray refused is never in ``tasks``
         try:
             ref = next(task.gen)
         except StopIteration:
@@ -291,10 +298,9 @@ def _describe(error: Exception, task: _Task) -> str:
 # ------------------------------------------------------------------- process
 def connect(settings: RaySettings):
     """Import Ray and join the cluster (or start a local instance); returns ``ray``."""
-    import logging
 
-    import ray
-    common = dict(log_to_driver=False, logging_level=logging.WARNING,
+    import ray  # ray: only in the bridge process, when it connects
+    common: Dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
     if settings.address is None:
         if settings.visible is not None:
@@ -309,7 +315,6 @@ def connect(settings: RaySettings):
 
 def probe(address: str, wait_s: float = 15.0) -> None:
     """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
-    import socket
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return                          # "auto", or a form Ray resolves itself

@@ -104,7 +104,7 @@ def _keep(line: str, grace: float) -> None:
 
 def run_job(spec: dict):
     """A Ray generator task: run one job, stream its output, report how it ended."""
-    import ray
+    import ray  # ray: this runs inside a Ray task
     context = ray.get_runtime_context()
     gpu_ids = sorted((str(g) for g in context.get_accelerator_ids().get("GPU", [])),
                      key=lambda g: (not g.isdigit(), int(g) if g.isdigit() else 0, g))
@@ -139,6 +139,7 @@ def run_job(spec: dict):
         ended = time.time()
         spawn.sweep_leftovers(pid, grace)      # what the job left behind in its group
         yield from _drain(outputs)
+        assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         yield ("ended", dict(status="timeout" if timed_out else None, exit_code=exit_code,
                              signal=sig, ended=ended, note="", pid=pid, started_ok=True))
