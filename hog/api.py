@@ -70,6 +70,7 @@ class JobRecord:
     err_path: str
     origin: str                      # where the job came from (file:line)
     note: str
+    in_source: bool = True           # False: the sweep's source no longer lists it (kept)
 
     @property
     def ok(self) -> bool:
@@ -161,7 +162,8 @@ def _record(row: JobRow, layout: Layout) -> JobRecord:
         slot=row.slot, gpus=tuple(g for g in (row.gpus or "").split(",") if g),
         started=when(row.started), ended=when(row.ended) if finished else None,
         duration_s=duration, folder=layout.folder(row.id), out_path=layout.out_path(row.id),
-        err_path=layout.err_path(row.id), origin=row.origin, note=row.note)
+        err_path=layout.err_path(row.id), origin=row.origin, note=row.note,
+        in_source=bool(row.in_source))
 
 
 def _read(path: str) -> str:

@@ -3,9 +3,33 @@ a job ended, the time left, and the ``[hog] start`` / ``[hog] end`` lines. Pure
 functions of their arguments; the runner's display, ``hog attach``, ``hog status``,
 the report and the hooks all word things through here."""
 import os
-from typing import Optional, Union
+import re
+import sys
+from typing import Optional, TextIO, Union
 
 from hog.model import slot_label
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to put on a terminal: control characters (a tab, an escape, a
+    carriage return, DEL) shown as ``\\t``, ``\\x1b``... so a job's name or command
+    can never move the cursor or recolour the screen."""
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def tolerant_streams(*streams: TextIO) -> None:
+    """Make ``streams`` (stdout and stderr by default) write what their encoding cannot
+    hold as ``\\U0001f600``-style escapes instead of raising (``LANG=C``,
+    ``PYTHONIOENCODING=ascii``): a name with an emoji must never crash or vanish."""
+    for stream in streams or (sys.stdout, sys.stderr):
+        try:
+            getattr(stream, "reconfigure")(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
 
 
 def fmt_duration(seconds: Optional[float]) -> str:
@@ -49,11 +73,11 @@ def eta_s(queued: Optional[int], running: int, finished: int, duration_sum: floa
 
 def start_line(slot: int, name: str, gpus: str, pid: Union[int, str]) -> str:
     """The plain display's line for a job that started."""
-    return f"[hog] start {name} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}"
+    return f"[hog] start {printable(name)} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}"
 
 
 def end_line(name: str, ok: bool, how: str, duration_s: float, finished: int,
              total: Optional[int]) -> str:
     """The plain display's line for a job that ended: ``[hog] done NAME exit 0 in ...``."""
-    return (f"[hog] {'done ' if ok else 'FAIL '}{name} {how} in {duration_s:.2f}s "
+    return (f"[hog] {'done ' if ok else 'FAIL '}{printable(name)} {how} in {duration_s:.2f}s "
             f"({finished}{'/' + str(total) if total else ''})")

@@ -7,7 +7,8 @@ producer's queue is one of the frozen dataclasses at the end of this module
 
 - producer -> runner: ``JobMsg``, ``SourceTotal``, ``SourceEnd``, ``SourceFailed``;
 - runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``): a ``Dispatch``,
-  ``Stop(StopHow.KILL | StopHow.CANCEL)``, and ``Quit`` (exit);
+  ``Stop(StopHow.KILL | StopHow.CANCEL)``, ``Signal(signum)`` (forward it to the job)
+  and ``Quit`` (exit);
 - a backend -> the runner: ``Started``, ``Ended``, ``SlotLost``, ``CannotWrite``,
   ``BackendFailed``;
 - the Ray bridge -> its backend: ``ClusterReady``, ``ClusterRefused``, ``ClusterNodes``.
@@ -100,6 +101,8 @@ class Job:
     priority: int = 0
     gpu_ids: Tuple[str, ...] = ()      # affinity: only these GPU ids
     after: Tuple[str, ...] = ()        # names of jobs that must succeed first
+    auto_name: bool = False            # ``name`` was made up by hog (an unnamed YAML sweep's
+                                       # point), so it is not what identifies the job
 
 
 def slot_label(slot: int) -> str:
@@ -171,6 +174,14 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Signal:
+    """To a slot: send ``signum`` to the process group of the job it runs (SIGUSR1 and
+    SIGUSR2 the runner received: Slurm's warning before a time limit)."""
+
+    signum: int
+
+
+@dataclass(frozen=True)
 class Quit:
     """To a slot (or the Ray bridge): exit once the job it runs, if any, has ended."""
 
@@ -180,7 +191,7 @@ class ForSlot:
     """To the Ray bridge, which serves every slot: ``message`` is for ``slot``."""
 
     slot: int
-    message: Union[Dispatch, Stop]
+    message: Union[Dispatch, Stop, Signal]
 
 
 @dataclass(frozen=True)

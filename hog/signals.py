@@ -26,6 +26,10 @@ class SignalFlags:
     def count(self, sig: int) -> int:
         return self.counts.get(sig, 0)
 
+    def take(self, sig: int) -> int:
+        """How many ``sig`` arrived since the last ``take``: each acted on once."""
+        return self.counts.pop(sig, 0)
+
 
 def set_parent_death_signal(sig: int) -> None:
     """Linux: deliver ``sig`` to this process when its parent dies (no-op elsewhere)."""

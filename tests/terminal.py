@@ -1,5 +1,6 @@
 """A process on a real pseudo-terminal, for the tests of what hog draws there: its
-output is read as it comes, keys can be typed, Ctrl-C is SIGINT to its group."""
+output is read as it comes, keys can be typed, Ctrl-C is SIGINT to its group, the
+window can be resized; ``Screen`` replays what was drawn as a terminal would show it."""
 import fcntl
 import os
 import pty
@@ -30,6 +31,8 @@ class Terminal:
                                            close_fds=True))
         os.close(slave)
         self.chunks = []
+        self.resizes = []           # (bytes read before it, rows, cols)
+        self.size = self.first_size = (rows, cols)
         self.ended_at = None
 
     @property
@@ -67,6 +70,31 @@ class Terminal:
                 pytest.fail(f"waited in vain for {what}; the terminal shows:\n"
                             f"{self.text[-3000:]}")
 
+    def resize(self, rows: int, cols: int) -> None:
+        """The window now has ``rows`` x ``cols``: TIOCSWINSZ, then SIGWINCH to hog (it has
+        its own session, so the kernel signals no foreground group of this terminal)."""
+        while self.pump(0):
+            if not select.select([self.master], [], [], 0)[0]:
+                break
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.resizes.append((sum(len(c) for c in self.chunks), rows, cols))
+        self.size = (rows, cols)
+        os.kill(self.proc.pid, signal.SIGWINCH)
+
+    def screen(self, reflow: bool = True) -> "Screen":
+        """What a terminal shows after all that was drawn, resizes included; ``reflow``:
+        one that re-wraps lines on a resize (VTE, kitty, iTerm2), else one that cuts
+        them (xterm)."""
+        data = b"".join(self.chunks)
+        screen = Screen(*self.first_size)
+        done = 0
+        for at, rows, cols in self.resizes:
+            screen.feed(data[done:at].decode(errors="replace"))
+            screen.resize(rows, cols, reflow)
+            done = at
+        screen.feed(data[done:].decode(errors="replace"))
+        return screen
+
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
 
@@ -95,3 +123,121 @@ class Terminal:
 def rows_with(text: str, *words: str):
     """Lines of the (ANSI-stripped) terminal text that hold every one of ``words``."""
     return [line for line in text.splitlines() if all(w in line for w in words)]
+
+
+CSI = re.compile(r"\x1b\[([0-9;?]*)([ -/]*)([@-~])"          # a control sequence
+                 r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"        # an OSC string (a title)
+                 r"|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
+
+
+class Screen:
+    """A small terminal emulator for what rich draws: printable characters (one cell
+    each), CR, LF, backspace, cursor moves, erasing the line or the screen; colours and
+    modes are ignored. ``overflows`` counts the characters written past the last column
+    (the terminal wrapped them onto a line of their own: a line that did not fit)."""
+
+    def __init__(self, rows: int, cols: int):
+        self.rows, self.cols = rows, cols
+        self.lines = [[] for _ in range(rows)]
+        self.row = self.col = 0
+        self.overflows = 0
+
+    def _down(self) -> None:
+        self.row += 1
+        if self.row >= self.rows:
+            self.lines.pop(0)
+            self.lines.append([])
+            self.row = self.rows - 1
+
+    def _put(self, char: str) -> None:
+        if self.col >= self.cols:
+            self.overflows += 1
+            self.col = 0
+            self._down()
+        line = self.lines[self.row]
+        line.extend(" " * (self.col - len(line) + 1))
+        line[self.col] = char
+        self.col += 1
+
+    def feed(self, text: str) -> None:
+        at = 0
+        while at < len(text):
+            m = CSI.match(text, at)
+            if m:
+                at = m.end()
+                if m.group(3):
+                    self._csi(m.group(1), m.group(3))
+                continue
+            char = text[at]
+            at += 1
+            if char == "\r":
+                self.col = 0
+            elif char == "\n":
+                self._down()
+            elif char == "\b":
+                self.col = max(0, self.col - 1)
+            elif char >= " " and char != "\x7f":
+                self._put(char)
+
+    def _csi(self, params: str, final: str) -> None:
+        if params.startswith("?"):
+            return              # modes: cursor shown or hidden, ...
+        args = [int(p) if p else 0 for p in params.split(";")] if params else []
+        n = max(1, args[0]) if args else 1
+        line = self.lines[self.row]
+        if final == "A":
+            self.row = max(0, self.row - n)
+        elif final == "B":
+            self.row = min(self.rows - 1, self.row + n)
+        elif final == "C":
+            self.col = min(self.cols - 1, self.col + n)
+        elif final == "D":
+            self.col = max(0, self.col - n)
+        elif final == "G":
+            self.col = min(self.cols - 1, n - 1)
+        elif final in "Hf":
+            self.row = min(self.rows - 1, n - 1)
+            self.col = min(self.cols - 1, (args[1] if len(args) > 1 and args[1] else 1) - 1)
+        elif final == "K":
+            how = args[0] if args else 0
+            if how == 2:
+                line.clear()
+            elif how == 1:
+                line[:self.col + 1] = " " * min(len(line), self.col + 1)
+            else:
+                del line[self.col:]
+        elif final == "J":
+            how = args[0] if args else 0
+            if how in (2, 3):
+                self.lines = [[] for _ in range(self.rows)]
+            elif how == 0:
+                del line[self.col:]
+                for later in self.lines[self.row + 1:]:
+                    later.clear()
+
+    def resize(self, rows: int, cols: int, reflow: bool) -> None:
+        """The window resized: lines wider than ``cols`` are re-wrapped (``reflow``) or
+        cut; lines that no longer fit go up into the scrollback."""
+        lines, row = [], self.row
+        for i, line in enumerate(self.lines):
+            if i == self.row:
+                row = len(lines) + (min(self.col, max(len(line) - 1, 0)) // cols
+                                    if reflow else 0)
+            if reflow and len(line) > cols:
+                lines.extend(line[j:j + cols] for j in range(0, len(line), cols))
+            else:
+                lines.append(line[:cols])
+        drop = max(0, row + 1 - rows)
+        lines = lines[drop:]
+        row -= drop
+        lines = (lines + [[] for _ in range(rows)])[:rows]
+        self.lines, self.rows, self.cols = lines, rows, cols
+        self.row, self.col = row, min(self.col, cols - 1)
+
+    @property
+    def text(self) -> list:
+        """The screen's lines, trailing blanks removed; empty lines at the bottom dropped."""
+        out = ["".join(line).rstrip() for line in self.lines]
+        while out and not out[-1]:
+            out.pop()
+        return out

@@ -1,8 +1,9 @@
 """Resume: running the same command again on the same output directory.
 
 Succeeded jobs are skipped and their folders left alone; failed, interrupted
-and never-started ones run; a job whose command changed runs again and keeps
-its earlier files under attempt-numbered names; ``--fresh`` moves the old
+and never-started ones run; a named job whose command changed runs again and keeps
+its earlier files under attempt-numbered names (tests/test_identity.py: the rest of
+what an edited source does); ``--fresh`` moves the old
 directory aside; another job file on the same directory is refused.
 """
 import re
@@ -101,14 +102,19 @@ def test_the_resume_message_counts_as_skipped_only_jobs_that_had_succeeded_befor
     assert "skipped 1 job(s) that already succeeded" in said, said
 
 
-def test_a_job_whose_command_changed_runs_again_keeping_earlier_files_under_attempt_numbers(hq):
+def test_a_named_job_whose_command_changed_runs_again_keeping_earlier_files_under_attempt_numbers(
+        hq):
+    # (Before issue 10 this held for unnamed jobs too: a job was its line number. An
+    # unnamed job is now its command, so a changed one is a new job in a new folder.)
     out = hq.tmp / "out"
     jobs = hq.tmp / "jobs.txt"
-    job_file(jobs.parent, "echo old-zero", "echo old-one; exit 1", "echo same", name=jobs.name)
+    job_file(jobs.parent, "echo old-zero  # hog: name=zero",
+             "echo old-one; exit 1  # hog: name=one", "echo same", name=jobs.name)
     assert run_sweep(hq, jobs, out).returncode == 1
     unchanged = snapshot(job_dir(hq.tmp, 2, output="out"))
 
-    job_file(jobs.parent, "echo new-zero", "echo new-one", "echo same", name=jobs.name)
+    job_file(jobs.parent, "echo new-zero  # hog: name=zero", "echo new-one  # hog: name=one",
+             "echo same", name=jobs.name)
     r = run_sweep(hq, jobs, out)
     assert r.returncode == 0, r.stdout + r.stderr
     zero, one = job_dir(hq.tmp, 0, output="out"), job_dir(hq.tmp, 1, output="out")
@@ -124,12 +130,13 @@ def test_a_job_whose_command_changed_runs_again_keeping_earlier_files_under_atte
     assert (one / "job_1.1.OUT").read_text() == "old-one\n" and job_out(one) == "new-one\n"
     old_info = (zero / "INFO.1").read_text()
     assert "echo old-zero" in old_info and "attempt: 1" in old_info
-    assert info(zero)["command"] == "echo new-zero" and info(zero)["attempt"] == 2
+    assert info(zero)["command"] == "echo new-zero  # hog: name=zero"
+    assert info(zero)["attempt"] == 2
     # the unchanged succeeded job was left alone
     assert snapshot(job_dir(hq.tmp, 2, output="out")) == unchanged
     rows = job_rows(out)
-    assert [rows[i]["command"] for i in range(3)] == ["echo new-zero", "echo new-one",
-                                                      "echo same"]
+    assert [rows[i]["command"] for i in range(3)] == [
+        "echo new-zero  # hog: name=zero", "echo new-one  # hog: name=one", "echo same"]
     assert status_counts(out) == {"succeeded": 3}
 
 

@@ -13,14 +13,14 @@ from .harness import info, job_dirs, job_file, run_hog, start_hog, wait_for
 
 FIELDS = ["index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",
-          "ended_epoch", "duration_s", "note"]
+          "ended_epoch", "duration_s", "note", "in_source"]
 TYPES = {"index": (int,), "name": (str,), "folder": (str,), "command": (str,),
          "status": (str,), "exit_code": (int, type(None)), "signal": (str, type(None)),
          "attempts": (int,), "gpus": (str,), "slot": (str,), "runner": (int, type(None)),
          "host": (str, type(None)), "started_at": (str, type(None)),
          "ended_at": (str, type(None)), "started_epoch": (float, int, type(None)),
          "ended_epoch": (float, int, type(None)), "duration_s": (float, int, type(None)),
-         "note": (str,)}
+         "note": (str,), "in_source": (bool,)}
 STATUSES = ["queued", "running", "succeeded", "failed", "interrupted", "timeout", "cancelled",
             "skipped", "unschedulable"]
 

@@ -4,8 +4,9 @@ A backend pairs a ``Backend`` (it executes dispatched jobs and reports ``hog.mod
 events) with an ``Admission`` (it decides which queued jobs may start now, and where).
 ``hog.backends.factory.make_backend`` builds the pair from the run's configuration. What a
 backend can do beyond that is a capability it has or lacks, tested with
-``isinstance``: ``Resizable`` (slots added and removed while it runs: ``hog gpus``)
-and ``LocalCapacity`` (an admission over this machine's own GPUs).
+``isinstance``: ``Resizable`` (slots added and removed while it runs: ``hog gpus``),
+``Signalling`` (a signal delivered to a slot's job) and ``LocalCapacity`` (an
+admission over this machine's own GPUs).
 """
 from typing import Callable, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
@@ -52,6 +53,14 @@ class Resizable(Protocol):
     def add_slot(self, slot: int) -> None: ...
 
     def remove_slot(self, slot: int) -> None: ...
+
+
+@runtime_checkable
+class Signalling(Protocol):
+    """A backend that delivers a signal to the job running on a slot (its process group):
+    the runner forwards SIGUSR1 and SIGUSR2 to its jobs through it."""
+
+    def signal(self, slot: int, signum: int) -> None: ...
 
 
 Startable = Callable[[Job], bool]

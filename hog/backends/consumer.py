@@ -17,7 +17,18 @@ from typing import Callable, Iterable, Optional, TypeVar
 from hog.backends import spawn, wire
 from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
-from hog.model import CannotWrite, Dispatch, Ended, Outcome, Quit, Started, Status, Stop, StopHow
+from hog.model import (
+    CannotWrite,
+    Dispatch,
+    Ended,
+    Outcome,
+    Quit,
+    Signal,
+    Started,
+    Status,
+    Stop,
+    StopHow,
+)
 from hog.signals import SignalFlags
 from hog.state.diskguard import Backoff, cannot_write, check_present, gone
 from hog.state.jobdir import Layout, UnsafePath
@@ -210,6 +221,8 @@ class Consumer:
                 self.told_stop = True
                 spawn.end_group(watch, self.grace)
                 return message.how.status
+            if isinstance(message, Signal):      # forwarded by the runner; the job goes on
+                spawn.signal_group(watch.pid, message.signum)
 
 
 class _Stopped(Exception):
@@ -232,6 +245,7 @@ def consumer_main(conn, layout: Layout, grace: float, close: Iterable) -> None:
     """Entry point of a consumer process."""
     for other in close:       # the runner's ends of every pipe: so EOF means "runner gone"
         other.close()
-    flags = SignalFlags()     # terminal signals are the runner's business
-    flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM])
+    flags = SignalFlags()     # terminal signals (and Slurm's USR1/USR2) are the runner's business
+    flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1,
+                   signal.SIGUSR2])
     Consumer(conn, layout, grace).serve()

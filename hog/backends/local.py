@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Union
 
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
-from hog.model import Dispatch, Ended, Event, Quit, SlotLost, Started, Stop, StopHow
+from hog.model import Dispatch, Ended, Event, Quit, Signal, SlotLost, Started, Stop, StopHow
 from hog.state.jobdir import Layout
 
 if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)
@@ -72,13 +72,16 @@ class LocalBackend:
     def stop(self, slot: int, how: StopHow) -> None:
         self._send(slot, Stop(how))
 
-    def _send(self, slot: int, message: Union[Dispatch, Stop, Quit]) -> None:
+    def signal(self, slot: int, signum: int) -> None:
+        self._send(slot, Signal(signum))
+
+    def _send(self, slot: int, message: Union[Dispatch, Stop, Signal, Quit]) -> None:
         conn = self.conns.get(slot)
         if conn is not None:
             self._send_conn(conn, message)
 
     @staticmethod
-    def _send_conn(conn, message: Union[Dispatch, Stop, Quit]) -> None:
+    def _send_conn(conn, message: Union[Dispatch, Stop, Signal, Quit]) -> None:
         wire.send(conn, message)     # a consumer gone: its EOF is handled in receive
 
     def waitables(self) -> List:

@@ -28,6 +28,7 @@ from hog.cli.verbs import (
     cmd_stop,
 )
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
+from hog.humanize import tolerant_streams
 from hog.state.diskguard import cannot_write
 
 __all__ = ["main", "VERBS"]
@@ -40,6 +41,7 @@ VERBS: Dict[str, Callable[[List[str]], int]] = {
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    tolerant_streams()      # an emoji in a name on an ASCII-only stdout: escaped, no crash
     try:
         if argv and argv[0] in VERBS:
             return VERBS[argv[0]](argv[1:])
@@ -47,13 +49,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HogError as e:
         print(f"hog: error: {e}", file=sys.stderr)
         return e.exit_code
-    except sqlite3.OperationalError as e:     # locked past the timeout, I/O
-        print(f"hog: error: the sweep's queue cannot be used ({e})", file=sys.stderr)
-        return EXIT_USAGE
-    except sqlite3.DatabaseError as e:        # corrupt part-way through
-        print(f"hog: error: the sweep's queue is corrupt ({e}); nothing more was run; "
-              f"to rebuild it from the job folders: hog rebuild DIR", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("hog: interrupted", file=sys.stderr)
         return EXIT_INT
@@ -64,12 +59,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             pass
         return EXIT_OK
     except (OSError, sqlite3.Error) as e:
-        if not refused(e):
-            raise
-        where = getattr(e, "filename", None)
-        print(f"hog: error: cannot write{f' to {where}' if where else ''} "
-              f"({cannot_write(e)})", file=sys.stderr)
-        return EXIT_FAILED
+        if refused(e):                  # the disk refuses hog's writes: full, read-only
+            where = getattr(e, "filename", None)
+            print(f"hog: error: cannot write{f' to {where}' if where else ''} "
+                  f"({cannot_write(e)})", file=sys.stderr)
+            return EXIT_FAILED
+        if isinstance(e, sqlite3.OperationalError):     # locked past the timeout, I/O
+            print(f"hog: error: the sweep's queue cannot be used ({e})", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(e, sqlite3.DatabaseError):        # corrupt part-way through
+            print(f"hog: error: the sweep's queue is corrupt ({e}); nothing more was run; "
+                  f"to rebuild it from the job folders: hog rebuild DIR", file=sys.stderr)
+            return EXIT_USAGE
+        raise
 
 
 def refused(e: BaseException) -> bool:

@@ -4,15 +4,16 @@ The tick (every ``TICK_S``) reads the store's request mailbox when its data
 changed (``hog stop`` = drain, ``stop --now`` = kill, ``kill JOB`` = cancel,
 ``hog gpus`` = new slots), beats the runner's heartbeat, and follows the GPU
 monitor and the neighbours registry. Signals only set flags; ``handle_signals``
-turns them into the same drain / kill, or (SIGHUP) sends the output to a log.
+turns them into the same drain / kill, (SIGHUP) sends the output to a log, or
+(SIGUSR1, SIGUSR2) forwards them to the running jobs.
 """
 import os
 import signal
 import socket
 
-from hog.backends.base import LocalCapacity, Resizable
+from hog.backends.base import LocalCapacity, Resizable, Signalling
 from hog.config import slots_for
-from hog.engine import intake
+from hog.engine import intake, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -94,6 +95,9 @@ def handle_signals(st: RunState, wake_r: socket.socket) -> None:
             pass
     except (BlockingIOError, InterruptedError):
         pass
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        if st.flags.take(sig):
+            forward(st, sig)
     ints = st.flags.count(signal.SIGINT)
     if st.flags.count(signal.SIGHUP) and not st.detached:
         lose_terminal(st)
@@ -115,12 +119,23 @@ def queue_lost(st: RunState) -> None:
     """The store's file was deleted or replaced under this runner: start nothing more
     (a fresh store would take the sweep for a new one); running jobs finish and are
     recorded in their folders, from which ``hog rebuild`` recreates the queue."""
-    out = st.cfg.output_dir.rstrip("/") or st.cfg.output_dir
     st.fatal = "the queue was lost"
-    drain(st, f"{out}/.hog/hog.sqlite was deleted or replaced while this runner ran: no new "
-              f"jobs were started; running jobs finish and are recorded in their folders; "
-              f"to rebuild the queue from them: hog rebuild {out}")
+    drain(st, writable.queue_lost_reason(st))
     st.display.message(st.stop_reason)
+
+
+def forward(st: RunState, sig: int) -> None:
+    """SIGUSR1 / SIGUSR2 (Slurm's ``--signal=USR1@60`` before a time limit): to every
+    running job's process group, said once; the sweep goes on."""
+    name = signal.Signals(sig).name
+    if not isinstance(st.backend, Signalling):
+        st.display.message(f"{name}: not forwarded: the {st.cfg.backend} backend does not "
+                           f"forward signals to its jobs")
+        return
+    slots = list(st.running)
+    for slot in slots:
+        st.backend.signal(slot, sig)
+    st.display.message(f"{name}: forwarded to {len(slots)} running job(s)")
 
 
 def drain(st: RunState, reason: str) -> None:

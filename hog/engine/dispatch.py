@@ -103,7 +103,7 @@ def dependencies(st: RunState, job: Job) -> str:
     else why this job will not run."""
     waiting = False
     for name in job.after:
-        rows = st.store.by_name(name)
+        rows = [r for r in st.store.by_name(name) if r.in_source]
         if not rows:
             if source_may_bring_more(st):    # a stream may name it further on
                 waiting = True

@@ -100,17 +100,21 @@ def show_total(st: RunState) -> None:
 def source_ended(st: RunState, error: str) -> None:
     st.source_done = True
     st.source_error = error
+    gone = 0
     if not error:
         st.store.set_meta("ingest_done", "1")
+        if st.cfg.source is not None and st.cfg.source.kind != "watch":
+            gone = st.store.end_reading()
     added, again, skipped = st.ingested
-    if st.resume and (again or skipped):
+    if st.resume and (again or skipped or gone):
         st.display.message(f"resuming {st.cfg.output_dir}/: skipped {skipped} job(s) "
                            f"that already succeeded; {again} queued again (failed, "
-                           f"interrupted or changed), {added} new")
+                           f"interrupted, changed or never started), {added} new"
+                           + (f"; {gone} no longer in the source (kept, not run)"
+                              if gone else ""))
 
 
 def refresh_total(st: RunState) -> None:
-    counts = st.store.counts()
-    st.ahead = counts.get("queued", 0)
+    st.ahead = st.store.runnable_count()
     st.base_total = st.progress.finished + len(st.running) + st.ahead
     show_total(st)

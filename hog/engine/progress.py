@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Optional, Protocol
 
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
-from hog.humanize import describe_end, eta_s, fmt_duration, shown_path
+from hog.humanize import describe_end, eta_s, fmt_duration, printable, shown_path
 from hog.model import Outcome, Status
 from hog.state.jobdir import Layout
 
@@ -112,10 +112,10 @@ def summary(p: Progress, not_started: int, stop_reason: str, source_error: str) 
         lines.append(f"hog: error in the job source: {source_error}")
     if p.failures:
         lines.append("hog: failed jobs:")
-        width = max(len(o.name) for o in p.failures)
+        width = max(len(printable(o.name)) for o in p.failures)
         for o in p.failures:
             how = describe_end(o.status.value, o.exit_code, o.signal, o.note)
-            lines.append(f"  {o.name:<{width}}  {how:<24}  {shown_path(o.err_path)}")
+            lines.append(f"  {printable(o.name):<{width}}  {how:<24}  {shown_path(o.err_path)}")
         more = p.failure_count - len(p.failures)
         if more > 0:
             lines.append(f"  ... and {more} more (each job folder holds a FAILURE marker)")

@@ -112,7 +112,8 @@ class Runner:
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        st.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP], wake_w.fileno())
+        st.flags.install([signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1,
+                          signal.SIGUSR2], wake_w.fileno())
         try:
             self.start()
             ready: list = []
@@ -234,7 +235,7 @@ class Runner:
             print(f"hog: error: {st.source_error}", file=sys.stderr, flush=True)
             return EXIT_USAGE
         try:
-            not_started = 0 if st.root_gone else sweep.store_counts(st.layout).get("queued", 0)
+            not_started = 0 if st.root_gone else sweep.not_started(st.layout)
         except (OSError, sqlite3.Error):     # the disk refuses even that: counted as none
             not_started = 0
         text = summary(p, not_started, st.stop_reason, st.source_error)

@@ -84,6 +84,8 @@ def check_sweep(st: RunState, live: List[RunnerRow]) -> None:
         st.store.set_meta("ingest_done", "0")
         if st.cfg.source.kind == "watch":   # scripts left in running/ run again
             st.store.retry(r.id for r in st.store.rows_with_status("interrupted"))
+        else:       # jobs are found again by identity as the source is read
+            st.store.begin_reading()
 
 
 def move_aside(st: RunState) -> None:
@@ -149,6 +151,19 @@ def remove_unused_output(st: RunState) -> None:
     if st.created_root and not any(store_counts(st.layout).values()) \
             and not hog_folders(st.layout.root):
         shutil.rmtree(st.layout.root, ignore_errors=True)
+
+
+def not_started(layout: Layout) -> int:
+    """Queued jobs left for a later run (not those that left the source); 0 if the
+    queue is gone (nothing is created to count them)."""
+    try:
+        store = Store(layout.state_dir, create=False)
+    except HogError:
+        return 0
+    try:
+        return store.runnable_count()
+    finally:
+        store.close()
 
 
 def store_counts(layout: Layout) -> Dict[str, int]:

@@ -11,14 +11,12 @@ disk again (a small probe write) and carries on once it takes writes. An output
 directory that is gone is for good: the run drains (running jobs go on, what can be
 recorded is) and ends with a failure.
 """
-import os
 import sqlite3
 from typing import Optional
 
 from hog.engine.state import RunState
 from hog.model import CannotWrite
 from hog.state.diskguard import cannot_write, gone, probe
-from hog.state.jobdir import STATE_DIR
 
 
 def may_start(st: RunState) -> bool:
@@ -100,15 +98,27 @@ def check_gone(st: RunState) -> bool:
     if not gone(st.layout.state_dir):
         return False
     st.root_gone = True
-    what = f"the output directory {st.cfg.output_dir}" if gone(st.layout.root) \
-        else f"{os.path.join(st.cfg.output_dir, STATE_DIR)} (the sweep's queue)"
-    st.display.message(f"{what} was removed while running: starting no new jobs; running "
-                       f"jobs go on, what can be recorded is")
-    st.stop_reason = f"{what} was removed while running"
+    if gone(st.layout.root):
+        what = f"the output directory {st.cfg.output_dir}"
+        st.display.message(f"{what} was removed while running: starting no new jobs; "
+                           f"running jobs go on, what can be recorded is")
+        st.stop_reason = f"{what} was removed while running"
+    else:                               # only the queue: the folders can rebuild it
+        st.stop_reason = queue_lost_reason(st)
+        st.display.message(st.stop_reason)
     st.fatal = st.fatal or st.stop_reason
     st.stopping = True      # as control.drain (which this module cannot import: a cycle)
     st.progress.notice = st.stop_reason
     return True
+
+
+def queue_lost_reason(st: RunState) -> str:
+    """What the user is told when the store's file was deleted or replaced under this
+    runner (``.hog/`` removed, the file moved or overwritten)."""
+    out = st.cfg.output_dir.rstrip("/") or st.cfg.output_dir
+    return (f"{out}/.hog/hog.sqlite was deleted or replaced while this runner ran: no new "
+            f"jobs were started; running jobs finish and are recorded in their folders; "
+            f"to rebuild the queue from them: hog rebuild {out}")
 
 
 def pending(st: RunState) -> bool:

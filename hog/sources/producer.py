@@ -54,7 +54,7 @@ def produce(spec: SourceSpec, put) -> None:
 def producer_main(spec: SourceSpec, queue) -> None:
     """Entry point of the producer process."""
     set_parent_death_signal(signal.SIGKILL)   # it owns no jobs: nothing to clean up
-    SignalFlags().install([signal.SIGINT, signal.SIGHUP])
+    SignalFlags().install([signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2])
     produce(spec, queue.put)
     queue.close()
     queue.join_thread()

@@ -34,6 +34,7 @@ from hog.sources.joboptions import KNOWN, check_text, job_kwargs, near_miss
 # {key} (but ${VAR} stays bash's), or {{key}}: a literal {key}
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}|(?<!\$)\{(\w+)\}")
 _TOP = ("defaults", "jobs", "sweeps")
+_AUTO_NAME = " auto_name"       # marks an item whose name hog made up (no YAML key has it)
 
 
 def _lines(text: str) -> Dict[Tuple[str, int], int]:
@@ -92,6 +93,8 @@ def _expand_sweep(spec: Any, where: str, n: int) -> Iterator[dict]:
             item["name"] = _fill(base, point)
         else:
             item["name"] = base + "-" + "-".join(f"{k}={v}" for k, v in point.items())
+            if name is None:    # "sweep<entry>-...": moves with the entry, not an identity
+                item[_AUTO_NAME] = True
         yield item
 
 
@@ -161,7 +164,9 @@ def yaml_jobs(path: str) -> Iterator[Job]:
         if not isinstance(command, str) or not command.strip():
             raise InputError("a job needs a non-empty 'cmd'", where)
         check_text(command, "the command", where)
-        jobs.append(Job(index=index, command=command, where=where, **job_kwargs(item, where)))
+        auto_name = bool(item.pop(_AUTO_NAME, False))
+        jobs.append(Job(index=index, command=command, where=where, auto_name=auto_name,
+                        **job_kwargs(item, where)))
     check_dependencies(jobs)
     return iter(jobs)
 

@@ -26,10 +26,11 @@ from typing import Dict, List, Literal, Optional, Tuple, Type
 from hog.errors import HogError, UsageError
 from hog.state.diskguard import cannot_write
 from hog.state.files import check_location
+from hog.state.identity import spec_digest, stored_given_name
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RETRY_S = 0.5       # a batch the disk refused is tried again after this long
 
 # The schema of each version, and how to go from version N-1 to N. A database of
@@ -73,8 +74,49 @@ CREATE TABLE runners (
     gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
 );
 """
+# Version 2: a job is identified by content, not by its position in the source
+# (state/identity.py). Each job read from a source has its identity key ``ident`` (NULL
+# for jobs added with hog add or from a watched directory), the ``digest`` of its
+# definition, and ``seen``: the number of the last reading of the source that listed
+# it (meta 'reading': the reading under way or last begun, 'read': the last one read
+# to its end). ``source_pos`` is where the job was in the latest reading that listed
+# it (NULL once another job took its place). Rows of version 1 get the keys their
+# source gives them (KEY_ROWS_BY_POSITION), as listed by reading 1.
+SCHEMA_V2 = """
+ALTER TABLE jobs ADD COLUMN ident TEXT;
+ALTER TABLE jobs ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN seen INTEGER;
+CREATE UNIQUE INDEX jobs_by_ident ON jobs (ident);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('reading', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('read', '1')
+"""
+# Identity keys for rows that have a source position but no key yet (an older schema's,
+# or rows restored from their folders): identical jobs are counted in source order, as
+# ``state.identity.Occurrences`` counts them; each row counts as listed by the current
+# reading. ``hog_spec_digest`` and ``hog_given_name`` are ``state.identity``'s
+# ``spec_digest`` and ``stored_given_name``, registered on every writable connection.
+KEY_ROWS_BY_POSITION = """
+CREATE TEMP TABLE job_keys (id INTEGER PRIMARY KEY, ident TEXT, digest TEXT NOT NULL);
+INSERT INTO temp.job_keys (id, ident, digest)
+SELECT id,
+       CASE WHEN source_pos IS NULL THEN NULL
+            WHEN given IS NOT NULL THEN 'n:' || (row_number() OVER w - 1) || ':' || given
+            ELSE 'd:' || (row_number() OVER w - 1) || ':' || d END,
+       d
+FROM (SELECT id, source_pos, hog_spec_digest(command, spec) AS d,
+             hog_given_name(name, (SELECT value FROM meta WHERE key = 'source')) AS given
+      FROM jobs WHERE ident IS NULL)
+WINDOW w AS (PARTITION BY source_pos IS NULL, given IS NULL, coalesce(given, d)
+             ORDER BY source_pos, id);
+UPDATE jobs SET ident = (SELECT k.ident FROM temp.job_keys k WHERE k.id = jobs.id),
+                digest = (SELECT k.digest FROM temp.job_keys k WHERE k.id = jobs.id),
+                seen = CASE WHEN source_pos IS NULL THEN NULL ELSE coalesce(
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 1) END
+WHERE id IN (SELECT id FROM temp.job_keys);
+DROP TABLE temp.job_keys
+"""
 # Statements are split on ";", so comments in them must not hold one.
-MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1}
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION}
 
 
 class StoreCorrupt(HogError):
@@ -164,6 +206,9 @@ class Database:
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
+        # what migration 2 computes the identity keys of older rows with
+        self.db.create_function("hog_spec_digest", 2, spec_digest, deterministic=True)
+        self.db.create_function("hog_given_name", 2, stored_given_name, deterministic=True)
         self._migrate()
         self.identity = _file_identity(self.path)
 
@@ -186,10 +231,13 @@ class Database:
         with Transaction(self.db):
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             for v in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[v].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                self._execute_script(MIGRATIONS[v])
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _execute_script(self, script: str) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     def schema_version(self) -> int:
         return self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -284,6 +332,12 @@ class Writer(Database):
     def retry_now(self) -> None:
         """Let the next batch try the disk again at once (at the end of a run)."""
         self._retry_at = 0.0
+
+    def key_rows_by_position(self) -> None:
+        """Give the rows that have a source position but no identity key yet the keys
+        their source gives them (for rows written without one, e.g. restored ones)."""
+        with self.transaction():
+            self._execute_script(KEY_ROWS_BY_POSITION)
 
     def set_meta(self, key: str, value: str) -> None:
         self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) "

@@ -11,12 +11,14 @@ Every file and folder inside the output directory is made and opened relative to
 directory file descriptor, with ``O_NOFOLLOW`` (and ``O_EXCL`` for new files): a
 symbolic link planted there is refused, never followed.
 
-INFO is emitted as YAML by hand: every string is written as a JSON string, which
-is a valid YAML double-quoted scalar. That keeps the per-job cost to a few
-microseconds, and ``yaml.safe_load`` reads it back exactly.
+INFO is emitted as YAML by hand: every string is a YAML double-quoted scalar in
+plain ASCII, every other character escaped (``\\t``, ``\\x1b``, ``\\u00e9`` and, for a
+character beyond the BMP such as an emoji, ``\\U0001f600``: never a UTF-16 surrogate
+pair, which YAML reads back as two broken characters). That keeps the per-job cost to
+a few microseconds, and ``yaml.safe_load`` reads every string back exactly.
 """
-import json
 import os
+import re
 import socket
 import stat
 import time
@@ -60,7 +62,29 @@ def _scalar(value) -> str:
         return "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(str(value))
+    return quoted(str(value))
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+def _escape(match: "re.Match[str]") -> str:
+    char = match.group()
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar of printable ASCII that reads back exactly
+    (a lone surrogate, which no input should let through, is written as ``\\udXXX``)."""
+    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
 def render_info(fields: dict) -> str:

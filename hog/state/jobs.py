@@ -7,6 +7,11 @@ any point leaves a state that ``recover`` can reconcile with the job folders.
 ``claim`` is one conditional ``UPDATE``, so two runners on one queue never take
 the same job. ``Jobs`` is a role over the one connection of ``state.db``;
 ``state.store.Store`` combines it with the others.
+
+A job read from the source is found again by its identity key (``state.identity``),
+never by its position, so an edited source runs only what is new or changed; each
+reading of the source is numbered (``begin_reading``, ``end_reading``) so that the
+jobs it no longer lists are known, kept, and never started.
 """
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -14,14 +19,17 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from hog.model import Job, Status
 from hog.state.db import Writer
 from hog.state.files import from_iso
-from hog.state.rows import JobRow, job_spec
+from hog.state.identity import Occurrences, job_digest
+from hog.state.rows import IN_SOURCE_SQL, RUNNABLE_SQL, JobRow, job_spec
 from hog.state.runners import RunnerRows, runner_alive
 
 RERUNNABLE = tuple(s.value for s in Status.having("rerunnable"))
 RESUMED = tuple(s.value for s in Status.having("resumed"))     # not cancelled
 
-_INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added, "
+           "digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_READ = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added, "
+                "ident, digest, seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 # What a job folder says, for ``recover``: None, or (verdict, INFO mapping).
 FolderStatus = Callable[[JobRow], Optional[Tuple[Optional[str], Dict[str, Any]]]]
@@ -29,6 +37,8 @@ FolderStatus = Callable[[JobRow], Optional[Tuple[Optional[str], Dict[str, Any]]]
 
 class Jobs(Writer, RunnerRows):
     """Writing the queue's jobs (and the runner's reads of what to run next)."""
+
+    _occurrences: Optional[Occurrences] = None     # the keys of the reading under way
 
     # ------------------------------------------------------- recovery
     def recover(self, folder_status: FolderStatus) -> List[Tuple[JobRow, str]]:
@@ -68,58 +78,113 @@ class Jobs(Writer, RunnerRows):
         return changed
 
     # ---------------------------------------------------------- ingest
+    def begin_reading(self) -> int:
+        """A runner starts reading the sweep's source (from its start): the reading's
+        number, which ``ingest`` marks the jobs it lists with. Until a job is listed
+        by this reading it does not start (it may have left the source)."""
+        with self.transaction():
+            reading = self._meta_int("reading") + 1
+            self.set_meta("reading", str(reading))
+        self._occurrences = Occurrences()
+        return reading
+
+    def end_reading(self) -> int:
+        """The source was read to its end: jobs it did not list have left it (they keep
+        their rows and folders). Returns how many such jobs there are."""
+        with self.transaction():
+            reading = self._meta_int("reading")
+            self.set_meta("read", str(reading))
+            return self.db.execute("SELECT count(*) FROM jobs WHERE ident IS NOT NULL "
+                                   "AND seen < ?", (reading,)).fetchone()[0]
+
+    def _meta_int(self, key: str) -> int:
+        value = self.meta(key)
+        return int(value) if value else 0
+
     def ingest(self, jobs: Sequence[Job], resume: bool,
                runner: Optional[int] = None) -> Tuple[int, int, int]:
-        """Insert jobs from the sweep's source (``Job.index`` = source position).
+        """Record jobs read from the sweep's source, in source order (one reading's
+        jobs may come in several calls: ``begin_reading`` starts the count).
 
-        New positions are queued. An existing position with the same command is kept
-        as it is (when ``resume``: a failed, interrupted or never-finished one is queued
-        again); one whose command changed is queued again with the new command.
-        Returns (added, requeued, skipped: succeeded before ``runner`` started).
+        A job is found by its identity key (``state.identity``): a new key is a new
+        job, queued with the next folder number. A known one is kept as it is (when
+        ``resume``: a failed, interrupted or never-finished one is queued again); a
+        named job whose definition changed is queued again with its new definition (a
+        new attempt in its own folder). Options that are not part of the definition
+        (priority, retries, timeout, ...) and where it is in the source are updated.
+        Returns (added, queued again or still queued, skipped: succeeded before
+        ``runner`` started).
         """
         requeued = skipped = 0
         now = time.time()
+        occurrences = self._occurrences
+        if occurrences is None:
+            occurrences = self._occurrences = Occurrences()
+        keyed = []
+        for job in jobs:
+            digest = job_digest(job)
+            keyed.append((job, occurrences.key(job, digest), digest))
         with self.transaction():
-            positions = [j.index for j in jobs]
-            existing: Dict[int, tuple] = {}
-            for chunk in _chunks(positions, 500):
+            reading = self._meta_int("reading")
+            existing: Dict[str, tuple] = {}
+            for chunk in _chunks([k for _, k, _ in keyed], 500):
                 marks = ",".join("?" * len(chunk))
                 for r in self.db.execute(
-                        f"SELECT source_pos, id, command, status, runner FROM jobs "
-                        f"WHERE source_pos IN ({marks})", chunk):
+                        f"SELECT ident, id, digest, status, runner, source_pos, name, spec, "
+                        f"origin, priority FROM jobs WHERE ident IN ({marks})", chunk):
                     existing[r[0]] = r[1:]
+            # The places in the source that new or moved jobs now hold: whoever held one
+            # (a job of an earlier reading, maybe one further on in this one) gives it up.
+            taken = [job.index for job, key, _ in keyed
+                     if key not in existing or existing[key][4] != job.index]
+            for chunk in _chunks(taken, 500):
+                self.db.execute(f"UPDATE jobs SET source_pos = NULL WHERE source_pos IN "
+                                f"({','.join('?' * len(chunk))})", chunk)
             next_id = self._next_id()
-            new_rows = []
-            for job in jobs:
-                old = existing.get(job.index)
+            new_rows, listed = [], []
+            for job, key, digest in keyed:
+                old = existing.get(key)
+                spec = job_spec(job)
                 if old is None:
-                    new_rows.append(self._row_values(next_id, job, job.index, now))
+                    new_rows.append((next_id, job.index, job.name, job.command, spec, job.where,
+                                     job.priority, now, key, digest, reading))
                     next_id += 1
                     continue
-                jid, command, status, ran_by = old
-                if command != job.command:
-                    self.db.execute(
-                        "UPDATE jobs SET command = ?, spec = ?, name = ?, origin = ?, "
-                        "priority = ?, status = 'queued', cancel = 0, "
-                        "note = 'command changed; queued again' WHERE id = ? "
+                jid, old_digest, status, ran_by = old[:4]
+                listed.append((reading, job.index, jid))
+                if old_digest != digest:        # a named job: a new attempt, same folder
+                    cur = self.db.execute(
+                        "UPDATE jobs SET command = ?, spec = ?, digest = ?, name = ?, "
+                        "origin = ?, priority = ?, status = 'queued', cancel = 0, "
+                        "note = 'its definition changed; queued again' WHERE id = ? "
                         "AND status != 'running'",
-                        (job.command, job_spec(job), job.name, job.where, job.priority, jid))
-                    requeued += 1
-                elif status == "succeeded":
+                        (job.command, spec, digest, job.name, job.where, job.priority, jid))
+                    requeued += cur.rowcount
+                    continue
+                if old[5:] != (job.name, spec, job.where, job.priority):
+                    self.db.execute("UPDATE jobs SET name = ?, spec = ?, origin = ?, "
+                                    "priority = ? WHERE id = ?",
+                                    (job.name, spec, job.where, job.priority, jid))
+                if status == "succeeded":
                     skipped += ran_by is None or ran_by != runner
                 elif resume and status in RESUMED:
                     self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
                                     "note = 'queued again on resume' WHERE id = ?", (jid,))
                     requeued += 1
-            self.db.executemany(_INSERT, new_rows)
+                elif status == "queued":
+                    requeued += 1
+            self.db.executemany("UPDATE jobs SET seen = ?, source_pos = ? WHERE id = ?", listed)
+            self.db.executemany(_INSERT_READ, new_rows)
         return len(new_rows), requeued, skipped
 
     def add(self, jobs: Iterable[Job]) -> List[int]:
-        """Append jobs outside the sweep's source (``hog add``); returns their ids."""
+        """Append jobs outside the sweep's source (``hog add``, watched scripts): always
+        new jobs, with no identity key; returns their ids."""
         now = time.time()
         with self.transaction():
             next_id = self._next_id()
-            rows = [self._row_values(next_id + i, job, None, now) for i, job in enumerate(jobs)]
+            rows = [self._row_values(next_id + i, job, None, now) + (job_digest(job),)
+                    for i, job in enumerate(jobs)]
             self.db.executemany(_INSERT, rows)
         return [r[0] for r in rows]
 
@@ -135,7 +200,7 @@ class Jobs(Writer, RunnerRows):
     # ------------------------------------------------------ scheduling
     def queued(self, limit: int, after: Optional[Tuple[int, int]] = None) -> List[JobRow]:
         """The next queued jobs in run order: priority (high first), then id."""
-        return self._rows("WHERE status = 'queued' ORDER BY priority DESC, id LIMIT ?",
+        return self._rows(f"WHERE {RUNNABLE_SQL} ORDER BY priority DESC, id LIMIT ?",
                           (limit,))
 
     def claim(self, job_id: int, attempts: int, runner: int, slot: int,
@@ -175,12 +240,15 @@ class Jobs(Writer, RunnerRows):
 
     # ----------------------------------------------------------- retry
     def retry(self, job_ids: Iterable[int]) -> List[int]:
-        """``hog retry``: queue finished jobs again; returns the ids that were."""
+        """``hog retry``: queue finished jobs again; returns the ids that were. A job that
+        left the source is from then on kept like a job added with ``hog add`` (it runs,
+        and counts as in the source) until a reading of the source lists it again."""
         done = []
         with self.transaction():
             for jid in job_ids:
                 cur = self.db.execute(
-                    f"UPDATE jobs SET status = 'queued', cancel = 0, note = 'retry requested' "
+                    f"UPDATE jobs SET status = 'queued', cancel = 0, note = 'retry requested', "
+                    f"seen = CASE WHEN {IN_SOURCE_SQL} THEN seen END "
                     f"WHERE id = ? AND status IN ({','.join('?' * len(RERUNNABLE))})",
                     (jid, *RERUNNABLE))
                 if cur.rowcount:
@@ -188,6 +256,6 @@ class Jobs(Writer, RunnerRows):
         return done
 
 
-def _chunks(items: Sequence[int], n: int) -> Iterable[Sequence[int]]:
+def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]

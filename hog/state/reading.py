@@ -2,9 +2,10 @@
 
 Opened ``readonly`` (SQLite's ``mode=ro``), so a view can never write the store,
 even while runners are active, and nothing it does takes a write lock. It has the
-read queries only: jobs by status, name or number, counts, the rows results files
-show, the views' time queries, and the runners (``RunnerRows``). ``Store`` is a
-``SweepReader`` too, so code that reads takes either.
+read queries only: jobs by status, name or number, counts (and those of the jobs
+that left the source), the rows results files show, the views' time queries, and
+the runners (``RunnerRows``). ``Store`` is a ``SweepReader`` too, so code that reads
+takes either.
 """
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -13,7 +14,7 @@ from hog.errors import UsageError
 from hog.model import Status
 from hog.state.db import Database
 from hog.state.jobdir import STATE_DIR
-from hog.state.rows import JOB_COLUMNS, JobRow, ResultRow
+from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, RUNNABLE_SQL, JobRow, ResultRow
 from hog.state.runners import RunnerRows
 
 FINAL = Status.having("finished")
@@ -46,11 +47,24 @@ class SweepReader(RunnerRows):
         return rows[0] if rows else None
 
     def failed_ids(self) -> List[int]:
+        """Jobs that failed, of those still in the source (``hog retry --failed``)."""
         return [r[0] for r in self.db.execute(
-            f"SELECT id FROM jobs WHERE status IN {FAILED_SQL} ORDER BY id")]
+            f"SELECT id FROM jobs WHERE status IN {FAILED_SQL} AND {IN_SOURCE_SQL} "
+            f"ORDER BY id")]
 
     def counts(self) -> Dict[str, int]:
+        """Every job by status, those that left the source included."""
         return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+
+    def gone_counts(self) -> Dict[str, int]:
+        """The jobs the source no longer lists, by status."""
+        return dict(self.db.execute(f"SELECT status, count(*) FROM jobs WHERE NOT "
+                                    f"{IN_SOURCE_SQL} GROUP BY status"))
+
+    def runnable_count(self) -> int:
+        """Queued jobs that may start (not those that were queued when they left the
+        source, nor, while the source is read again, those it has not listed yet)."""
+        return self.db.execute(f"SELECT count(*) FROM jobs WHERE {RUNNABLE_SQL}").fetchone()[0]
 
     def rows_with_status(self, status: str, limit: int = 1000) -> List[JobRow]:
         return self._rows("WHERE status = ? ORDER BY id LIMIT ?", (status, limit))
@@ -65,7 +79,8 @@ class SweepReader(RunnerRows):
         plain tuples, fast enough for 100,000 jobs at the end of a run."""
         cur = self.db.execute(
             "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
-            "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note "
+            "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note, "
+            f"{IN_SOURCE_SQL} "
             "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
         return map(ResultRow._make, cur)
 

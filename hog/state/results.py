@@ -32,7 +32,7 @@ from hog.state.rows import JobRow, ResultRow, RunnerRow
 
 FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",
-          "ended_epoch", "duration_s", "note")
+          "ended_epoch", "duration_s", "note", "in_source")
 
 
 _SECONDS: Dict[int, str] = {}
@@ -59,7 +59,7 @@ def utc_iso(ts: Optional[float]) -> Optional[str]:
 def record(row: ResultRow, layout: Layout) -> dict:
     """The flat record of one job (its latest attempt)."""
     (index, name, command, status, exit_code, signal, attempt, gpus, slot, runner, host,
-     started, ended, note) = row
+     started, ended, note, in_source) = row
     if status == "running":
         ended = None
     folder = layout.folder_name(index)
@@ -83,6 +83,7 @@ def record(row: ResultRow, layout: Layout) -> dict:
         "duration_s": None if started is None or ended is None
         else round(max(0.0, ended - started), 3),
         "note": note,
+        "in_source": bool(in_source),
     }
 
 

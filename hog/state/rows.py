@@ -11,9 +11,20 @@ from typing import NamedTuple, Optional
 
 from hog.model import Job
 
+# A job is still in the sweep's source unless the last reading of the source that was
+# read to its end did not list it. Jobs added with hog add always are, and so are those
+# retried by name after they left it (``seen`` NULL) until a reading lists them again.
+IN_SOURCE_SQL = ("(ident IS NULL OR seen IS NULL OR seen >= coalesce("
+                 "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'read'), 0))")
+# A queued job may start: added (or retried so), or listed by the reading of the source
+# now under way (a job queued when the source was edited runs only if it is still there).
+RUNNABLE_SQL = ("status = 'queued' AND (ident IS NULL OR seen IS NULL OR seen = coalesce("
+                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 0))")
+
 # The columns of ``jobs`` in the order of JobRow's fields.
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
-               "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note")
+               "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note, "
+               f"ident, digest, seen, {IN_SOURCE_SQL} AS in_source")
 
 _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
@@ -43,6 +54,10 @@ class JobRow:
     added: float
     cancel: int
     note: str
+    ident: Optional[str] = None  # identity key (state/identity.py); None: added by hog add
+    digest: str = ""             # hash of the job's definition
+    seen: Optional[int] = None   # the last reading of the source that listed it
+    in_source: int = 1           # 0: the source no longer lists it (kept, not run)
 
     def job(self) -> Job:
         spec = json.loads(self.spec)
@@ -69,6 +84,7 @@ class ResultRow(NamedTuple):
     started: Optional[float]
     ended: Optional[float]
     note: str
+    in_source: int
 
 
 @dataclass(frozen=True)

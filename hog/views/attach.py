@@ -21,7 +21,7 @@ from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
-from hog.views.display import is_terminal
+from hog.views.display import fresh_screen, is_terminal
 from hog.views.tail import TailCache, last_line
 
 FAILED = Status.having("counts_as_failure")
@@ -176,16 +176,21 @@ def attach_live(view: StoreView, sig: SignalWait) -> Optional[str]:
     live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False,
                 redirect_stderr=False)
     hint = "q or Ctrl-C: leave (the runner goes on)"
+    shown_size = None
     with Keys(sys.stdin) as keys:
         live.start()
         try:
             while True:
                 view.refresh()
                 snap = view.snapshot()
-                live.update(_with_hint(snap, hint), refresh=True)
+                width, height = size = tuple(console.size)
+                if shown_size is not None and size != shown_size:
+                    fresh_screen(live)
+                shown_size = size
+                live.update(_with_hint(snap, hint, width, height), refresh=True)
                 if snap.ended:
                     view.refresh(force=True)
-                    live.update(render(view.snapshot()), refresh=True)
+                    live.update(render(view.snapshot(), width, height), refresh=True)
                     return None
                 ready = sig.wait(keys.fds(), 1 / REFRESH_PER_SECOND)
                 if sig.exit_code is not None:
@@ -196,10 +201,11 @@ def attach_live(view: StoreView, sig: SignalWait) -> Optional[str]:
             live.stop()
 
 
-def _with_hint(snap: Snapshot, hint: str):
+def _with_hint(snap: Snapshot, hint: str, width: int, height: int):
     from rich.console import Group  # rich: only for a live dashboard
     from rich.text import Text
-    return Group(render(snap), Text(hint, style="dim"))
+    return Group(render(snap, width, height - 1), Text(hint, style="dim", no_wrap=True,
+                                                      overflow="ellipsis"))
 
 
 # ------------------------------------------------------------------ plain lines
@@ -299,7 +305,8 @@ def _no_runner(view: StoreView, live: bool) -> int:
     snap = view.snapshot()
     if live:
         from rich.console import Console  # rich: only for a live dashboard
-        Console().print(render(snap))
+        console = Console()
+        console.print(render(snap, console.size.width))
     else:
         for f in snap.failures:
             print(f"hog: failed: {f.name} {f.how} {f.err_path}")

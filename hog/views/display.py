@@ -108,6 +108,7 @@ class LiveDisplay(PlainDisplay):
         from rich.live import Live
 
         self.tails = TailCache()
+        self.size: Optional[tuple] = None       # the terminal's size at the last frame
         self.console = Console(stderr=False)
         self.live = Live(console=self.console, refresh_per_second=REFRESH_PER_SECOND,
                          transient=False, get_renderable=self._render, redirect_stdout=False,
@@ -140,7 +141,25 @@ class LiveDisplay(PlainDisplay):
             pass
 
     def _render(self):
-        return render(snapshot(self.p, self.tails))
+        """The next frame, laid out for the terminal's size now (rich's refresh thread
+        calls this under the live display's lock, before it redraws)."""
+        size = tuple(self.console.size)
+        if self.size is not None and size != self.size:
+            fresh_screen(self.live)
+        self.size = size
+        return render(snapshot(self.p, self.tails), size[0], size[1])
+
+
+def fresh_screen(live) -> None:
+    """The terminal was resized: the last frame may have been re-wrapped by the terminal
+    (or cut), so moving up over its lines would leave stale rows. Clear the screen and
+    draw the next frame from its top-left corner instead."""
+    from rich.control import Control  # rich: only for a live dashboard
+    try:
+        live._live_render._shape = None       # nothing to move up over: drawn afresh
+        live.console.control(Control.home(), Control.clear())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def make_display(progress: Progress, mode: str):

@@ -1,10 +1,14 @@
 """``hog status DIR``: what it shows of a sweep, from its store. ``status_data`` is the
 ``hog status --json`` contract (its keys are always there); ``status_lines`` is the
-text for people. Both only read the store."""
+text for people. Both only read the store.
+
+Jobs the sweep's source no longer lists are in ``counts`` and ``total`` (they keep
+their records), counted apart in ``not_in_source`` (by status in
+``not_in_source_counts``), and flagged ``in_source: false`` in ``running``/``failed``."""
 import time
 from typing import Any, Dict, List
 
-from hog.humanize import fmt_duration, shown_path
+from hog.humanize import fmt_duration, printable, shown_path
 from hog.model import Status
 from hog.state.jobdir import Layout
 from hog.state.reading import SweepReader
@@ -27,7 +31,7 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
                     pid=r.pid, runner=r.runner, runner_alive=r.runner in alive,
                     attempt=r.attempt,
                     elapsed_s=None if r.started is None else round(now - r.started, 1),
-                    command=r.command)
+                    command=r.command, in_source=bool(r.in_source))
                for r in store.rows_with_status("running")]
     failed: List[Dict[str, Any]] = []
     for status in Status.having("counts_as_failure"):
@@ -36,14 +40,16 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
                                folder=layout.folder_name(j.id), status=j.status,
                                exit_code=j.exit_code, signal=j.signal, attempt=j.attempt,
                                gpus=j.gpus, slot=j.slot, started=j.started, ended=j.ended,
-                               note=j.note))
+                               note=j.note, in_source=bool(j.in_source)))
     failed.sort(key=lambda f: f["id"])
     found = store.counts()
     counts = {s.value: found.pop(s.value, 0) for s in Status}
     counts.update(found)
+    gone = store.gone_counts()
     return dict(output_dir=directory, source=store.meta("source"),
                 schema_version=store.schema_version(), time=now, total=sum(counts.values()),
-                counts=counts, runners=runners, running=running, failed=failed[:failed_limit])
+                counts=counts, runners=runners, running=running, failed=failed[:failed_limit],
+                not_in_source=sum(gone.values()), not_in_source_counts=gone)
 
 
 def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]:
@@ -57,19 +63,25 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
              "skipped", "unschedulable")
     parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
     say(f"{directory}: {total} job(s): {', '.join(parts) or 'none'}")
+    gone = data["not_in_source_counts"]
+    if gone:
+        kinds = ", ".join(f"{gone[s]} {s}" for s in order if gone.get(s))
+        say(f"{data['not_in_source']} of them no longer in the source ({kinds}): kept, "
+            f"not run, not counted")
     if data["source"]:
         say(f"source: {data['source']}")
     live = [r for r in data["runners"] if r["alive"]]
     for r in live:
         say(f"runner {r['id']}: pid {r['pid']} on {r['host']}, gpus {r['gpus']}"
             + (f", asked to {r['request']}" if r["request"] else ""))
+    waiting = counts.get("queued", 0) - gone.get("queued", 0)
     if not live:
-        say("no runner is active" + (f"; start one to run the {counts['queued']} queued job(s)"
-                                     if counts.get("queued") else ""))
+        say("no runner is active" + (f"; start one to run the {waiting} queued job(s)"
+                                     if waiting else ""))
     if data["running"]:
         say("running:")
         for r in data["running"]:
-            say(f"  {r['name']:<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
+            say(f"  {printable(r['name']):<16} slot {r['slot']}  gpus {r['gpus'] or '-':<6} "
                 f"pid {r['pid'] or '-':<8} {fmt_duration(r['elapsed_s'])}"
                 + ("" if r["runner_alive"] else
                    "  (its runner is gone: the next runner on this directory runs it again)"))
@@ -79,8 +91,9 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
             how = f"exit {f['exit_code']}" if f["exit_code"] is not None else \
                 (f"killed by {f['signal']}" if f["signal"] else f["status"])
             name = f["name"] or layout.folder_name(f["id"])
-            say(f"  {name:<16} {f['status']:<13} {how:<18} "
-                f"{shown_path(layout.err_path(f['id']))}")
+            say(f"  {printable(name):<16} {f['status']:<13} {how:<18} "
+                f"{shown_path(layout.err_path(f['id']))}"
+                + ("" if f["in_source"] else "  (no longer in the source)"))
         if len(data["failed"]) > 20:
             say(f"  ... and {len(data['failed']) - 20} more (hog status --json lists all)")
     return lines

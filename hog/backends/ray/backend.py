@@ -24,6 +24,7 @@ from hog.model import (
     Event,
     ForSlot,
     Quit,
+    Signal,
     SlotLost,
     Started,
     Stop,
@@ -98,6 +99,9 @@ class RayBackend:
 
     def stop(self, slot: int, how: StopHow) -> None:
         self._send(ForSlot(slot, Stop(how)))
+
+    def signal(self, slot: int, signum: int) -> None:
+        self._send(ForSlot(slot, Signal(signum)))
 
     def _send(self, message) -> None:
         if self.conn is None:

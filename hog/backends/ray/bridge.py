@@ -36,6 +36,7 @@ from hog.model import (
     ForSlot,
     Outcome,
     Quit,
+    Signal,
     Started,
     Status,
     Stop,
@@ -101,6 +102,7 @@ class Bridge:
         from hog.backends.ray import node as raynode  # imports ray: only in the bridge process
         self.run_job = ray.remote(raynode.run_job)
         self.end_job = ray.remote(raynode.end_job)
+        self.signal_job = ray.remote(raynode.signal_job)
         self.tasks: Dict[int, _Task] = {}
         self.runner_gone = False
         self.exiting = False
@@ -136,6 +138,8 @@ class Bridge:
                 self._submit(slot, what)
             elif isinstance(what, Stop):
                 self._stop(slot, what.how)
+            elif isinstance(what, Signal):
+                self._signal(slot, what.signum)
 
     def _leave(self, how: Optional[StopHow]) -> None:
         self.exiting = True
@@ -205,6 +209,18 @@ class Bridge:
                 task.info["pid"], task.info["leader_start"], self.grace)
         else:
             self.ray.cancel(task.gen)    # not started: it never will
+
+    def _signal(self, slot: int, signum: int) -> None:
+        """Forward ``signum`` to the job's group on its node (a job not started yet has
+        no group: nothing to do)."""
+        task = self.tasks.get(slot)
+        if task is None or task.info is None or task.kill is not None:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # ray
+        where = NodeAffinitySchedulingStrategy(task.info["node"], soft=False)
+        self.signal_job.options(num_cpus=0, max_retries=0, scheduling_strategy=where,
+                                name="hog signal job").remote(
+            task.info["pid"], task.info["leader_start"], signum)
 
     def _advance(self, slot: int) -> None:
         """Take the next item of a task that has one ready."""
@@ -351,7 +367,7 @@ def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close
     for other in close:      # the runner's end of our pipe: so EOF means "runner gone"
         other.close()
     flags = SignalFlags()    # terminal signals are the runner's business
-    quiet = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM]
+    quiet = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
     flags.install(quiet)
     if settings.log_path:    # Ray's own messages go to a log, not over hog's display
         fd = os.open(settings.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -40,7 +40,7 @@ def end_groups(groups: dict, grace: float) -> None:
 def main(argv) -> int:
     worker, grace = int(argv[0]), float(argv[1])
     os.setsid()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     groups = {}
     poller = select.poll()

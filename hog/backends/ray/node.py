@@ -8,7 +8,8 @@ dies), then yields, in order:
 ``FLUSH_S`` seconds while there is any; and ``("ended", {...})`` with the job's
 status. The bridge on hog's machine writes the job folder from these items, so
 nothing needs a shared filesystem. ``end_job`` is a small task sent to the same
-node to end a job's process group (``hog kill``, ``hog stop --now``).
+node to end a job's process group (``hog kill``, ``hog stop --now``); ``signal_job``
+one that forwards SIGUSR1 / SIGUSR2 to it.
 
 Ray workers import this module on every node, so hog must be installed there (the
 same version as on hog's machine).
@@ -221,3 +222,11 @@ def end_job(pgid: int, leader_start: str, grace: float) -> bool:
     if not leader_start or proc_start_time(pgid) != leader_start:
         return False
     return spawn.sweep_leftovers(pgid, grace)
+
+
+def signal_job(pgid: int, leader_start: str, signum: int) -> bool:
+    """A Ray task on the job's node: send ``signum`` to its process group (SIGUSR1 or
+    SIGUSR2 the runner received), if the group's leader is still the job's."""
+    if not leader_start or proc_start_time(pgid) != leader_start:
+        return False
+    return spawn.signal_group(pgid, signum)
