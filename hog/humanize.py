@@ -1,10 +1,12 @@
 """How hog words things for people: durations, paths as the user would type them, how
-a job ended, the time left, and the ``[hog] start`` / ``[hog] end`` lines. Pure
-functions of their arguments; the runner's display, ``hog attach``, ``hog status``,
-the report and the hooks all word things through here."""
+a job ended, the time left, and the ``[hog HH:MM:SS] start`` / ``done`` / ``FAIL``
+lines. Pure functions of their arguments (the lines' time: now when not given); the
+runner's display, ``hog attach``, ``hog status``, the report and the hooks all word
+things through here."""
 import os
 import re
 import sys
+import time
 from typing import Optional, TextIO, Union
 
 from hog.model import slot_label
@@ -71,13 +73,21 @@ def eta_s(queued: Optional[int], running: int, finished: int, duration_sum: floa
     return (queued + running / 2) * mean / max(1, slots)
 
 
-def start_line(slot: int, name: str, gpus: str, pid: Union[int, str]) -> str:
-    """The plain display's line for a job that started."""
-    return f"[hog] start {printable(name)} slot {slot_label(slot)} gpus {gpus or '-'} pid {pid}"
+def line_prefix(at: Optional[float] = None) -> str:
+    """``[hog 12:34:56]``: a plain line's prefix, with the local time ``at`` (default now)."""
+    return time.strftime("[hog %H:%M:%S]", time.localtime(time.time() if at is None else at))
+
+
+def start_line(slot: int, name: str, gpus: str, pid: Union[int, str],
+               at: Optional[float] = None) -> str:
+    """The plain display's line for a job that started (at ``at``, default now)."""
+    return (f"{line_prefix(at)} start {printable(name)} slot {slot_label(slot)} "
+            f"gpus {gpus or '-'} pid {pid}")
 
 
 def end_line(name: str, ok: bool, how: str, duration_s: float, finished: int,
-             total: Optional[int]) -> str:
-    """The plain display's line for a job that ended: ``[hog] done NAME exit 0 in ...``."""
-    return (f"[hog] {'done ' if ok else 'FAIL '}{printable(name)} {how} in {duration_s:.2f}s "
-            f"({finished}{'/' + str(total) if total else ''})")
+             total: Optional[int], at: Optional[float] = None) -> str:
+    """The plain display's line for a job that ended (at ``at``, default now):
+    ``[hog 12:34:56] done NAME exit 0 in ...``."""
+    return (f"{line_prefix(at)} {'done ' if ok else 'FAIL '}{printable(name)} {how} "
+            f"in {duration_s:.2f}s ({finished}{'/' + str(total) if total else ''})")

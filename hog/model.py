@@ -195,9 +195,34 @@ class ForSlot:
 
 
 @dataclass(frozen=True)
+class JobProcess:
+    """Who a running job is, as recorded when it starts: its leader's pid, process group,
+    session and kernel start time (``hog.proc``). What is left of a job after its runner
+    died is found by these, and a newer process that reuses the numbers is told apart
+    by the start time."""
+
+    pid: int
+    pgid: int
+    sid: int
+    start: str
+
+
+@dataclass(frozen=True)
+class JobTrace:
+    """How to find what is left of a job (``spawn.leftovers``): its recorded identity
+    (None if it never got recorded), and the entry of its environment that every
+    process it starts inherits (``HOG_JOB_DIR=...``), which finds those that left its
+    group and session too."""
+
+    proc: Optional[JobProcess]
+    env: str
+
+
+@dataclass(frozen=True)
 class Started:
     """A job's process started. ``host`` and ``gpu_ids`` are set when the backend chose
-    them (Ray); None means this machine and the GPU ids of the dispatch."""
+    them (Ray); None means this machine and the GPU ids of the dispatch. ``proc``: the
+    job's identity where it runs on this machine."""
 
     slot: int
     index: int
@@ -205,6 +230,7 @@ class Started:
     started: float
     host: Optional[str] = None
     gpu_ids: Optional[Tuple[str, ...]] = None
+    proc: Optional[JobProcess] = None
 
 
 @dataclass(frozen=True)

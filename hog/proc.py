@@ -1,9 +1,12 @@
 """Process identity, read from ``/proc``: a pid is reused by the kernel, a pid together
 with its start time is not. The runner registry, the store's runner liveness, the Ray
 keeper and the Ray node tell processes apart with it; it sits at the bottom of the
-import graph (standard library only) so that each of them can use it.
+import graph (standard library only) so that each of them can use it. ``proc_ids`` is
+what a job's record holds (its group, session and start time), so that whatever is
+left of it can be found and told apart from a newer process with the same numbers.
 """
 import os
+from typing import List, Optional, Tuple
 
 
 def proc_start_time(pid: int) -> str:
@@ -35,3 +38,57 @@ def runs_job_of(pid: int, folder: str) -> bool:
     except OSError:
         return False
     return b"HOG_JOB_DIR=" + os.fsencode(os.path.abspath(folder)) in env and not is_zombie(pid)
+
+
+def proc_ids(pid: int) -> Optional[Tuple[int, int, int, str]]:
+    """(parent pid, process group, session, kernel start time) of ``pid``; None if it
+    is gone (a zombie still has them: see ``is_zombie``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2:].split()
+        return int(fields[1]), int(fields[2]), int(fields[3]), fields[19].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def all_pids() -> List[int]:
+    """Every process id in ``/proc`` ([] if it cannot be read)."""
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def start_ticks(start: str) -> int:
+    """A start time (``proc_start_time``) as a number, to compare (0 if unknown)."""
+    return int(start) if start.isdigit() else 0
+
+
+def is_alive(pid: int) -> bool:
+    """Does ``pid`` exist and has not exited (not a zombie)?"""
+    return proc_ids(pid) is not None and not is_zombie(pid)
+
+
+def environ_has(pid: int, entry: bytes) -> bool:
+    """Is ``entry`` (``NAME=value``) in the environment ``pid`` was started with?"""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return entry in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def children_of(pid: int) -> List[int]:
+    """The children of ``pid`` (alive or zombie), a single-threaded process."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:     # CONFIG_PROC_CHILDREN
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    kids = []
+    for other in all_pids():
+        ids = proc_ids(other)
+        if ids is not None and ids[0] == pid:
+            kids.append(other)
+    return kids

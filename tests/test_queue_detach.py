@@ -64,7 +64,7 @@ def test_detach_returns_at_once_with_the_runner_pid_in_its_own_session_surviving
     assert counts_of(ran) == {"1": 1, "2": 1, "3": 1}
     assert [marker(d) for d in job_dirs(hq.tmp, output="out")] == ["SUCCESS"] * 4
     log = (out / ".hog" / "runner.log").read_text()
-    assert "[hog] done job_3" in log and "4 job(s) finished" in log
+    assert re.search(r"\[hog [\d:]+\] done job_3", log) and "4 job(s) finished" in log
     assert runner_rows(out)[0]["ended"] is not None
 
 
@@ -83,5 +83,5 @@ def test_without_detach_a_hangup_does_not_stop_the_sweep_and_later_output_goes_t
     assert runner.wait(30) == 0
     assert status_counts(out) == {"succeeded": 3}
     text = log.read_text()
-    assert "[hog] done job_2" in text and "3 job(s) finished" in text
+    assert re.search(r"\[hog [\d:]+\] done job_2", text) and "3 job(s) finished" in text
     assert "done job_2" not in runner.stdout               # it went to the log instead

@@ -1,6 +1,6 @@
 """Several runners, one queue: runners started on the same directory share it;
-each job runs exactly once, and the jobs of a runner that died are recovered by
-the next runner started there."""
+each job runs exactly once, and the jobs of a runner that died are recovered by a
+runner still active there (or else by the next one started there)."""
 import signal
 from collections import Counter
 
@@ -51,7 +51,7 @@ def test_three_runners_started_together_run_each_of_600_jobs_exactly_once(hq):
 
 
 @pytest.mark.timeout(90)
-def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_the_next_runner(hq):
+def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_that_one(hq):
     out = hq.tmp / "out"
     started, finished = hq.tmp / "started.txt", hq.tmp / "finished.txt"
     n = 8
@@ -63,10 +63,10 @@ def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_th
     wait_for(lambda: len({r["runner"] for r in running_rows(out)}) == 2, timeout=20,
              what="runner B running a job too")
     a_id = next(r["id"] for r in runner_rows(out) if r["pid"] == a.pid)
-    a.signal(signal.SIGKILL)
-    a.wait(10)
     a_jobs = [r for r in job_rows(out).values() if r["runner"] == a_id and r["status"] == "running"]
     assert a_jobs, "runner A had jobs running when it was killed"
+    a.signal(signal.SIGKILL)
+    a.wait(10)
     wait_for(lambda: not any(pid_alive(r["pid"]) for r in a_jobs), timeout=5,
              what="runner A's jobs to end with it")
     assert b.alive()
@@ -74,7 +74,7 @@ def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_th
     c = hq.start("--job_file", jobs, "--gpus", "3", "--output_dir", out)
     assert c.wait(60) == 0, c.output
     assert b.wait(60) == 0, b.output
-    assert "recovered" in c.stderr
+    assert "recovered" in b.output + c.output     # B (issue 10) or C, whichever is first
     assert status_counts(out) == {"succeeded": n}
     assert counts_of(finished) == {str(i): 1 for i in range(n)}
     for row in a_jobs:                       # ran again, by runner B or C

@@ -292,7 +292,8 @@ def test_report_while_a_runner_works_shows_running_jobs_and_never_writes_the_sto
     db = tmp_path / "output" / ".hog" / "hog.sqlite"
 
     def two_running():
-        return hog.output.count("[hog] start held") == 2 and "done quick" in hog.output
+        held = re.findall(r"\[hog [\d:]+\] start held", hog.output)
+        return len(held) == 2 and "done quick" in hog.output
     wait_for(two_running, timeout=30, what="quick done and both held jobs running")
     r = make_report(tmp_path, "output", "--output", tmp_path / "live.html")
     assert r.returncode == 0, r.stderr
@@ -420,7 +421,7 @@ def test_runners_working_side_by_side_get_their_own_rows(tmp_path):
     first = start_hog(tmp_path, "--job_file", jobs, "--gpus", "0", "--display", "plain")
     wait_for(lambda: "start held0" in first.output, timeout=30, what="the first runner's job")
     second = start_hog(tmp_path, "--job_file", jobs, "--gpus", "1,1", "--display", "plain")
-    wait_for(lambda: second.output.count("[hog] start held") == 2, timeout=30,
+    wait_for(lambda: len(re.findall(r"\[hog [\d:]+\] start held", second.output)) == 2, timeout=30,
              what="the second runner's two jobs")
     go.touch()
     assert first.wait(60) == 0 and second.wait(60) == 0

@@ -1,22 +1,26 @@
 """One attempt of a job, as recorded in its folder: the one writer of every path.
 
 ``Attempt.open`` makes the folder (first moving whatever an earlier attempt left to
-numbered names, marker first), ``streams`` makes ``.OUT`` and ``.ERR`` (new files, never
-through a link), ``started`` writes INFO with the job's pid while it runs, ``finished``
-writes the final INFO and then the marker (``hog.state.jobdir`` does the writes, relative
-to the folder's file descriptor) and returns the ``Outcome``. ``ended_unrun`` is the
-ending of an attempt whose job did not run, or whose executor vanished: ``hog: why`` is
-appended to its ``.ERR`` (an empty ``.OUT`` is made) before the same final INFO and
-marker. The consumer, the Ray bridge and the runner (jobs skipped or unschedulable, lost
-slots) all end attempts here, so every path leaves the same INFO fields and one marker.
+numbered names, marker first) and takes its writer lock (``jobdir.lock_folder``, let go
+once the marker is written), ``streams`` makes ``.OUT`` and ``.ERR`` (new files, never
+through a link), ``started`` writes INFO with the job's pid (and, locally, its group,
+session and start time) while it runs, ``finished`` writes the final INFO and then the
+marker (``hog.state.jobdir`` does the writes, relative to the folder's file descriptor)
+and returns the ``Outcome``. ``ended_unrun`` is the ending of an attempt whose job did
+not run, or whose executor vanished: ``hog: why`` is appended to its ``.ERR`` (an empty
+``.OUT`` is made) before the same final INFO and marker. The consumer, the Ray bridge
+and the runner (jobs skipped or unschedulable, lost slots) all end attempts here, so
+every path leaves the same INFO fields and one marker.
 """
 import os
 import time
 from typing import Dict, Iterable, Optional, Tuple
 
-from hog.model import Dispatch, Outcome, Status
-from hog.state.jobdir import JobFolder, Layout, info_fields
+from hog.model import Dispatch, JobProcess, Outcome, Status
+from hog.state.jobdir import FolderLock, JobFolder, Layout, info_fields, lock_folder
 from hog.state.rows import job_spec
+
+LOCK_WAIT_S = 60.0
 
 
 class Attempt:
@@ -33,7 +37,9 @@ class Attempt:
         self.gpu_ids: Tuple[str, ...] = tuple(d.gpu_ids)
         self.host: Optional[str] = None          # set where it ran elsewhere (Ray)
         self.node: Optional[str] = None
+        self.proc: Optional[JobProcess] = None
         self.fds: Dict[str, int] = {}
+        self.lock: Optional[FolderLock] = None
 
     @classmethod
     def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
@@ -43,7 +49,10 @@ class Attempt:
         ``UnsafePath`` if the folder or one of those files is a link (nothing written)."""
         folder = JobFolder(layout, d.job.index)
         folder.open_new()
-        return cls(layout, d, folder)
+        attempt = cls(layout, d, folder)
+        # held until the marker is written; a recovering runner holds it only briefly
+        attempt.lock = lock_folder(folder.path, LOCK_WAIT_S)
+        return attempt
 
     @classmethod
     def reopen(cls, layout: Layout, d: Dispatch, pid: Optional[int] = None) -> "Attempt":
@@ -96,10 +105,13 @@ class Attempt:
         self.fds = {}
 
     def started(self, pid: int, started: float, host: Optional[str] = None,
-                node: Optional[str] = None, gpu_ids: Optional[Iterable[str]] = None) -> None:
+                node: Optional[str] = None, gpu_ids: Optional[Iterable[str]] = None,
+                proc: Optional[JobProcess] = None) -> None:
         """The job's process runs: INFO says so. ``host``, ``node`` and ``gpu_ids`` are
-        given where the backend chose them (Ray)."""
+        given where the backend chose them (Ray); ``proc``, the job's identity, where it
+        runs on this machine (INFO keeps it: what recovery ends after a crash)."""
         self.pid = pid
+        self.proc = proc
         self.start_time = started
         if gpu_ids is not None:
             self.gpu_ids = tuple(gpu_ids)
@@ -116,7 +128,15 @@ class Attempt:
         self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
                                         started=outcome.started, ended=ended), outcome)
         self.folder.close()         # (kept open while a refused write may be tried again)
+        self.release()
         return outcome
+
+    def release(self) -> None:
+        """Let go of the folder's writer lock (the marker is written, or the writer gives
+        up): a runner recovering the job no longer waits for it."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def outcome(self, status: Status, exit_code: Optional[int], signal: Optional[str],
                 ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
@@ -155,4 +175,6 @@ class Attempt:
         if self.host is not None:
             fields["host"] = self.host
             fields["node"] = self.node
+        if self.proc is not None:
+            fields.update(pgid=self.proc.pgid, sid=self.proc.sid, proc_start=self.proc.start)
         return fields

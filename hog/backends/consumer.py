@@ -8,6 +8,12 @@ group, records it as interrupted and exits, so no job outlives hog.
 A write the disk refuses (full, read-only, the output directory gone) never ends the
 job: the slot tells the runner (``CannotWrite``), keeps the job running and tries the
 write again with a backoff until it is done or the slot is told to stop.
+
+The job's identity (pid, process group, session, start time) is in its INFO as soon
+as it runs, and in the ``Started`` event the runner records in the store: a runner
+that recovers the job after a crash ends what is left of it by these. The consumer is
+a child subreaper, so what a job leaves behind outside its process group (``setsid``,
+daemons) becomes the consumer's child and is ended when the job ends.
 """
 import os
 import signal
@@ -64,7 +70,6 @@ class Consumer:
                 return
 
     def run(self, d: Dispatch) -> Outcome:
-        job = d.job
         self.told_stop = False
         started = time.time()
         try:
@@ -73,6 +78,14 @@ class Consumer:
             return _unrecorded(d, stop.status or Status.INTERRUPTED, started)
         except UnsafePath as e:     # a planted link: nothing is written through it
             return Attempt.refused(d, str(e))
+        try:
+            return self._attempt(d, attempt)
+        finally:
+            attempt.release()       # the marker is written, or the writes were given up
+
+    def _attempt(self, d: Dispatch, attempt: Attempt) -> Outcome:
+        """Start the job in ``attempt``'s folder, wait for it, record its end."""
+        job = d.job
         started = time.time()
         try:
             out, err = self._written(d, attempt.streams)
@@ -93,8 +106,9 @@ class Consumer:
                 started=started),
                 lambda: attempt.outcome(Status.FAILED, None, None, time.time(), error, started))
         attempt.close_output()      # the job has its own copies
-        self.send(Started(d.slot, job.index, pid, started))
-        info_due = not self._tried(d, lambda: attempt.started(pid, started))
+        proc = spawn.job_process(pid)     # its identity: in INFO before the runner hears
+        info_due = not self._tried(d, lambda: attempt.started(pid, started, proc=proc))
+        self.send(Started(d.slot, job.index, pid, started, proc=proc))
         watch = spawn.Watch(pid)
         try:
             status = self._wait(watch, None if job.timeout is None else started + job.timeout,
@@ -104,6 +118,7 @@ class Consumer:
                 spawn.sweep_leftovers(pid, self.grace)
         finally:
             watch.close()
+            spawn.end_descendants(self.grace)   # what left the group, adopted by us
         assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         if status is None:
@@ -248,4 +263,5 @@ def consumer_main(conn, layout: Layout, grace: float, close: Iterable) -> None:
     flags = SignalFlags()     # terminal signals (and Slurm's USR1/USR2) are the runner's business
     flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1,
                    signal.SIGUSR2])
+    spawn.become_subreaper()
     Consumer(conn, layout, grace).serve()

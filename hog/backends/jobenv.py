@@ -21,7 +21,14 @@ def job_env(base: Mapping[str, str], d: Dispatch, gpu_ids: Iterable[str],
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     env["HOG_JOB_INDEX"] = str(d.job.index)
     env["HOG_JOB_NAME"] = d.name
-    env["HOG_JOB_DIR"] = folder
+    env["HOG_JOB_DIR"] = folder             # (job_dir_variable: recovery finds it by this)
     env["HOG_SLOT"] = slot_label(d.slot)
     env["HOG_ATTEMPT"] = str(d.attempt)
     return env
+
+
+def job_dir_variable(folder: str) -> str:
+    """``HOG_JOB_DIR=folder`` as it is in the environment of the job writing into
+    ``folder`` and of everything it starts: how recovery finds what is left of a job
+    that left its process group and session."""
+    return f"HOG_JOB_DIR={folder}"

@@ -11,7 +11,19 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Union
 
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
-from hog.model import Dispatch, Ended, Event, Quit, Signal, SlotLost, Started, Stop, StopHow
+from hog.backends.jobenv import job_dir_variable
+from hog.model import (
+    Dispatch,
+    Ended,
+    Event,
+    JobTrace,
+    Quit,
+    Signal,
+    SlotLost,
+    Started,
+    Stop,
+    StopHow,
+)
 from hog.state.jobdir import Layout
 
 if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)
@@ -35,6 +47,7 @@ class LocalBackend:
         self.procs: Dict[int, "BaseProcess"] = {}
         self.slot_of_conn: Dict[int, int] = {}
         self.pids: Dict[int, int] = {}
+        self.traces: Dict[int, JobTrace] = {}
 
     def label(self) -> str:
         return ",".join(self.gpus)
@@ -98,20 +111,27 @@ class LocalBackend:
             return [self._died(slot)]
         if isinstance(event, Started):
             self.pids[slot] = event.pid
+            self.traces[slot] = JobTrace(event.proc, job_dir_variable(
+                self.layout.folder(event.index)))
         elif isinstance(event, Ended):
             self.pids.pop(event.outcome.slot, None)
+            self.traces.pop(event.outcome.slot, None)
         return [event]
 
     def _died(self, slot: int) -> SlotLost:
-        """A consumer vanished (killed by someone): end its job's group, drop the slot."""
+        """A consumer vanished (killed by someone): end its job's group and whatever
+        else is left of the job (``spawn.end_leftovers``), drop the slot."""
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
         conn.close()
         proc = self.procs.pop(slot)
         proc.join(1)
         pid = self.pids.pop(slot, None)
+        trace = self.traces.pop(slot, None)
         if pid is not None:
             spawn.signal_group(pid, signal.SIGKILL)
+        if trace is not None:       # what left its group went to init with the slot gone
+            spawn.end_leftovers([trace], 0.0)
         return SlotLost(slot, f"its slot process died (exit code {proc.exitcode})")
 
     def shutdown(self, running: Iterable[int]) -> None:

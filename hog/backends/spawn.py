@@ -5,8 +5,12 @@ no terminal signals reach it), stdin from /dev/null, stdout and stderr opened
 straight onto its files by the spawn itself, so hog never holds job output in
 memory. ``os.posix_spawn`` (vfork+exec in glibc) keeps the cost per job low.
 
-Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s.
+Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s;
+``job_process`` is the record of a started job, ``end_leftovers`` ends what is left of
+jobs whose runner died (found by that record), and ``become_subreaper`` with
+``end_descendants`` catch what a job started that left its process group (``setsid``).
 """
+import ctypes
 import errno
 import os
 import select
@@ -14,7 +18,10 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+from hog.model import JobProcess, JobTrace
+from hog.proc import all_pids, children_of, environ_has, is_alive, is_zombie, proc_ids, start_ticks
 
 BASH = shutil.which("bash") or "/bin/bash"
 
@@ -261,3 +268,136 @@ def sweep_leftovers(pgid: int, grace: float) -> bool:
 
 
 # ------------------------------------------------------------ process identity
+def job_process(pid: int) -> JobProcess:
+    """The record of a job just started by ``start`` (its own session: pgid = sid =
+    pid); about 20 µs, one read of ``/proc/PID/stat``."""
+    ids = proc_ids(pid)
+    if ids is None:      # already gone and reaped: nothing can be left of it by pid
+        return JobProcess(pid, pid, pid, "")
+    return JobProcess(pid, ids[1], ids[2], ids[3])
+
+
+def leftovers(trace: JobTrace) -> List[int]:
+    """The live processes left of a job: members of its process group or session while
+    those numbers still name the job's (the leader alive with the recorded start time,
+    or gone; a pid reused by a newer leader is not the job's), and processes carrying
+    its environment variable; started no earlier than the job."""
+    proc = trace.proc
+    same_numbers = proc is not None
+    if proc is not None:
+        leader = proc_ids(proc.pid)
+        same_numbers = leader is None or not proc.start or leader[3] == proc.start
+    since = 0 if proc is None else start_ticks(proc.start)
+    needle = trace.env.encode("utf-8", "surrogateescape")
+    found = []
+    for pid in all_pids():
+        ids = proc_ids(pid)
+        if ids is None or start_ticks(ids[3]) < since or pid == os.getpid() or is_zombie(pid):
+            continue
+        if (same_numbers and proc is not None and (ids[1] == proc.pgid or ids[2] == proc.sid)) \
+                or (needle and environ_has(pid, needle)):
+            found.append(pid)
+    return found
+
+
+def end_leftovers(traces: Iterable[JobTrace], grace: float) -> Dict[JobTrace, int]:
+    """End whatever is left of jobs whose runner died (``leftovers``): TERM to each
+    process found, and to the job's process group while it is the job's, up to
+    ``grace`` s, then KILL. Returns, for each job that had something left, how many
+    processes were. They are not our children (init or a subreaper reaps them): done
+    once none is alive."""
+    found = {t: leftovers(t) for t in traces}
+    found = {t: pids for t, pids in found.items() if pids}
+    if not found:
+        return {}
+
+    def any_alive() -> bool:
+        return any(is_alive(pid) for pids in found.values() for pid in pids)
+    _signal_all(found, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any_alive():
+        time.sleep(0.02)
+    if any_alive():
+        _signal_all({t: leftovers(t) + pids for t, pids in found.items()}, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any_alive():
+            time.sleep(0.005)
+    return {t: len(pids) for t, pids in found.items()}
+
+
+def _signal_all(found: Dict[JobTrace, List[int]], sig: int) -> None:
+    for t, pids in found.items():
+        p = t.proc
+        if p is not None:
+            leader = proc_ids(p.pid)
+            if leader is None or leader[3] == p.start:     # the group is still the job's
+                signal_group(p.pgid, sig)
+        for pid in pids:
+            _kill(pid, sig)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+# ------------------------------------------------------------- the subreaper
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process (a slot) the reaper of its orphaned descendants: what a job
+    starts and leaves (``setsid``, a daemon's double fork) becomes our child instead of
+    init's, so ``end_descendants`` finds it. Linux >= 3.4, no privilege needed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def end_descendants(grace: float, keep: Iterable[int] = ()) -> int:
+    """After a job ended: end every process it left that became our child (a subreaper
+    adopts them), TERM, up to ``grace`` s, then KILL, and reap them; their own orphans
+    come to us in turn and go the same way. ``keep``: children not to touch. Returns
+    how many were ended. Cheap when nothing is left: one read of our children list."""
+    keep = set(keep)
+    ended = 0
+    for _ in range(50):                      # rounds: each adopts the orphans of the last
+        kids = [pid for pid in children_of(os.getpid()) if pid not in keep]
+        if not kids:
+            return ended
+        live = [pid for pid in kids if not _reap(pid)]
+        if not live:
+            continue
+        ended += len(live)
+        _signal_kids(live, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while live and time.monotonic() < deadline:
+            time.sleep(0.01)
+            live = [pid for pid in live if not _reap(pid)]
+        _signal_kids(live, signal.SIGKILL)
+        for pid in live:
+            _reap(pid, block=True)
+    return ended
+
+
+def _signal_kids(pids: List[int], sig: int) -> None:
+    """``sig`` to each child, and to its process group where it leads one (a ``setsid``
+    escaper's own children go with it)."""
+    for pid in pids:
+        ids = proc_ids(pid)
+        if ids is not None and ids[1] == pid:
+            signal_group(pid, sig)
+        _kill(pid, sig)
+
+
+def _reap(pid: int, block: bool = False) -> bool:
+    """Reap child ``pid`` if it has exited; True when it is gone."""
+    try:
+        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done != 0

@@ -1,11 +1,11 @@
-"""``hog --job_file F ...`` (the sweep) and ``hog watch DIR``: their parsers, and the
+"""``hog --job-file F ...`` (the sweep) and ``hog watch DIR``: their parsers, and the
 conversion of what argparse gives into a checked ``RunConfig`` (``hog.config``)."""
 import argparse
 import os
 from typing import List
 
 from hog import __version__
-from hog.cli.parsers import _flag, dir_parser
+from hog.cli.parsers import HogParser, _flag, make_parser
 from hog.config import RunConfig, build_config, file_source, slots_for
 from hog.errors import UsageError
 from hog.sources import SourceSpec
@@ -19,10 +19,10 @@ it ended, SUCCESS or FAILURE.
 
 EPILOG = """\
 examples:
-  hog --job_file jobs.txt --gpus 0,1          one job at a time on GPU 0 and on GPU 1
-  hog --job_file jobs.txt --gpus 0,0,1        two jobs at once on GPU 0, one on GPU 1
-  hog --job_file jobs.txt --gpus 0-3x2        two slots on each of GPUs 0 to 3
-  hog --job_yielder sweep.py --gpus all       jobs from sweep.py's yielder(), every GPU
+  hog --job-file jobs.txt --gpus 0,1          one job at a time on GPU 0 and on GPU 1
+  hog -j jobs.txt -g 0,0,1                    two jobs at once on GPU 0, one on GPU 1
+  hog -j jobs.txt -g 0-3x2 -o runs/lr         two slots on each of GPUs 0 to 3
+  hog --job-yielder sweep.py --gpus all       jobs from sweep.py's yielder(), every GPU
 
 job files: blank lines and lines starting with # are skipped; a trailing backslash
 continues a line; a trailing comment '# hog: name=NAME gpus=2 timeout=30m' sets options.
@@ -35,37 +35,41 @@ exit codes: 0 all succeeded, 1 some job failed, 2 bad usage or input, 130 Ctrl-C
 
 a sweep's state lives in <output_dir>/.hog/ (SQLite): running the same command again
 resumes it (succeeded jobs are skipped), and these work from any shell:
-  hog status DIR [--json]                     counts, running and failed jobs
-  hog add DIR -- COMMAND...                   queue another job (or --job_file FILE)
-  hog stop DIR [--now]                        drain (or terminate) the runners
-  hog kill DIR JOB...                         cancel jobs (by number or name)
-  hog retry DIR --failed | JOB...             queue finished jobs again
-  hog gpus DIR SPEC                           change a live runner's slots
+  hog status [DIR] [--json]                   counts, running and failed jobs
+  hog add [DIR] -- COMMAND...                 queue another job (or --job-file FILE)
+  hog stop [DIR] [--now]                      drain (or terminate) the runners
+  hog kill [DIR] JOB...                       cancel jobs (by number or name)
+  hog retry [DIR] --failed | JOB...           queue finished jobs again
+  hog gpus [DIR] SPEC                         change a live runner's slots
   hog gpus                                    the GPUs that discovery sees
   hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
-  hog attach DIR                              the live dashboard of a runner started elsewhere
-  hog logs DIR JOB [--err] [-f]               a job's output (-f: follow it until it ends)
-  hog report DIR [--output FILE]              DIR/report.html: timeline per GPU slot,
+  hog attach [DIR]                            the live dashboard of a runner started elsewhere
+  hog logs [DIR] JOB [--err] [-f]             a job's output (-f: follow it until it ends)
+  hog report [DIR] [--output FILE]            DIR/report.html: timeline per GPU slot,
                                               utilisation, durations, failures' stderr
-  hog rebuild DIR                             the queue rebuilt from the job folders, when
+  hog rebuild [DIR]                           the queue rebuilt from the job folders, when
                                               .hog/hog.sqlite is lost or corrupt
+  hog completion bash|zsh                     a shell completion script (see its --help)
+DIR defaults to output. Before other words (JOB, SPEC) the first word is DIR when it
+holds a sweep (DIR/.hog/), or for logs and gpus when two words are given.
 """
 
 
 
-def run_parser() -> argparse.ArgumentParser:
-    """The parser of a sweep: ``hog --job_file F|--job_yielder F [options]``."""
-    p = argparse.ArgumentParser(prog="hog", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_parser() -> HogParser:
+    """The parser of a sweep: ``hog --job-file F|--job-yielder F [options]``."""
+    p = make_parser("hog", DESCRIPTION, epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    _flag(src, "job_file", metavar="FILE", help="text file: one bash command per line")
-    _flag(src, "job_yielder", metavar="FILE",
+    _flag(src, "job_file", "-j", metavar="FILE",
+          help="text file: one bash command per line (or a .yaml job file)")
+    _flag(src, "job_yielder", "-y", metavar="FILE",
           help="Python file defining yielder(), a generator of jobs")
-    _flag(p, "gpus", metavar="SPEC",
+    _flag(p, "gpus", "-g", metavar="SPEC",
           help="GPU slots: ids (0,1), repeats for several jobs per GPU (0,0,1), ranges (0-3),"
                " repeat counts (0-3x2), or 'all'. Default: every GPU nvidia-smi finds "
                "(within CUDA_VISIBLE_DEVICES)")
-    _flag(p, "output_dir", metavar="DIR", default="output",
+    _flag(p, "output_dir", "-o", metavar="DIR", default="output",
           help="where job folders go (default: output)")
     _flag(p, "prefix", default="job_", help="job folder name prefix (default: job_)")
     _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
@@ -90,7 +94,7 @@ def run_parser() -> argparse.ArgumentParser:
           help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
     _flag(p, "fresh", action="store_true",
           help="start over: move an existing output directory aside (to DIR.old-TIME) first")
-    _flag(p, "detach", action="store_true",
+    _flag(p, "detach", "-d", action="store_true",
           help="run in the background, immune to logout; output goes to DIR/.hog/runner.log")
     _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
           help="auto: a live view on a terminal, one line per job start/end otherwise")
@@ -111,13 +115,16 @@ def run_parser() -> argparse.ArgumentParser:
     _flag(p, "ray_address", metavar="ADDR",
           help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
                "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
-    p.add_argument("--version", action="version", version=f"hog {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"hog {__version__}",
+                   help="print hog's version and exit")
     return p
 
 
 
 def cmd_run(argv: List[str]) -> int:
-    args = run_parser().parse_args(argv)
+    parser = run_parser()
+    args = parser.parse_args(argv)
+    argv = parser.canonical(argv)   # --detach starts hog again without '--detach' (or -d)
     if args.job_file is not None:
         source = file_source(args.job_file)
     else:
@@ -136,21 +143,30 @@ def cmd_run(argv: List[str]) -> int:
     return _run(config)
 
 
-def cmd_watch(argv: List[str]) -> int:
-    p = dir_parser(
-        "watch", "Run the scripts dropped into DIR/to_run/ in natural "
+def watch_parser() -> argparse.ArgumentParser:
+    """``hog watch DIR``: its DIR holds the scripts (it has no default)."""
+    p = make_parser(
+        "hog watch", "Run the scripts dropped into DIR/to_run/ in natural "
         "order (s2 before s10): each moves to DIR/running/, then to DIR/complete/ or "
         "DIR/fail/ with its .stdout, .stderr and .exitcode beside it. Copy scripts in with "
         "mv, or let them settle: a file changed less than a second ago is not started.")
-    _flag(p, "gpus", metavar="SPEC", help="GPU slots, as for a sweep (default: all)")
+    p.add_argument("dir", metavar="DIR", help="the folder that holds to_run/")
+    _flag(p, "gpus", "-g", metavar="SPEC", help="GPU slots, as for a sweep (default: all)")
     p.add_argument("--exit", type=int, choices=(0, 1), default=1,
                    help="1 (default): exit once to_run/ is empty and nothing runs; "
                         "0: keep watching for new scripts")
-    _flag(p, "output_dir", metavar="DIR", help="job folders (default: DIR/output)")
-    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0)
-    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto")
-    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display")
-    args = p.parse_args(argv)
+    _flag(p, "output_dir", "-o", metavar="DIR", help="job folders (default: DIR/output)")
+    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
+          help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
+    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
+          help="auto: a live view on a terminal, one line per job start/end otherwise")
+    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
+                   help="print only the final summary")
+    return p
+
+
+def cmd_watch(argv: List[str]) -> int:
+    args = watch_parser().parse_args(argv)
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
     if args.output_dir is not None and not args.output_dir.strip():

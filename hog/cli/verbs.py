@@ -11,9 +11,17 @@ import os
 import shlex
 import sqlite3
 import sys
-from typing import List
+from typing import List, Optional
 
-from hog.cli.parsers import dir_parser
+from hog.cli.parsers import (
+    DEFAULT_DIR,
+    DIR_HELP,
+    _flag,
+    check_default_dir,
+    dir_parser,
+    make_parser,
+    take_dir,
+)
 from hog.config import parse_resources
 from hog.errors import EXIT_INT, HogError, UsageError
 from hog.gpus.discovery import query_gpus, visible_ids
@@ -44,11 +52,15 @@ def open_store(directory: str, create: bool = False) -> Store:
 
 
 # ----------------------------------------------------------------- status
-def cmd_status(argv: List[str]) -> int:
+def status_parser() -> argparse.ArgumentParser:
     p = dir_parser("status", "Counts per status, running jobs, failed jobs.")
     p.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    args = p.parse_args(argv)
-    store = open_store(args.dir)
+    return p
+
+
+def cmd_status(argv: List[str]) -> int:
+    args = status_parser().parse_args(argv)
+    store = open_store(check_default_dir("status", args.dir))
     data = status_data(store, args.dir)
     if args.json:
         json.dump(data, sys.stdout, indent=1)
@@ -60,16 +72,36 @@ def cmd_status(argv: List[str]) -> int:
 
 
 # -------------------------------------------------------------------- add
+ADD_OPTIONS = (  # each job option hog add takes: (name, short forms, metavar, help)
+    ("name", ("-n",), "NAME", "the job's name (one job only; names are unique in a sweep)"),
+    ("gpus", ("-g",), "N", "how many GPUs each job needs (0: CPU-only)"),
+    ("priority", ("-p",), "N", "higher starts first (default 0)"),
+    ("timeout", ("-t",), "DURATION", "end a job still running after this long: 90s, 30m, 4h"),
+    ("retries", (), "N", "run a failed job again up to N times"),
+    ("after", (), "NAMES", "comma-separated names of jobs that must succeed first"),
+    ("gpu_ids", (), "IDS", "run only on these GPU ids, e.g. 0,1"),
+)
+
+
+def add_parser() -> argparse.ArgumentParser:
+    p = make_parser(
+        "hog add", "Queue more jobs in a sweep; a running runner starts "
+        "them within a second, otherwise the next runner on DIR does. The options set "
+        "each added job's options (as '# hog: ...' does in a job file).",
+        usage="hog add [DIR] [options] (-- COMMAND... | --job-file FILE)")
+    p.add_argument("dir", metavar="DIR", nargs="?", default=DEFAULT_DIR,
+                   help=DIR_HELP + "; created if need be")
+    _flag(p, "job_file", "-j", metavar="FILE",
+          help="add every job of this job file (text, or .yaml)")
+    for opt, short, metavar, text in ADD_OPTIONS:
+        _flag(p, opt, *short, metavar=metavar, help=text)
+    _flag(p, "resources", metavar="'NAME=N ...'",
+          help="named resources each job needs, e.g. 'license=1 disk=2'")
+    return p
+
+
 def cmd_add(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hog add", description="Queue more jobs in a sweep; a running runner starts "
-        "them within a second, otherwise the next runner on DIR does.",
-        usage="hog add DIR [options] (-- COMMAND... | --job_file FILE)")
-    p.add_argument("dir", metavar="DIR")
-    p.add_argument("--job_file", "--job-file", dest="job_file", metavar="FILE")
-    for opt in ("name", "gpus", "priority", "timeout", "retries", "after", "gpu_ids"):
-        p.add_argument(f"--{opt}")
-    p.add_argument("--resources", metavar="'NAME=N ...'")
+    p = add_parser()
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
@@ -107,7 +139,7 @@ def cmd_add(argv: List[str]) -> int:
 
 
 # ---------------------------------------------------------------- rebuild
-def cmd_rebuild(argv: List[str]) -> int:
+def rebuild_parser() -> argparse.ArgumentParser:
     p = dir_parser(
         "rebuild", "Rebuild a sweep's queue (DIR/.hog/hog.sqlite) from its job folders, "
         "when it is missing, empty, corrupt or replaced: each folder's INFO gives its job's "
@@ -116,8 +148,12 @@ def cmd_rebuild(argv: List[str]) -> int:
         "aside (hog.sqlite.broken-TIME), never deleted.")
     p.add_argument("--force", action="store_true",
                    help="rebuild even a queue that records every job folder")
-    args = p.parse_args(argv)
-    if not os.path.isdir(args.dir):
+    return p
+
+
+def cmd_rebuild(argv: List[str]) -> int:
+    args = rebuild_parser().parse_args(argv)
+    if not os.path.isdir(check_default_dir("rebuild", args.dir)):
         raise UsageError(f"{args.dir}: no such directory")
     done = rebuild(args.dir, force=args.force)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
@@ -132,12 +168,16 @@ def cmd_rebuild(argv: List[str]) -> int:
 
 
 # ------------------------------------------------------------ stop / kill
-def cmd_stop(argv: List[str]) -> int:
+def stop_parser() -> argparse.ArgumentParser:
     p = dir_parser("stop", "Stop the runners of a sweep: by default they start nothing new "
                         "and let running jobs finish; --now terminates running jobs.")
     p.add_argument("--now", action="store_true", help="terminate running jobs too")
-    args = p.parse_args(argv)
-    store = open_store(args.dir)
+    return p
+
+
+def cmd_stop(argv: List[str]) -> int:
+    args = stop_parser().parse_args(argv)
+    store = open_store(check_default_dir("stop", args.dir))
     n = store.request("kill" if args.now else "drain")
     if n == 0:
         print(f"hog: no runner is active on {args.dir}")
@@ -158,13 +198,26 @@ def _resolve(store: Store, refs: List[str]) -> List[int]:
     return ids
 
 
+DIR_WORD = (f"DIR: {DIR_HELP}; the first word is DIR when that directory holds a "
+            "sweep (DIR/.hog/)")
+
+
+def kill_parser() -> argparse.ArgumentParser:
+    p = make_parser("hog kill", "Cancel jobs: a queued one never starts, a running one is "
+                    "terminated. Cancelled jobs are not retried.", epilog=DIR_WORD,
+                    usage="hog kill [-h] [DIR] JOB [JOB ...]")
+    p.add_argument("jobs", nargs="+", metavar="JOB", help="job number, folder name or name "
+                   "(after DIR, when given)")
+    return p
+
+
 def cmd_kill(argv: List[str]) -> int:
-    p = dir_parser("kill", "Cancel jobs: a queued one never starts, a running one is "
-                        "terminated. Cancelled jobs are not retried.")
-    p.add_argument("jobs", nargs="+", metavar="JOB", help="job number, folder name or name")
-    args = p.parse_args(argv)
-    store = open_store(args.dir)
-    for jid in _resolve(store, args.jobs):
+    args = kill_parser().parse_args(argv)
+    directory, jobs = take_dir(args.jobs)
+    if not jobs:
+        raise UsageError("hog kill: give the jobs to cancel (number, folder name or name)")
+    store = open_store(check_default_dir("kill", directory))
+    for jid in _resolve(store, jobs):
         what = store.cancel(jid)
         print(f"hog: job {jid}: " + {"cancelled": "cancelled",
                                       "stopping": "being terminated by its runner"}.get(
@@ -172,16 +225,23 @@ def cmd_kill(argv: List[str]) -> int:
     return 0
 
 
-def cmd_retry(argv: List[str]) -> int:
-    p = dir_parser("retry", "Queue finished jobs again: the failed ones, or those named.")
-    p.add_argument("jobs", nargs="*", metavar="JOB")
+def retry_parser() -> argparse.ArgumentParser:
+    p = make_parser("hog retry", "Queue finished jobs again: the failed ones, or those "
+                    "named.", epilog=DIR_WORD, usage="hog retry [-h] [DIR] (--failed | JOB ...)")
+    p.add_argument("jobs", nargs="*", metavar="JOB", help="job number, folder name or name "
+                   "(after DIR, when given)")
     p.add_argument("--failed", action="store_true",
                    help="every failed, timed-out, interrupted or unschedulable job")
-    args = p.parse_args(argv)
-    if bool(args.jobs) == args.failed:
+    return p
+
+
+def cmd_retry(argv: List[str]) -> int:
+    args = retry_parser().parse_args(argv)
+    directory, jobs = take_dir(args.jobs)
+    if bool(jobs) == args.failed:
         raise UsageError("hog retry: give --failed or job names/numbers (not both)")
-    store = open_store(args.dir)
-    ids = store.failed_ids() if args.failed else _resolve(store, args.jobs)
+    store = open_store(check_default_dir("retry", directory))
+    ids = store.failed_ids() if args.failed else _resolve(store, jobs)
     done = store.retry(ids)
     print(f"hog: queued {len(done)} job(s) again"
           + ("" if store.live_runners() else "; no runner is active, start one to run them"))
@@ -193,38 +253,49 @@ def cmd_retry(argv: List[str]) -> int:
 
 
 # --------------------------------------------------------------- gpus DIR
-def cmd_set_gpus(argv: List[str]) -> int:
-    p = dir_parser("gpus", "Change the GPU slots of a live runner: new slots take jobs within "
-                        "a second, removed slots finish their job and retire.")
-    p.add_argument("spec", metavar="SPEC", help="the new --gpus spec, e.g. 0,0,1,2")
-    p.add_argument("--runner", type=int, help="which runner, when several are active")
-    args = p.parse_args(argv)
-    parse_gpus(args.spec, lambda: [])   # validate now; the runner resolves 'all' itself
-    store = open_store(args.dir)
+def set_gpus(directory: str, spec: str, runner: Optional[int]) -> int:
+    """``hog gpus [DIR] SPEC``: ask the live runner on ``directory`` to use ``spec``."""
+    parse_gpus(spec, lambda: [])   # validate now; the runner resolves 'all' itself
+    store = open_store(check_default_dir("gpus", directory))
     live = store.live_runners()
-    if args.runner is not None:
-        live = [r for r in live if r.id == args.runner]
+    if runner is not None:
+        live = [r for r in live if r.id == runner]
     if not live:
-        raise UsageError(f"no active runner on {args.dir}" +
-                         (f" with id {args.runner}" if args.runner is not None else ""))
+        raise UsageError(f"no active runner on {directory}" +
+                         (f" with id {runner}" if runner is not None else ""))
     if len(live) > 1:
         raise UsageError(f"{len(live)} runners are active ({', '.join(str(r.id) for r in live)});"
                          f" pick one with --runner ID")
-    store.request_gpus(live[0].id, args.spec)
-    print(f"hog: runner {live[0].id} (pid {live[0].pid}) will use --gpus {args.spec}")
+    store.request_gpus(live[0].id, spec)
+    print(f"hog: runner {live[0].id} (pid {live[0].pid}) will use --gpus {spec}")
     return 0
 
 
 def gpus_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hog gpus", description="Show the GPUs discovery sees.")
+    p = make_parser(
+        "hog gpus", "Without SPEC: show the GPUs discovery sees (nvidia-smi, within "
+        "CUDA_VISIBLE_DEVICES), and what --gpus all would use. With SPEC: change the GPU "
+        "slots of the live runner on DIR: new slots take jobs within a second, removed "
+        "slots finish their job and retire.",
+        usage="hog gpus [-h]\n       hog gpus [-h] [DIR] SPEC [--runner ID]",
+        epilog=f"DIR: {DIR_HELP}; with one word, that word is SPEC")
+    p.add_argument("dir", metavar="DIR", nargs="?", help=DIR_HELP)
+    p.add_argument("spec", metavar="SPEC", nargs="?",
+                   help="the runner's new --gpus spec, e.g. 0,0,1,2")
+    p.add_argument("--runner", type=int, metavar="ID",
+                   help="which runner, when several are active on DIR (see hog status)")
     return p
 
 
 def cmd_gpus(argv: List[str]) -> int:
-    """``hog gpus``: the GPUs discovery sees; ``hog gpus DIR SPEC``: a runner's slots."""
-    if argv and not argv[0].startswith("-"):
-        return cmd_set_gpus(argv)
-    gpus_parser().parse_args(argv)
+    """``hog gpus``: the GPUs discovery sees; ``hog gpus [DIR] SPEC``: a runner's slots."""
+    args = gpus_parser().parse_args(argv)
+    if args.dir is not None:
+        directory, spec = (args.dir, args.spec) if args.spec is not None else \
+            (DEFAULT_DIR, args.dir)
+        return set_gpus(directory, spec, args.runner)
+    if args.runner is not None:
+        raise UsageError("hog gpus: --runner goes with a SPEC: hog gpus [DIR] SPEC --runner ID")
     gpus = query_gpus()
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpus is None:
@@ -241,7 +312,7 @@ def cmd_gpus(argv: List[str]) -> int:
 
 
 # ----------------------------------------------------------- attach / logs
-def cmd_attach(argv: List[str]) -> int:
+def attach_parser() -> argparse.ArgumentParser:
     p = dir_parser(
         "attach",
         "Show the live dashboard of a sweep whose runner was started elsewhere "
@@ -250,8 +321,12 @@ def cmd_attach(argv: List[str]) -> int:
         "start and end. Exits 0 when the runner ends.")
     p.add_argument("--plain", action="store_true",
                    help="plain lines even on a terminal")
-    args = p.parse_args(argv)
-    store = open_sweep(args.dir)
+    return p
+
+
+def cmd_attach(argv: List[str]) -> int:
+    args = attach_parser().parse_args(argv)
+    store = open_sweep(check_default_dir("attach", args.dir))
     try:
         from hog.views.attach import attach  # the dashboard's modules: only for this verb
         return attach(args.dir, store, plain=args.plain)
@@ -259,16 +334,21 @@ def cmd_attach(argv: List[str]) -> int:
         store.close()
 
 
-def cmd_logs(argv: List[str]) -> int:
+def logs_parser() -> argparse.ArgumentParser:
     p = dir_parser(
         "logs", "Print a job's standard output (or, with --err, its "
-        "standard error); with -f, keep printing what it writes until it ends.")
+        "standard error); with -f, keep printing what it writes until it ends.",
+        epilog=f"DIR: {DIR_HELP}; with one word, that word is JOB")
     p.add_argument("job", metavar="JOB", help="job number, folder name (job_7) or job name")
-    p.add_argument("--err", action="store_true", help="standard error (.ERR) instead")
+    p.add_argument("-e", "--err", action="store_true", help="standard error (.ERR) instead")
     p.add_argument("-f", "--follow", action="store_true",
                    help="follow the output as it grows; exit once the job has ended")
-    args = p.parse_args(argv)
-    store = open_sweep(args.dir)
+    return p
+
+
+def cmd_logs(argv: List[str]) -> int:
+    args = logs_parser().parse_args(argv)
+    store = open_sweep(check_default_dir("logs", args.dir))
     try:
         from hog.views.logs import show_logs  # only for this verb
         return show_logs(store, args.dir, args.job, err=args.err, follow=args.follow)
@@ -279,18 +359,22 @@ def cmd_logs(argv: List[str]) -> int:
 
 
 # ----------------------------------------------------------------- report
-def cmd_report(argv: List[str]) -> int:
+def report_parser() -> argparse.ArgumentParser:
     p = dir_parser(
         "report", "Write DIR/report.html: a self-contained page with "
         "the sweep's summary, a timeline of every job per slot, GPU-slot use over time, "
         "durations and each failed job's stderr (also rewrites DIR/results.jsonl and "
         "results.csv). Works while runners are active; never writes the queue.")
-    p.add_argument("--output", "-o", metavar="FILE", help="where to write the page "
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write the page "
                    "(default: DIR/report.html)")
-    args = p.parse_args(argv)
+    return p
+
+
+def cmd_report(argv: List[str]) -> int:
+    args = report_parser().parse_args(argv)
     try:
         from hog.views.report import write_report  # the page's renderer: only for this verb
-        path = write_report(args.dir, args.output)
+        path = write_report(check_default_dir("report", args.dir), args.output)
     except OSError as e:            # e.g. the store or a folder cannot be read
         raise UsageError(f"{e.filename or args.dir}: {e.strerror}") from None
     except sqlite3.Error as e:

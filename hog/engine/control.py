@@ -6,6 +6,10 @@ changed (``hog stop`` = drain, ``stop --now`` = kill, ``kill JOB`` = cancel,
 monitor and the neighbours registry. Signals only set flags; ``handle_signals``
 turns them into the same drain / kill, (SIGHUP) sends the output to a log, or
 (SIGUSR1, SIGUSR2) forwards them to the running jobs.
+
+``recover_peers``, on the same tick but outside the turn's write transaction, notices
+a runner of this queue that died (same host: its pid and start time; elsewhere: its
+heartbeat) and recovers the jobs it left (``sweep.recover``): this runner runs them.
 """
 import os
 import signal
@@ -13,7 +17,7 @@ import socket
 
 from hog.backends.base import LocalCapacity, Resizable, Signalling
 from hog.config import slots_for
-from hog.engine import intake, writable
+from hog.engine import intake, sweep, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -58,6 +62,21 @@ def tick(st: RunState, now: float) -> None:
     spec = st.store.take_gpus_request(st.runner_id)
     if spec is not None:
         change_slots(st, spec)
+
+
+def recover_peers(st: RunState) -> bool:
+    """A dead runner's jobs: end what is left of them and queue them again, here (a
+    job whose folder a dead runner's slot still writes waits for a later tick). Reads
+    only, unless a runner died. True while jobs of a dead runner are left unsettled
+    or were just queued again: this runner is not finished."""
+    if not st.store.orphans_left(st.runner_id):
+        return False
+    recovered = sweep.recover(st, wait=False)
+    if recovered:
+        st.ready.clear()            # our own commits do not change data_version
+        intake.refresh_total(st)
+        st.display.message(sweep.recovered_note(recovered))
+    return True
 
 
 def note_others_running(st: RunState, others: bool) -> None:

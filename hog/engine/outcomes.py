@@ -40,7 +40,8 @@ def on_event(st: RunState, event: Event) -> None:
         slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
         st.pids[slot] = pid
         gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
-        st.store.started(event.index, pid, started, gpus=None if chosen is None else gpus)
+        st.store.started(event.index, pid, started, gpus=None if chosen is None else gpus,
+                         proc=event.proc)
         if st.monitor is not None:
             st.monitor.ours = frozenset(st.pids.values())
         r = st.progress.running.get(slot)

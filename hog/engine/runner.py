@@ -136,6 +136,8 @@ class Runner:
         ``now`` is past it, new jobs, and the claims of the jobs to start, in one write
         transaction; then the claimed jobs are sent. True once the run is finished."""
         st = self.st
+        if now >= st.next_tick and not st.stopping:
+            control.recover_peers(st)       # may take a grace: outside the transaction
         # One write transaction per turn: what the slots reported, requests from
         # other shells, new jobs and the claims of the jobs to start; committed
         # before any of those jobs is sent to its slot.
@@ -193,6 +195,8 @@ class Runner:
         if st.cfg.keep_alive or not st.source_done or st.ready:
             return False
         if st.joiner and st.store.meta("ingest_done") != "1" and self._ingester_alive():
+            return False
+        if control.recover_peers(st):       # a dead runner's jobs: ours to run now
             return False
         return not self._queued_here()
 

@@ -118,6 +118,7 @@ class RunState:
         self.detached = False
         self.next_tick = 0.0
         self.next_heartbeat = 0.0
+        self.orphans_seen: Dict[int, float] = {}   # job id -> when a busy writer was seen
         self.others_running = False
         self.data_version: Optional[int] = None
 

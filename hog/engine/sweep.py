@@ -6,20 +6,32 @@ directory aside (``--fresh``), refuses an output directory that holds another
 sweep or job folders without a queue, opens the store, recovers jobs left running
 by a runner that died, and registers this runner. ``remove_unused_output`` undoes
 the output directory of a run that never had a job.
+
+``recover`` is the one recovery, at start and whenever a runner notices a dead peer
+(``control``): for each job a dead runner left running, wait for its slot process
+to finish writing its folder (the folder's lock), end whatever is left of the job
+(its recorded process group and session, TERM, grace, KILL: ``spawn.end_leftovers``),
+and only then settle it by its folder: succeeded, or queued again (a conditional
+update, so of two runners recovering the same job only one does).
 """
 import os
 import shutil
 import time
 from typing import Dict, List, Optional, Tuple
 
+from hog.backends import spawn
+from hog.backends.jobenv import job_dir_variable
 from hog.config import source_key
 from hog.engine.state import RunState
 from hog.errors import HogError, InputError, SourceError, UsageError
+from hog.model import JobProcess, JobTrace
 from hog.sources import SourceSpec, open_source
 from hog.state.db import StoreCorrupt
-from hog.state.jobdir import Layout, folder_verdict, read_info
+from hog.state.jobdir import HOST, Layout, folder_verdict, lock_folder, read_info
 from hog.state.rebuild import REBUILT, check_output, hog_folders
 from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
+
+WRITER_WAIT_S = 5.0     # beyond the grace: a dead runner's slot process ending its job
 
 
 def open_store(st: RunState) -> None:
@@ -34,20 +46,88 @@ def open_store(st: RunState) -> None:
         raise UsageError(f"--output_dir {st.cfg.output_dir}: cannot be used as a "
                          f"directory ({e.strerror})") from None
     st.store = Store(st.layout.state_dir)
-    recovered = st.store.recover(lambda row: folder_state(st.layout, row))
+    recovered = recover(st)
     with st.store.transaction():
         live = st.store.live_runners()
         check_sweep(st, live)
         st.runner_id = st.store.register_runner(st.backend.label())
     st.joiner = bool(live)
     if recovered:
-        again = sum(1 for _, s in recovered if s == "interrupted")
-        st.notices.append(
-            f"recovered {len(recovered)} job(s) left running by a runner that died: "
-            f"{again} queued again, {len(recovered) - again} had succeeded")
+        st.notices.append(recovered_note(recovered))
     if st.joiner:
         st.source_done = True
         st.notices.append(f"joining {len(live)} active runner(s) on this queue")
+
+
+def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
+    """Recover the jobs dead runners left running (see the module's docstring);
+    returns the (row, 'succeeded' | 'interrupted') pairs this runner settled.
+
+    ``wait``: wait for the folders' writers (up to the grace and ``WRITER_WAIT_S``).
+    Without it (a runner's tick: its own jobs must not wait), a job whose folder is
+    still being written is left for a later call, until it has been so for that long."""
+    rows = st.store.orphans(st.runner_id or None)
+    if not rows:
+        st.orphans_seen.clear()
+        return []
+    patience = st.cfg.grace + WRITER_WAIT_S
+    locks = []
+    if wait:
+        deadline = time.monotonic() + patience
+        locks = [lock_folder(st.layout.folder(row.id), max(0.0, deadline - time.monotonic()))
+                 for row in rows]
+    else:
+        now, ready = time.monotonic(), []
+        for row in rows:
+            lock = lock_folder(st.layout.folder(row.id), 0.0)
+            since = st.orphans_seen.setdefault(row.id, now)
+            if lock is not None or not os.path.isdir(st.layout.folder(row.id)) \
+                    or now - since >= patience:
+                locks.append(lock)
+                ready.append(row)
+        rows = ready
+    try:
+        rows = st.store.still_orphans(rows)   # another runner may have been first
+        traces = [JobTrace(job_process(st.layout, row),
+                           job_dir_variable(st.layout.folder(row.id))) for row in rows]
+        left = spawn.end_leftovers(traces, st.cfg.grace)
+        if left:
+            st.display.message(f"ended {sum(left.values())} process(es) left of "
+                               f"{len(left)} job(s) whose runner died")
+        judged = []
+        for row in rows:
+            verdict, info = folder_state(st.layout, row) or (None, {})
+            judged.append((row, verdict, info))
+            st.orphans_seen.pop(row.id, None)
+        return st.store.requeue_orphans(judged)
+    finally:
+        for lock in locks:
+            if lock is not None:
+                lock.release()
+
+
+def recovered_note(recovered: List[Tuple[JobRow, str]]) -> str:
+    again = sum(1 for _, s in recovered if s == "interrupted")
+    return (f"recovered {len(recovered)} job(s) left running by a runner that died: "
+            f"{again} queued again, {len(recovered) - again} had succeeded")
+
+
+def job_process(layout: Layout, row: JobRow) -> Optional[JobProcess]:
+    """Who the job ``row`` was, where it ran on this machine: the store's record, else
+    its INFO's (written by its slot process before the runner heard of it)."""
+    if row.pid is not None and row.pgid is not None and row.proc_start:
+        return JobProcess(row.pid, row.pgid, row.sid or row.pgid, row.proc_start)
+    info = read_info(layout, row.id)
+    if info.get("host") != HOST or info.get("attempt") != row.attempt:
+        return None
+    try:
+        pid = int(info["pid"])
+        start = str(info.get("proc_start") or "")
+        if not start:          # no start time: a pid alone may name another process now
+            return None
+        return JobProcess(pid, int(info.get("pgid", pid)), int(info.get("sid", pid)), start)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def folder_state(layout: Layout, row: JobRow) -> Optional[Tuple[str, dict]]:

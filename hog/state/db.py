@@ -30,7 +30,7 @@ from hog.state.identity import spec_digest, stored_given_name
 from hog.state.rows import JOB_COLUMNS, JobRow
 
 DB_NAME = "hog.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RETRY_S = 0.5       # a batch the disk refused is tried again after this long
 
 # The schema of each version, and how to go from version N-1 to N. A database of
@@ -116,7 +116,17 @@ WHERE id IN (SELECT id FROM temp.job_keys);
 DROP TABLE temp.job_keys
 """
 # Statements are split on ";", so comments in them must not hold one.
-MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION}
+
+# Version 3: a running job's process group, session and kernel start time (its pid is
+# in ``pid``), recorded as it starts: what recovery ends after its runner died.
+SCHEMA_V3 = """
+ALTER TABLE jobs ADD COLUMN pgid INTEGER;
+ALTER TABLE jobs ADD COLUMN sid INTEGER;
+ALTER TABLE jobs ADD COLUMN proc_start TEXT
+"""
+# Statements are split on ";", so comments in them must not hold one.
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
+                              3: SCHEMA_V3}
 
 
 class StoreCorrupt(HogError):

@@ -16,7 +16,12 @@ plain ASCII, every other character escaped (``\\t``, ``\\x1b``, ``\\u00e9`` and,
 character beyond the BMP such as an emoji, ``\\U0001f600``: never a UTF-16 surrogate
 pair, which YAML reads back as two broken characters). That keeps the per-job cost to
 a few microseconds, and ``yaml.safe_load`` reads every string back exactly.
+
+The writer of an attempt holds an ``flock`` on its folder from the start until the
+marker is written (``lock_folder``): a runner recovering the job after its runner died
+waits for it, so it never judges (or queues again) a folder still being written.
 """
+import fcntl
 import os
 import re
 import socket
@@ -366,6 +371,43 @@ def _read_text(path: str) -> Optional[str]:
             return f.read()
     except OSError:
         return None
+
+
+class FolderLock:
+    """The writer's lock of a job folder, held while this object is (``release``, or
+    dropping the last reference, lets go; so does the holder's death)."""
+
+    def __init__(self, fd: int):
+        self.fd: Optional[int] = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = release
+
+
+def lock_folder(path: str, wait_s: float) -> Optional[FolderLock]:
+    """Take the writer's lock of a job folder, waiting up to ``wait_s`` s; None when
+    the folder is missing or the lock is still held then."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return FolderLock(fd)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
+        except OSError:
+            os.close(fd)
+            return None
 
 
 def read_info(layout: Layout, index: int) -> dict:

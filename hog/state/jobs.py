@@ -16,7 +16,7 @@ jobs it no longer lists are known, kept, and never started.
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from hog.model import Job, Status
+from hog.model import Job, JobProcess, Status
 from hog.state.db import Writer
 from hog.state.files import from_iso
 from hog.state.identity import Occurrences, job_digest
@@ -41,41 +41,74 @@ class Jobs(Writer, RunnerRows):
     _occurrences: Optional[Occurrences] = None     # the keys of the reading under way
 
     # ------------------------------------------------------- recovery
-    def recover(self, folder_status: FolderStatus) -> List[Tuple[JobRow, str]]:
-        """Reconcile jobs left ``running`` by runners that died.
+    def orphans_left(self, me: Optional[int] = None) -> bool:
+        """Is a job of this queue left running by a runner that died (or ended)? Reads
+        only: cheap enough for every tick of every runner."""
+        if any(r.id != me and not runner_alive(r) for r in self.active_runners()):
+            return True
+        return self.db.execute(
+            "SELECT 1 FROM jobs WHERE status = 'running' AND (runner IS NULL OR runner NOT IN "
+            "(SELECT id FROM runners WHERE ended IS NULL)) LIMIT 1").fetchone() is not None
 
-        ``folder_status(row)`` tells what the job folder says: None, or (verdict, INFO
-        mapping) with verdict 'succeeded' or 'failed'. A folder with SUCCESS wins (its
-        exit code and end time are taken from INFO); anything else that was running is
-        recorded interrupted and queued again. Returns (row, new status) pairs.
-        """
-        changed = []
+    def orphans(self, me: Optional[int] = None) -> List[JobRow]:
+        """Retire the runners that died; the jobs they (or runners already retired) left
+        ``running``. Nothing is changed on the jobs: ``requeue_orphans`` does, once what
+        is left of them has been ended. ``me``: this runner, alive by definition."""
         with self.transaction():
-            dead = [r for r in self.active_runners() if not runner_alive(r)]
-            for r in dead:
-                self.db.execute("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), r.id))
-            dead_ids = {r.id for r in dead}
+            for r in self.active_runners():
+                if r.id != me and not runner_alive(r):
+                    self.db.execute("UPDATE runners SET ended = ? WHERE id = ? AND ended IS NULL",
+                                    (time.time(), r.id))
             live_ids = {r.id for r in self.active_runners()}
-            rows = self._rows("WHERE status = 'running'")
-            for row in rows:
-                if row.runner in live_ids and row.runner not in dead_ids:
-                    continue
-                verdict, info = folder_status(row) or (None, {})
+            return [row for row in self._rows("WHERE status = 'running'")
+                    if row.runner not in live_ids]
+
+    def still_orphans(self, rows: Iterable[JobRow]) -> List[JobRow]:
+        """Those of ``rows`` (from ``orphans``) still as they were read: running, same
+        attempt, same runner (none recovered, queued again and claimed meanwhile)."""
+        now = {r.id: r for r in self._rows("WHERE status = 'running'")}
+        return [row for row in rows if row.id in now
+                and (now[row.id].attempt, now[row.id].runner) == (row.attempt, row.runner)]
+
+    def requeue_orphans(self, judged: Iterable[Tuple[JobRow, Optional[str], Dict[str, Any]]]
+                        ) -> List[Tuple[JobRow, str]]:
+        """Settle jobs from ``orphans`` by what their folders say, (row, verdict, INFO)
+        with verdict 'succeeded', 'failed' or None: a folder with SUCCESS wins (its exit
+        code and end time are taken from INFO); anything else is recorded interrupted
+        and queued again. Each change is conditional on the row being as ``orphans``
+        read it (still running, same attempt, same runner), so of two runners that
+        recover the same job only one does. Returns the (row, new status) pairs done."""
+        changed = []
+        same = "WHERE id = ? AND status = 'running' AND attempt = ? AND runner IS ?"
+        with self.transaction():
+            for row, verdict, info in judged:
+                key = (row.id, row.attempt, row.runner)
                 if verdict == "succeeded":
-                    self.db.execute(
+                    cur = self.db.execute(
                         "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
-                        "ended = ?, note = 'recovered from its folder' WHERE id = ?",
+                        f"ended = ?, note = 'recovered from its folder' {same}",
                         (info.get("exit_code", 0), info.get("signal"),
-                         from_iso(info.get("ended")) or time.time(), row.id))
-                    changed.append((row, "succeeded"))
+                         from_iso(info.get("ended")) or time.time(), *key))
+                    status = "succeeded"
                 else:
-                    self.db.execute(
+                    cur = self.db.execute(
                         "UPDATE jobs SET status = 'queued', runner = NULL, pid = NULL, "
-                        "note = ? WHERE id = ?",
+                        f"pgid = NULL, sid = NULL, proc_start = NULL, note = ? {same}",
                         (f"interrupted: its runner (pid {self.runner_pid(row.runner)}) "
-                         f"died; queued again", row.id))
-                    changed.append((row, "interrupted"))
+                         f"died; queued again", *key))
+                    status = "interrupted"
+                if cur.rowcount == 1:
+                    changed.append((row, status))
         return changed
+
+    def recover(self, folder_status: FolderStatus) -> List[Tuple[JobRow, str]]:
+        """``orphans`` then ``requeue_orphans`` with ``folder_status(row)`` (None, or
+        (verdict, INFO mapping)), for callers with nothing left to end."""
+        judged = []
+        for row in self.orphans():
+            verdict, info = folder_status(row) or (None, {})
+            judged.append((row, verdict, info))
+        return self.requeue_orphans(judged)
 
     # ---------------------------------------------------------- ingest
     def begin_reading(self) -> int:
@@ -210,17 +243,22 @@ class Jobs(Writer, RunnerRows):
         attempt number, or None when another runner took it first or it changed."""
         cur = self._write(
             "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
-            "attempt = attempt + 1, pid = NULL, exit_code = NULL, signal = NULL, "
+            "attempt = attempt + 1, pid = NULL, pgid = NULL, sid = NULL, proc_start = NULL, "
+            "exit_code = NULL, signal = NULL, "
             "started = ?, ended = NULL, note = '' "
             "WHERE id = ? AND status = 'queued' AND attempt = ?",
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
         return attempts + 1 if cur is not None and cur.rowcount == 1 else None
 
     def started(self, job_id: int, pid: int, started: float,
-                gpus: Optional[str] = None) -> None:
-        """The job runs (``gpus``: the GPU ids, when known only now, as with Ray)."""
-        self._write("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus) "
-                        "WHERE id = ?", (pid, started, gpus, job_id))
+                gpus: Optional[str] = None, proc: Optional[JobProcess] = None) -> None:
+        """The job runs (``gpus``: the GPU ids, when known only now, as with Ray;
+        ``proc``: its process identity, where it runs on this machine)."""
+        pgid, sid, start = (None, None, None) if proc is None else \
+            (proc.pgid, proc.sid, proc.start)
+        self._write("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus), "
+                    "pgid = ?, sid = ?, proc_start = ? WHERE id = ?",
+                    (pid, started, gpus, pgid, sid, start, job_id))
 
     def ended(self, job_id: int, status: Status, exit_code: Optional[int],
               signal: Optional[str], started: float, ended: float, note: str = "",

@@ -24,7 +24,7 @@ RUNNABLE_SQL = ("status = 'queued' AND (ident IS NULL OR seen IS NULL OR seen = 
 # The columns of ``jobs`` in the order of JobRow's fields.
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
                "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note, "
-               f"ident, digest, seen, {IN_SOURCE_SQL} AS in_source")
+               f"ident, digest, seen, pgid, sid, proc_start, {IN_SOURCE_SQL} AS in_source")
 
 _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
@@ -57,6 +57,9 @@ class JobRow:
     ident: Optional[str] = None  # identity key (state/identity.py); None: added by hog add
     digest: str = ""             # hash of the job's definition
     seen: Optional[int] = None   # the last reading of the source that listed it
+    pgid: Optional[int] = None          # the process group, session and kernel start
+    sid: Optional[int] = None           # time of the running job's leader ``pid``
+    proc_start: Optional[str] = None
     in_source: int = 1           # 0: the source no longer lists it (kept, not run)
 
     def job(self) -> Job:

@@ -247,7 +247,8 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
                 duration = (r.ended - r.started) if r.started and r.ended else 0.0
                 out.write(end_line(view.name(r), r.status == "succeeded",
                                    describe_end(r.status, r.exit_code, r.signal, r.note),
-                                   duration, finished, sum(counts.values())) + "\n")
+                                   duration, finished, sum(counts.values()),
+                                   at=r.ended) + "\n")
             out.flush()
         if ended:
             return None
@@ -259,7 +260,7 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
 
 def _start(view: StoreView, r: JobRow) -> str:
     return start_line(r.slot if r.slot is not None else 0, view.name(r), r.gpus or "",
-                      r.pid or "-")
+                      r.pid or "-", at=r.started)
 
 
 # ------------------------------------------------------------------ attaching

@@ -87,7 +87,7 @@ class PlainDisplay:
 
     def job_ended(self, o: Outcome) -> None:
         self._line(end_line(o.name, o.status is Status.SUCCEEDED, describe(o), o.duration_s,
-                            self.p.finished, self.p.total))
+                            self.p.finished, self.p.total, at=o.ended or None))
 
     def message(self, text: str) -> None:
         """Something the user must see, even with --quiet (goes to stderr)."""
