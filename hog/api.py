@@ -41,6 +41,7 @@ from hog.errors import UsageError
 from hog.model import Status
 from hog.sources import SourceSpec
 from hog.sources.yielder import job_from_item
+from hog.state.files import open_read
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.store import JobRow, Store
 from hog.views.display import make_display
@@ -167,7 +168,7 @@ def _record(row: JobRow, layout: Layout) -> JobRecord:
 
 def _read(path: str) -> str:
     try:
-        with open(path, errors="replace") as f:
+        with open(open_read(path), errors="replace") as f:
             return f.read()
     except OSError:
         return ""

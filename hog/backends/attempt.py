@@ -1,15 +1,16 @@
 """One attempt of a job, as recorded in its folder: the one writer of every path.
 
-``Attempt.open`` makes the folder (keeping an earlier attempt's files under numbered
-names) and takes its writer lock (``jobdir.lock_folder``, let go once the marker is
-written), ``started`` writes INFO with the job's pid (and, locally, its group,
-session and start time) while it runs, ``finished`` writes
-the final INFO and then the marker (``hog.state.jobdir`` does the atomic writes) and
-returns the ``Outcome``. ``ended_unrun`` is the ending of an attempt whose job did not
-run, or whose executor vanished: ``hog: why`` is appended to its ``.ERR`` (an empty
+``Attempt.open`` makes the folder (first moving whatever an earlier attempt left to
+numbered names, marker first) and takes its writer lock (``jobdir.lock_folder``, let go
+once the marker is written), ``streams`` makes ``.OUT`` and ``.ERR`` (new files, never
+through a link), ``started`` writes INFO with the job's pid (and, locally, its group,
+session and start time) while it runs, ``finished`` writes the final INFO and then the
+marker (``hog.state.jobdir`` does the writes, relative to the folder's file descriptor)
+and returns the ``Outcome``. ``ended_unrun`` is the ending of an attempt whose job did
+not run, or whose executor vanished: ``hog: why`` is appended to its ``.ERR`` (an empty
 ``.OUT`` is made) before the same final INFO and marker. The consumer, the Ray bridge
 and the runner (jobs skipped or unschedulable, lost slots) all end attempts here, so
-every path leaves the same INFO fields and exactly one marker.
+every path leaves the same INFO fields and one marker.
 """
 import os
 import time
@@ -19,7 +20,6 @@ from hog.model import Dispatch, JobProcess, Outcome, Status
 from hog.state.jobdir import FolderLock, JobFolder, Layout, info_fields, lock_folder
 from hog.state.rows import job_spec
 
-_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 LOCK_WAIT_S = 60.0
 
 
@@ -43,10 +43,12 @@ class Attempt:
 
     @classmethod
     def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
-        """A new attempt: make the folder; from the second attempt on, first keep the
-        files of the earlier one under numbered names."""
+        """A new attempt (run, or ended unrun: skipped, unschedulable): make the folder,
+        or first move whatever an earlier attempt left there to numbered names (its
+        marker first), whichever attempt number that was, so nothing is overwritten.
+        ``UnsafePath`` if the folder or one of those files is a link (nothing written)."""
         folder = JobFolder(layout, d.job.index)
-        folder.create(d.attempt)
+        folder.open_new()
         attempt = cls(layout, d, folder)
         # held until the marker is written; a recovering runner holds it only briefly
         attempt.lock = lock_folder(folder.path, LOCK_WAIT_S)
@@ -54,19 +56,39 @@ class Attempt:
 
     @classmethod
     def reopen(cls, layout: Layout, d: Dispatch, pid: Optional[int] = None) -> "Attempt":
-        """An attempt whose writer is gone (or never was): its folder as it is."""
+        """An attempt whose writer is gone: its folder as it is, when what is there is
+        this attempt's (unended, INFO of this attempt and pid); otherwise the writer never
+        got to make it, and what an earlier attempt left is moved aside as in ``open``."""
         folder = JobFolder(layout, d.job.index)
-        folder.create()
+        folder.open_existing()
+        if not folder.holds_attempt(d.attempt, pid):
+            folder.move_aside()
         attempt = cls(layout, d, folder)
         attempt.pid = pid
         return attempt
 
+    @staticmethod
+    def refused(d: Dispatch, why: str, ended: Optional[float] = None) -> Outcome:
+        """The outcome of an attempt whose folder could not be used safely (``why``, from
+        ``UnsafePath``): failed, with nothing written anywhere."""
+        now = time.time() if ended is None else ended
+        return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=Status.FAILED,
+                       exit_code=None, signal=None, started=now, ended=now, pid=None,
+                       attempt=d.attempt, err_path="", note=why)
+
     # ---------------------------------------------------------- running
+    def streams(self) -> Tuple[int, int]:
+        """``.OUT`` and ``.ERR``, made new for this attempt and open for writing: what
+        the job's stdout and stderr are (spawn), or what ``write`` appends to (Ray)."""
+        if not self.fds:
+            out, err = self.folder.streams()
+            self.fds = {"out": out, "err": err}
+        return self.fds["out"], self.fds["err"]
+
     def open_output(self) -> None:
-        """Open ``.OUT`` and ``.ERR`` for ``write`` (empty), for output that arrives as
-        data rather than through the job's own file descriptors (Ray)."""
-        self.fds = {"out": os.open(self.out_path, _OUT_FLAGS, 0o644),
-                    "err": os.open(self.err_path, _OUT_FLAGS, 0o644)}
+        """Open ``.OUT`` and ``.ERR`` for ``write`` (new, empty), for output that arrives
+        as data rather than through the job's own file descriptors (Ray)."""
+        self.streams()
 
     def write(self, kind: str, data: bytes) -> None:
         """Append ``data`` to the ``"out"`` or ``"err"`` opened by ``open_output``."""
@@ -105,6 +127,7 @@ class Attempt:
         outcome = self.outcome(status, exit_code, signal, ended, note, started)
         self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
                                         started=outcome.started, ended=ended), outcome)
+        self.folder.close()         # (kept open while a refused write may be tried again)
         self.release()
         return outcome
 
@@ -131,10 +154,12 @@ class Attempt:
         """The attempt ended without a result of its own (it could not start, was never
         to run, or its executor vanished): ``hog: why`` goes to its ``.ERR``, then as
         ``finished``. ``note`` (default ``why``) is the outcome's note."""
-        self.close_output()
-        with open(self.err_path, "a") as f:
-            f.write(f"hog: {why}\n")
-        open(self.out_path, "a").close()
+        line = f"hog: {why}\n".encode("utf-8", "backslashreplace")
+        if self.fds:
+            self.write("err", line)
+        else:
+            self.folder.append(self.err_path, line)
+            self.folder.append(self.out_path, b"")
         if ended is None:
             ended = time.time()
         return self.finished(status, None, None, ended, why if note is None else note,

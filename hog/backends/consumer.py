@@ -37,7 +37,7 @@ from hog.model import (
 )
 from hog.signals import SignalFlags
 from hog.state.diskguard import Backoff, cannot_write, check_present, gone
-from hog.state.jobdir import Layout
+from hog.state.jobdir import Layout, UnsafePath
 
 T = TypeVar("T")
 
@@ -76,6 +76,8 @@ class Consumer:
             attempt = self._written(d, lambda: self._open(d))
         except _Stopped as stop:    # told to stop before the folder could be made
             return _unrecorded(d, stop.status or Status.INTERRUPTED, started)
+        except UnsafePath as e:     # a planted link: nothing is written through it
+            return Attempt.refused(d, str(e))
         try:
             return self._attempt(d, attempt)
         finally:
@@ -86,18 +88,24 @@ class Consumer:
         job = d.job
         started = time.time()
         try:
+            out, err = self._written(d, attempt.streams)
             pid = self._written(d, lambda: spawn.start(
-                job.command, job_env(self.env, d, d.gpu_ids, attempt.path),
-                attempt.out_path, attempt.err_path, job.cwd))
+                job.command, job_env(self.env, d, d.gpu_ids, attempt.path), out, err,
+                job.cwd))
         except _Stopped as stop:
+            attempt.close_output()
             return attempt.outcome(stop.status or Status.INTERRUPTED, None, None,
                                    time.time(), started=started)
+        except UnsafePath as e:
+            attempt.folder.close()
+            return Attempt.refused(d, str(e))
         except OSError as e:
             error = str(e)
             return self._end(d, lambda: attempt.ended_unrun(
                 Status.FAILED, f"could not start the job: {error}", note=error,
                 started=started),
                 lambda: attempt.outcome(Status.FAILED, None, None, time.time(), error, started))
+        attempt.close_output()      # the job has its own copies
         proc = spawn.job_process(pid)     # its identity: in INFO before the runner hears
         info_due = not self._tried(d, lambda: attempt.started(pid, started, proc=proc))
         self.send(Started(d.slot, job.index, pid, started, proc=proc))

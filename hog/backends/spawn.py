@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from hog.model import JobProcess, JobTrace
 from hog.proc import all_pids, children_of, environ_has, is_alive, is_zombie, proc_ids, start_ticks
@@ -34,13 +34,22 @@ _RESET = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None), sig
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
-def start(command: str, env: Dict[str, str], out_path: str, err_path: str,
-          cwd: Optional[str] = None) -> int:
-    """Start ``bash -c command`` in its own session; return its pid (= its pgid)."""
+def _output(fd: int, target: Union[str, int]) -> tuple:
+    """The spawn action that makes ``fd`` the file ``target``: a descriptor already open
+    (made safely by the caller) or a path to open."""
+    if isinstance(target, int):
+        return (os.POSIX_SPAWN_DUP2, target, fd)
+    return (os.POSIX_SPAWN_OPEN, fd, target, _OUT_FLAGS, 0o644)
+
+
+def start(command: str, env: Dict[str, str], out_path: Union[str, int],
+          err_path: Union[str, int], cwd: Optional[str] = None) -> int:
+    """Start ``bash -c command`` in its own session; return its pid (= its pgid). Its
+    stdout and stderr are ``out_path`` and ``err_path``: paths, or open descriptors."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, out_path, _OUT_FLAGS, 0o644),
-        (os.POSIX_SPAWN_OPEN, 2, err_path, _OUT_FLAGS, 0o644),
+        _output(1, out_path),
+        _output(2, err_path),
     ]
     if cwd is None:
         return _spawn([BASH, "-c", command], env, actions)

@@ -9,7 +9,7 @@ job folder, a status and an outcome like any other.
 """
 import time
 from dataclasses import replace
-from typing import Optional
+from typing import List, Optional
 
 from hog.backends.attempt import Attempt
 from hog.backends.base import LocalCapacity, Resizable
@@ -29,6 +29,7 @@ from hog.model import (
 )
 from hog.sources.watch import finish
 from hog.state.diskguard import cannot_write, check_present
+from hog.state.files import UnsafePath
 from hog.state.store import JobRow
 
 
@@ -116,16 +117,25 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
 
 def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,
                                   ended: float, pid: Optional[int], why: str,
-                                  note: Optional[str] = None) -> Outcome:
-    """The folder of an attempt that ended without its slot; when the disk refuses it
-    (full, read-only, the output directory gone), the outcome alone (the store records
-    it; nothing new starts until the disk takes writes again)."""
+                                  note: Optional[str] = None, new: bool = False) -> Outcome:
+    """End ``d``'s attempt in its folder: one whose slot vanished (its folder as it is),
+    or with ``new`` one that never ran (an earlier attempt's files moved aside first).
+    A folder refused as unsafe (a planted link) is left untouched; when the disk refuses
+    it (full, read-only, the output directory gone), the outcome alone (the store
+    records it; nothing new starts until the disk takes writes again)."""
+    opened: List[Attempt] = []
+
     def write() -> Outcome:
         check_present(st.layout.state_dir)      # never recreate a removed output directory
-        return Attempt.reopen(st.layout, d, pid).ended_unrun(status, why, note=note,
-                                                             started=started, ended=ended)
+        if not opened:                          # (once: a retry only ends it)
+            opened.append(Attempt.open(st.layout, d) if new
+                          else Attempt.reopen(st.layout, d, pid))
+        return opened[0].ended_unrun(status, why, note=note, started=started, ended=ended)
     try:
         return write()
+    except UnsafePath as e:
+        st.display.message(str(e))
+        return Attempt.refused(d, str(e), ended)
     except OSError as e:
         refused = cannot_write(e)
         if refused is None:
@@ -153,7 +163,7 @@ def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
     st.store.set_status(row.id, status, why)
     st.ahead = max(0, st.ahead - 1)
     outcome = write_folder_without_consumer(st, d, status, now, now, None, f"{name}: {why}",
-                                            note=why)
+                                            note=why, new=True)
     account(st, replace(outcome, attempt=1))    # (counted as a first attempt, as ever)
 
 

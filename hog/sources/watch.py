@@ -148,6 +148,8 @@ def finish(directory: str, outcome: Outcome, out_path: str, err_path: str) -> Op
         return None
     for src, suffix in ((out_path, ".stdout"), (err_path, ".stderr")):
         target = moved + suffix
+        if os.path.islink(src) or os.path.islink(os.path.dirname(src)):
+            continue            # a planted link in the output directory: never followed
         try:
             os.link(src, target)
         except FileExistsError:

@@ -25,6 +25,7 @@ from typing import Dict, List, Literal, Optional, Tuple, Type
 
 from hog.errors import HogError, UsageError
 from hog.state.diskguard import cannot_write
+from hog.state.files import check_location
 from hog.state.identity import spec_digest, stored_given_name
 from hog.state.rows import JOB_COLUMNS, JobRow
 
@@ -139,8 +140,12 @@ class StoreCorrupt(HogError):
 
 
 def check_private(path: str, what: str) -> None:
-    """Refuse a queue others could write to, or that another user owns."""
-    st = os.stat(path)
+    """Refuse a queue others could write to, that another user owns, or that is a
+    symbolic link (someone could point it at a queue of theirs)."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise UsageError(f"{path}: {what} is a symbolic link; refusing to follow it (someone "
+                         f"may have planted it): remove it, or use another --output_dir")
     if st.st_uid != os.geteuid():
         raise UsageError(f"{path}: {what} is owned by uid {st.st_uid}, not by you "
                          f"(uid {os.geteuid()}); refusing to run jobs from a queue someone "
@@ -168,14 +173,17 @@ class Database:
         create = create and not readonly
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, DB_NAME)
+        if os.path.islink(state_dir):
+            check_private(state_dir, "the queue directory")
         if create:
+            check_location(os.path.dirname(state_dir) or ".")
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        elif not os.path.exists(self.path):
+        elif not os.path.lexists(self.path):
             raise UsageError(f"{os.path.dirname(state_dir) or '.'}: no hog sweep here "
                              f"(no {os.path.join(os.path.basename(state_dir), DB_NAME)})")
         check_private(state_dir, "the queue directory")
-        if create and not os.path.exists(self.path):
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        if create and not os.path.lexists(self.path):
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         check_private(self.path, "the queue database")
         self.batching = False
         # writes of batches the disk refused (full, read-only), applied by a later one

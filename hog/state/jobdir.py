@@ -2,8 +2,14 @@
 
 ``<output_dir>/<prefix><N>/`` holds ``INFO`` (YAML), ``<prefix><N>.OUT`` and
 ``.ERR`` (the job's raw streams) and, once the job has ended, exactly one of
-``SUCCESS`` or ``FAILURE``. Everything another process may read is written to a
-temporary file and moved into place with ``os.replace`` (``files.atomic_write``).
+``SUCCESS`` or ``FAILURE`` (the marker: a hard link to the final INFO, made last).
+Everything another process may read is written to a temporary file and moved into
+place with ``os.replace`` (``files.atomic_write``). A folder is only ever added to:
+a new attempt first moves the files of the one before to numbered names, marker
+first, so there is never more than one marker and nothing hog wrote is overwritten.
+Every file and folder inside the output directory is made and opened relative to a
+directory file descriptor, with ``O_NOFOLLOW`` (and ``O_EXCL`` for new files): a
+symbolic link planted there is refused, never followed.
 
 INFO is emitted as YAML by hand: every string is a YAML double-quoted scalar in
 plain ASCII, every other character escaped (``\\t``, ``\\x1b``, ``\\u00e9`` and, for a
@@ -19,12 +25,23 @@ import fcntl
 import os
 import re
 import socket
+import stat
 import time
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 from hog.model import Outcome, Status
-from hog.state.files import atomic_write, iso
+from hog.state.files import UnsafePath as UnsafePath  # raised here; backends import it here
+from hog.state.files import (
+    atomic_write,
+    check_location,
+    create_file,
+    iso,
+    open_append,
+    open_dir,
+    open_read,
+    symlink_refused,
+)
 
 STATE_DIR = ".hog"
 SUCCESS = "SUCCESS"
@@ -36,6 +53,9 @@ RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 REPORT_HTML = "report.html"
 RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's output
+# The output directory itself is the user's to name (it may be a link they made);
+# everything inside it is opened relative to it, without following links.
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def _scalar(value) -> str:
@@ -117,14 +137,27 @@ class Layout:
         return os.path.join(self.root, name)
 
     def prepare_root(self) -> None:
-        """Create the output directory and its private state folder (0700). An existing
-        state folder is left as it is: the store refuses it if others can write to it."""
+        """Create the output directory and its private state folder (0700). An output
+        directory another user could swap (``check_location``), or a state folder that
+        is a symbolic link, is refused (``UnsafePath``); an existing state folder is
+        otherwise left as it is: the store refuses it if others can write to it."""
+        check_location(self.root)
         os.makedirs(self.root, exist_ok=True)
+        root = os.open(self.root, _ROOT_FLAGS)
         try:
-            os.mkdir(self.state_dir, 0o700)
-        except FileExistsError:
-            return
-        os.chmod(self.state_dir, 0o700)     # whatever the umask
+            try:
+                os.mkdir(STATE_DIR, 0o700, dir_fd=root)
+                made = True
+            except FileExistsError:
+                made = False
+            fd = open_dir(self.state_dir, root)
+            try:
+                if made:
+                    os.fchmod(fd, 0o700)     # whatever the umask
+            finally:
+                os.close(fd)
+        finally:
+            os.close(root)
 
     def existing_job_folders(self, limit: int = 3) -> List[str]:
         """Up to ``limit`` names of job folders already in the output directory."""
@@ -163,42 +196,181 @@ def info_fields(*, name: str, index: int, command: str, gpu_ids: Iterable[str], 
 
 
 class JobFolder:
-    """Writes one job attempt's folder: created at start, INFO, then the marker last."""
+    """One job's folder, open by a directory file descriptor (``fd``): every file in it
+    is made, replaced and linked relative to ``fd``, never through a symbolic link.
+
+    ``open_new`` is a new attempt's: the folder is made, or what an earlier attempt
+    left is moved aside first (the marker before anything else, so the folder never
+    holds two). ``open_existing`` is the folder as it is (an attempt whose writer is
+    gone). ``finish`` rewrites INFO and then makes the marker, last. A folder, or one
+    of hog's files in it, that is a symbolic link or another user's is refused
+    (``UnsafePath``) before anything is written."""
 
     def __init__(self, layout: Layout, index: int):
         self.layout = layout
         self.index = index
+        self.stem = layout.folder_name(index)
         self.path = layout.folder(index)
         self.out_path = layout.out_path(index)
         self.err_path = layout.err_path(index)
         self.info_path = layout.info_path(index)
+        self.fd: Optional[int] = None
 
-    def create(self, attempt: int = 1) -> None:
-        """Make the folder; from the second attempt on, first keep the files of the
-        earlier one under names that carry its number (``job_3.OUT`` -> ``job_3.1.OUT``,
-        ``INFO`` -> ``INFO.1``, ``FAILURE`` -> ``FAILURE.1``)."""
-        os.makedirs(self.path, exist_ok=True)
-        if attempt > 1:
-            archive_attempt(self.layout, self.index)
+    # ------------------------------------------------------------ opening
+    def open_new(self) -> None:
+        """Open the folder for a new attempt: made now, or with the files of the attempt
+        before (``job_3.OUT`` -> ``job_3.1.OUT``, ``INFO`` -> ``INFO.1``, ``FAILURE`` ->
+        ``FAILURE.1``) moved aside, so the new one overwrites nothing."""
+        if not self._open():
+            self.move_aside()
 
-    def verdict(self) -> Optional[str]:
-        """'succeeded' if SUCCESS exists, 'failed' if FAILURE does, else None."""
-        return folder_verdict(self.layout, self.index)
+    def open_existing(self) -> None:
+        self._open()
+
+    def _open(self) -> bool:
+        """Open (and make if missing) the folder; True when it was made now."""
+        root = os.open(self.layout.root, _ROOT_FLAGS)   # (a vanished one is not made again)
+        try:
+            try:
+                os.mkdir(self.stem, 0o777, dir_fd=root)
+                made = True
+            except FileExistsError:
+                made = False
+            self.fd = open_dir(self.path, root, owned=True)
+        finally:
+            os.close(root)
+        return made
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _names(self) -> List[str]:
+        """hog's names for the current attempt's files, the marker first."""
+        return [SUCCESS, FAILURE, INFO, f"{self.stem}.OUT", f"{self.stem}.ERR"]
+
+    def _present(self, name: str) -> bool:
+        """``name`` exists in the folder; a symbolic link there is refused."""
+        try:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            raise symlink_refused(os.path.join(self.path, name))
+        return True
+
+    def move_aside(self) -> None:
+        """Rename the files of the folder's last attempt to names that carry its number
+        (from INFO's attempt on, the first number free for each of them), the marker
+        first; a move that a crash cut short is completed under the same number."""
+        present = [name for name in self._names() if self._present(name)]
+        if not present:
+            return
+        n = self._info_fields().get("attempt")
+        n = n if isinstance(n, int) and n > 0 else 1
+        while any(_lexists(_numbered(name, self.stem, n), self.fd) for name in present):
+            n += 1
+        for name in present:
+            os.rename(name, _numbered(name, self.stem, n), src_dir_fd=self.fd,
+                      dst_dir_fd=self.fd)
+
+    def holds_attempt(self, attempt: int, pid: Optional[int]) -> bool:
+        """Whether the folder's current files are those of ``attempt`` (of process ``pid``,
+        where known), still unended: no marker, and INFO (if any yet) says so."""
+        if self._present(SUCCESS) or self._present(FAILURE):
+            return False
+        if not self._present(INFO):
+            return True
+        fields = self._info_fields()
+        return fields.get("attempt") == attempt and fields.get("status") == '"running"' \
+            and (pid is None or fields.get("pid") in (None, pid))
+
+    def _info_fields(self) -> dict:
+        """The top-level scalars of INFO, read without YAML (ints as ints, the rest as
+        written)."""
+        found: dict = {}
+        try:
+            fd = os.open(INFO, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except OSError:
+            return found
+        with open(fd, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep:
+                    value = value.strip()
+                    found[key] = int(value) if value.isdigit() else \
+                        None if value == "null" else value
+        return found
+
+    # ------------------------------------------------------------ writing
+    def streams(self) -> Tuple[int, int]:
+        """``.OUT`` and ``.ERR`` made new for this attempt (never an existing file), open
+        for writing."""
+        out = create_file(self.out_path, self.fd)
+        try:
+            return out, create_file(self.err_path, self.fd)
+        except BaseException:       # (the disk is full: tried again from the start)
+            os.close(out)
+            os.unlink(os.path.basename(self.out_path), dir_fd=self.fd)
+            raise
+
+    def append(self, path: str, data: bytes) -> None:
+        """Append to one of the folder's files (made if missing), never through a link."""
+        fd = open_append(path, self.fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
     def write_info(self, fields: dict) -> None:
-        atomic_write(self.info_path, render_info(fields))
+        atomic_write(self.info_path, render_info(fields), self.fd)
 
     def finish(self, fields: dict, outcome: Outcome) -> None:
-        """Rewrite INFO with the outcome, then make exactly one marker, last: a hard link
-        to the final INFO (one atomic step that creates no file: the handoff to the
-        slot's next job waits for it), or a copy where links are not supported."""
+        """Rewrite INFO with the outcome, then make the one marker, last: a hard link to
+        the final INFO (one atomic step that creates no file: the handoff to the slot's
+        next job waits for it), or a new file where links are not supported. A folder
+        that already holds a marker (the attempt was ended elsewhere) is left as it is:
+        never two markers, never one overwritten."""
+        if _lexists(SUCCESS, self.fd) or _lexists(FAILURE, self.fd):
+            return
         text = render_info(fields)
-        atomic_write(self.info_path, text)
-        marker = self.layout.marker_path(self.index, outcome.status is Status.SUCCEEDED)
+        atomic_write(self.info_path, text, self.fd)
+        marker = SUCCESS if outcome.status is Status.SUCCEEDED else FAILURE
         try:
-            os.link(self.info_path, marker)
+            os.link(INFO, marker, src_dir_fd=self.fd, dst_dir_fd=self.fd,
+                    follow_symlinks=False)
+        except FileExistsError:
+            return
         except OSError:
-            atomic_write(marker, text)
+            try:
+                fd = create_file(os.path.join(self.path, marker), self.fd)
+            except FileExistsError:
+                return
+            try:
+                os.write(fd, text.encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
+
+
+def _lexists(name: str, dir_fd: Optional[int]) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _read_text(path: str) -> Optional[str]:
+    """A file of a job folder, read without following a symbolic link, neither the
+    folder nor the file (None if missing, unreadable, or a link)."""
+    try:
+        with open(open_read(path), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 class FolderLock:
@@ -220,7 +392,7 @@ def lock_folder(path: str, wait_s: float) -> Optional[FolderLock]:
     """Take the writer's lock of a job folder, waiting up to ``wait_s`` s; None when
     the folder is missing or the lock is still held then."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     deadline = time.monotonic() + wait_s
@@ -239,12 +411,14 @@ def lock_folder(path: str, wait_s: float) -> Optional[FolderLock]:
 
 
 def read_info(layout: Layout, index: int) -> dict:
-    """A job folder's INFO as a mapping ({} if missing or unreadable)."""
+    """A job folder's INFO as a mapping ({} if missing, unreadable or a link)."""
     import yaml  # yaml: only when an INFO file is read
+    text = _read_text(layout.info_path(index))
+    if text is None:
+        return {}
     try:
-        with open(layout.info_path(index)) as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -253,18 +427,23 @@ def earlier_attempts(layout: Layout, index: int) -> List[dict]:
     """The INFO of each earlier attempt kept in a job folder (``INFO.1``, ``INFO.2``, ...),
     oldest first; unreadable ones are left out."""
     import yaml  # yaml: only when an INFO file is read
+    folder = layout.folder(index)
+    if os.path.islink(folder):
+        return []
     try:
-        names = os.listdir(layout.folder(index))
+        names = os.listdir(folder)
     except OSError:
         return []
     numbered = sorted(int(n[len(INFO) + 1:]) for n in names
                       if n.startswith(INFO + ".") and n[len(INFO) + 1:].isdigit())
     found = []
     for n in numbered:
+        text = _read_text(os.path.join(folder, f"{INFO}.{n}"))
+        if text is None:
+            continue
         try:
-            with open(os.path.join(layout.folder(index), f"{INFO}.{n}")) as f:
-                data = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError):
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
             continue
         if isinstance(data, dict):
             found.append(data)
@@ -272,38 +451,22 @@ def earlier_attempts(layout: Layout, index: int) -> List[dict]:
 
 
 def folder_verdict(layout: Layout, index: int) -> Optional[str]:
-    if os.path.exists(layout.marker_path(index, True)):
+    """'succeeded' or 'failed' from the folder's marker (None if none); a folder or a
+    marker that is a symbolic link counts for nothing."""
+    if not _is_real(layout.folder(index), stat.S_ISDIR):
+        return None
+    if _is_real(layout.marker_path(index, True), stat.S_ISREG):
         return "succeeded"
-    if os.path.exists(layout.marker_path(index, False)):
+    if _is_real(layout.marker_path(index, False), stat.S_ISREG):
         return "failed"
     return None
 
 
-def _attempt_of(info_path: str) -> Optional[int]:
+def _is_real(path: str, kind) -> bool:
     try:
-        with open(info_path) as f:
-            for line in f:
-                if line.startswith("attempt:"):
-                    return int(line.split(":", 1)[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def archive_attempt(layout: Layout, index: int) -> None:
-    """Rename the files of a folder's last attempt so the next one overwrites nothing."""
-    folder = layout.folder(index)
-    stem = layout.folder_name(index)
-    current = [INFO, SUCCESS, FAILURE, f"{stem}.OUT", f"{stem}.ERR"]
-    if not any(os.path.exists(os.path.join(folder, name)) for name in current):
-        return
-    n = _attempt_of(os.path.join(folder, INFO)) or 1
-    while any(os.path.exists(os.path.join(folder, _numbered(name, stem, n))) for name in current):
-        n += 1
-    for name in current:
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            os.replace(path, os.path.join(folder, _numbered(name, stem, n)))
+        return bool(kind(os.lstat(path).st_mode))
+    except OSError:
+        return False
 
 
 def _numbered(name: str, stem: str, n: int) -> str:

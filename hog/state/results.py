@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from hog.model import Status, slot_label
-from hog.state.files import from_iso, replaced_atomically
+from hog.state.files import UnsafePath, from_iso, replaced_atomically
 from hog.state.jobdir import (
     RESULTS_CSV,
     RESULTS_JSONL,
@@ -110,7 +110,7 @@ def save_results(store: SweepReader, layout: Layout) -> None:
     """``write_results`` for the end of a run: a failure is reported, never raised."""
     try:
         write_results(store, layout)
-    except (OSError, sqlite3.Error) as e:
+    except (OSError, sqlite3.Error, UnsafePath) as e:
         print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}", file=sys.stderr)
 
 

@@ -7,6 +7,7 @@ import os
 import re
 from typing import Dict, Optional, Tuple
 
+from hog.state.files import open_read
 from hog.state.jobdir import Layout
 
 TAIL_BYTES = 4096
@@ -19,7 +20,7 @@ def last_line(path: str, size: Optional[int] = None, limit: int = TAIL_BYTES) ->
     """The last non-empty line of ``path`` (a carriage return also ends a line, as
     progress bars use it), without terminal escapes; '' when there is none."""
     try:
-        with open(path, "rb") as f:
+        with open(open_read(path), "rb") as f:
             if size is None:
                 size = os.fstat(f.fileno()).st_size
             f.seek(max(0, size - limit))
@@ -39,7 +40,7 @@ def err_tail(layout: Layout, index: int, max_bytes: int = 4096, max_lines: int =
     lines of at most ``max_bytes``, colour codes removed, and of a line rewritten with
     carriage returns (progress bars) only its last version. '' if there is none."""
     try:
-        with open(layout.err_path(index), "rb") as f:
+        with open(open_read(layout.err_path(index)), "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_bytes))
@@ -115,7 +116,7 @@ class Follower:
         returns how many bytes (0 while the file does not exist)."""
         if self.fd is None:
             try:
-                self.fd = os.open(self.path, os.O_RDONLY)
+                self.fd = open_read(self.path)
             except OSError:
                 return 0
             self.ino = os.fstat(self.fd).st_ino

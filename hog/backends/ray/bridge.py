@@ -43,7 +43,7 @@ from hog.model import (
     StopHow,
 )
 from hog.signals import SignalFlags
-from hog.state.jobdir import Layout
+from hog.state.jobdir import Layout, UnsafePath
 
 if TYPE_CHECKING:   # ray: imported only in the bridge process, when it connects
     from ray import ObjectRefGenerator
@@ -251,8 +251,14 @@ class Bridge:
     def _started(self, slot: int, task: _Task, info: dict) -> None:
         d = task.d
         task.info = info
-        task.attempt = Attempt.open(self.layout, d)
-        task.attempt.open_output()
+        try:
+            task.attempt = Attempt.open(self.layout, d)
+            task.attempt.open_output()
+        except UnsafePath as e:         # a planted link: end the job, write nothing
+            task.attempt = None
+            self._stop(slot, StopHow.KILL)
+            self._done(task, Attempt.refused(d, str(e)))
+            return
         task.attempt.started(info["pid"], info["started"], host=info["host"], node=info["node"],
                              gpu_ids=info["gpu_ids"])
         self.send(Started(slot, d.job.index, info["pid"], info["started"], info["host"],
@@ -276,8 +282,12 @@ class Bridge:
         if task.kill is not None:
             status = task.kill.status
         if task.attempt is None:
-            task.attempt = Attempt.open(self.layout, task.d)
-            task.attempt.open_output()
+            try:
+                task.attempt = Attempt.open(self.layout, task.d)
+                task.attempt.open_output()
+            except UnsafePath as e:
+                self._done(task, Attempt.refused(task.d, str(e)))
+                return
         self._done(task, task.attempt.ended_unrun(status, why))
 
     def _finish(self, task: _Task, status: Status, exit_code, sig, ended: float,

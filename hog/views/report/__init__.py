@@ -13,7 +13,7 @@ import time
 from typing import Optional
 
 from hog.errors import UsageError
-from hog.state.files import replaced_atomically
+from hog.state.files import UnsafePath, replaced_atomically
 from hog.state.jobdir import REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.results import write_results
@@ -37,7 +37,7 @@ def write_report(directory: str, output: Optional[str] = None) -> str:
         page = build(sweep)
         try:
             write_results(store, layout)
-        except OSError as e:
+        except (OSError, UnsafePath) as e:
             print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}",
                   file=sys.stderr)
     finally:
