@@ -128,6 +128,7 @@ class Dispatch:
     name: str
     attempt: int = 1
     source_pos: Optional[int] = None   # the job's position in the sweep's source (INFO)
+    ident: Optional[str] = None        # its identity key (state/identity.py; INFO)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ TAG_VAR = "HOG_TEST_TAG"
 MARKERS = ("SUCCESS", "FAILURE")
 INFO_FIELDS = ("name", "index", "command", "gpus", "slot", "host", "pid", "attempt",
                "status", "exit_code", "signal", "started", "ended", "duration_s",
-               "origin", "source_pos", "options")
+               "origin", "source_pos", "options", "ident")
 # what a test must not inherit from the shell (or from a hog job) it runs in
 CLEAN_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HOG_JOB_INDEX", "HOG_JOB_NAME",
               "HOG_JOB_DIR", "HOG_SLOT", "HOG_ATTEMPT", "HOG_DETACHED", "PYTHONUNBUFFERED")

@@ -105,6 +105,24 @@ def test_a_lost_queue_is_refused_in_one_line_then_rebuilt_and_only_what_failed_r
     assert (out / "job_1" / "FAILURE.1").exists()                # its first attempt kept
 
 
+@pytest.mark.timeout(90)
+def test_a_queue_rebuilt_after_the_source_was_edited_runs_no_finished_job_again(hq):
+    out, ledger, jobs, fixed = a_finished_sweep(hq)
+    lines = jobs.read_text()
+    jobs.write_text(f"echo new >> {ledger}\n" + lines)    # every old job moves one line down
+    r = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out)
+    assert counts_of(ledger) == {"0": 1, "1": 2, "2": 1, "new": 1}, r.stdout + r.stderr
+    break_store(hq, out, "empty")
+
+    r = hq.run("rebuild", out)      # two folders once stood at source position 0
+    assert r.returncode == 0, r.stdout + r.stderr
+    fixed.touch()
+    r = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counts_of(ledger) == {"0": 1, "1": 3, "2": 1, "new": 1}   # only the failed one
+    assert [marker(d) for d in job_dirs(hq.tmp, output="out")] == ["SUCCESS"] * 4
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("verb", [["status"], ["status", "--json"], ["add", "--", "true"],
                                   ["retry", "--failed"], ["kill", "0"], ["stop"],

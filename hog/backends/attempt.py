@@ -171,7 +171,8 @@ class Attempt:
                              gpu_ids=self.gpu_ids, slot=d.slot, pid=self.pid,
                              attempt=d.attempt, status=status, **times)
         # what ``hog rebuild`` needs to recreate the job's row from its folder
-        fields.update(origin=d.job.where, source_pos=d.source_pos, options=job_spec(d.job))
+        fields.update(origin=d.job.where, source_pos=d.source_pos, options=job_spec(d.job),
+                      ident=d.ident)
         if self.host is not None:
             fields["host"] = self.host
             fields["node"] = self.node

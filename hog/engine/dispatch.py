@@ -65,7 +65,8 @@ def fill(st: RunState) -> None:
                 continue
             name = job.name or st.layout.folder_name(job.index)
             dispatch(st, Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
-                                  attempt=attempt, source_pos=row.source_pos))
+                                  attempt=attempt, source_pos=row.source_pos,
+                                  ident=row.ident))
 
 
 def may_start(st: RunState, row: JobRow, job: Job) -> bool:

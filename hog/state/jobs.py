@@ -250,6 +250,18 @@ class Jobs(Writer, RunnerRows):
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
         return attempts + 1 if cur is not None and cur.rowcount == 1 else None
 
+    def restore_idents(self, idents: Dict[int, str]) -> None:
+        """Give rows the identity keys their folders recorded (``hog rebuild``), in place
+        of the keys derived from source positions; a key another row was given by
+        position moves to the row whose folder recorded it."""
+        if not idents:
+            return
+        with self.transaction():
+            for job_id, ident in idents.items():
+                self.db.execute("UPDATE jobs SET ident = NULL WHERE ident = ? AND id != ?",
+                                (ident, job_id))
+                self.db.execute("UPDATE jobs SET ident = ? WHERE id = ?", (ident, job_id))
+
     def started(self, job_id: int, pid: int, started: float,
                 gpus: Optional[str] = None, proc: Optional[JobProcess] = None) -> None:
         """The job runs (``gpus``: the GPU ids, when known only now, as with Ray;

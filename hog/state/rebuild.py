@@ -179,7 +179,7 @@ def rebuild(output_dir: str, force: bool = False) -> Rebuilt:
     db = os.path.join(state_dir, DB_NAME)
     prefix = _prefix_of(folders)
     layout = Layout(root, prefix)
-    rows = [_row_of(layout, n, name) for n, name in sorted(folders.items())]
+    rows = _one_per_position([_row_of(layout, n, name) for n, name in sorted(folders.items())])
     if os.path.exists(db):
         _refuse_if_live(state_dir, output_dir)
     for row in rows:
@@ -199,10 +199,30 @@ def rebuild(output_dir: str, force: bool = False) -> Rebuilt:
     _write_v1(db, rows, prefix)
     store = Store(state_dir)            # migrates the rows to the current schema
     try:
+        store.restore_idents({row["id"]: row["ident"] for row in rows if row["ident"]})
         counts = store.counts()
     finally:
         store.close()
     return Rebuilt(counts, prefix, moved)
+
+
+def _one_per_position(rows: List[dict]) -> List[dict]:
+    """After an edited source, two folders can name one source position (each from the
+    reading that ran it): the one that started last keeps it, the others get none (their
+    identity keys, from INFO, still tie them to their jobs)."""
+    latest: Dict[int, dict] = {}
+    for row in rows:
+        pos = row["source_pos"]
+        if pos is None:
+            continue
+        other = latest.get(pos)
+        if other is None or (row["started"] or 0) >= (other["started"] or 0):
+            if other is not None:
+                other["source_pos"] = None
+            latest[pos] = row
+        else:
+            row["source_pos"] = None
+    return rows
 
 
 def _write_v1(db: str, rows: List[dict], prefix: str) -> None:
@@ -297,4 +317,5 @@ def _row_of(layout: Layout, n: int, folder_name: str) -> dict:
         "started": from_iso(latest.get("started")) if latest.get("started") else None,
         "ended": from_iso(latest.get("ended")) if latest.get("ended") else None,
         "note": "rebuilt from its folder",
+        "ident": latest.get("ident") if isinstance(latest.get("ident"), str) else None,
     }
