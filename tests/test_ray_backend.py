@@ -185,6 +185,27 @@ def test_output_arrives_while_the_job_runs_and_hog_kill_ends_its_group(ray_hog, 
     assert not job_pids_alive(tmp_path)                # the sleep went with its group
 
 
+def test_what_a_ray_job_starts_outside_its_group_ends_with_the_job(ray_hog, tmp_path):
+    pids = tmp_path / "escaped"
+    jobs = job_file(tmp_path,
+                    f"setsid -f sh -c 'echo $$ >> {pids}; exec sleep 300'; "
+                    f"setsid sh -c 'echo $$ >> {pids}; exec sleep 300' & sleep 0.3; echo ok")
+    hog = ray_hog.start("--job_file", jobs)
+    assert hog.wait(60) == 0
+    escaped = [int(p) for p in pids.read_text().split()]
+    assert len(escaped) == 2
+
+    def sleeping(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                return f.read().strip() == "sleep"
+        except OSError:
+            return False
+    wait_for(lambda: not any(sleeping(p) for p in escaped), timeout=10,
+             what="the escapers ended with their job")
+    assert marker(job_dir(tmp_path, 0)) == "SUCCESS"
+
+
 def test_stop_now_interrupts_and_the_next_run_resumes(ray_hog, tmp_path):
     flag = tmp_path / "fast"
     jobs = job_file(tmp_path, *[f"[ -e {flag} ] || sleep 300; echo run $HOG_ATTEMPT"] * 2,

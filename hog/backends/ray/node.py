@@ -22,7 +22,8 @@ import time
 from typing import Dict, Optional, Tuple
 
 from hog.backends import spawn
-from hog.backends.jobenv import job_env
+from hog.backends.jobenv import job_dir_variable, job_env
+from hog.model import JobTrace
 from hog.proc import proc_start_time
 
 FLUSH_S = 0.5             # output reaches hog's machine at least this often
@@ -129,6 +130,10 @@ def run_job(spec: dict):
     os.close(out_w)
     os.close(err_w)
     leader_start = proc_start_time(pid)
+    # what a job starts outside its group and session (setsid, daemons) still carries
+    # its HOG_JOB_DIR: found and ended by that when the job ends (a subreaper is no
+    # choice here: the worker would adopt Ray's processes and its own keeper)
+    trace = JobTrace(spawn.job_process(pid), job_dir_variable(spec["folder"]))
     _keep(f"+{pid} {leader_start}", grace)
     outputs = [_Output(out_r, "out"), _Output(err_r, "err")]
     watch = spawn.Watch(pid)
@@ -154,6 +159,7 @@ def run_job(spec: dict):
         raise
     finally:
         watch.close()
+        spawn.end_leftovers([trace], grace)
         _keep(f"-{pid}", grace)
         for o in outputs:
             if o.open:
