@@ -17,9 +17,9 @@ import sys
 import textwrap
 
 from hog.model import Job
-from hog.state.db import SCHEMA_V1, SCHEMA_VERSION
 from hog.state.identity import Occurrences, job_digest
 from hog.state.rows import job_spec
+from hog.state.schema import SCHEMA_V1, SCHEMA_VERSION
 from hog.state.store import Store
 from tests.harness import (
     DATA,

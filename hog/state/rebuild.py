@@ -21,9 +21,10 @@ from typing import Dict, List, Optional, Tuple
 from hog.errors import HogError, UsageError
 from hog.model import Status
 from hog.proc import runs_job_of
-from hog.state.db import DB_NAME, MIGRATIONS
+from hog.state.db import DB_NAME
 from hog.state.files import from_iso
 from hog.state.jobdir import INFO, STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
+from hog.state.schema import MIGRATIONS
 from hog.state.store import Store
 
 REBUILT = "rebuilt"          # meta key: when ``hog rebuild`` made this queue

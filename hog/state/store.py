@@ -17,11 +17,12 @@ as before. Views open a ``SweepReader`` instead, with ``readonly=True``.
 The names callers import from here (rows, constants, ``runner_alive``) are
 re-exported from the modules that own them.
 """
-from hog.state.db import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Database, check_private
+from hog.state.db import DB_NAME, Database, check_private
 from hog.state.jobs import Jobs
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, ResultRow, RunnerRow, job_spec
 from hog.state.runners import HEARTBEAT_S, Mailbox, Runners, runner_alive
+from hog.state.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = ["Store", "DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "check_private", "JobRow",
            "ResultRow", "RunnerRow", "job_spec", "HEARTBEAT_S", "runner_alive"]

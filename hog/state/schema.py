@@ -1,0 +1,104 @@
+"""The queue's schema, version by version: ``MIGRATIONS[N]`` makes a database of
+version N-1 one of version N (``Database`` applies what a file lacks, in one
+transaction, when it opens it). A new version is a new entry here, never an edit of
+an old one: ``tests/data/store-v1.sqlite`` is a real version-1 queue that every later
+version must take.
+"""
+from typing import Dict
+
+SCHEMA_VERSION = 3
+
+# The schema of each version, and how to go from version N-1 to N. A database of
+# any earlier version is migrated in one transaction when it is opened.
+SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY,          -- N of the job folder <prefix>N
+    source_pos  INTEGER UNIQUE,               -- position in the sweep's source, NULL if added
+    name        TEXT,
+    command     TEXT NOT NULL,
+    spec        TEXT NOT NULL DEFAULT '{}',   -- JSON: gpus, resources, env, cwd, timeout, ...
+    origin      TEXT NOT NULL DEFAULT '',     -- file:line it came from
+    priority    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL DEFAULT 'queued',
+    attempt     INTEGER NOT NULL DEFAULT 0,   -- attempts started so far
+    runner      INTEGER,
+    slot        INTEGER,
+    gpus        TEXT,
+    pid         INTEGER,
+    exit_code   INTEGER,
+    signal      TEXT,
+    started     REAL,
+    ended       REAL,
+    added       REAL NOT NULL,
+    cancel      INTEGER NOT NULL DEFAULT 0,   -- 1: a user asked to cancel it
+    note        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
+CREATE INDEX jobs_by_name ON jobs (name);
+CREATE TABLE runners (
+    id           INTEGER PRIMARY KEY,
+    pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,
+    proc_start   TEXT NOT NULL DEFAULT '',    -- /proc start time, tells a reused pid apart
+    gpus         TEXT NOT NULL,
+    started      REAL NOT NULL,
+    heartbeat    REAL NOT NULL,
+    ended        REAL,
+    request      TEXT,                        -- 'drain' | 'kill' from hog stop
+    gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
+);
+"""
+# Version 2: a job is identified by content, not by its position in the source
+# (state/identity.py). Each job read from a source has its identity key ``ident`` (NULL
+# for jobs added with hog add or from a watched directory), the ``digest`` of its
+# definition, and ``seen``: the number of the last reading of the source that listed
+# it (meta 'reading': the reading under way or last begun, 'read': the last one read
+# to its end). ``source_pos`` is where the job was in the latest reading that listed
+# it (NULL once another job took its place). Rows of version 1 get the keys their
+# source gives them (KEY_ROWS_BY_POSITION), as listed by reading 1.
+SCHEMA_V2 = """
+ALTER TABLE jobs ADD COLUMN ident TEXT;
+ALTER TABLE jobs ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN seen INTEGER;
+CREATE UNIQUE INDEX jobs_by_ident ON jobs (ident);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('reading', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('read', '1')
+"""
+# Identity keys for rows that have a source position but no key yet (an older schema's,
+# or rows restored from their folders): identical jobs are counted in source order, as
+# ``state.identity.Occurrences`` counts them; each row counts as listed by the current
+# reading. ``hog_spec_digest`` and ``hog_given_name`` are ``state.identity``'s
+# ``spec_digest`` and ``stored_given_name``, registered on every writable connection.
+KEY_ROWS_BY_POSITION = """
+CREATE TEMP TABLE job_keys (id INTEGER PRIMARY KEY, ident TEXT, digest TEXT NOT NULL);
+INSERT INTO temp.job_keys (id, ident, digest)
+SELECT id,
+       CASE WHEN source_pos IS NULL THEN NULL
+            WHEN given IS NOT NULL THEN 'n:' || (row_number() OVER w - 1) || ':' || given
+            ELSE 'd:' || (row_number() OVER w - 1) || ':' || d END,
+       d
+FROM (SELECT id, source_pos, hog_spec_digest(command, spec) AS d,
+             hog_given_name(name, (SELECT value FROM meta WHERE key = 'source')) AS given
+      FROM jobs WHERE ident IS NULL)
+WINDOW w AS (PARTITION BY source_pos IS NULL, given IS NULL, coalesce(given, d)
+             ORDER BY source_pos, id);
+UPDATE jobs SET ident = (SELECT k.ident FROM temp.job_keys k WHERE k.id = jobs.id),
+                digest = (SELECT k.digest FROM temp.job_keys k WHERE k.id = jobs.id),
+                seen = CASE WHEN source_pos IS NULL THEN NULL ELSE coalesce(
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 1) END
+WHERE id IN (SELECT id FROM temp.job_keys);
+DROP TABLE temp.job_keys
+"""
+# Statements are split on ";", so comments in them must not hold one.
+
+# Version 3: a running job's process group, session and kernel start time (its pid is
+# in ``pid``), recorded as it starts: what recovery ends after its runner died.
+SCHEMA_V3 = """
+ALTER TABLE jobs ADD COLUMN pgid INTEGER;
+ALTER TABLE jobs ADD COLUMN sid INTEGER;
+ALTER TABLE jobs ADD COLUMN proc_start TEXT
+"""
+# Statements are split on ";", so comments in them must not hold one.
+MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
+                              3: SCHEMA_V3}
