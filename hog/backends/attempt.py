@@ -99,12 +99,15 @@ class Attempt:
 
     def write(self, kind: str, data: bytes) -> None:
         """Append ``data`` to the ``"out"`` or ``"err"`` opened by ``open_output``."""
-        fd = self.fds.get(kind)
-        if fd is None:
-            return
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[self.write_some(kind, view):]
+
+    def write_some(self, kind: str, data: memoryview) -> int:
+        """One write of ``data`` (or its start) to ``"out"`` or ``"err"``: how many
+        bytes went (all of them where the stream is not open: nothing to write to)."""
+        fd = self.fds.get(kind)
+        return len(data) if fd is None else os.write(fd, data)
 
     def close_output(self) -> None:
         for fd in self.fds.values():
