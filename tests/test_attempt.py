@@ -50,6 +50,7 @@ def ended_unstarted(layout, d, status, exit_code):
 def ended_lost(layout, d, status, exit_code):
     a = Attempt.open(layout, d)
     a.started(4242, 100.0)
+    a.release()             # (its slot died: its lock went with it)
     return Attempt.reopen(layout, d, pid=4242).ended_unrun(status, "its slot died",
                                                            started=100.0, ended=101.5)
 

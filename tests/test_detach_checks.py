@@ -169,3 +169,32 @@ def test_detach_with_keep_alive_and_an_empty_queue_returns_once_the_runner_waits
     assert hq.run("stop", out).returncode == 0
     pid = int(re.search(r"pid (\d+)", r.stdout).group(1))
     wait_for(lambda: not pid_alive(pid), timeout=20, what="the detached runner to stop")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["detach", "detach-fresh", "fresh", "add", "add-existing"])
+def test_an_output_directory_in_an_unsafe_parent_is_refused_before_anything_is_made(hq, how):
+    """A parent anyone can write to (0777, not sticky): the location check comes first,
+    so nothing is made, moved or queued there; one line, exit 2."""
+    parent = hq.tmp / "shared"
+    parent.mkdir()
+    os.chmod(parent, 0o777)
+    out = parent / "out"
+    if how in ("detach-fresh", "fresh", "add-existing"):
+        write(out / "notes.txt", "mine\n")
+    before = sorted(str(p.relative_to(parent)) for p in parent.rglob("*"))
+    ledger = hq.tmp / "ledger.txt"
+    jobs = job_file(hq.tmp, f"echo ran >> {ledger}")
+    if how.startswith("add"):
+        r = hq.run("add", out, "--", f"echo ran >> {ledger}")
+    else:
+        extra = {"detach": ["--detach"], "detach-fresh": ["--detach", "--fresh"],
+                 "fresh": ["--fresh"]}[how]
+        r = hq.run("--job_file", jobs, "--gpus", "0", "--output_dir", out, *extra)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert_no_traceback(r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "writable by others and not sticky" in lines[0], r.stderr
+    assert r.stdout == ""
+    assert sorted(str(p.relative_to(parent)) for p in parent.rglob("*")) == before
+    assert not ledger.exists()

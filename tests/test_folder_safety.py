@@ -246,6 +246,7 @@ def test_an_attempt_ended_without_its_consumer_adds_to_its_own_files(tmp_path):
     os.write(o, b"partial\n")
     a.started(4242, 1.0)
     a.close_output()
+    a.release()             # (its slot died: its lock went with it)
     Attempt.reopen(layout, dispatch(1), pid=4242).ended_unrun(Status.INTERRUPTED, "slot died")
     d = tmp_path / "job_0"
     assert numbered(d) == ["FAILURE", "INFO", "job_0.ERR", "job_0.OUT"]
@@ -269,6 +270,7 @@ def test_a_second_ending_of_the_same_attempt_adds_no_second_marker(tmp_path):
     layout = Layout(str(tmp_path))
     a = Attempt.open(layout, dispatch(1))
     a.started(4242, 1.0)
+    a.release()             # (as if its slot had died; a live one's lock is waited for)
     Attempt.reopen(layout, dispatch(1), pid=4242).ended_unrun(Status.INTERRUPTED, "lost")
     a.finished(Status.SUCCEEDED, 0, None, 3.0)
     d = tmp_path / "job_0"

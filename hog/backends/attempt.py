@@ -1,7 +1,7 @@
 """One attempt of a job, as recorded in its folder: the one writer of every path.
 
 ``Attempt.open`` makes the folder (first moving whatever an earlier attempt left to
-numbered names, marker first) and takes its writer lock (``jobdir.lock_folder``, let go
+numbered names, marker first) and takes its writer lock (``JobFolder.lock``, let go
 once the marker is written), ``streams`` makes ``.OUT`` and ``.ERR`` (new files, never
 through a link), ``started`` writes INFO with the job's pid (and, locally, its group,
 session and start time) while it runs, ``finished`` writes the final INFO and then the
@@ -17,7 +17,7 @@ import time
 from typing import Dict, Iterable, Optional, Tuple
 
 from hog.model import Dispatch, JobProcess, Outcome, Status
-from hog.state.jobdir import FolderLock, JobFolder, Layout, info_fields, lock_folder
+from hog.state.jobdir import FolderLock, JobFolder, Layout, info_fields
 from hog.state.rows import job_spec
 
 LOCK_WAIT_S = 60.0
@@ -40,6 +40,7 @@ class Attempt:
         self.proc: Optional[JobProcess] = None
         self.fds: Dict[str, int] = {}
         self.lock: Optional[FolderLock] = None
+        self.ended = False      # (reopen) the folder already holds this attempt's ending
 
     @classmethod
     def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
@@ -48,23 +49,29 @@ class Attempt:
         marker first), whichever attempt number that was, so nothing is overwritten.
         ``UnsafePath`` if the folder or one of those files is a link (nothing written)."""
         folder = JobFolder(layout, d.job.index)
-        folder.open_new()
+        # held from before anything moves until the marker is written; a recovering
+        # runner holds it only briefly
+        lock = folder.open_new(LOCK_WAIT_S)
         attempt = cls(layout, d, folder)
-        # held until the marker is written; a recovering runner holds it only briefly
-        attempt.lock = lock_folder(folder.path, LOCK_WAIT_S)
+        attempt.lock = lock
         return attempt
 
     @classmethod
     def reopen(cls, layout: Layout, d: Dispatch, pid: Optional[int] = None) -> "Attempt":
         """An attempt whose writer is gone: its folder as it is, when what is there is
         this attempt's (unended, INFO of this attempt and pid); otherwise the writer never
-        got to make it, and what an earlier attempt left is moved aside as in ``open``."""
+        got to make it, and what an earlier attempt left is moved aside as in ``open``.
+        The folder's writer lock is taken (as ``open`` does) before it is looked at: two
+        writers ending one attempt at once end it once."""
         folder = JobFolder(layout, d.job.index)
-        folder.open_existing()
-        if not folder.holds_attempt(d.attempt, pid):
+        lock = folder.open_existing(LOCK_WAIT_S)
+        ended = folder.ended_attempt(d.attempt)     # ended by the other writer: left so
+        if not ended and not folder.holds_attempt(d.attempt, pid):
             folder.move_aside()
         attempt = cls(layout, d, folder)
+        attempt.lock = lock
         attempt.pid = pid
+        attempt.ended = ended
         return attempt
 
     @staticmethod
@@ -92,12 +99,15 @@ class Attempt:
 
     def write(self, kind: str, data: bytes) -> None:
         """Append ``data`` to the ``"out"`` or ``"err"`` opened by ``open_output``."""
-        fd = self.fds.get(kind)
-        if fd is None:
-            return
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[self.write_some(kind, view):]
+
+    def write_some(self, kind: str, data: memoryview) -> int:
+        """One write of ``data`` (or its start) to ``"out"`` or ``"err"``: how many
+        bytes went (all of them where the stream is not open: nothing to write to)."""
+        fd = self.fds.get(kind)
+        return len(data) if fd is None else os.write(fd, data)
 
     def close_output(self) -> None:
         for fd in self.fds.values():
@@ -155,7 +165,9 @@ class Attempt:
         to run, or its executor vanished): ``hog: why`` goes to its ``.ERR``, then as
         ``finished``. ``note`` (default ``why``) is the outcome's note."""
         line = f"hog: {why}\n".encode("utf-8", "backslashreplace")
-        if self.fds:
+        if self.ended:
+            pass                    # its ending is written: nothing is added to it
+        elif self.fds:
             self.write("err", line)
         else:
             self.folder.append(self.err_path, line)

@@ -29,6 +29,7 @@ from hog.gpus.spec import parse_gpus
 from hog.model import Job
 from hog.sources.joboptions import job_kwargs
 from hog.sources.text import check_readable, text_jobs
+from hog.state.files import check_location
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import open_sweep
 from hog.state.rebuild import check_output, check_queue, rebuild
@@ -39,7 +40,9 @@ from hog.views.status import status_data, status_lines
 def open_store(directory: str, create: bool = False) -> Store:
     """The store of the sweep in ``directory`` (``UsageError`` if there is none, or if
     its job folders are not what its queue records: checked before anything is
-    written, ``create`` included)."""
+    written, ``create`` included: one another user could swap is made nowhere)."""
+    if create:
+        check_location(directory, "hog add:")
     if not os.path.isdir(directory):
         if not create:
             raise UsageError(f"{directory}: no such directory")

@@ -27,6 +27,7 @@ from hog.errors import HogError, InputError, SourceError, UsageError
 from hog.model import JobProcess, JobTrace
 from hog.sources import SourceSpec, open_source
 from hog.state.db import StoreCorrupt
+from hog.state.files import check_location
 from hog.state.jobdir import HOST, Layout, folder_verdict, lock_folder, read_info
 from hog.state.rebuild import REBUILT, check_output, hog_folders
 from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
@@ -177,8 +178,11 @@ def move_aside(st: RunState) -> None:
 def move_output_aside(layout: Layout, output_dir: str,
                       source: Optional[SourceSpec]) -> Optional[str]:
     """``--fresh``: move the output directory aside (to DIR.old-TIME), once the source
-    has proved readable and no runner is active on it; the notice to show."""
+    has proved readable and no runner is active on it; the notice to show. An output
+    directory another user could swap (``check_location``) is refused first: nothing
+    is moved in a parent others can write to."""
     root = layout.root
+    check_location(root)
     if not os.path.exists(root) or not os.listdir(root):
         return None
     check_first_job(source)             # a source that proves invalid moves nothing

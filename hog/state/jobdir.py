@@ -217,15 +217,27 @@ class JobFolder:
         self.fd: Optional[int] = None
 
     # ------------------------------------------------------------ opening
-    def open_new(self) -> None:
+    def open_new(self, lock_wait_s: float) -> Optional["FolderLock"]:
         """Open the folder for a new attempt: made now, or with the files of the attempt
         before (``job_3.OUT`` -> ``job_3.1.OUT``, ``INFO`` -> ``INFO.1``, ``FAILURE`` ->
-        ``FAILURE.1``) moved aside, so the new one overwrites nothing."""
-        if not self._open():
+        ``FAILURE.1``) moved aside, so the new one overwrites nothing. The writer's lock
+        (``lock``) is taken first and returned."""
+        made = self._open()
+        lock = self.lock(lock_wait_s)
+        if not made:
             self.move_aside()
+        return lock
 
-    def open_existing(self) -> None:
+    def open_existing(self, lock_wait_s: float) -> Optional["FolderLock"]:
+        """Open the folder as it is, and take the writer's lock (returned)."""
         self._open()
+        return self.lock(lock_wait_s)
+
+    def lock(self, wait_s: float) -> Optional["FolderLock"]:
+        """The folder's writer lock (``lock_folder``), taken through the open folder (no
+        name looked up again), waiting up to ``wait_s`` s; None if still held then."""
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+        return _flock(fd, wait_s)
 
     def _open(self) -> bool:
         """Open (and make if missing) the folder; True when it was made now."""
@@ -285,6 +297,13 @@ class JobFolder:
         fields = self._info_fields()
         return fields.get("attempt") == attempt and fields.get("status") == '"running"' \
             and (pid is None or fields.get("pid") in (None, pid))
+
+    def ended_attempt(self, attempt: int) -> bool:
+        """Whether the folder's current files are ``attempt``'s, already ended (a marker,
+        and INFO of that attempt): another writer ended it first."""
+        if not (self._present(SUCCESS) or self._present(FAILURE)):
+            return False
+        return self._info_fields().get("attempt") == attempt
 
     def _info_fields(self) -> dict:
         """The top-level scalars of INFO, read without YAML (ints as ints, the rest as
@@ -395,6 +414,12 @@ def lock_folder(path: str, wait_s: float) -> Optional[FolderLock]:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
+    return _flock(fd, wait_s)
+
+
+def _flock(fd: int, wait_s: float) -> Optional[FolderLock]:
+    """``fd`` (a folder) locked exclusively, waiting up to ``wait_s`` s; None (``fd``
+    closed) when it is still held by another writer then."""
     deadline = time.monotonic() + wait_s
     while True:
         try:

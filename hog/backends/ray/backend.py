@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable, List, Optional
 
 from hog.backends import wire
 from hog.backends.ray.admission import RayAdmission
-from hog.backends.ray.bridge import RaySettings, bridge_main
+from hog.backends.ray.driver import RaySettings, bridge_main
 from hog.errors import UsageError
 from hog.model import (
     BackendFailed,

@@ -13,24 +13,26 @@ machine (``hog.backends.attempt``) from what the task streams back (INFO at star
 output as it comes, INFO and the marker at the end). Ending a job that runs is a small task
 on its node (``raynode.end_job``); one that has not started yet is cancelled in Ray.
 
+A write the disk refuses (full, read-only, the output directory gone) never ends the
+job and never the bridge: the runner hears ``CannotWrite`` for that slot, and the
+write is tried again with a backoff until it is done, or the slot is told to stop
+(``hog.backends.ray.writes``), as the local backend's slot process does.
+
 If the runner goes away (its pipe reads EOF), every job is ended and recorded as
 interrupted, and the bridge exits; if the bridge itself is killed, Ray ends its
 tasks' workers and each job's guard ends the job's process group.
 """
-import logging
 import os
-import signal
-import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
+from hog.backends.ray.writes import FolderWrites, OutputWrite
 from hog.model import (
+    CannotWrite,
     ClusterNodes,
-    ClusterReady,
-    ClusterRefused,
     Dispatch,
     Ended,
     ForSlot,
@@ -42,7 +44,7 @@ from hog.model import (
     Stop,
     StopHow,
 )
-from hog.signals import SignalFlags
+from hog.state.diskguard import check_present
 from hog.state.jobdir import Layout, UnsafePath
 
 if TYPE_CHECKING:   # ray: imported only in the bridge process, when it connects
@@ -51,14 +53,6 @@ if TYPE_CHECKING:   # ray: imported only in the bridge process, when it connects
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
 BACKPRESSURE = 32          # output items a task may have in flight to the bridge
-
-
-@dataclass(frozen=True)
-class RaySettings:
-    address: Optional[str]                 # None: start a local Ray instance
-    num_gpus: Optional[int] = None         # local instance: how many GPUs (None: Ray finds)
-    visible: Optional[str] = None          # local instance: CUDA_VISIBLE_DEVICES for them
-    log_path: str = ""                     # where Ray's own messages go
 
 
 def demand(job) -> Dict[str, float]:
@@ -88,9 +82,14 @@ def alive_nodes(ray) -> List[Dict[str, float]]:
 class _Task:
     d: Dispatch
     gen: Optional["ObjectRefGenerator"]    # None for a task Ray refused
+    writes: FolderWrites                   # of its folder, while the disk refuses them
     kill: Optional[StopHow] = None        # how the runner stopped it, once asked
     info: Optional[dict] = None           # from the task's "started" item
     attempt: Optional[Attempt] = None     # its folder, once it started (or was lost)
+    finishing: bool = False               # its ending is being recorded
+    ending: Optional[Callable[[], Outcome]] = None   # its outcome, if the ending is not written
+    outcome: Optional[Outcome] = None     # its outcome, once the ending is written
+    done: bool = False                    # ``Ended`` was sent
 
 
 class Bridge:
@@ -152,21 +151,31 @@ class Bridge:
     def serve(self) -> None:
         ray = self.ray
         while True:
-            self._from_runner(0 if self.tasks else 0.5)
+            self._from_runner(self._idle_s())
             if self.exiting and (not self.tasks or (self.deadline is not None
                                                      and time.monotonic() > self.deadline)):
                 return
-            if self.tasks:
-                gens = [t.gen for t in self.tasks.values()]
+            self._retry_writes()
+            reading = {slot: t for slot, t in self.tasks.items() if not t.writes.waiting}
+            if reading:
+                gens = [t.gen for t in reading.values()]
                 ready, _ = ray.wait(gens, num_returns=1, timeout=WAIT_S, fetch_local=True)
                 if ready and len(gens) > 1:
                     ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0,
                                         fetch_local=True)
-                by_gen = {id(t.gen): slot for slot, t in self.tasks.items()}
+                by_gen = {id(t.gen): slot for slot, t in reading.items()}
                 for gen in ready:
                     self._advance(by_gen[id(gen)])
             if time.monotonic() >= self.next_nodes:
                 self._look_at_nodes()
+
+    def _idle_s(self) -> float:
+        """How long to wait for the runner: not at all while a task's stream is read;
+        until the next write to try again while every task waits for the disk."""
+        if any(not t.writes.waiting for t in self.tasks.values()):
+            return 0
+        due = [t.writes.retry_at for t in self.tasks.values()]
+        return min(0.5, max(0.0, min(due) - time.monotonic())) if due else 0.5
 
     def _look_at_nodes(self) -> None:
         self.next_nodes = time.monotonic() + NODES_EVERY_S
@@ -184,13 +193,14 @@ class Bridge:
         spec = dict(command=job.command, dispatch=d, folder=self.layout.folder(job.index),
                     cwd=job.cwd or self.cwd,
                     cwd_explicit=job.cwd is not None, timeout=job.timeout, grace=self.grace)
+        writes = FolderWrites(slot, self.layout.state_dir, self.send)
         try:
             gen = self.run_job.options(**task_options(job, d.name)).remote(spec)
         except Exception as e:  # noqa: BLE001 - e.g. options Ray refuses
-            task = _Task(d, None)
+            task = _Task(d, None, writes)
             self._lost(task, Status.FAILED, f"Ray refused the task: {e}")
             return
-        self.tasks[slot] = _Task(d, gen)
+        self.tasks[slot] = _Task(d, gen, writes)
 
     def _stop(self, slot: int, how: StopHow) -> None:
         task = self.tasks.get(slot)
@@ -199,6 +209,8 @@ class Bridge:
         first = task.kill is None
         if first or how is StopHow.KILL:
             task.kill = how
+        if task.writes.waiting:
+            self._give_up(task)     # told to stop: what the disk refused is not waited for
         if not first:
             return
         if task.info is not None:
@@ -243,26 +255,32 @@ class Bridge:
             return
         if kind == "started":
             self._started(slot, task, payload)
-        elif kind in ("out", "err") and task.attempt is not None:
-            task.attempt.write(kind, payload)
+        elif kind in ("out", "err"):
+            self._write(task, OutputWrite(lambda: task.attempt, kind, payload))
         elif kind == "ended":
             self._ended(task, payload)
 
     def _started(self, slot: int, task: _Task, info: dict) -> None:
         d = task.d
         task.info = info
-        try:
-            task.attempt = Attempt.open(self.layout, d)
-            task.attempt.open_output()
-        except UnsafePath as e:         # a planted link: end the job, write nothing
-            task.attempt = None
-            self._stop(slot, StopHow.KILL)
-            self._done(task, Attempt.refused(d, str(e)))
+        self._open(task)
+        self._write(task, lambda: _attempt(task).started(
+            info["pid"], info["started"], host=info["host"], node=info["node"],
+            gpu_ids=info["gpu_ids"]))
+        if task.done:                   # refused: a planted link (the job is ended)
             return
-        task.attempt.started(info["pid"], info["started"], host=info["host"], node=info["node"],
-                             gpu_ids=info["gpu_ids"])
         self.send(Started(slot, d.job.index, info["pid"], info["started"], info["host"],
                           tuple(info["gpu_ids"])))
+        if task.writes.waiting:         # (the runner hears again: it still waits)
+            self.send(CannotWrite(slot, task.writes.why))
+
+    def _open(self, task: _Task) -> None:
+        """Make the attempt's folder and its ``.OUT`` and ``.ERR`` (two writes)."""
+        def folder() -> None:
+            check_present(self.layout.state_dir)   # never recreate a removed output dir
+            task.attempt = Attempt.open(self.layout, task.d)
+        self._write(task, folder)
+        self._write(task, lambda: _attempt(task).open_output())
 
     def _ended(self, task: _Task, result: dict) -> None:
         if not result["started_ok"]:                       # the job could not start
@@ -281,23 +299,110 @@ class Bridge:
         """The task ended without a result of its own: record why, in its folder too."""
         if task.kill is not None:
             status = task.kill.status
-        if task.attempt is None:
-            try:
-                task.attempt = Attempt.open(self.layout, task.d)
-                task.attempt.open_output()
-            except UnsafePath as e:
-                self._done(task, Attempt.refused(task.d, str(e)))
-                return
-        self._done(task, task.attempt.ended_unrun(status, why))
+        task.finishing = True
+        if task.attempt is None and not task.writes.given_up:
+            self._open(task)
+        now = time.time()
+        self._end(task, lambda: _attempt(task).ended_unrun(status, why, ended=now),
+                  lambda: _unwritten(task, status, None, None, now, why))
 
     def _finish(self, task: _Task, status: Status, exit_code, sig, ended: float,
                 note: str) -> None:
-        assert task.attempt is not None
-        self._done(task, task.attempt.finished(status, exit_code, sig, ended, note))
+        self._end(task, lambda: _attempt(task).finished(status, exit_code, sig, ended, note),
+                  lambda: _unwritten(task, status, exit_code, sig, ended, note))
+
+    def _end(self, task: _Task, write: Callable[[], Outcome],
+             unwritten: Callable[[], Outcome]) -> None:
+        """The attempt's last writes (final INFO, marker), then ``Ended``: once they are
+        written, or with the outcome as it is (``unwritten``) once they are given up."""
+        task.finishing = True
+        if task.done:
+            return
+        if task.writes.given_up:
+            self._done(task, unwritten())
+            return
+        task.ending = unwritten
+
+        def last() -> None:
+            task.outcome = write()
+        self._write(task, last)
 
     def _done(self, task: _Task, outcome: Outcome) -> None:
-        self.tasks.pop(task.d.slot, None)
+        if task.done:
+            return
+        task.done = True
+        if self.tasks.get(task.d.slot) is task:
+            del self.tasks[task.d.slot]
         self.send(Ended(outcome))
+
+    # ------------------------------------------------ writes the disk refuses
+    def _write(self, task: _Task, write: Callable[[], None]) -> None:
+        """``write`` (to ``task``'s folder), after any the disk refused before it."""
+        if task.done:
+            return
+        try:
+            self._after(task, task.writes.add(write, self._stopping(task)))
+        except UnsafePath as e:         # a planted link: end the job, write nothing
+            self._refuse(task, str(e))
+
+    def _retry_writes(self) -> None:
+        now = time.monotonic()
+        for task in list(self.tasks.values()):
+            if task.writes.due(now):
+                try:
+                    self._after(task, task.writes.flush(self._stopping(task)))
+                except UnsafePath as e:
+                    self._refuse(task, str(e))
+
+    def _stopping(self, task: _Task) -> bool:
+        return task.kill is not None or self.runner_gone
+
+    def _after(self, task: _Task, going: bool) -> None:
+        """After ``task``'s writes were tried: given up (``going`` False), or all made,
+        its ending among them (then reported)."""
+        if not going:
+            self._give_up(task)
+        elif not task.writes.waiting and task.outcome is not None:
+            self._done(task, task.outcome)
+
+    def _give_up(self, task: _Task) -> None:
+        """Write nothing more of ``task`` (its outcome is reported as it is)."""
+        task.writes.give_up()
+        _let_go(task)
+        if task.ending is not None:
+            self._done(task, task.ending())
+
+    def _refuse(self, task: _Task, why: str) -> None:
+        task.writes.give_up()
+        _let_go(task)
+        task.attempt = None
+        if not task.finishing:
+            self._stop(task.d.slot, StopHow.KILL)
+        self._done(task, Attempt.refused(task.d, why))
+
+
+def _let_go(task: _Task) -> None:
+    """Close what ``task``'s attempt holds open (its streams, folder and lock)."""
+    if task.attempt is not None:
+        task.attempt.close_output()
+        task.attempt.folder.close()
+        task.attempt.release()
+
+
+def _attempt(task: _Task) -> Attempt:
+    assert task.attempt is not None     # (its folder is made by the write before)
+    return task.attempt
+
+
+def _unwritten(task: _Task, status: Status, exit_code, sig, ended: float,
+               note: str) -> Outcome:
+    """The outcome of ``task`` whose ending could not be written."""
+    if task.attempt is not None:
+        return task.attempt.outcome(status, exit_code, sig, ended, note)
+    d = task.d
+    return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
+                   exit_code=exit_code, signal=sig, started=ended, ended=ended,
+                   attempt=d.attempt, note=note or "its folder could not be written")
 
 
 def _describe(error: Exception, task: _Task) -> str:
@@ -309,86 +414,3 @@ def _describe(error: Exception, task: _Task) -> str:
         return f"its Ray worker died{where} ({name})"
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"Ray: {name}{where}: {first[:300]}"
-
-
-# ------------------------------------------------------------------- process
-def connect(settings: RaySettings):
-    """Import Ray and join the cluster (or start a local instance); returns ``ray``."""
-
-    import ray  # ray: only in the bridge process, when it connects
-    common: Dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING,
-                  configure_logging=True)
-    if settings.address is None:
-        if settings.visible is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = settings.visible
-        ray.init(address="local", num_gpus=settings.num_gpus, include_dashboard=False,
-                 **common)
-    else:
-        probe(settings.address)
-        ray.init(address=settings.address, **common)
-    return ray
-
-
-def probe(address: str, wait_s: float = 15.0) -> None:
-    """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
-    host, _, port = address.rpartition(":")
-    if "://" in address or not host or not port.isdigit():
-        return                          # "auto", or a form Ray resolves itself
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-            return
-        except OSError as e:
-            if time.monotonic() >= deadline:
-                raise ConnectionError(f"nothing answers at {address} "
-                                      f"({e.strerror or e}); is the head node running?") \
-                    from None
-            time.sleep(1)
-
-
-def _hint(log_path: str) -> str:
-    """What Ray's log says that its exception does not."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(max(0, os.path.getsize(log_path) - 65536))
-            tail = f.read()
-    except OSError:
-        return ""
-    if b"InvalidAuthToken" in tail or b"Unauthenticated" in tail:
-        return "; the cluster wants its authentication token: set RAY_AUTH_MODE=token and " \
-               "the token (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) as on " \
-               "its nodes"
-    return ""
-
-
-def bridge_main(conn, layout: Layout, grace: float, settings: RaySettings, close) -> None:
-    """Entry point of the bridge process."""
-    for other in close:      # the runner's end of our pipe: so EOF means "runner gone"
-        other.close()
-    flags = SignalFlags()    # terminal signals are the runner's business
-    quiet = [signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
-    flags.install(quiet)
-    if settings.log_path:    # Ray's own messages go to a log, not over hog's display
-        fd = os.open(settings.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-    try:
-        ray = connect(settings)
-    except Exception as e:  # noqa: BLE001 - whatever Ray raises, the user gets one line
-        text = (" ".join(str(e).split()) or type(e).__name__)[:600]     # one line
-        wire.send(conn, ClusterRefused(text + _hint(settings.log_path)))
-        return
-    flags.install(quiet)     # ray.init installs its own SIGTERM handler
-    bridge = Bridge(conn, layout, grace, ray)
-    try:
-        bridge.nodes = alive_nodes(ray)
-        bridge.next_nodes = time.monotonic() + NODES_EVERY_S
-        bridge.send(ClusterReady(bridge.nodes))
-        bridge.serve()
-    finally:
-        try:
-            ray.shutdown()
-        except Exception:  # noqa: BLE001 - leaving anyway
-            pass
