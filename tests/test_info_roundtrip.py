@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from hog.state.jobdir import render_info
+from hog.state.info import render_info
 
 from .harness import assert_no_traceback, job_dir, run_hog, write
 

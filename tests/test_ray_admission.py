@@ -4,7 +4,7 @@ Ray places the jobs; hog keeps the order and limits what waits in Ray, so that a
 job asking for more GPUs than the ones before it is not starved by narrower jobs.
 """
 from hog.backends.ray.backend import RayAdmission
-from hog.backends.ray.bridge import demand, task_options
+from hog.backends.ray.resources import demand, task_options
 from hog.model import Job
 
 NODE = {"GPU": 4.0, "CPU": 2.0, "memory": 1e10, "license": 1.0}

@@ -17,7 +17,9 @@ import time
 from typing import Dict, Iterable, Optional, Tuple
 
 from hog.model import Dispatch, JobProcess, Outcome, Status
-from hog.state.jobdir import FolderLock, JobFolder, Layout, info_fields
+from hog.state.folderlock import FolderLock
+from hog.state.info import info_fields
+from hog.state.jobdir import JobFolder, Layout
 from hog.state.rows import job_spec
 
 LOCK_WAIT_S = 60.0

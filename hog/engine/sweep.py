@@ -28,7 +28,9 @@ from hog.model import JobProcess, JobTrace
 from hog.sources import SourceSpec, open_source
 from hog.state.db import StoreCorrupt
 from hog.state.files import check_location
-from hog.state.jobdir import HOST, Layout, folder_verdict, lock_folder, read_info
+from hog.state.folderlock import lock_folder
+from hog.state.info import HOST
+from hog.state.jobdir import Layout, folder_verdict, read_info
 from hog.state.rebuild import REBUILT, check_output, hog_folders
 from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
 

@@ -11,24 +11,14 @@ Every file and folder inside the output directory is made and opened relative to
 directory file descriptor, with ``O_NOFOLLOW`` (and ``O_EXCL`` for new files): a
 symbolic link planted there is refused, never followed.
 
-INFO is emitted as YAML by hand: every string is a YAML double-quoted scalar in
-plain ASCII, every other character escaped (``\\t``, ``\\x1b``, ``\\u00e9`` and, for a
-character beyond the BMP such as an emoji, ``\\U0001f600``: never a UTF-16 surrogate
-pair, which YAML reads back as two broken characters). That keeps the per-job cost to
-a few microseconds, and ``yaml.safe_load`` reads every string back exactly.
-
-The writer of an attempt holds an ``flock`` on its folder from the start until the
-marker is written (``lock_folder``): a runner recovering the job after its runner died
-waits for it, so it never judges (or queues again) a folder still being written.
+What INFO holds and how it is written is ``state.info``'s; the folder's writer lock
+(held from the start of an attempt until its marker) is ``state.folderlock``'s.
 """
-import fcntl
 import os
-import re
-import socket
 import stat
 import time
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from hog.model import Outcome, Status
 from hog.state.files import UnsafePath as UnsafePath  # raised here; backends import it here
@@ -36,18 +26,18 @@ from hog.state.files import (
     atomic_write,
     check_location,
     create_file,
-    iso,
     open_append,
     open_dir,
     open_read,
     symlink_refused,
 )
+from hog.state.folderlock import FolderLock, flock_fd
+from hog.state.info import render_info
 
 STATE_DIR = ".hog"
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 INFO = "INFO"
-HOST = socket.gethostname()
 # Files about the whole sweep, beside the job folders.
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
@@ -56,51 +46,6 @@ RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's ou
 # The output directory itself is the user's to name (it may be a link they made);
 # everything inside it is opened relative to it, without following links.
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-def _scalar(value) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return quoted(str(value))
-
-
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-_NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]')
-
-
-def _escape(match: "re.Match[str]") -> str:
-    char = match.group()
-    code = ord(char)
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def quoted(text: str) -> str:
-    """``text`` as a YAML double-quoted scalar of printable ASCII that reads back exactly
-    (a lone surrogate, which no input should let through, is written as ``\\udXXX``)."""
-    return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
-
-
-def render_info(fields: dict) -> str:
-    """YAML text for a flat mapping (lists of strings become flow sequences)."""
-    lines = []
-    for key, value in fields.items():
-        if isinstance(value, (list, tuple)):
-            lines.append(f"{key}: [{', '.join(_scalar(v) for v in value)}]")
-        else:
-            lines.append(f"{key}: {_scalar(value)}")
-    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -173,28 +118,6 @@ class Layout:
         return sorted(found)
 
 
-def info_fields(*, name: str, index: int, command: str, gpu_ids: Iterable[str], slot: int,
-                pid: Optional[int], attempt: int, status: Status, exit_code: Optional[int] = None,
-                signal: Optional[str] = None, started: Optional[float] = None,
-                ended: Optional[float] = None) -> dict:
-    return {
-        "name": name,
-        "index": index,
-        "command": command,
-        "gpus": list(gpu_ids),
-        "slot": slot,
-        "host": HOST,
-        "pid": pid,
-        "attempt": attempt,
-        "status": status.value,
-        "exit_code": exit_code,
-        "signal": signal,
-        "started": iso(started),
-        "ended": iso(ended),
-        "duration_s": None if ended is None or started is None else round(ended - started, 3),
-    }
-
-
 class JobFolder:
     """One job's folder, open by a directory file descriptor (``fd``): every file in it
     is made, replaced and linked relative to ``fd``, never through a symbolic link.
@@ -237,7 +160,7 @@ class JobFolder:
         """The folder's writer lock (``lock_folder``), taken through the open folder (no
         name looked up again), waiting up to ``wait_s`` s; None if still held then."""
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
-        return _flock(fd, wait_s)
+        return flock_fd(fd, wait_s)
 
     def _open(self) -> bool:
         """Open (and make if missing) the folder; True when it was made now."""
@@ -390,49 +313,6 @@ def _read_text(path: str) -> Optional[str]:
             return f.read()
     except OSError:
         return None
-
-
-class FolderLock:
-    """The writer's lock of a job folder, held while this object is (``release``, or
-    dropping the last reference, lets go; so does the holder's death)."""
-
-    def __init__(self, fd: int):
-        self.fd: Optional[int] = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-    __del__ = release
-
-
-def lock_folder(path: str, wait_s: float) -> Optional[FolderLock]:
-    """Take the writer's lock of a job folder, waiting up to ``wait_s`` s; None when
-    the folder is missing or the lock is still held then."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    return _flock(fd, wait_s)
-
-
-def _flock(fd: int, wait_s: float) -> Optional[FolderLock]:
-    """``fd`` (a folder) locked exclusively, waiting up to ``wait_s`` s; None (``fd``
-    closed) when it is still held by another writer then."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return FolderLock(fd)
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.02)
-        except OSError:
-            os.close(fd)
-            return None
 
 
 def read_info(layout: Layout, index: int) -> dict:

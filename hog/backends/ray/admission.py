@@ -13,7 +13,7 @@ for CPU-only ones) so that the runner, the store and the views keep their shape.
 import math
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-from hog.backends.ray.bridge import demand
+from hog.backends.ray.resources import demand
 from hog.model import Job, Slot
 from hog.placement import MEMORY, Placement, Verdicts
 

@@ -25,10 +25,11 @@ tasks' workers and each job's guard ends the job's process group.
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
+from hog.backends.ray.resources import alive_nodes, task_options
 from hog.backends.ray.writes import FolderWrites, OutputWrite
 from hog.model import (
     CannotWrite,
@@ -52,30 +53,6 @@ if TYPE_CHECKING:   # ray: imported only in the bridge process, when it connects
 
 WAIT_S = 0.05              # how long one ray.wait blocks while tasks are out
 NODES_EVERY_S = 2.0        # how often the cluster's nodes are looked at
-BACKPRESSURE = 32          # output items a task may have in flight to the bridge
-
-
-def demand(job) -> Dict[str, float]:
-    """What a job asks Ray for: GPUs, CPUs (none for a GPU job unless it says CPU=n;
-    one for a CPU-only job), and its named resources."""
-    resources = dict(job.resources)
-    need = {"GPU": float(job.gpus), "CPU": float(resources.pop("CPU", 0 if job.gpus else 1))}
-    need.update(resources)
-    return need
-
-
-def task_options(job, name: str) -> dict:
-    need = demand(job)
-    gpus, cpus = need.pop("GPU"), need.pop("CPU")
-    return dict(num_gpus=int(gpus) if gpus.is_integer() else gpus,
-                num_cpus=int(cpus) if cpus.is_integer() else cpus, resources=need,
-                max_retries=0, retry_exceptions=False, name=f"hog {name}",
-                _generator_backpressure_num_objects=BACKPRESSURE)
-
-
-def alive_nodes(ray) -> List[Dict[str, float]]:
-    return sorted((dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")),
-                  key=lambda r: sorted(r.items()))
 
 
 @dataclass
