@@ -269,7 +269,7 @@ def test_report_of_a_real_sweep_draws_every_attempt_on_its_slot_and_lists_failur
     assert "succeeded" in legend and "failed" in legend and "earlier attempt" in legend
 
     # a link to a time range (what dragging across a chart sets) shows just that range
-    a, b = data["span"] / 3, data["span"] / 2
+    a, b = round(data["span"] / 3, 3), round(data["span"] / 2, 3)   # as the link gives them
     inside = [st for st, s0, e0 in zip(bars["st"], bars["s"], bars["e"]) if e0 >= a and s0 <= b]
     zoomed = render(page_path, tmp_path, fragment=f"#t={a:.3f}-{b:.3f}").summary
     assert zoomed["view"] == pytest.approx([a, b], abs=0.001)

@@ -144,7 +144,8 @@ def run_job(spec: dict):
         timed_out = yield from _follow(watch, outputs, spec["timeout"], started, grace)
         ended = time.time()
         spawn.sweep_leftovers(pid, grace)      # what the job left behind in its group
-        yield from _drain(outputs)
+        spawn.end_leftovers([trace], grace)    # and outside it, before "ended" is told:
+        yield from _drain(outputs)             # the driver may be gone right after
         assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         yield ("ended", dict(status="timeout" if timed_out else None, exit_code=exit_code,
@@ -159,7 +160,7 @@ def run_job(spec: dict):
         raise
     finally:
         watch.close()
-        spawn.end_leftovers([trace], grace)
+        spawn.end_leftovers([trace], grace)     # cancelled, or anything unexpected
         _keep(f"-{pid}", grace)
         for o in outputs:
             if o.open:
