@@ -96,3 +96,20 @@ def test_a_failure_that_is_not_out_of_memory_uses_the_jobs_retries_as_before(tmp
     assert r.returncode == 1
     folder = job_dir(tmp_path, 2)
     assert marker(folder) == "FAILURE" and info(folder)["attempt"] == 1
+
+
+def test_an_attempt_placed_alone_waits_for_an_empty_gpu_and_keeps_it_to_itself():
+    from hog.backends.scheduler import Capacity, Scheduler
+    from hog.model import Job, Slot
+    s = Scheduler(Capacity([Slot(0, "0"), Slot(1, "0"), Slot(2, "1"), Slot(3, "1")],
+                           cpu_slots=0))
+    first = s.schedule([Job(index=0, command="x")])
+    assert first[0].gpu_ids == ("0",)
+    s.want_alone(1)
+    placed = s.schedule([Job(index=1, command="x"), Job(index=2, command="x"),
+                         Job(index=3, command="x")])
+    by_job = {p.job_id: p.gpu_ids for p in placed}
+    assert by_job[1] == ("1",)                  # GPU 0 has a job: GPU 1, empty
+    assert by_job.get(2) == ("0",) and 3 not in by_job      # nothing beside job 1
+    s.release(1)
+    assert [p.gpu_ids for p in s.schedule([Job(index=3, command="x")])] == [("1",)]

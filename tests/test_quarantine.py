@@ -217,9 +217,11 @@ def test_a_real_run_stops_using_the_gpu_whose_jobs_fail_fast(tmp_path):
     cmd = 'if [ "$CUDA_VISIBLE_DEVICES" = 1 ]; then sleep 0.2; echo sick >&2; exit 3; fi; ' \
           'sleep 0.1'
     job_file(tmp_path, *[f"{cmd}  # hog: name=j{i}" for i in range(12)])
-    r = run_hog(tmp_path, "--job-file", "jobs.txt", "--gpus", "0,1", "--display", "plain")
+    r = run_hog(tmp_path, "--job-file", "jobs.txt", "--gpus", "0,1", "--display", "plain",
+                "--on-job-end", f'echo "$HOG_EVENT $HOG_GPU" >> {tmp_path}/events')
     assert r.returncode == 0, r.stdout + r.stderr
     assert "GPU 1 quarantined" in r.stdout + r.stderr
+    assert "gpu_quarantined 1" in (tmp_path / "events").read_text().splitlines()
     folders = job_dirs(tmp_path)
     assert len(folders) == 12 and all(marker(f) == "SUCCESS" for f in folders)
     reruns = [f for f in folders if info(f).get("rerun")]
@@ -229,3 +231,35 @@ def test_a_real_run_stops_using_the_gpu_whose_jobs_fail_fast(tmp_path):
     r = run_hog(tmp_path, "status", "output", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["counts"]["succeeded"] == 12
     assert job_dir(tmp_path, 0).is_dir()
+
+
+# ---------------------------------------------------------- the scheduler
+def scheduler(*gpus: str):
+    from hog.backends.scheduler import Capacity, Scheduler
+    from hog.model import Slot
+    return Scheduler(Capacity([Slot(i, g) for i, g in enumerate(gpus)], cpu_slots=0),
+                     clock=Clock())
+
+
+def test_the_scheduler_places_nothing_on_an_excluded_gpu():
+    from hog.model import Job
+    s = scheduler("0", "1")
+    assert s.set_excluded({"1"})
+    placed = s.schedule([Job(index=i, command="x") for i in range(3)])
+    assert [p.gpu_ids for p in placed] == [("0",)]
+    assert "quarantined" in s.never_fits(Job(index=9, command="x", gpu_ids=("1",)))
+    assert s.set_excluded(set())
+    assert s.never_fits(Job(index=9, command="x", gpu_ids=("1",))) is None
+
+
+def test_a_job_still_running_on_the_gpu_when_it_is_quarantined_runs_again_too():
+    clock = Clock()
+    h = Health(3, 60.0, clock)
+    h.started(0, ["0"])
+    h.ended(0, 1, Status.SUCCEEDED)
+    h.started(7, ["1"])                              # (a second slot on GPU 1)
+    for job in (1, 2):
+        fail_fast(h, job, "1")
+    assert fail_fast(h, 3, "1").new
+    late = h.ended(7, 1, Status.FAILED)
+    assert late is not None and not late.new and late.reruns == ((7, 1),)

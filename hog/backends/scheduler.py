@@ -170,6 +170,11 @@ class Scheduler:
 
     def _never_fits(self, job: Job) -> Optional[str]:
         gpus = [g for g in self.gpus() if g not in self.excluded]
+        if job.gpu_ids and job.gpus and set(job.gpu_ids) & self.excluded \
+                and set(job.gpu_ids) <= set(self.gpus()):
+            held = sorted(set(job.gpu_ids) & self.excluded, key=_gpu_order)
+            return f"must run on GPU {','.join(job.gpu_ids)}; GPU {','.join(held)} is " \
+                   f"quarantined (hog gpus DIR --release GPU lets it serve again)"
         if job.gpus != int(job.gpus):
             return f"asks for a fraction of a GPU (gpus={job.gpus:g}), which needs " \
                    f"--backend ray; here, list a GPU id twice in --gpus to share it"

@@ -43,12 +43,15 @@ QUARANTINE_WITHIN_S = 60.0
 @dataclass(frozen=True)
 class Verdict:
     """``gpu`` was quarantined (``quarantined``) or let back; ``reruns``: the attempts
-    (job index, attempt number) of its streak, to run again elsewhere for free."""
+    (job index, attempt number) of its streak, to run again elsewhere for free. ``new``
+    is False for an attempt that was still running on a GPU when it was quarantined
+    and failed fast since: it runs again too, nothing else changes."""
 
     gpu: str
     quarantined: bool
     why: str
     reruns: Tuple[Tuple[int, int], ...] = ()
+    new: bool = True
 
 
 @dataclass
@@ -109,7 +112,8 @@ class Health:
         if lifted is not None:
             return lifted
         if gpu in self.quarantined:
-            return None
+            self.quarantined[gpu].reruns.add(job)
+            return Verdict(gpu, True, self.quarantined[gpu].why, ((job, attempt),), new=False)
         streak = self.streaks.setdefault(gpu, [])
         streak.append((job, attempt, start))
         return self._maybe_quarantine(gpu, now)

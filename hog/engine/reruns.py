@@ -76,7 +76,8 @@ def after_end(st: RunState, d: Dispatch, outcome: Outcome) -> str:
 def judged(st: RunState, verdict: Verdict, index: int) -> str:
     """A GPU quarantined (its streak's other attempts run again too) or let back; the
     reason the attempt ``index`` that just ended runs again, or ''."""
-    show(st, verdict)
+    if verdict.new:
+        show(st, verdict)
     if not verdict.quarantined:
         return ""
     why = f"rerun: GPU {verdict.gpu} quarantined"
