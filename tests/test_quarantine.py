@@ -11,7 +11,16 @@ from hog.errors import UsageError
 from hog.model import Status
 from hog.state.jobdir import earlier_attempts, read_info
 from hog.views.status import status_data, status_lines
-from tests.harness import info, job_dir, job_dirs, job_file, marker, run_hog
+from tests.harness import (
+    info,
+    job_dir,
+    job_dirs,
+    job_file,
+    marker,
+    run_hog,
+    start_hog,
+    wait_for,
+)
 from tests.inline_backend import Clock
 from tests.test_engine_loop import Engines, other_store
 
@@ -263,3 +272,27 @@ def test_a_job_still_running_on_the_gpu_when_it_is_quarantined_runs_again_too():
     assert fail_fast(h, 3, "1").new
     late = h.ended(7, 1, Status.FAILED)
     assert late is not None and not late.new and late.reruns == ((7, 1),)
+
+
+def test_hog_gpus_release_lets_a_live_runners_quarantined_gpu_serve_again(tmp_path):
+    cmd = 'if [ "$CUDA_VISIBLE_DEVICES" = 1 ]; then sleep 0.2; exit 3; fi; sleep 0.1'
+    job_file(tmp_path, *[cmd for _ in range(12)])
+    hog = start_hog(tmp_path, "--job-file", "jobs.txt", "--gpus", "0,1", "--display",
+                    "plain", "--keep-alive")
+
+    def quarantined():
+        r = run_hog(tmp_path, "status", "output", "--json")
+        data = json.loads(r.stdout) if r.returncode == 0 else {"runners": []}
+        return [g for r in data["runners"] for g in r.get("quarantined", {})]
+
+    assert wait_for(quarantined, 20, what="GPU 1 quarantined") == ["1"]
+    shown = run_hog(tmp_path, "status", "output")
+    assert "GPU 1 quarantined" in shown.stdout and "--release" in shown.stdout
+    wrong = run_hog(tmp_path, "gpus", "output", "--release", "0")
+    assert wrong.returncode == 2 and "has not quarantined GPU 0" in wrong.stderr
+    r = run_hog(tmp_path, "gpus", "output", "--release", "1")
+    assert r.returncode == 0 and "will place jobs on GPU 1 again" in r.stdout
+    wait_for(lambda: not quarantined(), 10, what="GPU 1 released")
+    hog.wait_output("GPU 1 back in service")
+    assert run_hog(tmp_path, "stop", "output").returncode == 0
+    assert hog.wait(30) == 0
