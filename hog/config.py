@@ -46,6 +46,9 @@ class RunConfig:
     backend: str = "local"                           # local | ray
     ray_address: Optional[str] = None                # None: a local Ray instance
     ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
+    quarantine_after: int = 3          # fast failures in a row that quarantine a GPU (0: off)
+    quarantine_within: float = 60.0    # seconds from its start that make a failure fast
+    oom_retry: bool = True             # rerun a GPU out-of-memory failure alone, once
 
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
@@ -56,7 +59,7 @@ class RunConfig:
 OPTIONS = ("gpus", "output_dir", "prefix", "grace", "display", "keep_alive", "fresh",
            "resources", "gpu_memory", "cpu_slots", "min_free_memory", "exclusive",
            "wait_for_running", "on_job_end", "on_finish", "hook_timeout", "backend",
-           "ray_address")
+           "ray_address", "quarantine_after", "quarantine_within", "oom_retry")
 
 # Options a Ray run refuses, and why.
 RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resources"),
@@ -77,7 +80,9 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                  min_free_memory: Optional[Amount] = None, exclusive: bool = False,
                  wait_for_running: bool = False, on_job_end: Optional[str] = None,
                  on_finish: Optional[str] = None, hook_timeout: float = 30.0,
-                 backend: str = "local", ray_address: Optional[str] = None) -> RunConfig:
+                 backend: str = "local", ray_address: Optional[str] = None,
+                 quarantine_after: int = 3, quarantine_within: float = 60.0,
+                 oom_retry: bool = True) -> RunConfig:
     """The run's configuration, checked (``UsageError`` if an option is bad).
 
     ``gpus``: a spec (``"0,0,1"``, ``"0-3x2"``, ``"all"``) or GPU ids (``[0, 0, 1]``);
@@ -92,6 +97,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
         raise UsageError("--grace must be 0 or more seconds")
     if hook_timeout <= 0:
         raise UsageError("--hook_timeout must be more than 0 seconds")
+    if quarantine_after < 0 or not 0 <= quarantine_within < float("inf"):
+        raise UsageError("--quarantine-after and --quarantine-within must be 0 (off) or more")
     ray_gpus = None
     if backend == "ray":
         ray_gpus = ray_options(spec, ray_address, resources=resources,
@@ -118,7 +125,9 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                      min_free_memory=min_free,
                      exclusive=exclusive, wait_for_running=wait_for_running,
                      on_job_end=on_job_end, on_finish=on_finish, hook_timeout=hook_timeout,
-                     backend=backend, ray_address=ray_address, ray_gpus=ray_gpus)
+                     backend=backend, ray_address=ray_address, ray_gpus=ray_gpus,
+                     quarantine_after=quarantine_after, quarantine_within=quarantine_within,
+                     oom_retry=oom_retry)
 
 
 def file_source(path: Union[str, "os.PathLike[str]"], yielder: bool = False) -> SourceSpec:

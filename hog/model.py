@@ -129,6 +129,8 @@ class Dispatch:
     attempt: int = 1
     source_pos: Optional[int] = None   # the job's position in the sweep's source (INFO)
     ident: Optional[str] = None        # its identity key (state/identity.py; INFO)
+    rerun: str = ""                    # why it runs again without using a retry (INFO)
+    oom_retry: bool = False            # the rerun of an out-of-memory failure, alone
 
 
 @dataclass(frozen=True)

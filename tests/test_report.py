@@ -213,7 +213,9 @@ def make_report(cwd: Path, *args) -> subprocess.CompletedProcess:
 @needs_chromium
 @pytest.mark.timeout(240)
 def test_report_of_a_real_sweep_draws_every_attempt_on_its_slot_and_lists_failures(tmp_path):
-    out = run_sweep(tmp_path, SWEEP, "--gpus", "0,0,1,1", "--cpu_slots", "1")
+    # (--no-oom-retry: the job "oom" may share its GPU, and would then run again alone)
+    out = run_sweep(tmp_path, SWEEP, "--gpus", "0,0,1,1", "--cpu_slots", "1",
+                    "--no-oom-retry")
     r = make_report(tmp_path, "output")
     assert r.returncode == 0, r.stderr
     page_path = out / "report.html"

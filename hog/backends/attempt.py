@@ -187,6 +187,8 @@ class Attempt:
         # what ``hog rebuild`` needs to recreate the job's row from its folder
         fields.update(origin=d.job.where, source_pos=d.source_pos, options=job_spec(d.job),
                       ident=d.ident)
+        if d.rerun:
+            fields.update(rerun=d.rerun, oom_retry=d.oom_retry)
         if self.host is not None:
             fields["host"] = self.host
             fields["node"] = self.node

@@ -110,6 +110,12 @@ class LocalCapacity(Protocol):
     def set_unavailable(self, gpu_ids: Iterable[str]) -> bool:
         """Others use ``gpu_ids``: start nothing there. True if that changed anything."""
 
+    def set_excluded(self, gpu_ids: Iterable[str]) -> bool:
+        """``gpu_ids`` are quarantined: place nothing there. True if that changed anything."""
+
+    def want_alone(self, job_id: int) -> None:
+        """Place ``job_id``'s next attempt on GPUs no other job uses, alone while it runs."""
+
     def resize(self, wanted: Sequence[str]) -> Tuple[List[int], List[int]]:
         """Make the slots ``wanted`` (GPU ids, one per slot): the slots to remove now and
         the slots to add (others are removed once their job ends)."""

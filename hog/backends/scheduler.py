@@ -31,6 +31,7 @@ class _Alloc:
     job: Job
     started: float
     memory: float
+    alone: bool = False     # placed on GPUs no other job may share (an OOM rerun)
 
 
 @dataclass
@@ -65,6 +66,9 @@ class Scheduler:
         self.load: Counter = Counter()
         self.running: Dict[int, _Alloc] = {}
         self.unavailable: set = set()      # GPU ids others are using (free-memory checks)
+        self.excluded: set = set()         # GPU ids in quarantine (engine/health.py)
+        self.exclusive: set = set()        # jobs whose next placement must be alone
+        self.alone: Counter = Counter()    # GPU id -> running jobs placed there alone
         self.durations = 0.0
         self.ended = 0
         self._gpus: Optional[List[str]] = None
@@ -125,6 +129,20 @@ class Scheduler:
         self.unavailable = unavailable
         return changed
 
+    def set_excluded(self, gpu_ids: Iterable[str]) -> bool:
+        """Place nothing on ``gpu_ids`` (quarantined); True if that changed the set."""
+        excluded = set(gpu_ids)
+        changed = excluded != self.excluded
+        self.excluded = excluded
+        if changed:
+            self._capacity_changed()
+        return changed
+
+    def want_alone(self, job_id: int) -> None:
+        """Place ``job_id``'s next attempt only on GPUs no other job of this runner uses,
+        and start nothing beside it there while it runs."""
+        self.exclusive.add(job_id)
+
     @property
     def idle(self) -> bool:
         return not self.running
@@ -151,7 +169,12 @@ class Scheduler:
         self._capacity_changed()
 
     def _never_fits(self, job: Job) -> Optional[str]:
-        gpus = self.gpus()
+        gpus = [g for g in self.gpus() if g not in self.excluded]
+        if job.gpu_ids and job.gpus and set(job.gpu_ids) & self.excluded \
+                and set(job.gpu_ids) <= set(self.gpus()):
+            held = sorted(set(job.gpu_ids) & self.excluded, key=_gpu_order)
+            return f"must run on GPU {','.join(job.gpu_ids)}; GPU {','.join(held)} is " \
+                   f"quarantined (hog gpus DIR --release GPU lets it serve again)"
         if job.gpus != int(job.gpus):
             return f"asks for a fraction of a GPU (gpus={job.gpus:g}), which needs " \
                    f"--backend ray; here, list a GPU id twice in --gpus to share it"
@@ -239,6 +262,8 @@ class Scheduler:
         for i, gpu in zip(p.slots, p.gpu_ids):
             self.load[gpu] -= 1
             self.mem_used[gpu] -= alloc.memory
+            if alloc.alone:
+                self.alone[gpu] -= 1
             if i in self.retiring:
                 self.retiring.discard(i)
                 del self.slots[i]
@@ -264,9 +289,12 @@ class Scheduler:
         free = sorted((self.load[self.slots[i].gpu], _gpu_order(self.slots[i].gpu), i)
                       for i in self.free)
         chosen, seen = [], set()
+        alone = job.index in self.exclusive
         for _, _, i in free:
             gpu = self.slots[i].gpu
             if gpu in seen or gpu in self.unavailable or (allowed and gpu not in allowed):
+                continue
+            if gpu in self.excluded or self.alone[gpu] or (alone and self.load[gpu]):
                 continue
             if memory and self.mem_used[gpu] + memory > self.gpu_memory.get(gpu, 0):
                 continue
@@ -285,12 +313,15 @@ class Scheduler:
             self.used[name] += amount
         if p.cpu:
             self.cpu_free.remove(p.slot)
-        else:
+        alone = not p.cpu and job.index in self.exclusive
+        self.exclusive.discard(job.index)
+        if not p.cpu:
             for i, gpu in zip(p.slots, p.gpu_ids):
                 self.free.discard(i)
                 self.load[gpu] += 1
                 self.mem_used[gpu] += memory
-        self.running[job.index] = _Alloc(p, job, now, memory if not p.cpu else 0.0)
+                self.alone[gpu] += alone
+        self.running[job.index] = _Alloc(p, job, now, memory if not p.cpu else 0.0, alone)
 
     def _mean(self) -> Optional[float]:
         return self.durations / self.ended if self.ended else None
@@ -305,7 +336,7 @@ class Scheduler:
         ready_at: Dict[str, float] = {}
         allowed = set(job.gpu_ids) if job.gpu_ids else None
         for gpu in self.gpus():
-            if gpu in self.unavailable or (allowed and gpu not in allowed):
+            if gpu in self.unavailable or gpu in self.excluded or (allowed and gpu not in allowed):
                 continue
             has_free = any(self.slots[i].gpu == gpu for i in self.free)
             if has_free:

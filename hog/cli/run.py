@@ -90,6 +90,14 @@ def run_parser() -> HogParser:
           help="start jobs only on GPUs where no process hog did not start is running")
     _flag(p, "wait_for_running", action="store_true",
           help="start nothing while another hog runner of yours on this machine runs jobs")
+    _flag(p, "quarantine_after", metavar="N", type=int, default=3,
+          help="stop placing jobs on a GPU once N jobs in a row failed fast there while "
+               "other GPUs ran jobs, and run those jobs again elsewhere (default 3; 0: off)")
+    _flag(p, "quarantine_within", metavar="SECONDS", type=float, default=60.0,
+          help="a failure this soon after the start counts as fast (default 60; 0: off)")
+    _flag(p, "no_oom_retry", action="store_true",
+          help="do not run again, alone on a GPU, a job that ran out of GPU memory while "
+               "sharing its GPU")
     _flag(p, "keep_alive", action="store_true",
           help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
     _flag(p, "fresh", action="store_true",
@@ -136,7 +144,8 @@ def cmd_run(argv: List[str]) -> int:
         min_free_memory=args.min_free_memory, exclusive=args.exclusive,
         wait_for_running=args.wait_for_running, on_job_end=args.on_job_end,
         on_finish=args.on_finish, hook_timeout=args.hook_timeout, backend=args.backend,
-        ray_address=args.ray_address)
+        ray_address=args.ray_address, quarantine_after=args.quarantine_after,
+        quarantine_within=args.quarantine_within, oom_retry=not args.no_oom_retry)
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
         return detach(argv, config)

@@ -256,9 +256,12 @@ def cmd_retry(argv: List[str]) -> int:
 
 
 # --------------------------------------------------------------- gpus DIR
-def set_gpus(directory: str, spec: str, runner: Optional[int]) -> int:
-    """``hog gpus [DIR] SPEC``: ask the live runner on ``directory`` to use ``spec``."""
-    parse_gpus(spec, lambda: [])   # validate now; the runner resolves 'all' itself
+def set_gpus(directory: str, spec: Optional[str], runner: Optional[int],
+             release: Optional[str] = None) -> int:
+    """``hog gpus [DIR] SPEC``: ask the live runner on ``directory`` to use ``spec``;
+    ``--release GPU``: to place jobs on its quarantined GPU again."""
+    if spec is not None:
+        parse_gpus(spec, lambda: [])   # validate now; the runner resolves 'all' itself
     store = open_store(check_default_dir("gpus", directory))
     live = store.live_runners()
     if runner is not None:
@@ -269,8 +272,16 @@ def set_gpus(directory: str, spec: str, runner: Optional[int]) -> int:
     if len(live) > 1:
         raise UsageError(f"{len(live)} runners are active ({', '.join(str(r.id) for r in live)});"
                          f" pick one with --runner ID")
-    store.request_gpus(live[0].id, spec)
-    print(f"hog: runner {live[0].id} (pid {live[0].pid}) will use --gpus {spec}")
+    if release is not None:
+        if release not in store.quarantined(live[0].id):
+            raise UsageError(f"hog gpus --release {release}: runner {live[0].id} has not "
+                             f"quarantined GPU {release}")
+        store.request_release(live[0].id, release)
+        print(f"hog: runner {live[0].id} (pid {live[0].pid}) will place jobs on GPU "
+              f"{release} again")
+    if spec is not None:
+        store.request_gpus(live[0].id, spec)
+        print(f"hog: runner {live[0].id} (pid {live[0].pid}) will use --gpus {spec}")
     return 0
 
 
@@ -280,19 +291,27 @@ def gpus_parser() -> argparse.ArgumentParser:
         "CUDA_VISIBLE_DEVICES), and what --gpus all would use. With SPEC: change the GPU "
         "slots of the live runner on DIR: new slots take jobs within a second, removed "
         "slots finish their job and retire.",
-        usage="hog gpus [-h]\n       hog gpus [-h] [DIR] SPEC [--runner ID]",
+        usage="hog gpus [-h]\n       hog gpus [-h] [DIR] SPEC [--runner ID]\n"
+              "       hog gpus [-h] [DIR] --release GPU [--runner ID]",
         epilog=f"DIR: {DIR_HELP}; with one word, that word is SPEC")
     p.add_argument("dir", metavar="DIR", nargs="?", help=DIR_HELP)
     p.add_argument("spec", metavar="SPEC", nargs="?",
                    help="the runner's new --gpus spec, e.g. 0,0,1,2")
     p.add_argument("--runner", type=int, metavar="ID",
                    help="which runner, when several are active on DIR (see hog status)")
+    p.add_argument("--release", metavar="GPU",
+                   help="place jobs on this quarantined GPU again (see hog status)")
     return p
 
 
 def cmd_gpus(argv: List[str]) -> int:
     """``hog gpus``: the GPUs discovery sees; ``hog gpus [DIR] SPEC``: a runner's slots."""
     args = gpus_parser().parse_args(argv)
+    if args.release is not None:
+        if args.spec is not None:
+            raise UsageError("hog gpus: --release goes with DIR alone: "
+                             "hog gpus [DIR] --release GPU")
+        return set_gpus(args.dir or DEFAULT_DIR, None, args.runner, args.release)
     if args.dir is not None:
         directory, spec = (args.dir, args.spec) if args.spec is not None else \
             (DEFAULT_DIR, args.dir)

@@ -17,7 +17,7 @@ import socket
 
 from hog.backends.base import LocalCapacity, Resizable, Signalling
 from hog.config import slots_for
-from hog.engine import intake, sweep, writable
+from hog.engine import intake, reruns, sweep, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -62,6 +62,8 @@ def tick(st: RunState, now: float) -> None:
     spec = st.store.take_gpus_request(st.runner_id)
     if spec is not None:
         change_slots(st, spec)
+    for gpu in st.store.take_release_requests(st.runner_id):
+        reruns.release(st, gpu)
 
 
 def recover_peers(st: RunState) -> bool:

@@ -9,7 +9,7 @@ import time
 from typing import List, Sequence, Set
 
 from hog.backends.base import LocalCapacity
-from hog.engine import outcomes, writable
+from hog.engine import outcomes, reruns, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
@@ -64,9 +64,9 @@ def fill(st: RunState) -> None:
                 st.sched.release(p.job_id, ran=False)
                 continue
             name = job.name or st.layout.folder_name(job.index)
-            dispatch(st, Dispatch(job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name,
-                                  attempt=attempt, source_pos=row.source_pos,
-                                  ident=row.ident))
+            dispatch(st, reruns.placed(st, Dispatch(
+                job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name, attempt=attempt,
+                source_pos=row.source_pos, ident=row.ident)))
 
 
 def may_start(st: RunState, row: JobRow, job: Job) -> bool:

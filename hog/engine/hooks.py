@@ -39,6 +39,7 @@ def job_variables(o: Outcome, layout, progress) -> Dict[str, str]:
     unrun = o.status in (Status.SKIPPED, Status.UNSCHEDULABLE)
     return {
         "HOG_HOOK": "on_job_end",
+        "HOG_EVENT": "job_ended",
         "HOG_JOB_NAME": o.name,
         "HOG_JOB_INDEX": str(o.index),
         "HOG_JOB_STATUS": o.status.value,
@@ -51,6 +52,19 @@ def job_variables(o: Outcome, layout, progress) -> Dict[str, str]:
         "HOG_JOB_DURATION_S": f"{o.duration_s:.3f}",
         "HOG_JOB_ATTEMPT": str(o.attempt),
         "HOG_JOB_SLOT": "" if unrun else slot_label(o.slot),
+        "HOG_SWEEP_DIR": layout.root,
+        **count_variables(progress),
+    }
+
+
+def gpu_variables(gpu: str, quarantined: bool, why: str, layout, progress) -> Dict[str, str]:
+    """What ``--on_job_end`` sees when a GPU is quarantined or let back (HOG_EVENT says
+    which; no HOG_JOB_* variable is set)."""
+    return {
+        "HOG_HOOK": "on_job_end",
+        "HOG_EVENT": "gpu_quarantined" if quarantined else "gpu_released",
+        "HOG_GPU": gpu,
+        "HOG_GPU_NOTE": why,
         "HOG_SWEEP_DIR": layout.root,
         **count_variables(progress),
     }

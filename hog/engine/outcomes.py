@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from hog.backends.attempt import Attempt
 from hog.backends.base import LocalCapacity, Resizable
-from hog.engine import control, writable
+from hog.engine import control, reruns, writable
 from hog.engine.state import RunState
 from hog.model import (
     BackendFailed,
@@ -40,6 +40,7 @@ def on_event(st: RunState, event: Event) -> None:
         slot, pid, started, chosen = event.slot, event.pid, event.started, event.gpu_ids
         st.pids[slot] = pid
         gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
+        reruns.started(st, event.index, gpus.split(","))
         st.store.started(event.index, pid, started, gpus=None if chosen is None else gpus,
                          proc=event.proc)
         if st.monitor is not None:
@@ -67,10 +68,11 @@ def ended(st: RunState, outcome: Outcome) -> None:
     d = st.running.pop(outcome.slot, None)
     st.pids.pop(outcome.slot, None)
     st.cancelling.discard(outcome.index)
-    retry = d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
-        and outcome.attempt <= d.job.retries and not st.killing
+    rerun = reruns.after_end(st, d, outcome) if d is not None and not st.killing else ""
+    retry = bool(rerun) or d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
+        and reruns.counted(st, outcome) <= d.job.retries and not st.killing
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
-                   outcome.started, outcome.ended, outcome.note, requeue=retry)
+                   outcome.started, outcome.ended, rerun or outcome.note, requeue=retry)
     gone = st.sched.release(outcome.index)
     if gone and isinstance(st.backend, Resizable):
         for slot in gone:
@@ -84,7 +86,8 @@ def ended(st: RunState, outcome: Outcome) -> None:
         st.ahead += 1
         st.ready.clear()
         st.display.message(f"{outcome.name} attempt {outcome.attempt} ended "
-                           f"{outcome.status.value}; retrying")
+                           f"{outcome.status.value}; "
+                           + (f"{rerun} (no retry used)" if rerun else "retrying"))
         return
     account(st, outcome)
 

@@ -49,6 +49,7 @@ class Progress:
     title: str = ""
     recent_failures: Deque[Outcome] = field(
         default_factory=lambda: deque(maxlen=LISTED_FAILURES))
+    quarantine: str = ""                 # the GPUs in quarantine, one line (engine/health)
 
     @property
     def finished(self) -> int:

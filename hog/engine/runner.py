@@ -55,6 +55,7 @@ class Runner:
         backend, sched = backend_factory(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
+        self.st.health.clock = clock        # the quarantine rule's time: the loop's
         self.to_parent = ParentReport()     # --detach: the parent waits for a first job
 
     # ------------------------------------------------------------ set-up

@@ -22,6 +22,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from hog.backends.base import Admission, Backend
 from hog.config import RunConfig
+from hog.engine.health import Health
 from hog.engine.neighbours import Registry
 from hog.engine.progress import Display, DisplayFactory, Progress
 from hog.model import Dispatch, Job, Outcome
@@ -95,6 +96,13 @@ class RunState:
         self.cancelling: Set[int] = set()
         self.started_any = False
         self.fatal = ""
+        # runs again without using a retry (engine/reruns.py): a GPU's health, ...
+        self.health = Health(config.quarantine_after, config.quarantine_within)
+        self.free: Dict[int, int] = {}      # job -> its attempts that used no retry
+        self.reruns: Dict[int, str] = {}    # job -> why its next attempt runs (INFO)
+        self.shared: Set[int] = set()       # running jobs that shared a GPU with another
+        self.oom_alone: Set[int] = set()    # jobs whose next attempt runs alone (OOM)
+        self.oom_done: Set[int] = set()     # jobs given their out-of-memory rerun
         # hog's own writes (the disk full, read-only, the output directory gone)
         self.guard = WriteGuard(config.output_dir, lambda text: self.display.message(text))
         self.slots_blocked: Dict[int, str] = {}     # slots that cannot write their folder

@@ -289,7 +289,7 @@ class Jobs(Writer, RunnerRows):
                         (status.value, note, time.time(), job_id))
 
     # ----------------------------------------------------------- retry
-    def retry(self, job_ids: Iterable[int]) -> List[int]:
+    def retry(self, job_ids: Iterable[int], note: str = "retry requested") -> List[int]:
         """``hog retry``: queue finished jobs again; returns the ids that were. A job that
         left the source is from then on kept like a job added with ``hog add`` (it runs,
         and counts as in the source) until a reading of the source lists it again."""
@@ -297,10 +297,10 @@ class Jobs(Writer, RunnerRows):
         with self.transaction():
             for jid in job_ids:
                 cur = self.db.execute(
-                    f"UPDATE jobs SET status = 'queued', cancel = 0, note = 'retry requested', "
+                    f"UPDATE jobs SET status = 'queued', cancel = 0, note = ?, "
                     f"seen = CASE WHEN {IN_SOURCE_SQL} THEN seen END "
                     f"WHERE id = ? AND status IN ({','.join('?' * len(RERUNNABLE))})",
-                    (jid, *RERUNNABLE))
+                    (note, jid, *RERUNNABLE))
                 if cur.rowcount:
                     done.append(jid)
         return done

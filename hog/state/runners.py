@@ -13,6 +13,11 @@ commits one row; the runner sees ``data_version`` change on its next tick
 - ``request_gpus(runner, spec)``: ``hog gpus DIR SPEC`` sets
   ``runners.gpus_request``; the runner consumes it once with
   ``take_gpus_request`` (read, then cleared within its own batch);
+- ``request_release(runner, gpu)``: ``hog gpus DIR --release GPU`` adds ``gpu`` to the
+  runner's meta entry ``release:<runner>``; the runner consumes it with
+  ``take_release_requests`` and lets that quarantined GPU serve again. The runner's
+  quarantined GPUs (``engine/health.py``) are in meta ``quarantine:<runner>`` (JSON:
+  GPU id -> why), kept by ``set_quarantined`` and read by ``quarantined``;
 - ``cancel(job)``: ``hog kill JOB`` cancels a queued job outright, or sets
   ``jobs.cancel`` of a running one; its runner lists those with
   ``cancel_requested`` and stops them.
@@ -28,10 +33,11 @@ Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
 (views have it through ``SweepReader``), ``Runners`` is the runner's own row,
 ``Mailbox`` the requests. ``state.store.Store`` combines them.
 """
+import json
 import os
 import socket
 import time
-from typing import List, Optional, cast
+from typing import Dict, List, Optional, cast
 
 from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
@@ -84,6 +90,14 @@ class RunnerRows(Database):
     def live_runners(self) -> List[RunnerRow]:
         return [r for r in self.active_runners() if runner_alive(r)]
 
+    def quarantined(self, runner: int) -> Dict[str, str]:
+        """The GPUs runner ``runner`` has quarantined, each with why (one line)."""
+        try:
+            value = json.loads(self.meta(f"quarantine:{runner}") or "{}")
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
     def runner_pid(self, runner: Optional[int]) -> str:
         """The pid of runner ``runner`` as text, '?' when unknown (for notes)."""
         if runner is None:
@@ -110,6 +124,9 @@ class Runners(Writer, RunnerRows):
             self._write("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
                             (time.time(), gpus, runner))
 
+    def set_quarantined(self, runner: int, gpus: Dict[str, str]) -> None:
+        self.set_meta(f"quarantine:{runner}", json.dumps(gpus, sort_keys=True))
+
     def retire_runner(self, runner: int) -> None:
         self._write("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))
 
@@ -127,6 +144,12 @@ class Mailbox(Writer, RunnerRows):
 
     def request_gpus(self, runner: int, spec: str) -> None:
         self.db.execute("UPDATE runners SET gpus_request = ? WHERE id = ?", (spec, runner))
+
+    def request_release(self, runner: int, gpu: str) -> None:
+        """``hog gpus DIR --release GPU``: ask ``runner`` to let ``gpu`` serve again."""
+        with self.transaction():
+            asked = (self.meta(f"release:{runner}") or "").split(",")
+            self.set_meta(f"release:{runner}", ",".join(g for g in asked + [gpu] if g))
 
     def cancel(self, job_id: int) -> str:
         """``hog kill``: cancel a job. Returns what happened."""
@@ -156,6 +179,13 @@ class Mailbox(Writer, RunnerRows):
             self._write("UPDATE runners SET gpus_request = NULL WHERE id = ?", (runner,))
             return row[0]
         return None
+
+    def take_release_requests(self, runner: int) -> List[str]:
+        asked = self.meta(f"release:{runner}")
+        if not asked:
+            return []
+        self.set_meta(f"release:{runner}", "")
+        return asked.split(",")
 
     def cancel_requested(self, runner: int) -> List[int]:
         return [r[0] for r in self.db.execute(

@@ -111,7 +111,9 @@ class StoreView:
                         cancelled=c.get("cancelled", 0), running=running, queued=queued,
                         eta_s=eta_s(queued, running, ran, duration, len(self.slot_layout)),
                         slots=tuple(rows), failures=failures, failure_count=failed,
-                        notice=notice or self._requests(), ended=not self.runners)
+                        notice=notice or self._requests(), ended=not self.runners,
+                        quarantine="; ".join(why for r in self.runners
+                                             for why in self.store.quarantined(r.id).values()))
 
     def _requests(self) -> str:
         asked = [r for r in self.runners if r.request]

@@ -47,6 +47,7 @@ class Snapshot:
     failure_count: int = 0
     notice: str = ""
     ended: bool = False             # the sweep's runners have all stopped
+    quarantine: str = ""            # GPUs in quarantine, one line (engine/health.py)
 
     @property
     def finished(self) -> int:
@@ -91,6 +92,8 @@ def render(s: Snapshot, width: int = 80, height: Optional[int] = None):
         (f"{'?' if s.queued is None else s.queued} queued", ""),
         (f"  {s.cancelled} cancelled" if s.cancelled else "", "dim")))
     notice = [_line(Text(printable(s.notice), style="yellow"))] if s.notice else []
+    if s.quarantine:
+        notice.append(_line(Text(printable(s.quarantine), style="bold red")))
     slot_lines = 1 + len(s.slots) if s.slots else 0
     fail_lines = 1 + len(s.failures) if s.failures else 0
     shown_slots, shown_failures = len(s.slots), len(s.failures)

@@ -51,7 +51,7 @@ def snapshot(p: Progress, tails, now: Optional[float] = None) -> Snapshot:
     return Snapshot(title=p.title, now=now, started_at=p.started_at, succeeded=p.succeeded,
                     failed=p.failed, cancelled=p.cancelled, running=len(running),
                     queued=p.queued, eta_s=p.eta_s(), slots=tuple(rows), failures=failures,
-                    failure_count=p.failure_count, notice=p.notice)
+                    failure_count=p.failure_count, notice=p.notice, quarantine=p.quarantine)
 
 
 class PlainDisplay:

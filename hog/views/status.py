@@ -24,7 +24,8 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
     for r in store.active_runners():
         runners.append(dict(id=r.id, pid=r.pid, host=r.host, gpus=r.gpus,
                             alive=runner_alive(r), started=r.started,
-                            heartbeat_age_s=round(now - r.heartbeat, 1), request=r.request))
+                            heartbeat_age_s=round(now - r.heartbeat, 1), request=r.request,
+                            quarantined=store.quarantined(r.id)))
     alive = {r["id"] for r in runners if r["alive"]}
     running = [dict(id=r.id, name=r.name or layout.folder_name(r.id),
                     folder=layout.folder_name(r.id), slot=r.slot, gpus=r.gpus,
@@ -74,6 +75,8 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
     for r in live:
         say(f"runner {r['id']}: pid {r['pid']} on {r['host']}, gpus {r['gpus']}"
             + (f", asked to {r['request']}" if r["request"] else ""))
+        for why in r["quarantined"].values():
+            say(f"  {why} (hog gpus {directory} --release GPU lets it serve again)")
     waiting = counts.get("queued", 0) - gone.get("queued", 0)
     if not live:
         say("no runner is active" + (f"; start one to run the {waiting} queued job(s)"

@@ -1,9 +1,9 @@
 """The report's data: a ``Sweep``, read once from the store (opened read-only) and the
 job folders, so that the timeline and the page are pure functions of it."""
 from dataclasses import dataclass
-from typing import FrozenSet, List, Optional
+from typing import FrozenSet, List, Optional, Tuple
 
-from hog.state.jobdir import Layout
+from hog.state.jobdir import Layout, earlier_attempts, read_info
 from hog.state.reading import SweepReader
 from hog.state.results import Attempt, attempts
 from hog.state.rows import JobRow, RunnerRow
@@ -22,6 +22,23 @@ class Sweep:
     alive: FrozenSet[int]                # ids of the runners alive at ``now``
     attempts: List[Attempt]
     now: float
+    health: Tuple[str, ...] = ()         # GPUs quarantined, attempts run again for free
+
+
+def health_lines(store: SweepReader, layout: Layout, rows: List[JobRow],
+                 runners: List[RunnerRow]) -> Tuple[str, ...]:
+    """One line per GPU a runner quarantined, and per attempt that ran again without
+    using a retry (a quarantined GPU's, an out-of-memory failure's; from INFO)."""
+    lines = [f"runner {r.id}: {why}" for r in runners
+             for why in store.quarantined(r.id).values()]
+    for row in rows:
+        if row.attempt < 2:
+            continue
+        for info in [read_info(layout, row.id)] + earlier_attempts(layout, row.id):
+            if info.get("rerun"):
+                lines.append(f"{layout.folder_name(row.id)} attempt {info.get('attempt')}: "
+                             f"{info['rerun']}")
+    return tuple(lines)
 
 
 def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sweep:
@@ -31,4 +48,4 @@ def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sw
     alive = frozenset(r.id for r in runners if runner_alive(r))
     return Sweep(directory=directory, layout=layout, source=store.meta("source"), rows=rows,
                  runners=runners, alive=alive, attempts=attempts(rows, runners, layout),
-                 now=now)
+                 now=now, health=health_lines(store, layout, rows, runners))

@@ -375,4 +375,5 @@ def _runners(sweep: Sweep) -> str:
     return ("<table class=\"runners\"><thead><tr><th>runner</th><th>host</th><th>pid</th>"
             "<th>--gpus</th><th>started</th><th>ran for</th><th>jobs run</th><th>state</th>"
             "</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+            f"<tbody>{''.join(rows)}</tbody></table>"
+            + "".join(f'<p class="note">{html.escape(line)}</p>' for line in sweep.health))
