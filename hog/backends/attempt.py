@@ -141,7 +141,8 @@ class Attempt:
         outcome = self.outcome(status, exit_code, signal, ended, note, started, usage)
         fields = self._fields(status, exit_code=exit_code, signal=signal,
                               started=outcome.started, ended=ended)
-        fields.update((k, v) for k, v in usage.fields().items() if not k.startswith("gpu_"))
+        fields.update((k, v) for k, v in usage.fields().items()     # last; None: unknown
+                      if not k.startswith("gpu_"))
         self.folder.finish(fields, outcome)
         self.folder.close()         # (kept open while a refused write may be tried again)
         self.release()
