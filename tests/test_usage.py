@@ -251,6 +251,16 @@ def check_gpu_attribution(tmp_path: Path, fake: FakeGpus, env: dict) -> None:
 def test_gpu_memory_and_utilisation_go_to_the_job_whose_process_holds_them_smi(tmp_path):
     fake = FakeGpus(tmp_path)
     check_gpu_attribution(tmp_path, fake, fake.smi_env())
+    r = run_hog(tmp_path, "report", "output")
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "output" / "report.html").read_text()
+    assert "GPU memory over time per GPU" in page and page.count("<polyline") == 2
+    flagged = page[page.index('class="idle-gpu"'):]
+    assert '<b>idle</b>' in flagged and '<b>user</b>' not in flagged   # held GPU 1, 2 %
+    data = json.loads(page[page.index('id="hog-data">') + 14:page.index("</script>",
+                                                                         page.index('id="hog-data">'))])
+    jobs = data["jobs"]
+    assert jobs["gmem"][jobs["name"].index("user")] == 3000 * MIB
 
 
 def test_gpu_memory_and_utilisation_go_to_the_job_whose_process_holds_them_nvml(tmp_path):

@@ -182,7 +182,8 @@ class GpuMonitor:
             self.error = f"{self.reader.name if self.reader else 'nvidia-smi'} did not answer"
         else:
             self.error = ""
-            ours = self.ours | frozenset(self._jobs)
+            with self._lock:
+                ours = self.ours | frozenset(self._jobs)
             self.unavailable = frozenset(unavailable_gpus(sample.gpus, sample.apps, ours,
                                                           self.min_free, self.exclusive))
             self.foreign = foreign_memory(sample.gpus, sample.apps, ours)

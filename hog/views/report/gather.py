@@ -1,8 +1,9 @@
 """The report's data: a ``Sweep``, read once from the store (opened read-only) and the
 job folders, so that the timeline and the page are pure functions of it."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import FrozenSet, List, Optional
 
+from hog.state.gpulog import Look, read_looks
 from hog.state.jobdir import Layout
 from hog.state.reading import SweepReader
 from hog.state.results import Attempt, attempts
@@ -22,6 +23,7 @@ class Sweep:
     alive: FrozenSet[int]                # ids of the runners alive at ``now``
     attempts: List[Attempt]
     now: float
+    gpu_looks: List[Look] = field(default_factory=list)  # the GPU monitor's log
 
 
 def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sweep:
@@ -31,4 +33,4 @@ def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sw
     alive = frozenset(r.id for r in runners if runner_alive(r))
     return Sweep(directory=directory, layout=layout, source=store.meta("source"), rows=rows,
                  runners=runners, alive=alive, attempts=attempts(rows, runners, layout),
-                 now=now)
+                 now=now, gpu_looks=read_looks(layout))
