@@ -103,7 +103,8 @@ class Runner:
             if st.monitor.error and checks:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
                                  f"{st.monitor.error}")
-            if st.monitor.reader is None:   # nothing to ask: no GPU figures, no cost
+            if st.monitor.error:    # nothing answers: no GPU figures, no cost
+                st.monitor.stop()
                 st.monitor = None
             elif isinstance(st.sched, LocalCapacity):  # --backend ray refuses the checks
                 st.sched.set_unavailable(st.monitor.unavailable)

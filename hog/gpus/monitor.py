@@ -19,6 +19,7 @@ allocated can never make hog double-book a GPU, and a job's own allocations neve
 lock its GPU against later jobs of the sweep. Each look costs two ``nvidia-smi`` runs
 (or a few NVML calls); ``cpu_s`` adds up the thread's own CPU time.
 """
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -132,8 +133,7 @@ def open_reader():
     reader = NvmlReader.open()
     if reader is not None:
         return reader
-    smi = SmiReader()
-    return smi if smi.read() is not None else None
+    return SmiReader() if shutil.which("nvidia-smi") else None
 
 
 class GpuMonitor:
