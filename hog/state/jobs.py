@@ -244,7 +244,8 @@ class Jobs(Writer, RunnerRows):
         cur = self._write(
             "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
             "attempt = attempt + 1, pid = NULL, pgid = NULL, sid = NULL, proc_start = NULL, "
-            "exit_code = NULL, signal = NULL, "
+            "exit_code = NULL, signal = NULL, cpu_user_s = NULL, cpu_system_s = NULL, "
+            "max_rss_bytes = NULL, gpu_mem_peak_bytes = NULL, gpu_util_mean = NULL, "
             "started = ?, ended = NULL, note = '' "
             "WHERE id = ? AND status = 'queued' AND attempt = ?",
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
