@@ -16,10 +16,10 @@ from pathlib import Path
 
 from hog.backends.scheduler import Capacity, Scheduler
 from hog.gpus.discovery import ComputeApp, Gpu
-from hog.gpus.monitor import foreign_memory
+from hog.gpus.monitor import foreign_memory, job_of
 from hog.model import Job, Slot
 
-from .harness import info, job_dir, job_file, run_hog, start_hog, wait_for
+from .harness import dead_pid, info, job_dir, job_file, run_hog, start_hog, wait_for
 from .test_gpu_checks import no_smi_env
 
 MIB = 2 ** 20
@@ -309,3 +309,9 @@ def test_scheduler_places_memory_jobs_in_what_others_leave_free():
     assert sched.schedule([job], lambda j: True) == []
     sched.set_foreign_memory({"0": 10 * G})
     assert [p.job_id for p in sched.schedule([job], lambda j: True)] == [1]
+
+
+def test_a_gpu_process_belongs_to_the_job_above_it_even_in_another_session():
+    parent = os.getppid()       # stands for a job's leader: this process is below it
+    assert job_of(os.getpid(), {parent}) == parent
+    assert job_of(os.getpid(), {dead_pid()}) is None
