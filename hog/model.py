@@ -134,6 +134,28 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What one attempt used. CPU seconds and peak resident memory come from the kernel's
+    accounting of the reaped job (its process and every descendant reaped within it or by
+    its slot); GPU figures from the GPU monitor's samples (None: not known)."""
+
+    cpu_user_s: Optional[float] = None
+    cpu_system_s: Optional[float] = None
+    max_rss_bytes: Optional[int] = None
+    gpu_mem_peak_bytes: Optional[int] = None
+    gpu_util_mean: Optional[float] = None      # percent, over the samples taken while it ran
+
+    def fields(self) -> Dict[str, Optional[float]]:
+        """The figures by name (INFO, results, ``hog status --json``), in this order."""
+        return {name: getattr(self, name) for name in USAGE_FIELDS}
+
+
+USAGE_FIELDS = ("cpu_user_s", "cpu_system_s", "max_rss_bytes", "gpu_mem_peak_bytes",
+                "gpu_util_mean")
+NO_USAGE = Usage()
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How one attempt of a job ended, as recorded in its folder."""
 
@@ -149,6 +171,7 @@ class Outcome:
     attempt: int = 1
     err_path: str = ""
     note: str = field(default="")
+    usage: Usage = NO_USAGE
 
     @property
     def duration_s(self) -> float:

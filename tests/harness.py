@@ -39,6 +39,8 @@ MARKERS = ("SUCCESS", "FAILURE")
 INFO_FIELDS = ("name", "index", "command", "gpus", "slot", "host", "pid", "attempt",
                "status", "exit_code", "signal", "started", "ended", "duration_s",
                "origin", "source_pos", "options", "ident")
+# the last fields of a final INFO (None where not measured); the GPU ones follow where known
+USAGE_INFO_FIELDS = ("cpu_user_s", "cpu_system_s", "max_rss_bytes")
 # what a test must not inherit from the shell (or from a hog job) it runs in
 CLEAN_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HOG_JOB_INDEX", "HOG_JOB_NAME",
               "HOG_JOB_DIR", "HOG_SLOT", "HOG_ATTEMPT", "HOG_DETACHED", "PYTHONUNBUFFERED")

@@ -26,7 +26,7 @@ from hog.model import (
 )
 from hog.state.jobdir import Layout
 
-from .harness import INFO_FIELDS, err, info, marker, out
+from .harness import INFO_FIELDS, USAGE_INFO_FIELDS, err, info, marker, out
 
 
 def dispatch(index=3, attempt=1, slot=1, gpu_ids=("1",), env=()):
@@ -78,7 +78,7 @@ def test_every_ending_leaves_exactly_one_marker_and_the_same_info_fields(tmp_pat
     assert marker(folder) == ("SUCCESS" if status is Status.SUCCEEDED else "FAILURE")
     data = info(folder)
     extra = ["node"] if end is ended_remote else []
-    assert list(data) == list(INFO_FIELDS) + extra
+    assert list(data) == list(INFO_FIELDS) + extra + list(USAGE_INFO_FIELDS)
     assert data["status"] == status.value and data["duration_s"] == 1.5
     assert (folder / "job_3.OUT").exists() and (folder / "job_3.ERR").exists()
     assert outcome.status is status and outcome.err_path == str(folder / "job_3.ERR")

@@ -13,14 +13,18 @@ from .harness import info, job_dirs, job_file, run_hog, start_hog, wait_for
 
 FIELDS = ["index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",
-          "ended_epoch", "duration_s", "note", "in_source"]
+          "ended_epoch", "duration_s", "note", "in_source",
+          # what the latest attempt used (None where not known)
+          "cpu_user_s", "cpu_system_s", "max_rss_bytes", "gpu_mem_peak_bytes", "gpu_util_mean"]
 TYPES = {"index": (int,), "name": (str,), "folder": (str,), "command": (str,),
          "status": (str,), "exit_code": (int, type(None)), "signal": (str, type(None)),
          "attempts": (int,), "gpus": (str,), "slot": (str,), "runner": (int, type(None)),
          "host": (str, type(None)), "started_at": (str, type(None)),
          "ended_at": (str, type(None)), "started_epoch": (float, int, type(None)),
          "ended_epoch": (float, int, type(None)), "duration_s": (float, int, type(None)),
-         "note": (str,), "in_source": (bool,)}
+         "note": (str,), "in_source": (bool,), "cpu_user_s": (float, int, type(None)),
+         "cpu_system_s": (float, int, type(None)), "max_rss_bytes": (int, type(None)),
+         "gpu_mem_peak_bytes": (int, type(None)), "gpu_util_mean": (float, int, type(None))}
 STATUSES = ["queued", "running", "succeeded", "failed", "interrupted", "timeout", "cancelled",
             "skipped", "unschedulable"]
 

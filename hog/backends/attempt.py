@@ -16,9 +16,9 @@ import os
 import time
 from typing import Dict, Iterable, Optional, Tuple
 
-from hog.model import Dispatch, JobProcess, Outcome, Status
+from hog.model import NO_USAGE, Dispatch, JobProcess, Outcome, Status, Usage
 from hog.state.folderlock import FolderLock
-from hog.state.info import info_fields
+from hog.state.info import info_fields, render_info
 from hog.state.jobdir import JobFolder, Layout
 from hog.state.rows import job_spec
 
@@ -133,12 +133,17 @@ class Attempt:
 
     # ------------------------------------------------------------ endings
     def finished(self, status: Status, exit_code: Optional[int], signal: Optional[str],
-                 ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
-        """The attempt ended: the final INFO, then the marker; its ``Outcome``."""
+                 ended: float, note: str = "", started: Optional[float] = None,
+                 usage: Usage = NO_USAGE) -> Outcome:
+        """The attempt ended: the final INFO, then the marker; its ``Outcome``. INFO ends
+        with the CPU figures of ``usage`` (the GPU ones are the runner's: ``add_gpu_usage``)."""
         self.close_output()
-        outcome = self.outcome(status, exit_code, signal, ended, note, started)
-        self.folder.finish(self._fields(status, exit_code=exit_code, signal=signal,
-                                        started=outcome.started, ended=ended), outcome)
+        outcome = self.outcome(status, exit_code, signal, ended, note, started, usage)
+        fields = self._fields(status, exit_code=exit_code, signal=signal,
+                              started=outcome.started, ended=ended)
+        fields.update((k, v) for k, v in usage.fields().items()     # last; None: unknown
+                      if not k.startswith("gpu_"))
+        self.folder.finish(fields, outcome)
         self.folder.close()         # (kept open while a refused write may be tried again)
         self.release()
         return outcome
@@ -151,7 +156,8 @@ class Attempt:
             self.lock = None
 
     def outcome(self, status: Status, exit_code: Optional[int], signal: Optional[str],
-                ended: float, note: str = "", started: Optional[float] = None) -> Outcome:
+                ended: float, note: str = "", started: Optional[float] = None,
+                usage: Usage = NO_USAGE) -> Outcome:
         """The ``Outcome`` ``finished`` records (nothing is written): also what is
         reported when the folder cannot be written."""
         if started is None:
@@ -159,7 +165,8 @@ class Attempt:
         d = self.d
         return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
                        exit_code=exit_code, signal=signal, started=started, ended=ended,
-                       pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note)
+                       pid=self.pid, attempt=d.attempt, err_path=self.err_path, note=note,
+                       usage=usage)
 
     def ended_unrun(self, status: Status, why: str, note: Optional[str] = None,
                     started: Optional[float] = None, ended: Optional[float] = None) -> Outcome:
@@ -195,3 +202,24 @@ class Attempt:
         if self.proc is not None:
             fields.update(pgid=self.proc.pgid, sid=self.proc.sid, proc_start=self.proc.start)
         return fields
+
+
+def add_gpu_usage(layout: Layout, index: int, usage: Usage) -> None:
+    """Append the GPU figures of ``usage`` to the INFO of job ``index``'s attempt that has
+    just ended (the runner's, as it records the outcome, before anything can start the
+    job again). Appended in place, so the marker, a hard link to INFO, says the same.
+    A folder that cannot be written (gone, a link, the disk refusing) keeps its INFO."""
+    fields = {k: v for k, v in usage.fields().items() if k.startswith("gpu_")}
+    text = render_info(fields).encode("ascii")
+    if os.path.islink(layout.folder(index)):
+        return
+    try:
+        fd = os.open(layout.info_path(index), os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.write(fd, text)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -8,7 +8,17 @@ backend can do beyond that is a capability it has or lacks, tested with
 ``Signalling`` (a signal delivered to a slot's job) and ``LocalCapacity`` (an
 admission over this machine's own GPUs).
 """
-from typing import Callable, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import (
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
 
 from hog.model import Dispatch, Event, Job, StopHow
 from hog.placement import Placement
@@ -106,6 +116,10 @@ class LocalCapacity(Protocol):
         """Is ``slot`` one of the runner's GPU slots (one being retired included)?"""
 
     def set_gpu_memory(self, gpu: str, size: float) -> None: ...
+
+    def set_foreign_memory(self, held: Dict[str, float]) -> bool:
+        """Others' processes hold ``held`` bytes per GPU id: ``memory=`` jobs fit in the
+        rest. True if that changed anything."""
 
     def set_unavailable(self, gpu_ids: Iterable[str]) -> bool:
         """Others use ``gpu_ids``: start nothing there. True if that changed anything."""

@@ -118,14 +118,14 @@ class Consumer:
                 spawn.sweep_leftovers(pid, self.grace)
         finally:
             watch.close()
-            spawn.end_descendants(self.grace)   # what left the group, adopted by us
+            spawn.end_descendants(self.grace, reaped=watch.reaped)  # adopted by us
         assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         if status is None:
             status = Status.SUCCEEDED if exit_code == 0 else Status.FAILED
-        final = status
-        return self._end(d, lambda: attempt.finished(final, exit_code, sig, ended),
-                         lambda: attempt.outcome(final, exit_code, sig, ended))
+        final, usage = status, watch.reaped.usage()
+        return self._end(d, lambda: attempt.finished(final, exit_code, sig, ended, usage=usage),
+                         lambda: attempt.outcome(final, exit_code, sig, ended, usage=usage))
 
     def _open(self, d: Dispatch) -> Attempt:
         check_present(self.layout.state_dir)    # never recreate a removed output directory

@@ -60,6 +60,7 @@ class Scheduler:
         self.used: DefaultDict[str, float] = defaultdict(float)
         self.gpu_memory = dict(capacity.gpu_memory)
         self.mem_used: DefaultDict[str, float] = defaultdict(float)
+        self.foreign: Dict[str, float] = {}   # bytes per GPU id held by others' processes
         self.cpu_total = capacity.cpu_slots
         # CPU slots are -1, -2, ... (shown as cpu0, cpu1, ...); the list's end is taken first
         self.cpu_free = list(range(-capacity.cpu_slots, 0))
@@ -167,6 +168,14 @@ class Scheduler:
     def set_gpu_memory(self, gpu: str, size: float) -> None:
         self.gpu_memory[gpu] = size
         self._capacity_changed()
+
+    def set_foreign_memory(self, held: Dict[str, float]) -> bool:
+        """Processes hog did not start hold ``held`` bytes per GPU id (the monitor's latest
+        look): ``memory=`` jobs fit in what is left. A job that fits the GPU's total waits
+        for others to let go; it never becomes unschedulable for it. True if it changed."""
+        changed = held != self.foreign
+        self.foreign = dict(held)
+        return changed
 
     def _never_fits(self, job: Job) -> Optional[str]:
         gpus = [g for g in self.gpus() if g not in self.excluded]
@@ -296,7 +305,8 @@ class Scheduler:
                 continue
             if gpu in self.excluded or self.alone[gpu] or (alone and self.load[gpu]):
                 continue
-            if memory and self.mem_used[gpu] + memory > self.gpu_memory.get(gpu, 0):
+            if memory and self.mem_used[gpu] + memory + self.foreign.get(gpu, 0.0) \
+                    > self.gpu_memory.get(gpu, 0):
                 continue
             seen.add(gpu)
             chosen.append(i)

@@ -9,6 +9,13 @@ Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s;
 ``job_process`` is the record of a started job, ``end_leftovers`` ends what is left of
 jobs whose runner died (found by that record), and ``become_subreaper`` with
 ``end_descendants`` catch what a job started that left its process group (``setsid``).
+
+What a job used is the kernel's accounting of reaped processes, read as they are
+reaped (``os.wait4``), never by polling: the leader's resource usage covers it and
+every descendant reaped inside the job (a shell's waited-for commands); what the job
+left behind is reaped by its slot (``end_descendants``, the slot being their
+subreaper) and added (``Reaped``). Not covered: processes still alive when the slot
+gives up on them, and those reaped by someone else (no subreaper: init).
 """
 import ctypes
 import errno
@@ -20,7 +27,7 @@ import subprocess
 import time
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from hog.model import JobProcess, JobTrace
+from hog.model import JobProcess, JobTrace, Usage
 from hog.proc import all_pids, children_of, environ_has, is_alive, is_zombie, proc_ids, start_ticks
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -128,16 +135,40 @@ def exit_status(status: int) -> Tuple[Optional[int], Optional[str]]:
     return os.WEXITSTATUS(status), None
 
 
+class Reaped:
+    """The resource usage of reaped processes, summed (CPU) and maxed (resident memory)."""
+
+    def __init__(self) -> None:
+        self.user = 0.0
+        self.system = 0.0
+        self.max_rss_kib = 0
+        self.any = False
+
+    def add(self, ru) -> None:
+        self.user += ru.ru_utime
+        self.system += ru.ru_stime
+        self.max_rss_kib = max(self.max_rss_kib, ru.ru_maxrss)   # KiB on Linux
+        self.any = True
+
+    def usage(self) -> Usage:
+        if not self.any:
+            return Usage()
+        return Usage(cpu_user_s=round(self.user, 3), cpu_system_s=round(self.system, 3),
+                     max_rss_bytes=self.max_rss_kib * 1024)
+
+
 class Watch:
     """Waits for a started job to exit, or for a file descriptor to become readable.
 
     Uses a pidfd where the kernel has them (Linux 5.3+), so waiting costs nothing;
-    elsewhere it falls back to checking every 10 ms.
+    elsewhere it falls back to checking every 10 ms. ``reaped``: the job's resource
+    usage once it is reaped (and that of what ``end_descendants`` reaps after it).
     """
 
     def __init__(self, pid: int):
         self.pid = pid
         self.status: Optional[int] = None
+        self.reaped = Reaped()
         try:
             self.pidfd: Optional[int] = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -153,13 +184,14 @@ class Watch:
         if self.status is not None:
             return True
         try:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            pid, status, ru = os.wait4(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             self.status = 0
             return True
         if pid == 0:
             return False
         self.status = status
+        self.reaped.add(ru)
         return True
 
     def wait(self, other_fd: Optional[int], timeout: Optional[float]) -> str:
@@ -358,18 +390,20 @@ def become_subreaper() -> bool:
         return False
 
 
-def end_descendants(grace: float, keep: Iterable[int] = ()) -> int:
+def end_descendants(grace: float, keep: Iterable[int] = (),
+                    reaped: Optional[Reaped] = None) -> int:
     """After a job ended: end every process it left that became our child (a subreaper
     adopts them), TERM, up to ``grace`` s, then KILL, and reap them; their own orphans
-    come to us in turn and go the same way. ``keep``: children not to touch. Returns
-    how many were ended. Cheap when nothing is left: one read of our children list."""
+    come to us in turn and go the same way. ``keep``: children not to touch; ``reaped``
+    adds up what the reaped ones used. Returns how many were ended. Cheap when nothing
+    is left: one read of our children list."""
     keep = set(keep)
     ended = 0
     for _ in range(50):                      # rounds: each adopts the orphans of the last
         kids = [pid for pid in children_of(os.getpid()) if pid not in keep]
         if not kids:
             return ended
-        live = [pid for pid in kids if not _reap(pid)]
+        live = [pid for pid in kids if not _reap(pid, reaped=reaped)]
         if not live:
             continue
         ended += len(live)
@@ -377,10 +411,10 @@ def end_descendants(grace: float, keep: Iterable[int] = ()) -> int:
         deadline = time.monotonic() + grace
         while live and time.monotonic() < deadline:
             time.sleep(0.01)
-            live = [pid for pid in live if not _reap(pid)]
+            live = [pid for pid in live if not _reap(pid, reaped=reaped)]
         _signal_kids(live, signal.SIGKILL)
         for pid in live:
-            _reap(pid, block=True)
+            _reap(pid, block=True, reaped=reaped)
     return ended
 
 
@@ -394,10 +428,12 @@ def _signal_kids(pids: List[int], sig: int) -> None:
         _kill(pid, sig)
 
 
-def _reap(pid: int, block: bool = False) -> bool:
+def _reap(pid: int, block: bool = False, reaped: Optional[Reaped] = None) -> bool:
     """Reap child ``pid`` if it has exited; True when it is gone."""
     try:
-        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        done, _, ru = os.wait4(pid, 0 if block else os.WNOHANG)
     except ChildProcessError:
         return True
+    if done != 0 and reaped is not None:
+        reaped.add(ru)
     return done != 0

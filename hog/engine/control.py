@@ -21,6 +21,7 @@ from hog.engine import intake, reruns, sweep, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
+from hog.state import gpulog
 from hog.state.jobdir import RUNNER_LOG
 from hog.state.store import HEARTBEAT_S
 
@@ -35,6 +36,10 @@ def tick(st: RunState, now: float) -> None:
         busy = sorted(g for g in st.monitor.unavailable if g in st.cfg.slots)
         st.display.message(f"GPU(s) in use by others, no new jobs there: "
                            f"{','.join(busy) or 'none now'}")
+    if st.monitor is not None:
+        if isinstance(st.sched, LocalCapacity):
+            st.sched.set_foreign_memory(st.monitor.foreign)
+        gpulog.append_looks(st.layout, st.monitor.take_history())
     st.registry.update(len(st.running))
     if st.cfg.wait_for_running:
         note_others_running(st, st.registry.others_running())

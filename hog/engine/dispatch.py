@@ -21,12 +21,14 @@ READY_AHEAD = 64
 
 
 def learn_gpu_memory(st: RunState) -> None:
-    """GPU memory totals from nvidia-smi, asked once, when a job first needs them."""
+    """GPU memory totals from nvidia-smi, asked once, when a job first needs them (what
+    others hold of them is the monitor's, refreshed on the tick: ``set_foreign_memory``)."""
     st.memory_known = True
     sched = st.sched
     if not isinstance(sched, LocalCapacity):    # Ray turns memory= jobs down
         return
-    for g in query_gpus() or []:
+    seen = st.monitor.gpus if st.monitor is not None else []   # (NVML without nvidia-smi)
+    for g in seen or query_gpus() or []:
         if g.memory_total_mib:
             for key in (g.index, g.uuid):
                 if key in st.cfg.slots:

@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from typing import List, Optional
 
-from hog.backends.attempt import Attempt
+from hog.backends.attempt import Attempt, add_gpu_usage
 from hog.backends.base import LocalCapacity, Resizable
 from hog.engine import control, reruns, writable
 from hog.engine.state import RunState
@@ -45,6 +45,7 @@ def on_event(st: RunState, event: Event) -> None:
                          proc=event.proc)
         if st.monitor is not None:
             st.monitor.ours = frozenset(st.pids.values())
+            st.monitor.track(pid, gpus.split(",") if gpus else ())
         r = st.progress.running.get(slot)
         if r is not None:
             r.started = started
@@ -66,13 +67,16 @@ def on_event(st: RunState, event: Event) -> None:
 
 def ended(st: RunState, outcome: Outcome) -> None:
     d = st.running.pop(outcome.slot, None)
-    st.pids.pop(outcome.slot, None)
+    pid = st.pids.pop(outcome.slot, None)
+    if st.monitor is not None and pid is not None:
+        outcome = gpu_usage(st, outcome, pid)
     st.cancelling.discard(outcome.index)
     rerun = reruns.after_end(st, d, outcome) if d is not None and not st.killing else ""
     retry = bool(rerun) or d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
         and reruns.counted(st, outcome) <= d.job.retries and not st.killing
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
-                   outcome.started, outcome.ended, rerun or outcome.note, requeue=retry)
+                   outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
+                   usage=outcome.usage)
     gone = st.sched.release(outcome.index)
     if gone and isinstance(st.backend, Resizable):
         for slot in gone:
@@ -90,6 +94,17 @@ def ended(st: RunState, outcome: Outcome) -> None:
                            + (f"{rerun} (no retry used)" if rerun else "retrying"))
         return
     account(st, outcome)
+
+
+def gpu_usage(st: RunState, outcome: Outcome, pid: int) -> Outcome:
+    """The outcome with what the GPU monitor saw of the job (leader ``pid``), which goes
+    into its INFO too (appended: the marker says the same)."""
+    peak, util = st.monitor.finish(pid)
+    if peak is None:
+        return outcome
+    usage = replace(outcome.usage, gpu_mem_peak_bytes=peak, gpu_util_mean=util)
+    add_gpu_usage(st.layout, outcome.index, usage)
+    return replace(outcome, usage=usage)
 
 
 def account(st: RunState, outcome: Outcome) -> None:

@@ -35,6 +35,7 @@ from hog.engine.state import RunState
 from hog.errors import UsageError, WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
+from hog.state import gpulog
 from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
 from hog.state.results import save_results
@@ -93,15 +94,22 @@ class Runner:
                                          args=(st.cfg.source, st.queue))
             st.producer.start()
         st.backend.start()
-        if st.cfg.min_free_memory is not None or st.cfg.exclusive:
-            from hog.gpus.monitor import GpuMonitor  # nvidia-smi polling: only when asked
+        checks = st.cfg.min_free_memory is not None or st.cfg.exclusive
+        if checks or (st.cfg.slots and isinstance(st.sched, LocalCapacity)):
+            # the GPU monitor (NVML or nvidia-smi): loaded only for local GPU slots
+            from hog.gpus.monitor import GpuMonitor
             st.monitor = GpuMonitor(st.cfg.min_free_memory, st.cfg.exclusive)
-            st.monitor.start()
-            if st.monitor.error:
+            if st.monitor.reader is not None:
+                st.monitor.start()
+            if st.monitor.error and checks:
                 raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
                                  f"{st.monitor.error}")
-            if isinstance(st.sched, LocalCapacity):    # --backend ray refuses these options
+            if st.monitor.error:    # nothing answers: no GPU figures, no cost
+                st.monitor.stop()
+                st.monitor = None
+            elif isinstance(st.sched, LocalCapacity):  # --backend ray refuses the checks
                 st.sched.set_unavailable(st.monitor.unavailable)
+                st.sched.set_foreign_memory(st.monitor.foreign)
         st.registry.update(0)   # every runner says when it runs jobs
         if st.cfg.wait_for_running:
             control.note_others_running(st, st.registry.others_running())
@@ -215,6 +223,7 @@ class Runner:
         st.backend.shutdown(list(st.running))
         if st.monitor is not None:
             st.monitor.stop()
+            gpulog.append_looks(st.layout, st.monitor.take_history())
         st.registry.close()
         if st.producer is not None:
             if st.producer.is_alive():

@@ -16,7 +16,7 @@ jobs it no longer lists are known, kept, and never started.
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from hog.model import Job, JobProcess, Status
+from hog.model import NO_USAGE, Job, JobProcess, Status, Usage
 from hog.state.db import Writer
 from hog.state.files import from_iso
 from hog.state.identity import Occurrences, job_digest
@@ -244,7 +244,8 @@ class Jobs(Writer, RunnerRows):
         cur = self._write(
             "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
             "attempt = attempt + 1, pid = NULL, pgid = NULL, sid = NULL, proc_start = NULL, "
-            "exit_code = NULL, signal = NULL, "
+            "exit_code = NULL, signal = NULL, cpu_user_s = NULL, cpu_system_s = NULL, "
+            "max_rss_bytes = NULL, gpu_mem_peak_bytes = NULL, gpu_util_mean = NULL, "
             "started = ?, ended = NULL, note = '' "
             "WHERE id = ? AND status = 'queued' AND attempt = ?",
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
@@ -274,15 +275,18 @@ class Jobs(Writer, RunnerRows):
 
     def ended(self, job_id: int, status: Status, exit_code: Optional[int],
               signal: Optional[str], started: float, ended: float, note: str = "",
-              requeue: bool = False) -> None:
-        """Record how an attempt ended; ``requeue``: queue the job for another attempt."""
+              requeue: bool = False, usage: Usage = NO_USAGE) -> None:
+        """Record how an attempt ended (and what it used); ``requeue``: queue the job for
+        another attempt."""
         final = "queued" if requeue else status.value
         self._write(
             "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, started = ?, ended = ?, "
-            "note = ?, runner = CASE WHEN ? THEN NULL ELSE runner END WHERE id = ?",
+            "note = ?, runner = CASE WHEN ? THEN NULL ELSE runner END, cpu_user_s = ?, "
+            "cpu_system_s = ?, max_rss_bytes = ?, gpu_mem_peak_bytes = ?, gpu_util_mean = ? "
+            "WHERE id = ?",
             (final, exit_code, signal, started, ended,
              note or ("" if not requeue else f"attempt ended {status.value}; retrying"),
-             requeue, job_id))
+             requeue, *usage.fields().values(), job_id))
 
     def set_status(self, job_id: int, status: Status, note: str = "") -> None:
         self._write("UPDATE jobs SET status = ?, note = ?, ended = ? WHERE id = ?",

@@ -80,7 +80,9 @@ class SweepReader(RunnerRows):
         cur = self.db.execute(
             "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
             "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note, "
-            f"{IN_SOURCE_SQL} "
+            f"{IN_SOURCE_SQL}, "
+            "j.cpu_user_s, j.cpu_system_s, j.max_rss_bytes, j.gpu_mem_peak_bytes, "
+            "j.gpu_util_mean "
             "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
         return map(ResultRow._make, cur)
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from hog.model import Status, slot_label
+from hog.model import USAGE_FIELDS, Status, slot_label
 from hog.state.files import UnsafePath, from_iso, replaced_atomically
 from hog.state.jobdir import (
     RESULTS_CSV,
@@ -32,7 +32,8 @@ from hog.state.rows import JobRow, ResultRow, RunnerRow
 
 FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal", "attempts",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",
-          "ended_epoch", "duration_s", "note", "in_source")
+          "ended_epoch", "duration_s", "note", "in_source") + USAGE_FIELDS
+# (USAGE_FIELDS: what the latest attempt used, ``model.Usage``; empty where not known)
 
 
 _SECONDS: Dict[int, str] = {}
@@ -59,7 +60,7 @@ def utc_iso(ts: Optional[float]) -> Optional[str]:
 def record(row: ResultRow, layout: Layout) -> dict:
     """The flat record of one job (its latest attempt)."""
     (index, name, command, status, exit_code, signal, attempt, gpus, slot, runner, host,
-     started, ended, note, in_source) = row
+     started, ended, note, in_source) = row[:15]
     if status == "running":
         ended = None
     folder = layout.folder_name(index)
@@ -84,6 +85,11 @@ def record(row: ResultRow, layout: Layout) -> dict:
         else round(max(0.0, ended - started), 3),
         "note": note,
         "in_source": bool(in_source),
+        "cpu_user_s": row.cpu_user_s,
+        "cpu_system_s": row.cpu_system_s,
+        "max_rss_bytes": row.max_rss_bytes,
+        "gpu_mem_peak_bytes": row.gpu_mem_peak_bytes,
+        "gpu_util_mean": row.gpu_util_mean,
     }
 
 

@@ -24,7 +24,8 @@ RUNNABLE_SQL = ("status = 'queued' AND (ident IS NULL OR seen IS NULL OR seen = 
 # The columns of ``jobs`` in the order of JobRow's fields.
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
                "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note, "
-               f"ident, digest, seen, pgid, sid, proc_start, {IN_SOURCE_SQL} AS in_source")
+               "ident, digest, seen, pgid, sid, proc_start, cpu_user_s, cpu_system_s, "
+               f"max_rss_bytes, gpu_mem_peak_bytes, gpu_util_mean, {IN_SOURCE_SQL} AS in_source")
 
 _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
@@ -60,6 +61,11 @@ class JobRow:
     pgid: Optional[int] = None          # the process group, session and kernel start
     sid: Optional[int] = None           # time of the running job's leader ``pid``
     proc_start: Optional[str] = None
+    cpu_user_s: Optional[float] = None          # what the latest attempt used
+    cpu_system_s: Optional[float] = None        # (``model.Usage``; NULL: not known)
+    max_rss_bytes: Optional[int] = None
+    gpu_mem_peak_bytes: Optional[int] = None
+    gpu_util_mean: Optional[float] = None
     in_source: int = 1           # 0: the source no longer lists it (kept, not run)
 
     def job(self) -> Job:
@@ -88,6 +94,11 @@ class ResultRow(NamedTuple):
     ended: Optional[float]
     note: str
     in_source: int
+    cpu_user_s: Optional[float] = None
+    cpu_system_s: Optional[float] = None
+    max_rss_bytes: Optional[int] = None
+    gpu_mem_peak_bytes: Optional[int] = None
+    gpu_util_mean: Optional[float] = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ version must take.
 """
 from typing import Dict
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -100,5 +100,18 @@ ALTER TABLE jobs ADD COLUMN sid INTEGER;
 ALTER TABLE jobs ADD COLUMN proc_start TEXT
 """
 # Statements are split on ";", so comments in them must not hold one.
+
+# Version 5: what the latest attempt of a job used (``model.Usage``): CPU seconds and
+# peak resident memory from the kernel's accounting, GPU memory peak and utilisation
+# from the GPU monitor; NULL where not known.
+SCHEMA_V5 = """
+ALTER TABLE jobs ADD COLUMN cpu_user_s REAL;
+ALTER TABLE jobs ADD COLUMN cpu_system_s REAL;
+ALTER TABLE jobs ADD COLUMN max_rss_bytes INTEGER;
+ALTER TABLE jobs ADD COLUMN gpu_mem_peak_bytes INTEGER;
+ALTER TABLE jobs ADD COLUMN gpu_util_mean REAL
+"""
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
-                              3: SCHEMA_V3}
+                              3: SCHEMA_V3,
+                              4: "",    # placeholder: another branch's migration
+                              5: SCHEMA_V5}

@@ -1,5 +1,6 @@
 """``hog status DIR``: what it shows of a sweep, from its store. ``status_data`` is the
-``hog status --json`` contract (its keys are always there); ``status_lines`` is the
+``hog status --json`` contract (its keys are always there; ``finished``: the jobs that
+ended last, latest first, with what they used); ``status_lines`` is the
 text for people. Both only read the store.
 
 Jobs the sweep's source no longer lists are in ``counts`` and ``total`` (they keep
@@ -9,7 +10,7 @@ import time
 from typing import Any, Dict, List
 
 from hog.humanize import fmt_duration, printable, shown_path
-from hog.model import Status
+from hog.model import USAGE_FIELDS, Status
 from hog.state.jobdir import Layout
 from hog.state.reading import SweepReader
 from hog.state.runners import runner_alive
@@ -41,8 +42,13 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
                                folder=layout.folder_name(j.id), status=j.status,
                                exit_code=j.exit_code, signal=j.signal, attempt=j.attempt,
                                gpus=j.gpus, slot=j.slot, started=j.started, ended=j.ended,
-                               note=j.note, in_source=bool(j.in_source)))
+                               note=j.note, in_source=bool(j.in_source), **_usage(j)))
     failed.sort(key=lambda f: f["id"])
+    ended = [s.value for s in Status if s.finished]
+    finished = [dict(id=j.id, name=j.name or layout.folder_name(j.id), status=j.status,
+                     attempt=j.attempt, gpus=j.gpus, started=j.started, ended=j.ended,
+                     **_usage(j))
+                for j in store.latest_ended(ended, failed_limit)]
     found = store.counts()
     counts = {s.value: found.pop(s.value, 0) for s in Status}
     counts.update(found)
@@ -50,7 +56,13 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
     return dict(output_dir=directory, source=store.meta("source"),
                 schema_version=store.schema_version(), time=now, total=sum(counts.values()),
                 counts=counts, runners=runners, running=running, failed=failed[:failed_limit],
+                finished=finished,
                 not_in_source=sum(gone.values()), not_in_source_counts=gone)
+
+
+def _usage(row) -> Dict[str, Any]:
+    """What the job's latest attempt used (``model.Usage``; None: not known)."""
+    return {name: getattr(row, name) for name in USAGE_FIELDS}
 
 
 def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]:

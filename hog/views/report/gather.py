@@ -1,8 +1,9 @@
 """The report's data: a ``Sweep``, read once from the store (opened read-only) and the
 job folders, so that the timeline and the page are pure functions of it."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import FrozenSet, List, Optional, Tuple
 
+from hog.state.gpulog import Look, read_looks
 from hog.state.jobdir import Layout, earlier_attempts, read_info
 from hog.state.reading import SweepReader
 from hog.state.results import Attempt, attempts
@@ -23,6 +24,7 @@ class Sweep:
     attempts: List[Attempt]
     now: float
     health: Tuple[str, ...] = ()         # GPUs quarantined, attempts run again for free
+    gpu_looks: List[Look] = field(default_factory=list)  # the GPU monitor's log
 
 
 def health_lines(store: SweepReader, layout: Layout, rows: List[JobRow],
@@ -48,4 +50,5 @@ def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sw
     alive = frozenset(r.id for r in runners if runner_alive(r))
     return Sweep(directory=directory, layout=layout, source=store.meta("source"), rows=rows,
                  runners=runners, alive=alive, attempts=attempts(rows, runners, layout),
-                 now=now, health=health_lines(store, layout, rows, runners))
+                 now=now, health=health_lines(store, layout, rows, runners),
+                 gpu_looks=read_looks(layout))

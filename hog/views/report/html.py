@@ -15,6 +15,7 @@ from hog.model import Status, slot_label
 from hog.state.rows import JobRow
 from hog.state.runners import HEARTBEAT_S
 from hog.views.report.gather import Sweep
+from hog.views.report.gpus import gpu_section, job_usage_columns
 from hog.views.report.timeline import (
     Bar,
     Lane,
@@ -59,6 +60,7 @@ def build(sweep: Sweep) -> str:
         "HISTOGRAM": _histogram(sweep.rows),
         "FAILURES": _failures(sweep, counts),
         "RUNNERS": _runners(sweep),
+        "GPUS": gpu_section(sweep.gpu_looks, sweep.rows, sweep.layout.folder_name),
         "DATA": _script_json(data),
         "SCRIPT": _read_asset("report.js"),
     }
@@ -120,7 +122,8 @@ def _timeline_data(sweep: Sweep, lanes: List[Lane], bars: List[Bar], use: Usage,
     return {
         "t0": t0, "span": t1, "now": round(sweep.now - t0, 3) if sweep.alive else None,
         "statuses": list(STATUS_ORDER), "colors": COLORS, "prefix": sweep.layout.prefix,
-        "lanes": lane_rows, "bars": cols, "jobs": job_cols,
+        "lanes": lane_rows, "bars": cols,
+        "jobs": {**job_cols, **job_usage_columns(by_id, job_cols["id"])},
         "usage": {"t": use.times, "busy": use.busy, "cap": use.capacity, "cpu": use.cpu},
     }
 

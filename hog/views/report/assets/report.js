@@ -379,6 +379,12 @@
     ];
     if (f & 1) lines.push("<span class=\"dim\">an earlier attempt; the job ran again</span>");
     if (f & 2) lines.push("<span class=\"dim\">this slot was one of the job's GPUs</span>");
+    var used = [];                                   // what the job's latest attempt used
+    if (J.cpu && J.cpu[j] != null) used.push("CPU " + J.cpu[j] + " s");
+    if (J.rss && J.rss[j] != null) used.push("peak RSS " + (J.rss[j] / 1048576).toFixed(0) + " MiB");
+    if (J.gmem && J.gmem[j] != null) used.push("GPU memory " + (J.gmem[j] / 1073741824).toFixed(2) + " GiB");
+    if (J.gutil && J.gutil[j] != null) used.push("GPU util " + J.gutil[j] + " %" + (J.gutil[j] < 5 ? " (barely used)" : ""));
+    if (used.length) lines.push("<span class=\"dim\">" + esc(used.join(" \u00b7 ")) + "</span>");
     lines.push("<code>" + esc(J.cmd[j]) + "</code>");
     return lines.join("<br>");
   }
