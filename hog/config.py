@@ -11,7 +11,7 @@ command line's options, whichever called.
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from hog.errors import UsageError
 from hog.gpus.discovery import check_visible, discover
@@ -46,6 +46,7 @@ class RunConfig:
     backend: str = "local"                           # local | ray
     ray_address: Optional[str] = None                # None: a local Ray instance
     ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
+    resume_on_boot: Tuple[str, ...] = ()             # hog's arguments at boot (hog.boot)
 
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
@@ -77,13 +78,15 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                  min_free_memory: Optional[Amount] = None, exclusive: bool = False,
                  wait_for_running: bool = False, on_job_end: Optional[str] = None,
                  on_finish: Optional[str] = None, hook_timeout: float = 30.0,
-                 backend: str = "local", ray_address: Optional[str] = None) -> RunConfig:
+                 backend: str = "local", ray_address: Optional[str] = None,
+                 resume_on_boot: Sequence[str] = ()) -> RunConfig:
     """The run's configuration, checked (``UsageError`` if an option is bad).
 
     ``gpus``: a spec (``"0,0,1"``, ``"0-3x2"``, ``"all"``) or GPU ids (``[0, 0, 1]``);
     ``resources``: ``"license=2 disk=1"`` or ``{"license": 2}``; ``gpu_memory``: a size
     for every GPU (``"80G"``, or bytes), ``"0=80G,1=40G"`` or ``{"0": "80G"}``;
-    ``min_free_memory``: a size (``"10G"``, or bytes)."""
+    ``min_free_memory``: a size (``"10G"``, or bytes); ``resume_on_boot``: the hog
+    arguments that resume the sweep after a reboot (the command line's, ``hog.boot``)."""
     spec = _gpu_spec(gpus)
     if not prefix or "/" in prefix or prefix.startswith("."):
         raise UsageError(f"--prefix {prefix!r}: must be non-empty, without '/', "
@@ -118,7 +121,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                      min_free_memory=min_free,
                      exclusive=exclusive, wait_for_running=wait_for_running,
                      on_job_end=on_job_end, on_finish=on_finish, hook_timeout=hook_timeout,
-                     backend=backend, ray_address=ray_address, ray_gpus=ray_gpus)
+                     backend=backend, ray_address=ray_address, ray_gpus=ray_gpus,
+                     resume_on_boot=tuple(resume_on_boot))
 
 
 def file_source(path: Union[str, "os.PathLike[str]"], yielder: bool = False) -> SourceSpec:

@@ -5,12 +5,14 @@ text for people. Both only read the store.
 Jobs the sweep's source no longer lists are in ``counts`` and ``total`` (they keep
 their records), counted apart in ``not_in_source`` (by status in
 ``not_in_source_counts``), and flagged ``in_source: false`` in ``running``/``failed``."""
+import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
+from hog import boot
 from hog.humanize import fmt_duration, printable, shown_path
 from hog.model import Status
-from hog.state.jobdir import Layout
+from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.runners import runner_alive
 
@@ -49,7 +51,15 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
     return dict(output_dir=directory, source=store.meta("source"),
                 schema_version=store.schema_version(), time=now, total=sum(counts.values()),
                 counts=counts, runners=runners, running=running, failed=failed[:failed_limit],
-                not_in_source=sum(gone.values()), not_in_source_counts=gone)
+                not_in_source=sum(gone.values()), not_in_source_counts=gone,
+                resume_on_boot=_boot(directory))
+
+
+def _boot(directory: str) -> Optional[Dict[str, str]]:
+    """How the sweep is registered to resume after a reboot (None: it is not)."""
+    found = boot.registered(os.path.join(directory, STATE_DIR))
+    return None if found is None else dict(how=found.how, name=found.name,
+                                           script=found.script, text=found.describe())
 
 
 def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]:
@@ -75,6 +85,8 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
         say(f"runner {r['id']}: pid {r['pid']} on {r['host']}, gpus {r['gpus']}"
             + (f", asked to {r['request']}" if r["request"] else ""))
     waiting = counts.get("queued", 0) - gone.get("queued", 0)
+    if data.get("resume_on_boot"):
+        say(f"resumes after a reboot: {data['resume_on_boot']['text']}")
     if not live:
         say("no runner is active" + (f"; start one to run the {waiting} queued job(s)"
                                      if waiting else ""))
