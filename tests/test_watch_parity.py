@@ -141,3 +141,30 @@ def test_a_script_taken_out_of_to_run_before_it_started_never_runs(hq):
     counts = hq.status(d)["counts"]
     assert (counts["succeeded"], counts["cancelled"]) == (1, 1)
     assert listing(d)["running"] == []
+
+
+@pytest.mark.timeout(90)
+def test_after_a_sigkilled_watch_the_next_runs_the_script_left_in_running_and_the_rest_once(hq):
+    d = hq.tmp / "w"
+    ledger, gate = hq.tmp / "ledger", hq.tmp / "gate"
+    for name in ("s1", "s2", "s3"):
+        gated(d, name, ledger, gate)
+    watcher = hq.start("watch", d, "--gpus", "0")
+    wait_for(lambda: Path(f"{ledger}.seen").exists(), timeout=20, what="s1 to start")
+    wait_for(lambda: hq.status(d)["counts"]["queued"] == 2, what="s2 and s3 to be queued")
+    jobs = hq.job_pids()
+    watcher.signal_group(signal.SIGKILL)
+    for pid in jobs:                                  # the machine went down: s1 too
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    watcher.wait(10)
+    hq.wait_no_processes(timeout=10)
+    assert listing(d)["running"] == ["s1"] and listing(d)["to_run"] == ["s2", "s3"]
+    write(gate, "")
+    r = hq.run("watch", d, "--gpus", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lines_of(ledger) == ["s1", "s2", "s3"]
+    assert listing(d)["to_run"] == [] and listing(d)["running"] == []
+    assert hq.status(d)["counts"]["succeeded"] == 3

@@ -43,7 +43,7 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog retry [DIR] --failed | JOB...           queue finished jobs again
   hog gpus [DIR] SPEC                         change a live runner's slots
   hog gpus                                    the GPUs that discovery sees
-  hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
+  hog watch DIR [--exit 1|0] [OPTIONS]        run scripts dropped into DIR/to_run/
   hog attach [DIR]                            the live dashboard of a runner started elsewhere
   hog logs [DIR] JOB [--err] [-f]             a job's output (-f: follow it until it ends)
   hog report [DIR] [--output FILE]            DIR/report.html: timeline per GPU slot,
