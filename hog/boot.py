@@ -115,18 +115,23 @@ def register(state_dir: str, args: Sequence[str], cwd: Optional[str] = None,
     script = os.path.join(state_dir, SCRIPT)
     env = os.environ if env is None else env
     _write(script, script_text(state_dir, args, cwd or os.getcwd(), env, sys.executable), 0o700)
-    if use_systemd(env):
-        name = unit_name(state_dir)
-        folder = unit_folder(env)
-        os.makedirs(folder, exist_ok=True)
-        _write(os.path.join(folder, name), unit_text(state_dir, script), 0o644)
-        _tool(["systemctl", "--user", "daemon-reload"])
-        _tool(["systemctl", "--user", "enable", name])
-        done = Registration("systemd", name, script)
-    else:
-        lines = [line for line in _crontab() if not _ours(line, state_dir)]
-        _set_crontab(lines + [crontab_line(state_dir, script)])
-        done = Registration("crontab", crontab_tag(state_dir), script)
+    try:
+        if use_systemd(env):
+            name = unit_name(state_dir)
+            folder = unit_folder(env)
+            os.makedirs(folder, exist_ok=True)
+            _write(os.path.join(folder, name), unit_text(state_dir, script), 0o644)
+            _tool(["systemctl", "--user", "daemon-reload"])
+            _tool(["systemctl", "--user", "enable", name])
+            done = Registration("systemd", name, script)
+        else:
+            lines = [line for line in _crontab() if not _ours(line, state_dir)]
+            _set_crontab(lines + [crontab_line(state_dir, script)])
+            done = Registration("crontab", crontab_tag(state_dir), script)
+    except BootError:
+        if registered(state_dir) is None:     # nothing registered: nothing left of it
+            os.unlink(script)
+        raise
     _write(os.path.join(state_dir, MARK), json.dumps(done.__dict__) + "\n", 0o600)
     return done
 

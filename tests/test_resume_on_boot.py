@@ -24,7 +24,9 @@ echo "crontab $*" >> {d}/calls
 case "$1" in
   -l) [ -f {d}/crontab ] && exec cat {d}/crontab
       echo "no crontab for $USER" >&2; exit 1 ;;
-  -)  cat > {d}/crontab.new && mv {d}/crontab.new {d}/crontab ;;
+  -)  [ -f {d}/refuse ] && {{ echo "crontab: you are not allowed to use this program" >&2
+                            exit 1; }}
+      cat > {d}/crontab.new && mv {d}/crontab.new {d}/crontab ;;
   *)  echo "fake crontab: unsupported: $*" >&2; exit 9 ;;
 esac
 """,
@@ -169,3 +171,32 @@ def test_the_registered_boot_command_resumes_a_sigkilled_sweep_and_every_job_end
     assert fakes.crontab == []                     # the sweep ended: no more resuming
     counts = hq.status(out)["counts"]
     assert counts["succeeded"] == n
+
+
+@pytest.mark.timeout(60)
+def test_a_registration_the_system_refuses_is_said_and_the_sweep_runs_anyway(hq):
+    fakes = Fakes(hq.tmp)
+    write(fakes.dir / "refuse", "")
+    job_file(hq.tmp, "echo one", "echo two")
+    r = hq.run("--job-file", "jobs.txt", "--gpus", "0", "--resume-on-boot", env=fakes.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "could not register the sweep (crontab -: crontab: you are not allowed" in r.stderr
+    assert not (hq.tmp / "output" / ".hog" / boot.SCRIPT).exists()
+    assert hq.status(hq.tmp / "output")["counts"]["succeeded"] == 2
+    assert hq.status(hq.tmp / "output")["resume_on_boot"] is None
+
+
+def test_paths_with_spaces_and_percent_signs_are_quoted_for_cron_systemd_and_sh(tmp_path):
+    state = str(tmp_path / "runs 100%" / ".hog")
+    script = os.path.join(state, boot.SCRIPT)
+    line = boot.crontab_line(state, script)
+    assert line.startswith(f"@reboot /bin/sh '{tmp_path}/runs 100\\%/.hog/boot.sh' ")
+    assert f'ExecStart=/bin/sh "{tmp_path}/runs 100%%/.hog/boot.sh"\n' in \
+        boot.unit_text(state, script)
+    text = boot.script_text(state, ["--job-file", "my jobs.txt"], "/some where",
+                            {"PATH": "/bin", "SECRET": "x"}, "/usr/bin/python3")
+    assert "cd '/some where' || exit 1\nexport PATH=/bin\nexec /usr/bin/python3 -m hog " \
+           "--job-file 'my jobs.txt' </dev/null" in text
+    assert "SECRET" not in text
+    assert boot.boot_args(["--job-file", "j", "--fresh", "--detach", "--resume-on-boot"]) == \
+        ["--job-file", "j", "--resume-on-boot"]

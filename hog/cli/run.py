@@ -164,8 +164,8 @@ def watch_parser() -> HogParser:
         "a sweep run applies; hog status DIR, hog stop DIR... work on DIR itself.")
     p.add_argument("dir", metavar="DIR", help="the folder that holds to_run/")
     p.add_argument("--exit", type=int, choices=(0, 1), default=1,
-                   help="1 (default): exit once to_run/ is empty and nothing runs; "
-                        "0: keep watching for new scripts")
+                   help="1 (default): exit once nothing new is in to_run/ and nothing "
+                        "runs; 0: keep watching for new scripts")
     _flag(p, "output_dir", "-o", metavar="DIR", help="job folders (default: DIR/output)")
     for action in run_parser()._actions:
         if action.dest not in NOT_WATCH:
