@@ -200,3 +200,23 @@ def test_paths_with_spaces_and_percent_signs_are_quoted_for_cron_systemd_and_sh(
     assert "SECRET" not in text
     assert boot.boot_args(["--job-file", "j", "--fresh", "--detach", "--resume-on-boot"]) == \
         ["--job-file", "j", "--resume-on-boot"]
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_as_at_shutdown_keeps_the_registration_and_ctrl_c_removes_it(hq):
+    fakes = Fakes(hq.tmp)
+    gate, ledger = hq.tmp / "gate", hq.tmp / "ledger"
+    gated_jobs(hq.tmp, 3, gate, ledger)
+    out = hq.tmp / "output"
+    for sig, code, kept in ((signal.SIGTERM, 143, True), (signal.SIGINT, 130, False)):
+        runner = hq.start("--job-file", "jobs.txt", "--gpus", "0", "--resume-on-boot",
+                          env=fakes.env)
+        wait_for(lambda: hq.status(out)["counts"]["running"] == 1 and len(fakes.crontab) == 1,
+                 timeout=20, interval=0.2, what="a job running and the @reboot line")
+        runner.signal(sig)
+        if sig == signal.SIGINT:
+            runner.wait_output("starting no new jobs")
+            write(gate, "")
+        assert runner.wait(20) == code, runner.output
+        assert (len(fakes.crontab) == 1) is kept
+        assert (hq.status(out)["resume_on_boot"] is not None) is kept
