@@ -211,7 +211,7 @@ def test_sigterm_as_at_shutdown_keeps_the_registration_and_ctrl_c_removes_it(hq)
     for sig, code, kept in ((signal.SIGTERM, 143, True), (signal.SIGINT, 130, False)):
         runner = hq.start("--job-file", "jobs.txt", "--gpus", "0", "--resume-on-boot",
                           env=fakes.env)
-        wait_for(lambda: hq.status(out)["counts"]["running"] == 1 and len(fakes.crontab) == 1,
+        wait_for(lambda: len(fakes.crontab) == 1 and hq.status(out)["counts"]["running"] == 1,
                  timeout=20, interval=0.2, what="a job running and the @reboot line")
         runner.signal(sig)
         if sig == signal.SIGINT:
