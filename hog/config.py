@@ -11,7 +11,7 @@ command line's options, whichever called.
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from hog.errors import UsageError
 from hog.gpus.discovery import check_visible, discover
@@ -49,6 +49,7 @@ class RunConfig:
     quarantine_after: int = 3          # fast failures in a row that quarantine a GPU (0: off)
     quarantine_within: float = 60.0    # seconds from its start that make a failure fast
     oom_retry: bool = True             # rerun a GPU out-of-memory failure alone, once
+    resume_on_boot: Tuple[str, ...] = ()             # hog's arguments at boot (hog.boot)
 
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
@@ -82,13 +83,14 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                  on_finish: Optional[str] = None, hook_timeout: float = 30.0,
                  backend: str = "local", ray_address: Optional[str] = None,
                  quarantine_after: int = 3, quarantine_within: float = 60.0,
-                 oom_retry: bool = True) -> RunConfig:
+                 oom_retry: bool = True, resume_on_boot: Sequence[str] = ()) -> RunConfig:
     """The run's configuration, checked (``UsageError`` if an option is bad).
 
     ``gpus``: a spec (``"0,0,1"``, ``"0-3x2"``, ``"all"``) or GPU ids (``[0, 0, 1]``);
     ``resources``: ``"license=2 disk=1"`` or ``{"license": 2}``; ``gpu_memory``: a size
     for every GPU (``"80G"``, or bytes), ``"0=80G,1=40G"`` or ``{"0": "80G"}``;
-    ``min_free_memory``: a size (``"10G"``, or bytes)."""
+    ``min_free_memory``: a size (``"10G"``, or bytes); ``resume_on_boot``: the hog
+    arguments that resume the sweep after a reboot (the command line's, ``hog.boot``)."""
     spec = _gpu_spec(gpus)
     if not prefix or "/" in prefix or prefix.startswith("."):
         raise UsageError(f"--prefix {prefix!r}: must be non-empty, without '/', "
@@ -127,7 +129,7 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                      on_job_end=on_job_end, on_finish=on_finish, hook_timeout=hook_timeout,
                      backend=backend, ray_address=ray_address, ray_gpus=ray_gpus,
                      quarantine_after=quarantine_after, quarantine_within=quarantine_within,
-                     oom_retry=oom_retry)
+                     oom_retry=oom_retry, resume_on_boot=tuple(resume_on_boot))
 
 
 def file_source(path: Union[str, "os.PathLike[str]"], yielder: bool = False) -> SourceSpec:

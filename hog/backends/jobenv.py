@@ -4,7 +4,10 @@ A job inherits its runner's (or Ray node's) environment, with ``CUDA_DEVICE_ORDE
 defaulting to ``PCI_BUS_ID`` so GPU ids mean what ``nvidia-smi`` shows; then the job's
 own ``env``; then hog's: ``CUDA_VISIBLE_DEVICES`` (its GPUs only), ``HOG_JOB_INDEX``,
 ``HOG_JOB_NAME``, ``HOG_JOB_DIR``, ``HOG_SLOT`` and ``HOG_ATTEMPT``, which a job's own
-``env`` cannot override.
+``env`` cannot override. ``FASTGPU_ID`` is the job's GPU id(s) as in
+``CUDA_VISIBLE_DEVICES``, for scripts written for fastgpu (every job has it, not only
+watched scripts: a script does not change with the way it is queued); a job's own
+``env`` may set it.
 """
 from typing import Dict, Iterable, Mapping
 
@@ -17,6 +20,7 @@ def job_env(base: Mapping[str, str], d: Dispatch, gpu_ids: Iterable[str],
     ``base`` (the inherited environment)."""
     env = dict(base)
     env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    env["FASTGPU_ID"] = ",".join(gpu_ids)
     env.update(d.job.env)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     env["HOG_JOB_INDEX"] = str(d.job.index)

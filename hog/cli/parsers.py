@@ -11,7 +11,7 @@ DIR: every verb that acts on a sweep takes its output directory first, and it ma
 left out: it is then ``output``. A verb whose DIR is followed by other words (``hog
 kill [DIR] JOB...``) takes the first word as DIR when it is a directory that holds a
 sweep (``DIR/.hog/``), or when there would be too many words otherwise (``hog logs DIR
-JOB``, ``hog gpus DIR SPEC``).
+JOB``, ``hog gpus DIR SPEC``). A watched directory stands for its sweep (DIR/output).
 """
 import argparse
 import difflib
@@ -142,19 +142,31 @@ def _flag(parser: Any, name: str, *short: str, **kw: Any) -> None:
 def dir_parser(verb: str, description: str, **kw: Any) -> HogParser:
     """The parser of a verb that acts on a sweep: ``hog VERB [DIR] ...``."""
     p = make_parser(f"hog {verb}", description, **kw)
-    p.add_argument("dir", metavar="DIR", nargs="?", default=DEFAULT_DIR, help=DIR_HELP)
+    p.add_argument("dir", metavar="DIR", nargs="?", default=DEFAULT_DIR, help=DIR_HELP,
+                   type=sweep_dir)
     return p
 
 
 def is_sweep(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, STATE_DIR))
+    return os.path.isdir(os.path.join(sweep_dir(path), STATE_DIR))
+
+
+def sweep_dir(path: str) -> str:
+    """A watched directory (``hog watch DIR``: DIR/to_run/, its sweep in DIR/output/)
+    stands for its sweep: DIR/output; any other path is itself."""
+    watched = os.path.join(path, DEFAULT_DIR)
+    if not os.path.isdir(os.path.join(path, STATE_DIR)) \
+            and os.path.isdir(os.path.join(path, "to_run")) \
+            and os.path.isdir(os.path.join(watched, STATE_DIR)):
+        return watched
+    return path
 
 
 def take_dir(words: List[str], most: Optional[int] = None) -> Tuple[str, List[str]]:
     """Split a verb's words into DIR and the rest: the first word is DIR when it holds a
     sweep or when there are more than ``most`` words; otherwise DIR is ``output``."""
     if words and (is_sweep(words[0]) or (most is not None and len(words) > most)):
-        return words[0], words[1:]
+        return sweep_dir(words[0]), words[1:]
     if words and os.path.isdir(words[0]):
         raise UsageError(f"{words[0]}: not a sweep's directory (no {STATE_DIR}/ inside)")
     return DEFAULT_DIR, words

@@ -5,8 +5,9 @@ import os
 from typing import List
 
 from hog import __version__
+from hog.boot import boot_args
 from hog.cli.parsers import HogParser, _flag, make_parser
-from hog.config import RunConfig, build_config, file_source, slots_for
+from hog.config import OPTIONS, RunConfig, build_config, file_source
 from hog.errors import UsageError
 from hog.sources import SourceSpec
 
@@ -42,7 +43,7 @@ resumes it (succeeded jobs are skipped), and these work from any shell:
   hog retry [DIR] --failed | JOB...           queue finished jobs again
   hog gpus [DIR] SPEC                         change a live runner's slots
   hog gpus                                    the GPUs that discovery sees
-  hog watch DIR [--gpus SPEC] [--exit 1|0]    run scripts dropped into DIR/to_run/
+  hog watch DIR [--exit 1|0] [OPTIONS]        run scripts dropped into DIR/to_run/
   hog attach [DIR]                            the live dashboard of a runner started elsewhere
   hog logs [DIR] JOB [--err] [-f]             a job's output (-f: follow it until it ends)
   hog report [DIR] [--output FILE]            DIR/report.html: timeline per GPU slot,
@@ -104,6 +105,9 @@ def run_parser() -> HogParser:
           help="start over: move an existing output directory aside (to DIR.old-TIME) first")
     _flag(p, "detach", "-d", action="store_true",
           help="run in the background, immune to logout; output goes to DIR/.hog/runner.log")
+    _flag(p, "resume_on_boot", action="store_true",
+          help="start this sweep again by itself after a reboot (a systemd user unit, or "
+               "an @reboot crontab line), until it ends; output goes to DIR/.hog/boot.log")
     _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
           help="auto: a live view on a terminal, one line per job start/end otherwise")
     p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
@@ -145,46 +149,55 @@ def cmd_run(argv: List[str]) -> int:
         wait_for_running=args.wait_for_running, on_job_end=args.on_job_end,
         on_finish=args.on_finish, hook_timeout=args.hook_timeout, backend=args.backend,
         ray_address=args.ray_address, quarantine_after=args.quarantine_after,
-        quarantine_within=args.quarantine_within, oom_retry=not args.no_oom_retry)
+        quarantine_within=args.quarantine_within, oom_retry=not args.no_oom_retry,
+        resume_on_boot=boot_args(argv) if args.resume_on_boot else ())
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
         return detach(argv, config)
     return _run(config)
 
 
-def watch_parser() -> argparse.ArgumentParser:
-    """``hog watch DIR``: its DIR holds the scripts (it has no default)."""
+# The sweep's options a watch does not take: its source is DIR, its output DIR/output.
+NOT_WATCH = frozenset({"job_file", "job_yielder", "output_dir", "help", "version"})
+
+
+def watch_parser() -> HogParser:
+    """``hog watch DIR``: its DIR holds the scripts (it has no default). Every other
+    option of a sweep run is taken as the sweep's parser declares it."""
     p = make_parser(
         "hog watch", "Run the scripts dropped into DIR/to_run/ in natural "
-        "order (s2 before s10): each moves to DIR/running/, then to DIR/complete/ or "
-        "DIR/fail/ with its .stdout, .stderr and .exitcode beside it. Copy scripts in with "
-        "mv, or let them settle: a file changed less than a second ago is not started.")
+        "order (s2 before s10): each stays in DIR/to_run/ until it starts, is in "
+        "DIR/running/ while it runs, then in DIR/complete/ or DIR/fail/ with its .stdout, "
+        ".stderr and .exitcode beside it. Copy scripts in with mv, or let them settle: a "
+        "file changed less than a second ago is not started. Every scheduling option of "
+        "a sweep run applies; hog status DIR, hog stop DIR... work on DIR itself.")
     p.add_argument("dir", metavar="DIR", help="the folder that holds to_run/")
-    _flag(p, "gpus", "-g", metavar="SPEC", help="GPU slots, as for a sweep (default: all)")
     p.add_argument("--exit", type=int, choices=(0, 1), default=1,
-                   help="1 (default): exit once to_run/ is empty and nothing runs; "
-                        "0: keep watching for new scripts")
+                   help="1 (default): exit once nothing new is in to_run/ and nothing "
+                        "runs; 0: keep watching for new scripts")
     _flag(p, "output_dir", "-o", metavar="DIR", help="job folders (default: DIR/output)")
-    _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
-          help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
-    _flag(p, "display", choices=("auto", "live", "plain", "quiet"), default="auto",
-          help="auto: a live view on a terminal, one line per job start/end otherwise")
-    p.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="display",
-                   help="print only the final summary")
+    for action in run_parser()._actions:
+        if action.dest not in NOT_WATCH:
+            p._add_action(action)
     return p
 
 
 def cmd_watch(argv: List[str]) -> int:
-    args = watch_parser().parse_args(argv)
+    parser = watch_parser()
+    args = parser.parse_args(argv)
+    argv = ["watch"] + parser.canonical(argv)   # (--detach, --resume-on-boot: run again)
     if not os.path.isdir(args.dir):
         raise UsageError(f"{args.dir}: no such directory")
     if args.output_dir is not None and not args.output_dir.strip():
         raise UsageError("--output_dir: must not be empty")
-    slots = slots_for(args.gpus)
-    config = RunConfig(source=SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
-                       slots=tuple(slots),
-                       output_dir=args.output_dir or os.path.join(args.dir, "output"),
-                       grace=args.grace, display=args.display)
+    options = {name: getattr(args, name) for name in OPTIONS if hasattr(args, name)}
+    options["output_dir"] = args.output_dir or os.path.join(args.dir, "output")
+    config = build_config(SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
+                          resume_on_boot=boot_args(argv) if args.resume_on_boot else (),
+                          **options)
+    if args.detach:
+        from hog.engine.detach import detach  # the store and a re-started hog: only here
+        return detach(argv, config)
     return _run(config)
 
 

@@ -20,6 +20,7 @@ from hog.cli.parsers import (
     check_default_dir,
     dir_parser,
     make_parser,
+    sweep_dir,
     take_dir,
 )
 from hog.config import parse_resources
@@ -315,7 +316,7 @@ def cmd_gpus(argv: List[str]) -> int:
     if args.dir is not None:
         directory, spec = (args.dir, args.spec) if args.spec is not None else \
             (DEFAULT_DIR, args.dir)
-        return set_gpus(directory, spec, args.runner)
+        return set_gpus(sweep_dir(directory), spec, args.runner)
     if args.runner is not None:
         raise UsageError("hog gpus: --runner goes with a SPEC: hog gpus [DIR] SPEC --runner ID")
     gpus = query_gpus()

@@ -15,6 +15,7 @@ from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
 from hog.model import Dispatch, Job, Status
 from hog.placement import MEMORY
+from hog.sources import watch
 from hog.state.store import JobRow
 
 READY_AHEAD = 64
@@ -64,6 +65,12 @@ def fill(st: RunState) -> None:
             st.ahead = max(0, st.ahead - 1)
             if attempt is None:     # another runner took it, or it was cancelled
                 st.sched.release(p.job_id, ran=False)
+                continue
+            if st.cfg.source is not None and st.cfg.source.kind == "watch" \
+                    and watch.is_watched(job) and not watch.start(job):
+                st.sched.release(p.job_id, ran=False)
+                why = "its script left to_run/ before it started"
+                outcomes.end_unrun(st, row, job, Status.CANCELLED, why, f"cancelled: {why}")
                 continue
             name = job.name or st.layout.folder_name(job.index)
             dispatch(st, reruns.placed(st, Dispatch(

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 import multiprocess
 from multiprocess.connection import wait
 
+from hog import boot
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
@@ -125,6 +126,8 @@ class Runner:
                           signal.SIGUSR2], wake_w.fileno())
         try:
             self.start()
+            if st.cfg.resume_on_boot:
+                self._register_boot()
             ready: list = []
             while not self.step(self.clock(), ready):
                 st.display.idle()
@@ -135,6 +138,8 @@ class Runner:
             self.shutdown()
             signal.set_wakeup_fd(-1)
         code = self.report()
+        if st.cfg.resume_on_boot and st.exit_signal != signal.SIGTERM and not st.fatal:
+            self._unregister_boot()         # the sweep ended (not a shutdown): no resuming
         if st.hooks is not None:
             from hog.engine import hooks  # (imported above when hooks were started)
             st.hooks.close(hooks.sweep_variables(st.progress, st.layout, code))
@@ -216,6 +221,24 @@ class Runner:
         rows = self.st.store.queued(dispatch.READY_AHEAD + len(self.st.not_here))
         return any(r.id not in self.st.not_here for r in rows)
 
+    def _register_boot(self) -> None:
+        st = self.st
+        try:
+            done = boot.register(st.layout.state_dir, st.cfg.resume_on_boot)
+        except (boot.BootError, OSError) as e:
+            st.display.message(f"--resume-on-boot: could not register the sweep ({e}); it "
+                               f"runs, but will not resume by itself after a reboot")
+            return
+        st.display.message(f"resumes by itself after a reboot ({done.describe()}): "
+                           f"{done.script}")
+
+    def _unregister_boot(self) -> None:
+        try:
+            boot.unregister(self.st.layout.state_dir)
+        except (boot.BootError, OSError) as e:
+            print(f"hog: --resume-on-boot: could not remove the registration ({e})",
+                  file=sys.stderr, flush=True)
+
     # --------------------------------------------------------- shut-down
     def shutdown(self) -> None:
         st = self.st
@@ -233,6 +256,7 @@ class Runner:
             st.queue.cancel_join_thread()
         if st.store_open:
             if st.runner_id:    # registered (row ids start at 1)
+                sweep.forget_unstarted_scripts(st)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:
                     save_results(st.store, st.layout)     # results.jsonl / .csv, atomically

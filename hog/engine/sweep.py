@@ -16,6 +16,7 @@ update, so of two runners recovering the same job only one does).
 """
 import os
 import shutil
+import sqlite3
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -25,7 +26,7 @@ from hog.config import source_key
 from hog.engine.state import RunState
 from hog.errors import HogError, InputError, SourceError, UsageError
 from hog.model import JobProcess, JobTrace
-from hog.sources import SourceSpec, open_source
+from hog.sources import SourceSpec, open_source, watch
 from hog.state.db import StoreCorrupt
 from hog.state.files import check_location
 from hog.state.folderlock import lock_folder
@@ -166,9 +167,25 @@ def check_sweep(st: RunState, live: List[RunnerRow]) -> None:
     if not live:
         st.store.set_meta("ingest_done", "0")
         if st.cfg.source.kind == "watch":   # scripts left in running/ run again
-            st.store.retry(r.id for r in st.store.rows_with_status("interrupted"))
+            path = st.cfg.source.path
+            st.store.forget_unstarted(watch.to_run_prefix(path))   # read again from to_run/
+            st.store.retry(r.id for r in st.store.rows_with_status("interrupted")
+                           if r.name and watch.left_running(path, r.name))
         else:       # jobs are found again by identity as the source is read
             st.store.begin_reading()
+
+
+def forget_unstarted_scripts(st: RunState) -> None:
+    """A watch ending: the scripts it queued but did not start are still in to_run/;
+    their rows go (the next watch queues them again), unless another runner on this
+    queue may still start them."""
+    if st.cfg.source is None or st.cfg.source.kind != "watch":
+        return
+    try:
+        if not any(r.id != st.runner_id for r in st.store.live_runners()):
+            st.store.forget_unstarted(watch.to_run_prefix(st.cfg.source.path))
+    except (OSError, sqlite3.Error):    # the disk refuses it: the next watch drops them
+        pass
 
 
 def move_aside(st: RunState) -> None:

@@ -1,9 +1,16 @@
 """``hog watch DIR``: run scripts dropped into ``DIR/to_run/`` (fastgpu's model).
 
-Each script is taken in natural sort order (``s2`` before ``s10``), moved to
-``running/``, and when it ends moved to ``complete/`` or ``fail/`` with its
-``.stdout``, ``.stderr`` and ``.exitcode`` beside it. Its job folder is kept in
-the sweep's output directory as for any job.
+Each script is queued in natural sort order (``s2`` before ``s10``) and stays in
+``to_run/`` until it starts: ``start`` moves it to ``running/`` as its job is handed
+to a slot, so ``running/`` holds exactly the scripts that run, and a script not
+started when hog stops is still in ``to_run/`` (its queued row is dropped:
+``forget`` in the store, the next watch queues it again). When it ends it moves to
+``complete/`` or ``fail/`` with its ``.stdout``, ``.stderr`` and ``.exitcode`` beside
+it. Its job folder is kept in the sweep's output directory as for any job.
+
+- A queued script's name in ``running/`` is chosen when it is queued (``NAME``, or
+  ``NAME.N`` when taken); it is the job's name. A script removed from ``to_run/``
+  before it started ends ``cancelled`` without running.
 
 - A half-copied script is never started: a file is taken only once its size and
   mtime are unchanged across two scans and it is at least ``SETTLE_S`` old, and
@@ -18,7 +25,7 @@ import re
 import shlex
 import shutil
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from hog.errors import InputError
 from hog.model import Job, Outcome, Status
@@ -74,7 +81,7 @@ class Scanner:
     def __init__(self, directory: str, settle_s: float = SETTLE_S):
         self.to_run = os.path.join(directory, "to_run")
         self.settle_s = settle_s
-        self.seen: Dict[str, Tuple[int, float]] = {}
+        self.seen: Dict[str, Tuple[int, int, float]] = {}
 
     def scan(self) -> Tuple[List[str], int]:
         """(names ready to run in natural order, number of files still settling)."""
@@ -92,7 +99,7 @@ class Scanner:
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue
-            sig = (st.st_size, st.st_mtime)
+            sig = (st.st_ino, st.st_size, st.st_mtime)
             seen[entry.name] = sig
             if self.seen.get(entry.name) == sig and now - st.st_mtime >= self.settle_s:
                 ready.append(entry.name)
@@ -104,27 +111,92 @@ class Scanner:
 
 def watch_jobs(directory: str, exit_when_empty: bool, scan_s: float = SCAN_S,
                settle_s: float = SETTLE_S) -> Iterator[Job]:
-    """Jobs for the scripts dropped into ``to_run/``; ends, with ``exit_when_empty``,
-    once a scan finds nothing left there."""
+    """Jobs for the scripts dropped into ``to_run/`` (each file once: a script keeps
+    its place there until it starts); ends, with ``exit_when_empty``, once a scan
+    finds nothing new there."""
     directory = os.path.abspath(directory)
     prepare(directory)
     scanner = Scanner(directory, settle_s)
     running_dir = os.path.join(directory, "running")
+    queued: Dict[str, Tuple[int, str]] = {}   # to_run name -> (inode, running/ name)
     index = 0
     while True:
         ready, waiting = scanner.scan()
+        queued = {n: q for n, q in queued.items() if n in scanner.seen}   # started: gone
+        new = 0
         for name in ready:
-            _check_name(scanner.to_run, name)
-            path = move_no_clobber(os.path.join(scanner.to_run, name), running_dir, name)
-            if path is None:
+            inode = scanner.seen[name][0]
+            if queued.get(name, (None,))[0] == inode:
                 continue
-            runner = "exec" if os.access(path, os.X_OK) else "exec bash"
+            _check_name(scanner.to_run, name)
+            taken = {q[1] for q in queued.values()}
+            as_name = free_name(running_dir, name, taken)
+            queued[name] = (inode, as_name)
+            new += 1
+            origin = os.path.join(scanner.to_run, name)
+            runner = "exec" if os.access(origin, os.X_OK) else "exec bash"
+            path = os.path.join(running_dir, as_name)
             yield Job(index=index, command=f"{runner} {shlex.quote(path)}",
-                      name=os.path.basename(path), where=f"{directory}/to_run/{name}")
+                      name=as_name, where=origin)
             index += 1
-        if exit_when_empty and not ready and not waiting:
+        if exit_when_empty and not new and not waiting:
             return
         time.sleep(scan_s)
+
+
+def free_name(folder: str, name: str, taken: Set[str]) -> str:
+    """``name``, or ``name.N`` for the first N free in ``folder`` and not in ``taken``."""
+    n = 0
+    while True:
+        candidate = name if n == 0 else f"{name}.{n}"
+        if candidate not in taken and not os.path.lexists(os.path.join(folder, candidate)):
+            return candidate
+        n += 1
+
+
+def is_watched(job: Job) -> bool:
+    """A job of a watched directory's script (its origin is ``DIR/to_run/NAME``)."""
+    return os.path.basename(os.path.dirname(job.where)) == "to_run" and job.name is not None
+
+
+def start(job: Job) -> bool:
+    """Move a watched job's script from ``to_run/`` to ``running/`` (under the job's
+    name) as it starts. True when it is there to run (moved now, or by an earlier
+    attempt); False when it left ``to_run/`` before it started."""
+    running_dir = os.path.join(os.path.dirname(os.path.dirname(job.where)), "running")
+    assert job.name is not None
+    target = os.path.join(running_dir, job.name)
+    if os.path.isfile(target) and not os.path.islink(target):
+        return True                                # an attempt before a crash moved it
+    try:
+        os.link(job.where, target)
+    except FileNotFoundError:
+        return False
+    except FileExistsError:                        # someone else's file: never replaced
+        return False
+    except OSError:                                # no hard links here: rename
+        try:
+            os.rename(job.where, target)
+        except FileNotFoundError:
+            return False
+        return True
+    try:
+        os.unlink(job.where)
+    except FileNotFoundError:                      # taken meanwhile: not ours to run
+        os.unlink(target)
+        return False
+    return True
+
+
+def left_running(directory: str, name: str) -> bool:
+    """Is the script of the watched job ``name`` still in ``running/`` (its runner
+    died while it ran)?"""
+    return os.path.isfile(os.path.join(os.path.abspath(directory), "running", name))
+
+
+def to_run_prefix(directory: str) -> str:
+    """The origin every queued script of ``directory`` has (``DIR/to_run/``)."""
+    return os.path.join(os.path.abspath(directory), "to_run", "")
 
 
 def _check_name(folder: str, name: str) -> None:

@@ -221,6 +221,16 @@ class Jobs(Writer, RunnerRows):
             self.db.executemany(_INSERT, rows)
         return [r[0] for r in rows]
 
+    def forget_unstarted(self, origin_prefix: str) -> int:
+        """Drop the queued jobs never started whose origin starts with ``origin_prefix``
+        (a watched directory's scripts still in its to_run/: queued again when it is
+        next watched); how many."""
+        with self.transaction():
+            return self.db.execute(
+                "DELETE FROM jobs WHERE status = 'queued' AND attempt = 0 AND "
+                "source_pos IS NULL AND substr(origin, 1, length(?1)) = ?1",
+                (origin_prefix,)).rowcount
+
     def _next_id(self) -> int:
         """Folder numbers count from 0; call inside a write transaction."""
         return self.db.execute("SELECT coalesce(max(id) + 1, 0) FROM jobs").fetchone()[0]

@@ -6,12 +6,14 @@ text for people. Both only read the store.
 Jobs the sweep's source no longer lists are in ``counts`` and ``total`` (they keep
 their records), counted apart in ``not_in_source`` (by status in
 ``not_in_source_counts``), and flagged ``in_source: false`` in ``running``/``failed``."""
+import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
+from hog import boot
 from hog.humanize import fmt_duration, printable, shown_path
 from hog.model import USAGE_FIELDS, Status
-from hog.state.jobdir import Layout
+from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.runners import runner_alive
 
@@ -57,7 +59,15 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
                 schema_version=store.schema_version(), time=now, total=sum(counts.values()),
                 counts=counts, runners=runners, running=running, failed=failed[:failed_limit],
                 finished=finished,
-                not_in_source=sum(gone.values()), not_in_source_counts=gone)
+                not_in_source=sum(gone.values()), not_in_source_counts=gone,
+                resume_on_boot=_boot(directory))
+
+
+def _boot(directory: str) -> Optional[Dict[str, str]]:
+    """How the sweep is registered to resume after a reboot (None: it is not)."""
+    found = boot.registered(os.path.join(directory, STATE_DIR))
+    return None if found is None else dict(how=found.how, name=found.name,
+                                           script=found.script, text=found.describe())
 
 
 def _usage(row) -> Dict[str, Any]:
@@ -90,6 +100,8 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
         for why in r["quarantined"].values():
             say(f"  {why} (hog gpus {directory} --release GPU lets it serve again)")
     waiting = counts.get("queued", 0) - gone.get("queued", 0)
+    if data.get("resume_on_boot"):
+        say(f"resumes after a reboot: {data['resume_on_boot']['text']}")
     if not live:
         say("no runner is active" + (f"; start one to run the {waiting} queued job(s)"
                                      if waiting else ""))
