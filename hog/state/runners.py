@@ -31,7 +31,7 @@ Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
 import os
 import socket
 import time
-from typing import List, Optional, cast
+from typing import Dict, List, Optional, Tuple, cast
 
 from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
@@ -77,6 +77,15 @@ class RunnerRows(Database):
         """Every runner that ever worked on this queue, ended ones too (for reports)."""
         return [RunnerRow(*r) for r in self.db.execute("SELECT * FROM runners ORDER BY id")]
 
+    def slot_history(self) -> Dict[int, List[Tuple[float, str]]]:
+        """Each runner's ``--gpus`` labels over time: (from when, labels), in order (only
+        for runners that recorded them: stores of an older hog have none)."""
+        out: Dict[int, List[Tuple[float, str]]] = {}
+        for runner, at, gpus in self.db.execute(
+                "SELECT runner, at, gpus FROM slot_changes ORDER BY runner, at, rowid"):
+            out.setdefault(runner, []).append((at, gpus))
+        return out
+
     def active_runners(self) -> List[RunnerRow]:
         rows = self.db.execute("SELECT * FROM runners WHERE ended IS NULL ORDER BY id")
         return [RunnerRow(*r) for r in rows]
@@ -101,14 +110,20 @@ class Runners(Writer, RunnerRows):
         cur = self.db.execute(
             "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?)", (pid, host(), proc_start_time(pid), gpus, now, now))
-        return cast(int, cur.lastrowid)     # set by every INSERT
+        runner = cast(int, cur.lastrowid)   # set by every INSERT
+        self.db.execute("INSERT INTO slot_changes (runner, at, gpus) VALUES (?, ?, ?)",
+                        (runner, now, gpus))
+        return runner
 
     def heartbeat(self, runner: int, gpus: Optional[str] = None) -> None:
         if gpus is None:
             self._write("UPDATE runners SET heartbeat = ? WHERE id = ?", (time.time(), runner))
         else:
+            now = time.time()
             self._write("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
-                            (time.time(), gpus, runner))
+                            (now, gpus, runner))
+            self._write("INSERT INTO slot_changes (runner, at, gpus) VALUES (?, ?, ?)",
+                        (runner, now, gpus))
 
     def retire_runner(self, runner: int) -> None:
         self._write("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))

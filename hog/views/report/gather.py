@@ -1,7 +1,7 @@
 """The report's data: a ``Sweep``, read once from the store (opened read-only) and the
 job folders, so that the timeline and the page are pure functions of it."""
-from dataclasses import dataclass
-from typing import FrozenSet, List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from hog.state.jobdir import Layout
 from hog.state.reading import SweepReader
@@ -22,6 +22,9 @@ class Sweep:
     alive: FrozenSet[int]                # ids of the runners alive at ``now``
     attempts: List[Attempt]
     now: float
+    # each runner's --gpus labels over time, (from when, labels), for runners that
+    # recorded them (``hog gpus DIR SPEC`` changes them while a runner works)
+    slot_history: Dict[int, List[Tuple[float, str]]] = field(default_factory=dict)
 
 
 def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sweep:
@@ -31,4 +34,4 @@ def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sw
     alive = frozenset(r.id for r in runners if runner_alive(r))
     return Sweep(directory=directory, layout=layout, source=store.meta("source"), rows=rows,
                  runners=runners, alive=alive, attempts=attempts(rows, runners, layout),
-                 now=now)
+                 now=now, slot_history=store.slot_history())
