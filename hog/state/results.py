@@ -12,6 +12,7 @@ runner's run; the store stays the source of truth.
 import csv
 import json
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from hog.model import Status, slot_label
+from hog.state.db import DB_NAME
 from hog.state.files import UnsafePath, from_iso, replaced_atomically
 from hog.state.jobdir import (
     RESULTS_CSV,
@@ -104,6 +106,32 @@ def write_results(store: SweepReader, layout: Layout) -> Tuple[str, str]:
             jf.write(dumps(rec) + "\n")
             writer.writerow(["" if v is None else v for v in rec.values()])
     return jsonl, csv_path
+
+
+def results_current(layout: Layout) -> bool:
+    """Whether ``results.jsonl`` and ``.csv`` are both newer than the store's last change
+    (its file's or its write-ahead log's time), so that writing them again would give
+    the same files; see ``date_results``."""
+    try:
+        made = min(os.stat(layout.sweep_file(name)).st_mtime_ns
+                   for name in (RESULTS_JSONL, RESULTS_CSV))
+        db = os.path.join(layout.state_dir, DB_NAME)
+        changed = os.stat(db).st_mtime_ns
+        wal = os.stat(db + "-wal") if os.path.exists(db + "-wal") else None
+        if wal is not None and wal.st_size:     # empty: a reader made it, nothing new
+            changed = max(changed, wal.st_mtime_ns)
+    except (OSError, ValueError):
+        return False
+    return made > changed
+
+
+def date_results(layout: Layout, read_from: float) -> None:
+    """Date the results files just written from what the store held at ``read_from``
+    (a little earlier: file times lag the clock by a tick), so that a store change made
+    while they were written leaves them older than the store."""
+    at = int((read_from - 0.05) * 1e9)
+    for name in (RESULTS_JSONL, RESULTS_CSV):
+        os.utime(layout.sweep_file(name), ns=(at, at))
 
 
 def save_results(store: SweepReader, layout: Layout) -> None:

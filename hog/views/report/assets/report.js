@@ -6,7 +6,78 @@
   "use strict";
   var started = performance.now();
   var D = JSON.parse(document.getElementById("hog-data").textContent);
-  var B = D.bars, J = D.jobs, U = D.usage, LANES = D.lanes;
+
+  // ------------------------------------------------------------------ unpacking
+  // columns come packed (see hog/views/report/pack.py): a list, {n, c} (all c),
+  // {n, c, i, v} (c but at positions i, as steps, which hold v), {d} (differences)
+  function expand(p) {
+    if (Array.isArray(p)) return p;
+    var out, k, pos = 0, prev = 0;
+    if (p.d) {
+      out = new Array(p.d.length);
+      for (k = 0; k < p.d.length; k++) { prev += p.d[k]; out[k] = prev; }
+      return out;
+    }
+    out = new Array(p.n);
+    for (k = 0; k < p.n; k++) out[k] = p.c;
+    if (p.i) for (k = 0; k < p.i.length; k++) { pos += p.i[k]; out[pos] = p.v[k]; }
+    return out;
+  }
+  function expandTexts(p) {       // patterns p[k] with numbers between their parts
+    var keys = expand(p.k), nums = expand(p.n), last = {}, at = 0, out = new Array(keys.length);
+    for (var i = 0; i < keys.length; i++) {
+      var lits = p.p[keys[i]], text = lits[0];
+      if (lits.length > 1) {
+        var prev = last[keys[i]], mine = [];
+        for (var j = 1; j < lits.length; j++) {
+          var v = nums[at++] + (prev ? prev[j - 1] : 0);
+          mine.push(v);
+          text += v + lits[j];
+        }
+        last[keys[i]] = mine;
+      }
+      out[i] = text;
+    }
+    return out;
+  }
+  function unpackBars(p) {
+    var n = 0, l, i;
+    for (l = 0; l < p.perLane.length; l++) n += p.perLane[l];
+    var lane = new Int32Array(n), s = new Float64Array(n), e = new Float64Array(n);
+    var k = 0;
+    for (l = 0; l < p.perLane.length; l++) for (i = 0; i < p.perLane[l]; i++) lane[k++] = l;
+    var ms = expand(p.s), d = expand(p.d);
+    for (i = 0; i < n; i++) { s[i] = ms[i] / 1000; e[i] = (ms[i] + d[i]) / 1000; }
+    return { lane: lane, s: s, e: e, job: expand(p.job), st: expand(p.st), att: expand(p.att),
+             x: expand(p.x), sig: expand(p.sig), gpus: expand(p.gpus), flags: expand(p.flags) };
+  }
+  function usageOf(B, lanes, cap) {
+    // GPU slots busy (a job counts each of its GPUs), CPU slots busy and GPU slots
+    // offered, as step functions: a point wherever one of them changes
+    var n = B.s.length, times = [], kind = [], delta = [], i;
+    for (i = 0; i < n; i++) {
+      if (B.flags[i] & 2) continue;                 // another GPU of a job counted already
+      var cpu = lanes[B.lane[i]].cpu, k = cpu ? 1 : (B.gpus[i] ? B.gpus[i].split(",").length : 1);
+      times.push(Math.round(B.s[i] * 1000), Math.round(B.e[i] * 1000));
+      kind.push(cpu ? 1 : 0, cpu ? 1 : 0); delta.push(k, -k);
+    }
+    for (i = 0; i < cap.t.length; i++) { times.push(cap.t[i]); kind.push(2); delta.push(cap.n[i]); }
+    var order = new Int32Array(times.length);
+    for (i = 0; i < order.length; i++) order[i] = i;
+    order.sort(function (a, b) { return times[a] - times[b]; });
+    var U = { t: [], busy: [], cap: [], cpu: [] }, now = [0, 0, 0];
+    for (var q = 0; q < order.length; q++) {
+      var ev = order[q];
+      now[kind[ev]] += delta[ev];
+      if (q + 1 < order.length && times[order[q + 1]] === times[ev]) continue;
+      U.t.push(times[ev] / 1000); U.busy.push(now[0]); U.cpu.push(now[1]); U.cap.push(now[2]);
+    }
+    return U;
+  }
+
+  var LANES = D.lanes, B = unpackBars(D.bars), J = D.jobs;
+  J = { id: expand(J.id), name: expandTexts(J.name), cmd: expandTexts(J.cmd), attempts: expand(J.attempts) };
+  var U = usageOf(B, LANES, D.capacity);
   var N = B.s.length, NL = LANES.length;
   var SPAN = Math.max(D.span, 0.001);
   var view = { a: 0, b: SPAN };
