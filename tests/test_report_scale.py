@@ -166,3 +166,16 @@ def test_results_files_are_kept_while_the_store_is_unchanged_and_rewritten_after
     assert make_report(tmp_path, "sweep").returncode == 0
     lines = jsonl.read_text().splitlines()
     assert len(lines) == 51 and "one more" in lines[-1]
+
+
+@pytest.mark.timeout(60)
+def test_the_report_after_a_run_keeps_the_results_files_the_run_wrote(tmp_path):
+    jobs = job_file(tmp_path, "true", "exit 3")
+    assert run_hog(tmp_path, "--job_file", jobs, "--gpus", "0", "--display", "plain",
+                   timeout=30).returncode == 1
+    jsonl = tmp_path / "output" / "results.jsonl"
+    written = jsonl.stat().st_mtime_ns
+    assert make_report(tmp_path, "output").returncode == 0
+    assert jsonl.stat().st_mtime_ns == written
+    assert [line.count('"status": "failed"') for line in jsonl.read_text().splitlines()] \
+        == [0, 1]

@@ -111,7 +111,8 @@ def write_results(store: SweepReader, layout: Layout) -> Tuple[str, str]:
 def results_current(layout: Layout) -> bool:
     """Whether ``results.jsonl`` and ``.csv`` are both newer than the store's last change
     (its file's or its write-ahead log's time), so that writing them again would give
-    the same files; see ``date_results``."""
+    the same files (a change made while they were written dates them older: see
+    ``date_results``)."""
     try:
         made = min(os.stat(layout.sweep_file(name)).st_mtime_ns
                    for name in (RESULTS_JSONL, RESULTS_CSV))
@@ -126,9 +127,9 @@ def results_current(layout: Layout) -> bool:
 
 
 def date_results(layout: Layout, read_from: float) -> None:
-    """Date the results files just written from what the store held at ``read_from``
-    (a little earlier: file times lag the clock by a tick), so that a store change made
-    while they were written leaves them older than the store."""
+    """Date the results files just written as of ``read_from`` (less a margin: file
+    times lag the clock by a tick), for when the store changed while they were
+    written: they are then older than the store, and written again next time."""
     at = int((read_from - 0.05) * 1e9)
     for name in (RESULTS_JSONL, RESULTS_CSV):
         os.utime(layout.sweep_file(name), ns=(at, at))
@@ -137,7 +138,13 @@ def date_results(layout: Layout, read_from: float) -> None:
 def save_results(store: SweepReader, layout: Layout) -> None:
     """``write_results`` for the end of a run: a failure is reported, never raised."""
     try:
+        # the log's pages into the file first, not when the store closes after: the
+        # results files stay newer than the store (``results_current``)
+        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        read_from, version = time.time(), store.data_version()
         write_results(store, layout)
+        if store.data_version() != version:     # another shell wrote meanwhile
+            date_results(layout, read_from)
     except (OSError, sqlite3.Error, UnsafePath) as e:
         print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}", file=sys.stderr)
 

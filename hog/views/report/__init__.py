@@ -40,8 +40,10 @@ def write_report(directory: str, output: Optional[str] = None) -> str:
         page = build(sweep)
         try:
             if stale:           # unchanged since they were written: kept as they are
+                version = store.data_version()
                 write_results(store, layout)
-                date_results(layout, read_from)
+                if store.data_version() != version:     # a runner wrote meanwhile
+                    date_results(layout, read_from)
         except (OSError, UnsafePath) as e:
             print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}",
                   file=sys.stderr)
