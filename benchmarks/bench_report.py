@@ -29,8 +29,7 @@ from hog.state.jobdir import Layout  # noqa: E402
 from hog.state.store import Store  # noqa: E402
 
 
-def make_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3", fail_every: int = 25,
-               start: float = 1.7e9) -> None:
+def make_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3", fail_every: int = 25) -> None:
     """A real store holding ``n`` finished jobs on ``slots`` (made-up times)."""
     layout = Layout(str(root))
     layout.prepare_root()
@@ -41,7 +40,7 @@ def make_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3", fail_every: i
     store.ingest([Job(index=i, command=f"python train.py --seed {i}", name=f"seed-{i}")
                   for i in range(n)], resume=False)
     gpus = slots.split(",")
-    free = [start] * len(gpus)
+    free = [time.time()] * len(gpus)       # from the runner's start on
     with store.transaction():
         for i in range(n):
             slot = min(range(len(gpus)), key=free.__getitem__)

@@ -107,6 +107,24 @@ def test_zooming_into_a_time_range_of_a_large_sweep_draws_the_attempts_of_that_r
     assert zoomed["usagePoints"] == len(moments)
 
 
+@needs_chromium
+@pytest.mark.timeout(240)
+def test_a_row_with_more_attempts_than_pixels_is_drawn_binned_with_no_failure_hidden(tmp_path):
+    root = tmp_path / "sweep"
+    counts = synthetic_sweep(root, 20_000)          # 2,500 attempts a row, ~1,300 pixels
+    assert make_report(tmp_path, "sweep").returncode == 0
+    page = root / "report.html"
+    whole = render(page, tmp_path, budget_ms=20000).summary
+    assert whole["errors"] == [] and whole["ganttMode"] == "binned"
+    assert whole["byStatus"] == counts
+    assert whole["failedBars"] == whole["failedVisible"] == counts["failed"]
+    span = embedded_data(page.read_text())["span"]
+    zoomed = render(page, tmp_path, budget_ms=20000,
+                    fragment=f"#t={span / 2:.3f}-{span / 2 + span / 100:.3f}").summary
+    assert zoomed["ganttMode"] == "bars"             # zoomed in: one bar per attempt
+    assert zoomed["failedBars"] == zoomed["failedVisible"] > 0
+
+
 def _info_span(layout: Layout, index: int):
     info = read_info(layout, index)
     return from_iso(info["started"]), from_iso(info["ended"])

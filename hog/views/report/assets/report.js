@@ -217,6 +217,19 @@
     ctx.beginPath(); ctx.rect(LABEL_W, 0, g.plotW, GANTT_H); ctx.clip();
     var count = {}, failedCol = D.colors.failed, failedIdx = D.statuses.indexOf("failed");
     var centres = [];
+    // a row with more attempts in view than pixel columns is drawn binned: each device
+    // pixel column in the colour of the attempts it holds, failures first
+    var base = Math.floor(LABEL_W * dpr), cols = Math.ceil(g.plotW * dpr) + 2, dense = [];
+    var anyDense = false;
+    for (var l2 = 0; l2 < NL; l2++) {
+      var inView = 0;
+      for (var i2 = laneFirst[l2]; i2 < laneFirst[l2 + 1]; i2++) {
+        if (!(B.e[i2] < view.a || B.s[i2] > view.b)) inView++;
+      }
+      dense.push(inView > g.plotW ? { rank: new Int8Array(cols), st: new Int8Array(cols) } : null);
+      anyDense = anyDense || inView > g.plotW;
+    }
+    function rank(st) { return D.statuses[st] === "succeeded" ? 1 : (st === failedIdx ? 30 : 20 - st); }
     // succeeded first, then everything else on top, so failures are never hidden
     for (var pass = 0; pass < 2; pass++) {
       for (var b = 0; b < N; b++) {
@@ -229,10 +242,18 @@
         var w = Math.max(1, x1 - x0);
         if (w >= 4) w -= w >= 12 ? 2 : 1;                // a gap between consecutive jobs
         var yb = laneY[B.lane[b]] + 3, h = RH - 6, f = B.flags[b];
-        var col = color(st);
-        ctx.fillStyle = (f & 1) ? hatch(ctx, col) : col;
-        ctx.globalAlpha = (f & 2) ? 0.5 : 1;
-        ctx.fillRect(x0, yb, w, h);
+        var col = color(st), bins = dense[B.lane[b]];
+        if (bins) {                                      // its pixel columns, by rank
+          var c0 = Math.round(x0 * dpr) - base, c1 = c0 + Math.max(Math.round(dpr), Math.round(x1 * dpr) - Math.round(x0 * dpr));
+          var r = rank(st);
+          for (var c = Math.max(0, c0); c < Math.min(cols, c1); c++) {
+            if (r > bins.rank[c]) { bins.rank[c] = r; bins.st[c] = st; }
+          }
+        } else {
+          ctx.fillStyle = (f & 1) ? hatch(ctx, col) : col;
+          ctx.globalAlpha = (f & 2) ? 0.5 : 1;
+          ctx.fillRect(x0, yb, w, h);
+        }
         if (f & 4) {                                     // running: a bright right edge
           ctx.fillStyle = "#9ec1ee"; ctx.fillRect(Math.max(x0, x0 + w - 3), yb, 3, h);
         }
@@ -242,6 +263,20 @@
         if (st === failedIdx && !(f & 3)) centres.push([x0 + w / 2, yb + h / 2]);
       }
     }
+    for (var l3 = 0; l3 < NL; l3++) {                   // the binned rows, a run at a time
+      var bb = dense[l3];
+      if (!bb) continue;
+      for (var a3 = 0; a3 < cols;) {
+        var e3 = a3 + 1;
+        while (e3 < cols && bb.rank[e3] === bb.rank[a3] && bb.st[e3] === bb.st[a3]) e3++;
+        if (bb.rank[a3]) {
+          ctx.fillStyle = color(bb.st[a3]);
+          ctx.fillRect((base + a3) / dpr, laneY[l3] + 3, (e3 - a3) / dpr, RH - 6);
+        }
+        a3 = e3;
+      }
+    }
+    rendered.ganttMode = anyDense ? "binned" : "bars";
     ctx.restore();
     rendered.byStatus = count;
     rendered.failedBars = centres.length;
