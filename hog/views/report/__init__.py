@@ -6,8 +6,8 @@ drawn on a canvas from packed columns, ``pack``: 100,000 jobs make about 2.3 MB)
 GPU-slot use over time with the idle gaps (counted by the page from the attempts), a
 histogram of durations, and each failed job with the end of its stderr. Everything is
 inline (CSS, the script in ``report.js``, SVG): the page needs no network. The store is
-opened read-only, so a report can be made while runners work; ``results.jsonl`` / ``.csv`` are rewritten too
-(unless the store has not changed since they were written).
+opened read-only, so a report can be made while runners work; ``results.jsonl`` /
+``.csv`` are rewritten too (unless the store has not changed since they were written).
 """
 import os
 import sys
