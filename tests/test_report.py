@@ -27,6 +27,8 @@ from .harness import CHECKOUT, assert_no_traceback, job_file, run_hog, start_hog
 if str(CHECKOUT) not in sys.path:
     sys.path.insert(0, str(CHECKOUT))
 
+from hog.views.report.pack import unpack  # noqa: E402  (the checkout first on the path)
+
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome",
                                                 "google-chrome-stable")) if p), None)
 needs_chromium = pytest.mark.skipif(
@@ -193,7 +195,7 @@ def embedded_data(page: str) -> dict:
     found = re.search(r'<script type="application/json" id="hog-data">(.*?)</script>', page,
                       re.S)
     assert found, "the page embeds no data"
-    return json.loads(found.group(1))
+    return unpack(json.loads(found.group(1)))     # its columns come packed
 
 
 def run_sweep(tmp_path: Path, lines: List[str], *args) -> Path:

@@ -18,6 +18,7 @@ from hog.backends.scheduler import Capacity, Scheduler
 from hog.gpus.discovery import ComputeApp, Gpu
 from hog.gpus.monitor import foreign_memory, job_of
 from hog.model import Job, Slot
+from hog.views.report import pack
 
 from .harness import dead_pid, info, job_dir, job_file, run_hog, start_hog, wait_for
 from .test_gpu_checks import no_smi_env
@@ -260,7 +261,7 @@ def test_gpu_memory_and_utilisation_go_to_the_job_whose_process_holds_them_smi(t
     assert '<b>idle</b>' in flagged and '<b>user</b>' not in flagged   # held GPU 1, 2 %
     data = json.loads(page[page.index('id="hog-data">') + 14:page.index("</script>",
                                                                          page.index('id="hog-data">'))])
-    jobs = data["jobs"]
+    jobs = pack.unpack(data)["jobs"]
     assert jobs["gmem"][jobs["name"].index("user")] == 3000 * MIB
 
 

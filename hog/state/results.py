@@ -12,6 +12,7 @@ runner's run; the store stays the source of truth.
 import csv
 import json
 import math
+import os
 import sqlite3
 import sys
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from hog.model import USAGE_FIELDS, Status, slot_label
+from hog.state.db import DB_NAME
 from hog.state.files import UnsafePath, from_iso, replaced_atomically
 from hog.state.jobdir import (
     RESULTS_CSV,
@@ -112,10 +114,43 @@ def write_results(store: SweepReader, layout: Layout) -> Tuple[str, str]:
     return jsonl, csv_path
 
 
+def results_current(layout: Layout) -> bool:
+    """Whether ``results.jsonl`` and ``.csv`` are both newer than the store's last change
+    (its file's or its write-ahead log's time), so that writing them again would give
+    the same files (a change made while they were written dates them older: see
+    ``date_results``)."""
+    try:
+        made = min(os.stat(layout.sweep_file(name)).st_mtime_ns
+                   for name in (RESULTS_JSONL, RESULTS_CSV))
+        db = os.path.join(layout.state_dir, DB_NAME)
+        changed = os.stat(db).st_mtime_ns
+        wal = os.stat(db + "-wal") if os.path.exists(db + "-wal") else None
+        if wal is not None and wal.st_size:     # empty: a reader made it, nothing new
+            changed = max(changed, wal.st_mtime_ns)
+    except (OSError, ValueError):
+        return False
+    return made > changed
+
+
+def date_results(layout: Layout, read_from: float) -> None:
+    """Date the results files just written as of ``read_from`` (less a margin: file
+    times lag the clock by a tick), for when the store changed while they were
+    written: they are then older than the store, and written again next time."""
+    at = int((read_from - 0.05) * 1e9)
+    for name in (RESULTS_JSONL, RESULTS_CSV):
+        os.utime(layout.sweep_file(name), ns=(at, at))
+
+
 def save_results(store: SweepReader, layout: Layout) -> None:
     """``write_results`` for the end of a run: a failure is reported, never raised."""
     try:
+        # the log's pages into the file first, not when the store closes after: the
+        # results files stay newer than the store (``results_current``)
+        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        read_from, version = time.time(), store.data_version()
         write_results(store, layout)
+        if store.data_version() != version:     # another shell wrote meanwhile
+            date_results(layout, read_from)
     except (OSError, sqlite3.Error, UnsafePath) as e:
         print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}", file=sys.stderr)
 

@@ -37,7 +37,7 @@ import json
 import os
 import socket
 import time
-from typing import Dict, List, Optional, cast
+from typing import Dict, List, Optional, Tuple, cast
 
 from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
@@ -83,6 +83,15 @@ class RunnerRows(Database):
         """Every runner that ever worked on this queue, ended ones too (for reports)."""
         return [RunnerRow(*r) for r in self.db.execute("SELECT * FROM runners ORDER BY id")]
 
+    def slot_history(self) -> Dict[int, List[Tuple[float, str]]]:
+        """Each runner's ``--gpus`` labels over time: (from when, labels), in order (only
+        for runners that recorded them: stores of an older hog have none)."""
+        out: Dict[int, List[Tuple[float, str]]] = {}
+        for runner, at, gpus in self.db.execute(
+                "SELECT runner, at, gpus FROM slot_changes ORDER BY runner, at, rowid"):
+            out.setdefault(runner, []).append((at, gpus))
+        return out
+
     def active_runners(self) -> List[RunnerRow]:
         rows = self.db.execute("SELECT * FROM runners WHERE ended IS NULL ORDER BY id")
         return [RunnerRow(*r) for r in rows]
@@ -115,14 +124,20 @@ class Runners(Writer, RunnerRows):
         cur = self.db.execute(
             "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
             "VALUES (?, ?, ?, ?, ?, ?)", (pid, host(), proc_start_time(pid), gpus, now, now))
-        return cast(int, cur.lastrowid)     # set by every INSERT
+        runner = cast(int, cur.lastrowid)   # set by every INSERT
+        self.db.execute("INSERT INTO slot_changes (runner, at, gpus) VALUES (?, ?, ?)",
+                        (runner, now, gpus))
+        return runner
 
     def heartbeat(self, runner: int, gpus: Optional[str] = None) -> None:
         if gpus is None:
             self._write("UPDATE runners SET heartbeat = ? WHERE id = ?", (time.time(), runner))
         else:
+            now = time.time()
             self._write("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
-                            (time.time(), gpus, runner))
+                            (now, gpus, runner))
+            self._write("INSERT INTO slot_changes (runner, at, gpus) VALUES (?, ?, ?)",
+                        (runner, now, gpus))
 
     def set_quarantined(self, runner: int, gpus: Dict[str, str]) -> None:
         self.set_meta(f"quarantine:{runner}", json.dumps(gpus, sort_keys=True))

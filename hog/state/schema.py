@@ -6,7 +6,7 @@ version must take.
 """
 from typing import Dict
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 10
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -111,7 +111,20 @@ ALTER TABLE jobs ADD COLUMN max_rss_bytes INTEGER;
 ALTER TABLE jobs ADD COLUMN gpu_mem_peak_bytes INTEGER;
 ALTER TABLE jobs ADD COLUMN gpu_util_mean REAL
 """
+# Version 10: the history of each runner's slots (``hog gpus DIR SPEC`` changes them while
+# it runs): its ``--gpus`` labels from ``at`` on, recorded when it starts and at each
+# change applied, so that the report's GPU-slot capacity follows them over time.
+SCHEMA_V10 = """
+CREATE TABLE slot_changes (
+    runner  INTEGER NOT NULL,
+    at      REAL NOT NULL,
+    gpus    TEXT NOT NULL
+);
+CREATE INDEX slot_changes_by_runner ON slot_changes (runner, at)
+"""
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
                               3: SCHEMA_V3,
                               4: "",    # placeholder: another branch's migration
-                              5: SCHEMA_V5}
+                              5: SCHEMA_V5,
+                              6: "", 7: "", 8: "", 9: "",   # placeholders
+                              10: SCHEMA_V10}

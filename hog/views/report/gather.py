@@ -1,7 +1,7 @@
 """The report's data: a ``Sweep``, read once from the store (opened read-only) and the
 job folders, so that the timeline and the page are pure functions of it."""
 from dataclasses import dataclass, field
-from typing import FrozenSet, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from hog.state.gpulog import Look, read_looks
 from hog.state.jobdir import Layout, earlier_attempts, read_info
@@ -25,6 +25,9 @@ class Sweep:
     now: float
     health: Tuple[str, ...] = ()         # GPUs quarantined, attempts run again for free
     gpu_looks: List[Look] = field(default_factory=list)  # the GPU monitor's log
+    # each runner's --gpus labels over time, (from when, labels), for runners that
+    # recorded them (``hog gpus DIR SPEC`` changes them while a runner works)
+    slot_history: Dict[int, List[Tuple[float, str]]] = field(default_factory=dict)
 
 
 def health_lines(store: SweepReader, layout: Layout, rows: List[JobRow],
@@ -51,4 +54,4 @@ def gather(store: SweepReader, layout: Layout, directory: str, now: float) -> Sw
     return Sweep(directory=directory, layout=layout, source=store.meta("source"), rows=rows,
                  runners=runners, alive=alive, attempts=attempts(rows, runners, layout),
                  now=now, health=health_lines(store, layout, rows, runners),
-                 gpu_looks=read_looks(layout))
+                 gpu_looks=read_looks(layout), slot_history=store.slot_history())

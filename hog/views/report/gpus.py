@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from hog.state.gpulog import Look
 from hog.state.rows import JobRow
+from hog.views.report import pack
 
 IDLE_UTIL = 5.0                  # percent: below it, a job "barely used" its GPU(s)
 MAX_LISTED = 50
@@ -78,7 +79,8 @@ def _gib(n: Optional[int]) -> str:
 
 
 def job_usage_columns(rows: Dict[int, JobRow], ids: Sequence[int]) -> Dict[str, list]:
-    """Per job shown in the timeline: what its latest attempt used (its tooltip)."""
+    """Per job shown in the timeline: what its latest attempt used (its tooltip), as packed
+    columns (``pack``)."""
     cols: Dict[str, list] = {"cpu": [], "rss": [], "gmem": [], "gutil": []}
     for i in ids:
         r = rows[i]
@@ -87,4 +89,4 @@ def job_usage_columns(rows: Dict[int, JobRow], ids: Sequence[int]) -> Dict[str, 
         cols["rss"].append(r.max_rss_bytes)
         cols["gmem"].append(r.gpu_mem_peak_bytes)
         cols["gutil"].append(r.gpu_util_mean)
-    return cols
+    return {key: pack.column(values) for key, values in cols.items()}

@@ -14,12 +14,14 @@ from hog.humanize import fmt_duration
 from hog.model import Status, slot_label
 from hog.state.rows import JobRow
 from hog.state.runners import HEARTBEAT_S
+from hog.views.report import pack
 from hog.views.report.gather import Sweep
 from hog.views.report.gpus import gpu_section, job_usage_columns
 from hog.views.report.timeline import (
     Bar,
     Lane,
     Usage,
+    capacity_steps,
     lanes_and_bars,
     runner_groups,
     runner_span,
@@ -81,33 +83,57 @@ def _script_json(data: Any) -> str:
 
 def _timeline_data(sweep: Sweep, lanes: List[Lane], bars: List[Bar], use: Usage, t0: float,
                    t1: float) -> Dict[str, Any]:
+    """The timeline's data, packed (``pack``): every attempt with its times in ms since
+    ``t0``, in (lane, start) order; the page counts GPU- and CPU-slot use from them."""
     by_id = {r.id: r for r in sweep.rows}
     jobs: Dict[int, int] = {}
-    job_cols: Dict[str, List[Any]] = {"id": [], "name": [], "cmd": [], "attempts": []}
-    cols: Dict[str, List[Any]] = {
-        "lane": [], "s": [], "e": [], "st": [], "job": [], "att": [], "x": [], "sig": [],
-        "gpus": [], "flags": []}
+    job_rows: List[JobRow] = []
+    per_lane = [0] * len(lanes)
+    starts: List[int] = []
+    lengths: List[int] = []
+    job_of: List[int] = []
+    sts: List[int] = []
+    atts: List[int] = []
+    exits: List[Optional[int]] = []
+    sigs: List[Optional[str]] = []
+    gpus: List[str] = []
+    flags: List[int] = []
     status_index = {s: i for i, s in enumerate(STATUS_ORDER)}
+    failed = status_index["failed"]
+    lane_gpu = [ln.gpu for ln in lanes]
     for b in sorted(bars, key=lambda b: (b.lane, b.attempt.started)):
         a = b.attempt
-        if a.job not in jobs:
-            row = by_id[a.job]
-            jobs[a.job] = len(jobs)
-            job_cols["id"].append(row.id)
-            job_cols["name"].append(row.name or sweep.layout.folder_name(row.id))
-            job_cols["cmd"].append(row.command[:MAX_COMMAND])
-            job_cols["attempts"].append(row.attempt)
-        cols["lane"].append(b.lane)
-        cols["s"].append(round(a.started - t0, 3))
-        cols["e"].append(round(b.end - t0, 3))
-        cols["st"].append(status_index.get(a.status, status_index["failed"]))
-        cols["job"].append(jobs[a.job])
-        cols["att"].append(a.attempt)
-        cols["x"].append(a.exit_code)
-        cols["sig"].append(a.signal)
-        cols["gpus"].append(",".join(a.gpus))
-        cols["flags"].append((0 if a.latest else 1) | (2 if b.part else 0)
-                             | (4 if a.ended is None else 0))
+        j = jobs.get(a.job)
+        if j is None:
+            j = jobs[a.job] = len(job_rows)
+            job_rows.append(by_id[a.job])
+        per_lane[b.lane] += 1
+        s = int((a.started - t0) * 1000 + 0.5)     # ms; never negative
+        starts.append(s)
+        lengths.append(int((b.end - t0) * 1000 + 0.5) - s)
+        job_of.append(j)
+        sts.append(status_index.get(a.status, failed))
+        atts.append(a.attempt)
+        exits.append(a.exit_code)
+        sigs.append(a.signal)
+        g = ",".join(a.gpus)
+        gpus.append("" if g == lane_gpu[b.lane] else g)     # "": the lane's GPU
+        flags.append((0 if a.latest else 1) | (2 if b.part else 0)
+                     | (4 if a.ended is None else 0))
+    cols = {"perLane": per_lane, "s": pack.column(starts, delta=True),
+            "d": pack.column(lengths), "job": pack.column(job_of, delta=True),
+            "st": pack.column(sts), "att": pack.column(atts), "x": pack.column(exits),
+            "sig": pack.column(sigs), "gpus": pack.column(gpus), "flags": pack.column(flags)}
+    job_cols = {
+        "id": pack.column([r.id for r in job_rows], delta=True),
+        "name": pack.texts([r.name or sweep.layout.folder_name(r.id) for r in job_rows]),
+        "cmd": pack.texts([r.command[:MAX_COMMAND] for r in job_rows]),
+        "attempts": pack.column([r.attempt for r in job_rows])}
+    steps: Dict[int, int] = {}
+    for at, n in capacity_steps(sweep):
+        t = round((at - t0) * 1000)
+        steps[t] = steps.get(t, 0) + n
+    capacity = {"t": sorted(steps), "n": [steps[t] for t in sorted(steps)]}
     multi = len({ln.runner for ln in lanes}) > 1
     groups = runner_groups(sweep)
     lane_rows = []
@@ -122,9 +148,8 @@ def _timeline_data(sweep: Sweep, lanes: List[Lane], bars: List[Bar], use: Usage,
     return {
         "t0": t0, "span": t1, "now": round(sweep.now - t0, 3) if sweep.alive else None,
         "statuses": list(STATUS_ORDER), "colors": COLORS, "prefix": sweep.layout.prefix,
-        "lanes": lane_rows, "bars": cols,
-        "jobs": {**job_cols, **job_usage_columns(by_id, job_cols["id"])},
-        "usage": {"t": use.times, "busy": use.busy, "cap": use.capacity, "cpu": use.cpu},
+        "lanes": lane_rows, "bars": cols, "capacity": capacity,
+        "jobs": {**job_cols, **job_usage_columns(by_id, [r.id for r in job_rows])},
     }
 
 
@@ -207,9 +232,9 @@ def _histogram(rows: List[JobRow]) -> str:
     """Durations of the jobs that ended, succeeded and not, as an inline SVG."""
     ok: List[float] = []
     bad: List[float] = []
+    ran = {s.value for s in Status if s.finished and s.started_command}
     for r in rows:
-        if r.started is not None and r.ended is not None and Status(r.status).finished \
-                and Status(r.status).started_command \
+        if r.started is not None and r.ended is not None and r.status in ran \
                 and r.note != "cancelled before it started":
             (ok if r.status == "succeeded" else bad).append(max(0.0, r.ended - r.started))
     values = ok + bad
@@ -229,13 +254,15 @@ def _histogram(rows: List[JobRow]) -> str:
 
     def binned(vals):
         out = [0] * n
-        for v in vals:
-            if log:
-                i = int((math.log10(max(v, lo)) - math.log10(lo)) / (
-                    (math.log10(hi) - math.log10(lo)) / n))
-            else:
-                i = int((v - edges[0]) / ((edges[-1] - edges[0]) / n))
-            out[min(n - 1, max(0, i))] += 1
+        if log:
+            base, width = math.log10(lo), (math.log10(hi) - math.log10(lo)) / n
+            log10 = math.log10
+            where = [int((log10(v if v > lo else lo) - base) / width) for v in vals]
+        else:
+            base, width = edges[0], (edges[-1] - edges[0]) / n
+            where = [int((v - base) / width) for v in vals]
+        for i in where:
+            out[n - 1 if i > n - 1 else (i if i > 0 else 0)] += 1
         return out
 
     ok_n, bad_n = binned(ok), binned(bad)

@@ -3,7 +3,7 @@ each group of runners, a bar per attempt, and how many GPU slots were busy and o
 over time."""
 import bisect
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from hog.state.results import Attempt
 from hog.state.rows import RunnerRow
@@ -24,9 +24,8 @@ class Lane:
         return f"GPU {self.gpu}" if self.slot >= 0 else "CPU"
 
 
-@dataclass(frozen=True)
-class Bar:
-    """An attempt drawn on a lane."""
+class Bar(NamedTuple):
+    """An attempt drawn on a lane (a tuple: a sweep has up to millions of them)."""
 
     lane: int
     attempt: Attempt
@@ -71,8 +70,9 @@ def lanes_and_bars(sweep: Sweep) -> Tuple[List[Lane], List[Bar]]:
                                          runner_groups(sweep).items() for r in members}
     found: Dict[Tuple[Optional[int], int], Lane] = {}
     for r in sweep.runners:
-        for i, gpu in enumerate(g for g in r.gpus.split(",") if g):
-            found.setdefault((group_of[r.id], i), Lane(group_of[r.id], i, gpu))
+        for _, gpus in reversed(sweep.slot_history.get(r.id) or [(r.started, r.gpus)]):
+            for i, gpu in enumerate(g for g in gpus.split(",") if g):
+                found.setdefault((group_of[r.id], i), Lane(group_of[r.id], i, gpu))
     for a in sweep.attempts:
         key = (group_of.get(a.runner), a.slot)
         if key not in found:
@@ -127,38 +127,74 @@ class Usage:
         return self.busy_s / self.offered_s if self.offered_s > 0 else None
 
 
+def _slots(gpus: str) -> int:
+    return len([g for g in gpus.split(",") if g])
+
+
+def capacity_steps(sweep: Sweep) -> List[Tuple[float, int]]:
+    """(time, change) of the GPU slots runners offered: each runner from its start to
+    its end, its slot count following the changes it recorded (``hog gpus``); a
+    runner without a record offers its current slots over its whole life."""
+    last_end: Dict[Optional[int], float] = {}
+    for a in sweep.attempts:
+        end = sweep.now if a.ended is None else a.ended
+        if end > last_end.get(a.runner, end - 1):
+            last_end[a.runner] = end
+    steps: List[Tuple[float, int]] = []
+    for r in sweep.runners:
+        history = sweep.slot_history.get(r.id) or [(r.started, r.gpus)]
+        start, end = runner_span(r, r.id in sweep.alive, sweep.now)
+        if any(_slots(gpus) for _, gpus in history):
+            end = max(end, last_end.get(r.id, end))
+        for i, (at, gpus) in enumerate(history):
+            n = _slots(gpus)
+            begin = start if i == 0 else min(max(start, at), end)
+            until = end if i + 1 == len(history) else min(max(start, history[i + 1][0]), end)
+            if n and until > begin:
+                steps += [(begin, n), (until, -n)]
+    return steps
+
+
 def usage(sweep: Sweep, t0: float) -> Usage:
     """Busy, offered (by runners) and CPU slots over time, and the slot-seconds."""
     events: Dict[float, List[int]] = {}
-
-    def add(t: float, which: int, delta: int) -> None:
-        events.setdefault(round(t - t0, 3), [0, 0, 0])[which] += delta
-
-    for r in sweep.runners:
-        n = len([g for g in r.gpus.split(",") if g])
-        start, end = runner_span(r, r.id in sweep.alive, sweep.now)
-        end = max([end] + [a.ended or sweep.now for a in sweep.attempts if a.runner == r.id]) \
-            if n else end
-        add(start, 2, n)
-        add(end, 2, -n)
+    for at, n in capacity_steps(sweep):
+        t = at - t0
+        x = events.get(t)
+        if x is None:
+            x = events[t] = [0, 0, 0]
+        x[2] += n
+    now = sweep.now
     for a in sweep.attempts:
-        end = sweep.now if a.ended is None else a.ended
-        which, k = (0, max(1, len(a.gpus))) if a.slot >= 0 else (1, 1)
-        add(a.started, which, k)
-        add(end, which, -k)
+        if a.slot >= 0:
+            which, k = 0, len(a.gpus) or 1
+        else:
+            which, k = 1, 1
+        t = a.started - t0
+        x = events.get(t)
+        if x is None:
+            x = events[t] = [0, 0, 0]
+        x[which] += k
+        t = (now if a.ended is None else a.ended) - t0
+        x = events.get(t)
+        if x is None:
+            x = events[t] = [0, 0, 0]
+        x[which] -= k
     times: List[float] = []
     busy: List[int] = []
     capacity: List[int] = []
     cpu: List[int] = []
     b = c = cap = 0
     busy_s = offered_s = 0.0
+    last = 0.0
     for t in sorted(events):
         if times:
-            dt = t - times[-1]
-            busy_s += min(busy[-1], capacity[-1]) * dt
-            offered_s += capacity[-1] * dt
+            dt = t - last
+            busy_s += (b if b < cap else cap) * dt
+            offered_s += cap * dt
         db, dc, dcap = events[t]
         b, c, cap = b + db, c + dc, cap + dcap
+        last = t
         times.append(t)
         busy.append(b)
         cpu.append(c)

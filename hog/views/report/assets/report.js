@@ -6,7 +6,80 @@
   "use strict";
   var started = performance.now();
   var D = JSON.parse(document.getElementById("hog-data").textContent);
-  var B = D.bars, J = D.jobs, U = D.usage, LANES = D.lanes;
+
+  // ------------------------------------------------------------------ unpacking
+  // columns come packed (see hog/views/report/pack.py): a list, {n, c} (all c),
+  // {n, c, i, v} (c but at positions i, as steps, which hold v), {d} (differences)
+  function expand(p) {
+    if (Array.isArray(p)) return p;
+    var out, k, pos = 0, prev = 0;
+    if (p.d) {
+      out = new Array(p.d.length);
+      for (k = 0; k < p.d.length; k++) { prev += p.d[k]; out[k] = prev; }
+      return out;
+    }
+    out = new Array(p.n);
+    for (k = 0; k < p.n; k++) out[k] = p.c;
+    if (p.i) for (k = 0; k < p.i.length; k++) { pos += p.i[k]; out[pos] = p.v[k]; }
+    return out;
+  }
+  function expandTexts(p) {       // patterns p[k] with numbers between their parts
+    var keys = expand(p.k), nums = expand(p.n), last = {}, at = 0, out = new Array(keys.length);
+    for (var i = 0; i < keys.length; i++) {
+      var lits = p.p[keys[i]], text = lits[0];
+      if (lits.length > 1) {
+        var prev = last[keys[i]], mine = [];
+        for (var j = 1; j < lits.length; j++) {
+          var v = nums[at++] + (prev ? prev[j - 1] : 0);
+          mine.push(v);
+          text += v + lits[j];
+        }
+        last[keys[i]] = mine;
+      }
+      out[i] = text;
+    }
+    return out;
+  }
+  function unpackBars(p) {
+    var n = 0, l, i;
+    for (l = 0; l < p.perLane.length; l++) n += p.perLane[l];
+    var lane = new Int32Array(n), s = new Float64Array(n), e = new Float64Array(n);
+    var k = 0;
+    for (l = 0; l < p.perLane.length; l++) for (i = 0; i < p.perLane[l]; i++) lane[k++] = l;
+    var ms = expand(p.s), d = expand(p.d);
+    for (i = 0; i < n; i++) { s[i] = ms[i] / 1000; e[i] = (ms[i] + d[i]) / 1000; }
+    return { lane: lane, s: s, e: e, job: expand(p.job), st: expand(p.st), att: expand(p.att),
+             x: expand(p.x), sig: expand(p.sig), gpus: expand(p.gpus), flags: expand(p.flags) };
+  }
+  function usageOf(B, lanes, cap) {
+    // GPU slots busy (a job counts each of its GPUs), CPU slots busy and GPU slots
+    // offered, as step functions: a point wherever one of them changes
+    var n = B.s.length, times = [], kind = [], delta = [], i;
+    for (i = 0; i < n; i++) {
+      if (B.flags[i] & 2) continue;                 // another GPU of a job counted already
+      var cpu = lanes[B.lane[i]].cpu, k = cpu ? 1 : (B.gpus[i] ? B.gpus[i].split(",").length : 1);
+      times.push(Math.round(B.s[i] * 1000), Math.round(B.e[i] * 1000));
+      kind.push(cpu ? 1 : 0, cpu ? 1 : 0); delta.push(k, -k);
+    }
+    for (i = 0; i < cap.t.length; i++) { times.push(cap.t[i]); kind.push(2); delta.push(cap.n[i]); }
+    var order = new Int32Array(times.length);
+    for (i = 0; i < order.length; i++) order[i] = i;
+    order.sort(function (a, b) { return times[a] - times[b]; });
+    var U = { t: [], busy: [], cap: [], cpu: [] }, now = [0, 0, 0];
+    for (var q = 0; q < order.length; q++) {
+      var ev = order[q];
+      now[kind[ev]] += delta[ev];
+      if (q + 1 < order.length && times[order[q + 1]] === times[ev]) continue;
+      U.t.push(times[ev] / 1000); U.busy.push(now[0]); U.cpu.push(now[1]); U.cap.push(now[2]);
+    }
+    return U;
+  }
+
+  var LANES = D.lanes, B = unpackBars(D.bars), J = D.jobs;
+  J = { id: expand(J.id), name: expandTexts(J.name), cmd: expandTexts(J.cmd), attempts: expand(J.attempts),
+        cpu: J.cpu && expand(J.cpu), rss: J.rss && expand(J.rss), gmem: J.gmem && expand(J.gmem),
+        gutil: J.gutil && expand(J.gutil) };
+  var U = usageOf(B, LANES, D.capacity);
   var N = B.s.length, NL = LANES.length;
   var SPAN = Math.max(D.span, 0.001);
   var view = { a: 0, b: SPAN };
@@ -146,6 +219,19 @@
     ctx.beginPath(); ctx.rect(LABEL_W, 0, g.plotW, GANTT_H); ctx.clip();
     var count = {}, failedCol = D.colors.failed, failedIdx = D.statuses.indexOf("failed");
     var centres = [];
+    // a row with more attempts in view than pixel columns is drawn binned: each device
+    // pixel column in the colour of the attempts it holds, failures first
+    var base = Math.floor(LABEL_W * dpr), cols = Math.ceil(g.plotW * dpr) + 2, dense = [];
+    var anyDense = false;
+    for (var l2 = 0; l2 < NL; l2++) {
+      var inView = 0;
+      for (var i2 = laneFirst[l2]; i2 < laneFirst[l2 + 1]; i2++) {
+        if (!(B.e[i2] < view.a || B.s[i2] > view.b)) inView++;
+      }
+      dense.push(inView > g.plotW ? { rank: new Int8Array(cols), st: new Int8Array(cols) } : null);
+      anyDense = anyDense || inView > g.plotW;
+    }
+    function rank(st) { return D.statuses[st] === "succeeded" ? 1 : (st === failedIdx ? 30 : 20 - st); }
     // succeeded first, then everything else on top, so failures are never hidden
     for (var pass = 0; pass < 2; pass++) {
       for (var b = 0; b < N; b++) {
@@ -158,10 +244,18 @@
         var w = Math.max(1, x1 - x0);
         if (w >= 4) w -= w >= 12 ? 2 : 1;                // a gap between consecutive jobs
         var yb = laneY[B.lane[b]] + 3, h = RH - 6, f = B.flags[b];
-        var col = color(st);
-        ctx.fillStyle = (f & 1) ? hatch(ctx, col) : col;
-        ctx.globalAlpha = (f & 2) ? 0.5 : 1;
-        ctx.fillRect(x0, yb, w, h);
+        var col = color(st), bins = dense[B.lane[b]];
+        if (bins) {                                      // its pixel columns, by rank
+          var c0 = Math.round(x0 * dpr) - base, c1 = c0 + Math.max(Math.round(dpr), Math.round(x1 * dpr) - Math.round(x0 * dpr));
+          var r = rank(st);
+          for (var c = Math.max(0, c0); c < Math.min(cols, c1); c++) {
+            if (r > bins.rank[c]) { bins.rank[c] = r; bins.st[c] = st; }
+          }
+        } else {
+          ctx.fillStyle = (f & 1) ? hatch(ctx, col) : col;
+          ctx.globalAlpha = (f & 2) ? 0.5 : 1;
+          ctx.fillRect(x0, yb, w, h);
+        }
         if (f & 4) {                                     // running: a bright right edge
           ctx.fillStyle = "#9ec1ee"; ctx.fillRect(Math.max(x0, x0 + w - 3), yb, 3, h);
         }
@@ -171,6 +265,20 @@
         if (st === failedIdx && !(f & 3)) centres.push([x0 + w / 2, yb + h / 2]);
       }
     }
+    for (var l3 = 0; l3 < NL; l3++) {                   // the binned rows, a run at a time
+      var bb = dense[l3];
+      if (!bb) continue;
+      for (var a3 = 0; a3 < cols;) {
+        var e3 = a3 + 1;
+        while (e3 < cols && bb.rank[e3] === bb.rank[a3] && bb.st[e3] === bb.st[a3]) e3++;
+        if (bb.rank[a3]) {
+          ctx.fillStyle = color(bb.st[a3]);
+          ctx.fillRect((base + a3) / dpr, laneY[l3] + 3, (e3 - a3) / dpr, RH - 6);
+        }
+        a3 = e3;
+      }
+    }
+    rendered.ganttMode = anyDense ? "binned" : "bars";
     ctx.restore();
     rendered.byStatus = count;
     rendered.failedBars = centres.length;
