@@ -9,7 +9,7 @@ import time
 from typing import List, Sequence, Set
 
 from hog.backends.base import LocalCapacity
-from hog.engine import outcomes, writable
+from hog.engine import limits, outcomes, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
@@ -36,7 +36,7 @@ def learn_gpu_memory(st: RunState) -> None:
 def refill(st: RunState) -> None:
     skip = st.not_here
     rows = st.store.queued(READY_AHEAD + len(skip) + len(st.waiting_deps))
-    st.ready.extend((r, r.job()) for r in rows if r.id not in skip)
+    st.ready.extend((r, limits.with_defaults(st, r.job())) for r in rows if r.id not in skip)
 
 
 def fill(st: RunState) -> None:
