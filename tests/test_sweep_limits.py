@@ -108,3 +108,14 @@ def test_job_file_dash_with_detach_is_refused(tmp_path):
     r = run_hog(tmp_path, "--job-file", "-", "--gpus", "0", "--detach")
     assert r.returncode == 2 and "--detach" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "output").exists()
+
+
+def test_unschedulable_jobs_count_toward_max_failures_and_nothing_starts_after(tmp_path):
+    jobs = job_file(tmp_path, "echo big  # hog: name=big gpus=4",
+                    *[f"echo {i}  # hog: name=later{i}" for i in range(3)])
+    r = run_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--max-failures", "1")
+    assert r.returncode == 1, r.stderr
+    found = rows(tmp_path)
+    assert found["big"][0] == "unschedulable"
+    assert all(found.get(f"later{i}", ("queued",))[0] == "queued" for i in range(3)), found
+    assert "stopped by --max-failures 1" in r.stderr

@@ -53,6 +53,10 @@ def fill(st: RunState) -> None:
                                        lambda job: may_start(st, *entries[job.index]))
         if not placements:
             return
+        if st.stopping:     # an unschedulable job just reached --max_failures: start none
+            for p in placements:
+                st.sched.release(p.job_id, ran=False)
+            return
         by_id = {job.index: (row, job) for row, job in st.ready}
         for p in placements:
             row, job = by_id[p.job_id]
