@@ -19,10 +19,16 @@ __all__ = ["run", "sweep", "results", "JobRecord", "Results", "SweepResult", "Ho
            "__version__"]
 
 
+_API = ("run", "sweep", "results", "JobRecord", "Results", "SweepResult")
+
+
 def __getattr__(name: str):
     # the API is imported on first use, so the command line starts as fast as before
-    if name in ("run", "sweep", "results", "JobRecord", "Results", "SweepResult"):
+    if name in _API:
         from hog import api  # the API: loads the engine, kept off the command line's start
+        # bound here once and for all: no submodule imported later (``hog.results`` was
+        # one) can take the name from the function
+        globals().update({n: getattr(api, n) for n in _API})
         return getattr(api, name)
     raise AttributeError(f"module 'hog' has no attribute {name!r}")
 

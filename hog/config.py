@@ -11,14 +11,14 @@ command line's options, whichever called.
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from hog.errors import UsageError
+from hog.errors import InputError, UsageError
 from hog.gpus.discovery import check_visible, discover
-from hog.gpus.spec import MAX_SLOTS, parse_gpus
+from hog.gpus.spec import MAX_SLOTS, is_none, parse_gpus
 from hog.sources import SourceSpec
-from hog.sources.joboptions import parse_amount
-from hog.sources.text import check_readable
+from hog.sources.joboptions import job_kwargs, parse_amount
+from hog.sources.text import STDIN, check_readable
 
 Amount = Union[str, int, float]
 GpuSpec = Union[str, int, Iterable[Union[str, int]], None]
@@ -46,6 +46,9 @@ class RunConfig:
     backend: str = "local"                           # local | ray
     ray_address: Optional[str] = None                # None: a local Ray instance
     ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
+    timeout: Optional[float] = None                  # every job's, unless it has its own
+    retries: Optional[int] = None                    # every job's, unless it has its own
+    max_failures: Optional[int] = None               # then start nothing new (engine/limits)
     quarantine_after: int = 3          # fast failures in a row that quarantine a GPU (0: off)
     quarantine_within: float = 60.0    # seconds from its start that make a failure fast
     oom_retry: bool = True             # rerun a GPU out-of-memory failure alone, once
@@ -60,7 +63,8 @@ class RunConfig:
 OPTIONS = ("gpus", "output_dir", "prefix", "grace", "display", "keep_alive", "fresh",
            "resources", "gpu_memory", "cpu_slots", "min_free_memory", "exclusive",
            "wait_for_running", "on_job_end", "on_finish", "hook_timeout", "backend",
-           "ray_address", "quarantine_after", "quarantine_within", "oom_retry")
+           "ray_address", "quarantine_after", "quarantine_within", "oom_retry", "timeout",
+           "retries", "max_failures")
 
 # Options a Ray run refuses, and why.
 RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resources"),
@@ -83,15 +87,21 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                  on_finish: Optional[str] = None, hook_timeout: float = 30.0,
                  backend: str = "local", ray_address: Optional[str] = None,
                  quarantine_after: int = 3, quarantine_within: float = 60.0,
-                 oom_retry: bool = True, resume_on_boot: Sequence[str] = ()) -> RunConfig:
+                 oom_retry: bool = True, timeout: Union[str, float, None] = None,
+                 retries: Optional[int] = None, max_failures: Optional[int] = None,
+                 resume_on_boot: Sequence[str] = ()) -> RunConfig:
     """The run's configuration, checked (``UsageError`` if an option is bad).
 
     ``gpus``: a spec (``"0,0,1"``, ``"0-3x2"``, ``"all"``) or GPU ids (``[0, 0, 1]``);
     ``resources``: ``"license=2 disk=1"`` or ``{"license": 2}``; ``gpu_memory``: a size
     for every GPU (``"80G"``, or bytes), ``"0=80G,1=40G"`` or ``{"0": "80G"}``;
-    ``min_free_memory``: a size (``"10G"``, or bytes); ``resume_on_boot``: the hog
-    arguments that resume the sweep after a reboot (the command line's, ``hog.boot``)."""
+    ``min_free_memory``: a size (``"10G"``, or bytes); ``gpus="none"``: CPU slots only
+    (``cpu_slots`` defaults to the number of cores); ``timeout`` (``"30m"``, or
+    seconds) and ``retries``: every job's, unless it sets its own; ``max_failures``:
+    start nothing new once that many jobs failed; ``resume_on_boot``: the hog arguments
+    that resume the sweep after a reboot (the command line's, ``hog.boot``)."""
     spec = _gpu_spec(gpus)
+    limits = sweep_limits(timeout, retries, max_failures)
     if not prefix or "/" in prefix or prefix.startswith("."):
         raise UsageError(f"--prefix {prefix!r}: must be non-empty, without '/', "
                          f"and not start with '.'")
@@ -112,6 +122,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
         raise UsageError("--ray_address is for --backend ray")
     else:
         slots = slots_for(spec)
+    if is_none(spec) and cpu_slots is None and backend != "ray":
+        cpu_slots = min(os.cpu_count() or 1, MAX_SLOTS)   # a CPU-only runner
     if cpu_slots is not None and cpu_slots < 0:
         raise UsageError("--cpu_slots must be 0 or more")
     if cpu_slots is not None and cpu_slots > MAX_SLOTS:
@@ -129,13 +141,33 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                      on_job_end=on_job_end, on_finish=on_finish, hook_timeout=hook_timeout,
                      backend=backend, ray_address=ray_address, ray_gpus=ray_gpus,
                      quarantine_after=quarantine_after, quarantine_within=quarantine_within,
-                     oom_retry=oom_retry, resume_on_boot=tuple(resume_on_boot))
+                     oom_retry=oom_retry, resume_on_boot=tuple(resume_on_boot), **limits)
+
+
+def sweep_limits(timeout: Union[str, float, None], retries: Optional[int],
+                 max_failures: Optional[int]) -> Dict[str, Any]:
+    """``--timeout``, ``--retries`` (checked as a job's own are) and ``--max-failures``,
+    as RunConfig fields."""
+    checked: Dict[str, Any] = {}
+    for name, value in (("timeout", timeout), ("retries", retries)):
+        if value is not None:
+            try:
+                checked.update(job_kwargs({name: value}, ""))
+            except InputError as e:     # "bad value ... for 'timeout': expected ..."
+                raise UsageError(f"--{name} {value!r}: {str(e).split(': ', 1)[-1]}") from None
+    if max_failures is not None and (isinstance(max_failures, bool)
+                                     or not isinstance(max_failures, int) or max_failures < 1):
+        raise UsageError(f"--max_failures {max_failures!r}: expected a whole number, 1 or more")
+    return {"timeout": checked.get("timeout"), "retries": checked.get("retries"),
+            "max_failures": max_failures}
 
 
 def file_source(path: Union[str, "os.PathLike[str]"], yielder: bool = False) -> SourceSpec:
     """The source of a job file (text, or YAML by its extension) or of a yielder file;
     ``InputError`` if it cannot be read."""
     path = os.fspath(path)
+    if path == STDIN and not yielder:
+        return SourceSpec("stdin", STDIN)
     if yielder:
         check_readable(path, "yielder file")
         return SourceSpec("yielder", path)
@@ -144,8 +176,8 @@ def file_source(path: Union[str, "os.PathLike[str]"], yielder: bool = False) -> 
 
 
 def source_key(source: SourceSpec) -> str:
-    if source.kind == "python":             # a label, not a file
-        return f"python:{source.path}"
+    if source.kind in ("python", "stdin"):  # a label, not a file
+        return f"{source.kind}:{source.path}"
     return f"{source.kind}:{os.path.abspath(source.path)}"
 
 

@@ -55,6 +55,7 @@ class Scheduler:
         self.clock = clock
         self.slots: Dict[int, Slot] = {s.index: s for s in capacity.slots}
         self.free = set(self.slots)
+        self.cpu_only = not self.slots      # --gpus none: a GPU job never fits here
         self.retiring: set = set()
         self.resources = dict(capacity.resources)
         self.used: DefaultDict[str, float] = defaultdict(float)
@@ -87,6 +88,7 @@ class Scheduler:
 
     def add_slot(self, gpu: str) -> int:
         self._capacity_changed()
+        self.cpu_only = False
         index = max(self.slots, default=-1) + 1
         self.slots[index] = Slot(index, gpu)
         self.free.add(index)
@@ -198,7 +200,8 @@ class Scheduler:
             if len(job.gpu_ids) < job.gpus:
                 return f"needs {job.gpus} GPUs but is pinned to {len(job.gpu_ids)}"
         elif job.gpus > len(gpus):
-            return f"needs {job.gpus} GPUs; this runner has {len(gpus)}"
+            return f"needs {job.gpus} GPUs; this runner has {len(gpus)}" if not self.cpu_only \
+                else f"needs {job.gpus:g} GPU(s); this runner has none (--gpus none: CPU-only)"
         memory = job_memory(job)
         if memory and job.gpus:
             if not self.gpu_memory:
@@ -231,7 +234,7 @@ class Scheduler:
         for job in candidates:
             if not self.has_room():
                 break
-            if job.gpus and not self.free:
+            if job.gpus and not self.free and not self.cpu_only:
                 if not self.cpu_free:
                     break
                 continue                # no GPU slot free: only CPU jobs can start now

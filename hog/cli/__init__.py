@@ -1,4 +1,5 @@
-"""Command line: ``hog --job-file F --gpus SPEC`` runs a sweep; verbs come first.
+"""Command line: ``hog --job-file F --gpus SPEC`` runs a sweep; verbs come first
+(``hog run DIR`` runs a queue that has no job source).
 
 The outermost layer: nothing else in hog imports it. ``main`` picks the verb (or the
 sweep), and turns what ends it into an exit code at one place: a ``HogError`` is one
@@ -18,7 +19,7 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from hog.cli.completion import RUN, completion_parser, completion_script
-from hog.cli.run import cmd_run, cmd_watch, run_parser, watch_parser
+from hog.cli.run import cmd_run, cmd_run_dir, cmd_watch, run_dir_parser, run_parser, watch_parser
 from hog.cli.verbs import (
     add_parser,
     attach_parser,
@@ -55,14 +56,15 @@ def cmd_completion(argv: List[str]) -> int:
 
 
 VERBS: Dict[str, Callable[[List[str]], int]] = {
-    "gpus": cmd_gpus, "watch": cmd_watch, "status": cmd_status, "add": cmd_add,
+    "run": cmd_run_dir, "gpus": cmd_gpus, "watch": cmd_watch, "status": cmd_status, "add": cmd_add,
     "stop": cmd_stop, "kill": cmd_kill, "retry": cmd_retry, "attach": cmd_attach,
     "logs": cmd_logs, "report": cmd_report, "rebuild": cmd_rebuild,
     "completion": cmd_completion}
 
 # each verb's parser (RUN: hog without a verb), for the completion script and the tests
 PARSERS: Dict[str, Callable[[], argparse.ArgumentParser]] = {
-    RUN: run_parser, "gpus": gpus_parser, "watch": watch_parser, "status": status_parser,
+    RUN: run_parser, "run": run_dir_parser, "gpus": gpus_parser, "watch": watch_parser,
+    "status": status_parser,
     "add": add_parser, "stop": stop_parser, "kill": kill_parser, "retry": retry_parser,
     "attach": attach_parser, "logs": logs_parser, "report": report_parser,
     "rebuild": rebuild_parser, "completion": completion_parser}

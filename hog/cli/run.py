@@ -1,15 +1,30 @@
-"""``hog --job-file F ...`` (the sweep) and ``hog watch DIR``: their parsers, and the
-conversion of what argparse gives into a checked ``RunConfig`` (``hog.config``)."""
+"""``hog --job-file F ...`` (the sweep), ``hog run DIR`` (a queue without a source)
+and ``hog watch DIR``: their parsers, and the conversion of what argparse gives into a
+checked ``RunConfig`` (``hog.config``).
+
+``hog run DIR`` takes every option of a sweep but the source and ``--output-dir``: it
+runs what ``DIR``'s queue holds (jobs added with ``hog add``, or a sweep's queued jobs)
+without reading any job source, even one the sweep recorded.
+"""
 import argparse
 import os
-from typing import List
+from typing import Any, List, Optional
 
 from hog import __version__
 from hog.boot import boot_args
-from hog.cli.parsers import HogParser, _flag, make_parser
-from hog.config import OPTIONS, RunConfig, build_config, file_source
+from hog.cli.parsers import (
+    DEFAULT_DIR,
+    HogParser,
+    _flag,
+    check_default_dir,
+    is_sweep,
+    make_parser,
+)
+from hog.config import RunConfig, build_config, file_source
 from hog.errors import UsageError
 from hog.sources import SourceSpec
+from hog.state.jobdir import STATE_DIR
+from hog.state.reading import open_sweep
 
 DESCRIPTION = """\
 Run every job of a job file (one bash command per line) or of a Python yielder,
@@ -25,7 +40,8 @@ examples:
   hog -j jobs.txt -g 0-3x2 -o runs/lr         two slots on each of GPUs 0 to 3
   hog --job-yielder sweep.py --gpus all       jobs from sweep.py's yielder(), every GPU
 
-job files: blank lines and lines starting with # are skipped; a trailing backslash
+job files: '-' is standard input, read as it comes (jobs start before it is closed).
+Blank lines and lines starting with # are skipped; a trailing backslash
 continues a line; a trailing comment '# hog: name=NAME gpus=2 timeout=30m' sets options.
 yielder: a Python file whose yielder() generator yields command strings, or mappings
 with 'cmd' and the same options.
@@ -38,6 +54,7 @@ a sweep's state lives in <output_dir>/.hog/ (SQLite): running the same command a
 resumes it (succeeded jobs are skipped), and these work from any shell:
   hog status [DIR] [--json]                   counts, running and failed jobs
   hog add [DIR] -- COMMAND...                 queue another job (or --job-file FILE)
+  hog run [DIR] [options]                     run DIR's queue (no job source read)
   hog stop [DIR] [--now]                      drain (or terminate) the runners
   hog kill [DIR] JOB...                       cancel jobs (by number or name)
   hog retry [DIR] --failed | JOB...           queue finished jobs again
@@ -63,16 +80,27 @@ def run_parser() -> HogParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     _flag(src, "job_file", "-j", metavar="FILE",
-          help="text file: one bash command per line (or a .yaml job file)")
+          help="text file: one bash command per line (or a .yaml job file); "
+               "'-': standard input")
     _flag(src, "job_yielder", "-y", metavar="FILE",
           help="Python file defining yielder(), a generator of jobs")
-    _flag(p, "gpus", "-g", metavar="SPEC",
-          help="GPU slots: ids (0,1), repeats for several jobs per GPU (0,0,1), ranges (0-3),"
-               " repeat counts (0-3x2), or 'all'. Default: every GPU nvidia-smi finds "
-               "(within CUDA_VISIBLE_DEVICES)")
     _flag(p, "output_dir", "-o", metavar="DIR", default="output",
           help="where job folders go (default: output)")
     _flag(p, "prefix", default="job_", help="job folder name prefix (default: job_)")
+    sweep_options(p)
+    p.add_argument("-V", "--version", action="version", version=f"hog {__version__}",
+                   help="print hog's version and exit")
+    return p
+
+
+def sweep_options(p: HogParser) -> None:
+    """The options of a run other than its source and its output directory: ``hog
+    --job-file`` and ``hog run DIR`` share them."""
+    _flag(p, "gpus", "-g", metavar="SPEC",
+          help="GPU slots: ids (0,1), repeats for several jobs per GPU (0,0,1), ranges (0-3),"
+               " repeat counts (0-3x2), 'all', or 'none' (CPU-only: --cpu-slots slots, GPU "
+               "jobs end unschedulable). Default: every GPU nvidia-smi finds (within "
+               "CUDA_VISIBLE_DEVICES)")
     _flag(p, "grace", metavar="SECONDS", type=float, default=5.0,
           help="when terminating a job: seconds between SIGTERM and SIGKILL (default 5)")
     _flag(p, "resources", metavar="'NAME=N ...'",
@@ -83,7 +111,7 @@ def run_parser() -> HogParser:
                "reports): one size for all, e.g. 80G, or per id: 0=80G,1=40G")
     _flag(p, "cpu_slots", metavar="N", type=int,
           help="jobs with gpus=0 run in their own N slots, never taking a GPU slot "
-               "(default: as many as GPU slots)")
+               "(default: as many as GPU slots; with --gpus none, the number of cores)")
     _flag(p, "min_free_memory", metavar="SIZE",
           help="start jobs only on GPUs where others leave at least SIZE free "
                "(checked with nvidia-smi every 2 s)")
@@ -127,9 +155,12 @@ def run_parser() -> HogParser:
     _flag(p, "ray_address", metavar="ADDR",
           help="with --backend ray: the cluster to use, e.g. 10.0.0.1:6379 or auto "
                "(default: $RAY_ADDRESS, else a Ray instance started on this machine)")
-    p.add_argument("-V", "--version", action="version", version=f"hog {__version__}",
-                   help="print hog's version and exit")
-    return p
+    _flag(p, "timeout", metavar="DURATION",
+          help="every job's timeout (90s, 30m, 4h) unless it sets its own")
+    _flag(p, "retries", metavar="N", type=int,
+          help="every job's retries unless it sets its own (above 0)")
+    _flag(p, "max_failures", metavar="N", type=int,
+          help="once N jobs failed, start no new job; running ones finish; exit 1")
 
 
 
@@ -141,8 +172,58 @@ def cmd_run(argv: List[str]) -> int:
         source = file_source(args.job_file)
     else:
         source = file_source(args.job_yielder, yielder=True)
+    if args.detach and source.kind == "stdin":
+        raise UsageError("--job_file - (standard input) cannot be used with --detach: "
+                         "the runner in the background has no standard input; write the "
+                         "jobs to a file")
+    return _start(args, argv, source, args.output_dir, args.prefix)
+
+
+def run_dir_parser() -> HogParser:
+    """``hog run [DIR] [options]``: the queue of DIR, no job source."""
+    p = make_parser(
+        "hog run", "Run the jobs queued in DIR (added with 'hog add', or left queued by "
+        "a sweep) with no job source: a sweep's job file is not read again (so jobs that "
+        "failed stay so: hog retry DIR --failed queues them). Takes the options of "
+        "'hog --job-file' but the source and --output-dir.",
+        usage="hog run [DIR] [options]")
+    p.add_argument("dir", metavar="DIR", nargs="?", default=DEFAULT_DIR,
+                   help=f"the sweep's output directory, which holds its queue "
+                        f"(default: {DEFAULT_DIR})")
+    sweep_options(p)
+    return p
+
+
+def cmd_run_dir(argv: List[str]) -> int:
+    parser = run_dir_parser()
+    args = parser.parse_args(argv)
+    directory = check_default_dir("run", args.dir)
+    if not os.path.isdir(directory):
+        raise UsageError(f"{directory}: no such directory")
+    if not is_sweep(directory):
+        raise UsageError(f"{directory}: no queue to run (no {STATE_DIR}/ inside); queue jobs "
+                         f"with hog add {directory} -- COMMAND, or run a job file: "
+                         f"hog --job-file FILE -o {directory}")
+    if args.fresh:
+        raise UsageError("hog run: --fresh would move the queue aside, leaving nothing to "
+                         "run")
+    words = ["run"] + parser.canonical(argv)     # --detach: hog run again, in the background
+    return _start(args, words, None, directory, _prefix(directory))
+
+
+def _prefix(directory: str) -> str:
+    """The job folders' prefix the queue in ``directory`` records (``job_`` if none)."""
+    reader = open_sweep(directory)
+    try:
+        return reader.meta("prefix") or "job_"
+    finally:
+        reader.close()
+
+
+def _start(args: Any, argv: List[str], source: Optional[SourceSpec], output_dir: str,
+           prefix: str) -> int:
     config = build_config(
-        source, gpus=args.gpus, output_dir=args.output_dir, prefix=args.prefix,
+        source, gpus=args.gpus, output_dir=output_dir, prefix=prefix,
         grace=args.grace, display=args.display, keep_alive=args.keep_alive, fresh=args.fresh,
         resources=args.resources, gpu_memory=args.gpu_memory, cpu_slots=args.cpu_slots,
         min_free_memory=args.min_free_memory, exclusive=args.exclusive,
@@ -150,6 +231,7 @@ def cmd_run(argv: List[str]) -> int:
         on_finish=args.on_finish, hook_timeout=args.hook_timeout, backend=args.backend,
         ray_address=args.ray_address, quarantine_after=args.quarantine_after,
         quarantine_within=args.quarantine_within, oom_retry=not args.no_oom_retry,
+        timeout=args.timeout, retries=args.retries, max_failures=args.max_failures,
         resume_on_boot=boot_args(argv) if args.resume_on_boot else ())
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
@@ -190,15 +272,8 @@ def cmd_watch(argv: List[str]) -> int:
         raise UsageError(f"{args.dir}: no such directory")
     if args.output_dir is not None and not args.output_dir.strip():
         raise UsageError("--output_dir: must not be empty")
-    options = {name: getattr(args, name) for name in OPTIONS if hasattr(args, name)}
-    options["output_dir"] = args.output_dir or os.path.join(args.dir, "output")
-    config = build_config(SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
-                          resume_on_boot=boot_args(argv) if args.resume_on_boot else (),
-                          **options)
-    if args.detach:
-        from hog.engine.detach import detach  # the store and a re-started hog: only here
-        return detach(argv, config)
-    return _run(config)
+    return _start(args, argv, SourceSpec("watch", args.dir, exit_when_empty=args.exit == 1),
+                  args.output_dir or os.path.join(args.dir, "output"), args.prefix)
 
 
 def _run(config: RunConfig) -> int:

@@ -84,6 +84,9 @@ ADD_OPTIONS = (  # each job option hog add takes: (name, short forms, metavar, h
     ("retries", (), "N", "run a failed job again up to N times"),
     ("after", (), "NAMES", "comma-separated names of jobs that must succeed first"),
     ("gpu_ids", (), "IDS", "run only on these GPU ids, e.g. 0,1"),
+    ("resources", (), "'NAME=N ...'", "named resources each job needs, e.g. 'license=1 disk=2'"),
+    ("memory", (), "SIZE", "GPU memory each job needs per GPU, e.g. 20G (packs jobs onto a GPU)"),
+    ("cwd", (), "DIR", "the directory each job runs in"),
 )
 
 
@@ -99,8 +102,8 @@ def add_parser() -> argparse.ArgumentParser:
           help="add every job of this job file (text, or .yaml)")
     for opt, short, metavar, text in ADD_OPTIONS:
         _flag(p, opt, *short, metavar=metavar, help=text)
-    _flag(p, "resources", metavar="'NAME=N ...'",
-          help="named resources each job needs, e.g. 'license=1 disk=2'")
+    _flag(p, "env", metavar="NAME=VALUE", action="append",
+          help="set a variable in each job's environment (repeat for more)")
     return p
 
 
@@ -114,11 +117,11 @@ def cmd_add(argv: List[str]) -> int:
     args = p.parse_args(argv)
     if bool(command) == bool(args.job_file):
         raise UsageError("hog add: give a command after '--', or --job_file FILE (not both)")
-    raw = {k: getattr(args, k) for k in ("name", "gpus", "priority", "timeout", "retries",
-                                         "after", "gpu_ids") if getattr(args, k) is not None}
+    raw = {k: getattr(args, k) for k in [o[0] for o in ADD_OPTIONS] + ["env"]
+           if getattr(args, k) is not None}
     if args.resources:
         raw["resources"] = dict(parse_resources(args.resources))
-    options = job_kwargs(raw, "hog add")
+    options = job_kwargs(raw, "hog add")        # the validator of every source
     if command:
         text = command[0] if len(command) == 1 else shlex.join(command)
         if not text.strip():

@@ -9,7 +9,7 @@ import time
 from typing import List, Sequence, Set
 
 from hog.backends.base import LocalCapacity
-from hog.engine import outcomes, reruns, writable
+from hog.engine import limits, outcomes, reruns, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
@@ -39,7 +39,7 @@ def learn_gpu_memory(st: RunState) -> None:
 def refill(st: RunState) -> None:
     skip = st.not_here
     rows = st.store.queued(READY_AHEAD + len(skip) + len(st.waiting_deps))
-    st.ready.extend((r, r.job()) for r in rows if r.id not in skip)
+    st.ready.extend((r, limits.with_defaults(st, r.job())) for r in rows if r.id not in skip)
 
 
 def fill(st: RunState) -> None:
@@ -55,6 +55,10 @@ def fill(st: RunState) -> None:
         placements = st.sched.schedule([job for _, job in entries.values()],
                                        lambda job: may_start(st, *entries[job.index]))
         if not placements:
+            return
+        if st.stopping:     # an unschedulable job just reached --max_failures: start none
+            for p in placements:
+                st.sched.release(p.job_id, ran=False)
             return
         by_id = {job.index: (row, job) for row, job in st.ready}
         for p in placements:

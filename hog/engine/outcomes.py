@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from hog.backends.attempt import Attempt, add_gpu_usage
 from hog.backends.base import LocalCapacity, Resizable
-from hog.engine import control, reruns, writable
+from hog.engine import control, limits, reruns, writable
 from hog.engine.state import RunState
 from hog.model import (
     BackendFailed,
@@ -113,6 +113,7 @@ def account(st: RunState, outcome: Outcome) -> None:
                st.layout.err_path(outcome.index))
     st.progress.record(outcome)
     st.display.job_ended(outcome)
+    limits.check_failures(st)           # --max-failures
     if st.hooks is not None:
         from hog.engine.hooks import job_variables  # the hooks module: only with hooks
         st.hooks.job_ended(outcome.name, job_variables(outcome, st.layout, st.progress))

@@ -4,7 +4,8 @@
 ``SourceSpec`` names a source; ``open_source`` opens it as that stream (text job files
 in ``text``, yielder files and in-memory iterables in ``yielder``, YAML sweeps in
 ``yaml``, a watched ``to_run/`` directory in ``watch``; per-job options are checked in
-``joboptions``); ``count_jobs`` counts a file source's jobs for the ETA. The producer
+``joboptions``; standard input, ``--job-file -``, is the text source ``stdin``, never
+counted ahead nor read twice); ``count_jobs`` counts a file source's jobs for the ETA. The producer
 process (``producer``) runs the stream into the runner's bounded queue.
 """
 import os
@@ -13,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from hog.model import Job
-from hog.sources.text import text_jobs, text_lines
+from hog.sources.text import STDIN, text_jobs, text_lines
 from hog.sources.watch import watch_jobs
 from hog.sources.yielder import iterable_jobs, yielder_jobs
 
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str   # "text" | "yaml" | "yielder" | "watch" | "python"
+    kind: str   # "text" | "stdin" | "yaml" | "yielder" | "watch" | "python"
     path: str   # for "python": a label naming the sweep (hog.run in Python)
     exit_when_empty: bool = True   # watch: stop once to_run/ is empty
     items: Any = field(default=None, compare=False, repr=False)   # "python": the jobs
@@ -29,6 +30,8 @@ class SourceSpec:
 def open_source(spec: SourceSpec) -> Iterator[Job]:
     if spec.kind == "text":
         return text_jobs(spec.path)
+    if spec.kind == "stdin":
+        return text_jobs(STDIN)
     if spec.kind == "yielder":
         return yielder_jobs(spec.path)
     if spec.kind == "yaml":

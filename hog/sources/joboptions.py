@@ -1,8 +1,13 @@
 """Per-job options shared by every source: validation and units.
 
-A text line's ``# hog: key=value`` directive, a yielder's mapping and (later) a
-YAML entry all go through ``job_kwargs``, so a requirement means the same thing
-wherever it is written, and a malformed one is an input error, never ignored.
+The one validator of job options: a text line's ``# hog: key=value`` directive, a
+YAML entry, a yielder's (or ``hog.run``'s) mapping and ``hog add``'s options all go
+through ``job_kwargs``, so every option (``KNOWN``) is accepted by every source, means
+the same thing wherever it is written, and a malformed one is an input error, never
+ignored. Each option takes its mapping form (``env: {A: 1}``, ``resources: {lic: 1}``,
+``after: [a, b]``) and a text form a directive or a command-line option can spell
+(``env='A=1 B=2'`` or a list of ``NAME=VALUE``, ``resources='lic=1 disk=2'``,
+``after=a,b``); ``memory`` is the per-GPU ``memory`` resource (``memory=20G``).
 
 Every value must also be one hog can carry to the job and record: text holds no NUL
 byte and no lone surrogate, numbers are finite, and each has a documented bound:
@@ -14,7 +19,8 @@ byte and no lone surrogate, numbers are finite, and each has a documented bound:
 """
 import math
 import re
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+import shlex
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hog.errors import InputError
 
@@ -24,8 +30,8 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40, "P": 2 ** 50}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
-KNOWN = ("cmd", "name", "gpus", "resources", "env", "cwd", "timeout", "retries", "priority",
-         "gpu_ids", "after")
+KNOWN = ("cmd", "name", "gpus", "resources", "memory", "env", "cwd", "timeout", "retries",
+         "priority", "gpu_ids", "after")
 
 PRIORITY_MIN, PRIORITY_MAX = -2 ** 63, 2 ** 63 - 1
 MAX_RETRIES = 1000
@@ -208,14 +214,23 @@ def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False)
                 raise bad(key, "a directory path")
             out[key] = check_text(value, "cwd", where)
         elif key == "env":
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-                raise bad(key, "a mapping of variable names to values")
-            out[key] = tuple(_env_item(k, v, where) for k, v in value.items())
+            items = _pairs(value)
+            if items is None or not all(isinstance(k, str) for k, _ in items):
+                raise bad(key, "a mapping of variable names to values, or NAME=VALUE "
+                               "words such as 'A=1 B=2'")
+            out[key] = tuple(_env_item(k, v, where) for k, v in items)
         elif key == "resources":
-            if not isinstance(value, Mapping):
-                raise bad(key, "a mapping such as {foo: 5}")
-            for rname, amount in value.items():
+            items = _pairs(value)
+            if items is None:
+                raise bad(key, "a mapping such as {foo: 5}, or NAME=N words such as "
+                               "'foo=5 bar=1'")
+            for rname, amount in items:
                 resources[str(rname)] = _resource(str(rname), amount, where)
+        elif key == "memory":
+            try:
+                resources[key] = parse_amount(value)
+            except ValueError:
+                raise bad(key, "a size per GPU such as 20G") from None
         elif near_miss(str(key), KNOWN):        # a typo never becomes a resource
             raise InputError(f"unknown job option {key!r}: did you mean "
                              f"{near_miss(str(key), KNOWN)!r}?", where)
@@ -228,6 +243,26 @@ def job_kwargs(raw: Mapping[str, Any], where: str, bare_resources: bool = False)
     if resources:
         out["resources"] = tuple(sorted(resources.items()))
     return out
+
+
+def _pairs(value: Any) -> Optional[List[Tuple[Any, Any]]]:
+    """(name, value) pairs of a mapping, of ``'A=1 B=2'`` (shell words) or of a list of
+    ``NAME=VALUE`` strings; None if ``value`` is none of these."""
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            return None
+    elif isinstance(value, (list, tuple)) and all(isinstance(w, str) for w in value):
+        words = list(value)
+    else:
+        return None
+    pairs = [w.partition("=") for w in words]
+    if not all(eq for _, eq, _ in pairs):
+        return None
+    return [(name, text) for name, _, text in pairs]
 
 
 def _env_item(name: str, value: Any, where: str) -> Tuple[str, str]:

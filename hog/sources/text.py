@@ -4,17 +4,34 @@ A text source is an iterator of ``Job``s numbered from 0 in file order; nothing
 reads ahead, so the first job can start before a long file has been read. This
 module also owns ``check_readable``, used for every file source. A bad line part-way
 through is a ``hog.errors.SourceError`` (the jobs before it still run).
+
+``-`` (``STDIN``) is standard input, read as it comes (a job starts before the writer
+closes the pipe); its lines are named ``<stdin>:N``.
 """
 import os
 import re
 import shlex
-from typing import Any, Dict, Iterator, Optional, Set, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, Optional, Set, Tuple
 
 from hog.errors import InputError
 from hog.model import Job
 from hog.sources.joboptions import check_text, job_kwargs
 
 _DIRECTIVE = re.compile(r"(?:^|\s)#\s*hog:(.*)$")
+STDIN = "-"                  # the job file name that means standard input
+STDIN_LABEL = "<stdin>"      # how its lines are named in messages and origins
+
+
+def shown_name(path: str) -> str:
+    return STDIN_LABEL if path == STDIN else path
+
+
+def _open_lines(path: str) -> BinaryIO:
+    """The job file's bytes: standard input (a copy of fd 0, so closing it leaves the
+    process's own stdin alone) for ``-``."""
+    if path == STDIN:
+        return os.fdopen(os.dup(0), "rb")
+    return open(path, "rb")
 
 
 def check_readable(path: str, what: str) -> None:
@@ -42,12 +59,13 @@ def text_lines(path: str) -> Iterator[Tuple[int, str]]:
     """
     pending: Optional[str] = None
     first = 0
-    with open(path, "rb") as f:
+    label = shown_name(path)
+    with _open_lines(path) as f:
         for lineno, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
-                raise InputError("line is not valid UTF-8", f"{path}:{lineno}") from None
+                raise InputError("line is not valid UTF-8", f"{label}:{lineno}") from None
             if pending is None:
                 stripped = line.strip()
                 if not stripped or stripped.startswith("#"):
@@ -86,7 +104,7 @@ def parse_directive(command: str, where: str) -> Dict[str, Any]:
 def text_jobs(path: str) -> Iterator[Job]:
     names: Set[str] = set()
     for index, (lineno, command) in enumerate(text_lines(path)):
-        where = f"{path}:{lineno}"
+        where = f"{shown_name(path)}:{lineno}"
         check_text(command, "the command", where)
         options = parse_directive(command, where)
         if not _DIRECTIVE.sub("", command).strip():
