@@ -17,7 +17,7 @@ import socket
 
 from hog.backends.base import LocalCapacity, Resizable, Signalling
 from hog.config import slots_for
-from hog.engine import intake, sweep, writable
+from hog.engine import intake, sweep, waiting, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -48,6 +48,7 @@ def tick(st: RunState, now: float) -> None:
         return
     st.data_version = version
     st.ready.clear()              # jobs added, cancelled or retried elsewhere
+    waiting.runners_changed(st)   # a runner joined or ended: jobs left to others
     intake.refresh_total(st)
     request = st.store.pending_request(st.runner_id)
     if request == "kill" and not st.killing:

@@ -28,7 +28,7 @@ from multiprocess.connection import wait
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
-from hog.engine import control, dispatch, intake, outcomes, sweep, writable
+from hog.engine import control, dispatch, intake, outcomes, sweep, waiting, writable
 from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
@@ -198,6 +198,13 @@ class Runner:
             return False
         if control.recover_peers(st):       # a dead runner's jobs: ours to run now
             return False
+        if st.left and not self._queued_here():    # the last that might run them
+            with st.store.batch():
+                for row, job in waiting.last_of_them(st):
+                    outcomes.cannot_run_here(st, row, job, job.name or
+                                             st.layout.folder_name(job.index),
+                                             st.sched.never_fits(job) or "cannot run here",
+                                             finishing=True)
         return not self._queued_here()
 
     def _ingester_alive(self) -> bool:

@@ -24,6 +24,10 @@ Liveness (``runner_alive``): on this host, a runner's pid with the same kernel
 start time (``hog.proc.proc_start_time``); elsewhere, a heartbeat younger than
 ``STALE_HEARTBEAT_S``. Runners beat every ``HEARTBEAT_S``.
 
+Which runner may run a job another cannot: each runner records its GPUs, whether it
+is ``--keep-alive`` and its capacity (``register_runner``); a job no active runner can
+run is marked with what it waits for (``set_waiting``, read by ``hog status``).
+
 Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
 (views have it through ``SweepReader``), ``Runners`` is the runner's own row,
 ``Mailbox`` the requests. ``state.store.Store`` combines them.
@@ -31,7 +35,7 @@ Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
 import os
 import socket
 import time
-from typing import List, Optional, cast
+from typing import List, Optional, Tuple, cast
 
 from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
@@ -84,6 +88,13 @@ class RunnerRows(Database):
     def live_runners(self) -> List[RunnerRow]:
         return [r for r in self.active_runners() if runner_alive(r)]
 
+    def waiting_jobs(self, limit: int = 1000) -> List[Tuple[int, Optional[str], str]]:
+        """(id, name, what it waits for) of queued jobs no runner of the queue can run
+        now (set by the runners with ``set_waiting``)."""
+        return [(r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT id, name, waiting FROM jobs WHERE status = 'queued' AND waiting IS NOT NULL "
+            "ORDER BY id LIMIT ?", (limit,))]
+
     def runner_pid(self, runner: Optional[int]) -> str:
         """The pid of runner ``runner`` as text, '?' when unknown (for notes)."""
         if runner is None:
@@ -95,12 +106,16 @@ class RunnerRows(Database):
 class Runners(Writer, RunnerRows):
     """A runner's own row: registered at start, a heartbeat, retired at the end."""
 
-    def register_runner(self, gpus: str) -> int:
+    def register_runner(self, gpus: str, keep_alive: bool = False, capacity: str = "") -> int:
+        """Register this process as a runner of the queue: its GPUs (``--gpus``, or the
+        backend's label), whether it waits for work (``--keep-alive``) and ``capacity``
+        (JSON: cpu_slots, resources), read by the other runners (``engine/eligibility``)."""
         now = time.time()
         pid = os.getpid()
         cur = self.db.execute(
-            "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (pid, host(), proc_start_time(pid), gpus, now, now))
+            "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat, keep_alive, "
+            "capacity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (pid, host(), proc_start_time(pid), gpus, now, now, int(keep_alive), capacity))
         return cast(int, cur.lastrowid)     # set by every INSERT
 
     def heartbeat(self, runner: int, gpus: Optional[str] = None) -> None:
@@ -109,6 +124,12 @@ class Runners(Writer, RunnerRows):
         else:
             self._write("UPDATE runners SET heartbeat = ?, gpus = ? WHERE id = ?",
                             (time.time(), gpus, runner))
+
+    def set_waiting(self, job_id: int, waiting: Optional[str]) -> None:
+        """What queued job ``job_id`` waits for (a runner with GPU 3, ...), for hog status;
+        None once nothing is said about it."""
+        self._write("UPDATE jobs SET waiting = ? WHERE id = ? AND status = 'queued'",
+                    (waiting, job_id))
 
     def retire_runner(self, runner: int) -> None:
         self._write("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))

@@ -6,7 +6,7 @@ version must take.
 """
 from typing import Dict
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 7
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -100,5 +100,20 @@ ALTER TABLE jobs ADD COLUMN sid INTEGER;
 ALTER TABLE jobs ADD COLUMN proc_start TEXT
 """
 # Statements are split on ";", so comments in them must not hold one.
+
+# Version 7: what a runner can run and whether it waits for work, for the other runners
+# of the queue to tell whether a job this runner cannot run has a runner that might
+# (engine/eligibility.py): ``keep_alive`` (1: --keep-alive), ``capacity`` (JSON: cpu_slots,
+# resources; '' when unknown, as for an older runner), and a queued job's ``waiting``: what
+# it waits for (a runner with GPU 3, ...), shown by hog status.
+SCHEMA_V7 = """
+ALTER TABLE runners ADD COLUMN keep_alive INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runners ADD COLUMN capacity TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN waiting TEXT
+"""
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
-                              3: SCHEMA_V3}
+                              3: SCHEMA_V3,
+                              4: "",    # placeholder: another branch's migration
+                              5: "",    # placeholder: another branch's migration
+                              6: "",    # placeholder: another branch's migration
+                              7: SCHEMA_V7}

@@ -46,7 +46,9 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
     counts = {s.value: found.pop(s.value, 0) for s in Status}
     counts.update(found)
     gone = store.gone_counts()
-    return dict(output_dir=directory, source=store.meta("source"),
+    waits = [dict(id=i, name=n or layout.folder_name(i), waits_for=w)
+             for i, n, w in store.waiting_jobs(failed_limit)]
+    return dict(waiting=waits, output_dir=directory, source=store.meta("source"),
                 schema_version=store.schema_version(), time=now, total=sum(counts.values()),
                 counts=counts, runners=runners, running=running, failed=failed[:failed_limit],
                 not_in_source=sum(gone.values()), not_in_source_counts=gone)
@@ -78,6 +80,10 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
     if not live:
         say("no runner is active" + (f"; start one to run the {waiting} queued job(s)"
                                      if waiting else ""))
+    if data["waiting"]:     # jobs no active runner can run: what each waits for
+        say("waiting for another runner:")
+        for w in data["waiting"]:
+            say(f"  {printable(w['name']):<16} {printable(w['waits_for'])}")
     if data["running"]:
         say("running:")
         for r in data["running"]:
