@@ -20,8 +20,8 @@
 ``hog.run`` takes the options of the command line as keyword arguments
 (``gpus``, ``output_dir``, ``prefix``, ``grace``, ``display``, ``keep_alive``,
 ``fresh``, ``resources``, ``gpu_memory``, ``cpu_slots``, ``min_free_memory``,
-``exclusive``, ``wait_for_running``, ``on_job_end``, ``on_finish``,
-``hook_timeout``), checks them the same way, and runs the same runner: the jobs
+``exclusive``, ``wait_for_running``, ``wait_for_same_gpus``, ``on_job_end``,
+``on_finish``, ``hook_timeout``), checks them the same way, and runs the same runner: the jobs
 go through the producer process, the store and the slot processes exactly as a
 job file's do. A generator is read lazily in the producer process, like a
 ``--job_yielder`` file. Running the same sweep again on the same output

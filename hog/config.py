@@ -46,6 +46,7 @@ class RunConfig:
     backend: str = "local"                           # local | ray
     ray_address: Optional[str] = None                # None: a local Ray instance
     ray_gpus: Optional[Tuple[str, ...]] = None       # GPU ids of a local Ray instance
+    wait_for_same_gpus: bool = False                 # --wait-for-running on these GPUs only
 
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
@@ -56,7 +57,7 @@ class RunConfig:
 OPTIONS = ("gpus", "output_dir", "prefix", "grace", "display", "keep_alive", "fresh",
            "resources", "gpu_memory", "cpu_slots", "min_free_memory", "exclusive",
            "wait_for_running", "on_job_end", "on_finish", "hook_timeout", "backend",
-           "ray_address")
+           "ray_address", "wait_for_same_gpus")
 
 # Options a Ray run refuses, and why.
 RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resources"),
@@ -64,7 +65,8 @@ RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resour
                ("cpu_slots", "CPU-only jobs take one CPU of the cluster each (or CPU=n)"),
                ("min_free_memory", "it watches this machine's GPUs only"),
                ("exclusive", "it watches this machine's GPUs only"),
-               ("wait_for_running", "it watches this machine's runners only"))
+               ("wait_for_running", "it watches this machine's runners only"),
+               ("wait_for_same_gpus", "it watches this machine's runners only"))
 
 
 def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
@@ -77,7 +79,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                  min_free_memory: Optional[Amount] = None, exclusive: bool = False,
                  wait_for_running: bool = False, on_job_end: Optional[str] = None,
                  on_finish: Optional[str] = None, hook_timeout: float = 30.0,
-                 backend: str = "local", ray_address: Optional[str] = None) -> RunConfig:
+                 backend: str = "local", ray_address: Optional[str] = None,
+                 wait_for_same_gpus: bool = False) -> RunConfig:
     """The run's configuration, checked (``UsageError`` if an option is bad).
 
     ``gpus``: a spec (``"0,0,1"``, ``"0-3x2"``, ``"all"``) or GPU ids (``[0, 0, 1]``);
@@ -97,7 +100,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
         ray_gpus = ray_options(spec, ray_address, resources=resources,
                                gpu_memory=_size_text(gpu_memory), cpu_slots=cpu_slots,
                                min_free_memory=_size_text(min_free_memory),
-                               exclusive=exclusive, wait_for_running=wait_for_running)
+                               exclusive=exclusive, wait_for_running=wait_for_running,
+                               wait_for_same_gpus=wait_for_same_gpus)
         slots: List[str] = []
     elif ray_address is not None:
         raise UsageError("--ray_address is for --backend ray")
@@ -116,7 +120,9 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                      fresh=fresh, resources=parse_resources(resources),
                      gpu_memory=parse_gpu_memory(gpu_memory), cpu_slots=cpu_slots,
                      min_free_memory=min_free,
-                     exclusive=exclusive, wait_for_running=wait_for_running,
+                     exclusive=exclusive,
+                     wait_for_running=wait_for_running or wait_for_same_gpus,
+                     wait_for_same_gpus=wait_for_same_gpus,
                      on_job_end=on_job_end, on_finish=on_finish, hook_timeout=hook_timeout,
                      backend=backend, ray_address=ray_address, ray_gpus=ray_gpus)
 

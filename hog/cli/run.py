@@ -90,6 +90,8 @@ def run_parser() -> HogParser:
           help="start jobs only on GPUs where no process hog did not start is running")
     _flag(p, "wait_for_running", action="store_true",
           help="start nothing while another hog runner of yours on this machine runs jobs")
+    _flag(p, "wait_for_same_gpus", action="store_true",
+          help="like --wait-for-running, for runners sharing a GPU with this one only")
     _flag(p, "keep_alive", action="store_true",
           help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
     _flag(p, "fresh", action="store_true",
@@ -136,7 +138,7 @@ def cmd_run(argv: List[str]) -> int:
         min_free_memory=args.min_free_memory, exclusive=args.exclusive,
         wait_for_running=args.wait_for_running, on_job_end=args.on_job_end,
         on_finish=args.on_finish, hook_timeout=args.hook_timeout, backend=args.backend,
-        ray_address=args.ray_address)
+        ray_address=args.ray_address, wait_for_same_gpus=args.wait_for_same_gpus)
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
         return detach(argv, config)

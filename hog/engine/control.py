@@ -37,7 +37,7 @@ def tick(st: RunState, now: float) -> None:
                            f"{','.join(busy) or 'none now'}")
     st.registry.update(len(st.running))
     if st.cfg.wait_for_running:
-        note_others_running(st, st.registry.others_running())
+        note_others_running(st)
     if now >= st.next_heartbeat:
         st.next_heartbeat = now + HEARTBEAT_S
         st.store.heartbeat(st.runner_id)
@@ -80,13 +80,21 @@ def recover_peers(st: RunState) -> bool:
     return True
 
 
-def note_others_running(st: RunState, others: bool) -> None:
-    if others == st.others_running:
+def note_others_running(st: RunState) -> None:
+    """--wait-for-running: start nothing while another runner of this user (on this
+    runner's GPUs, with --wait-for-same-gpus) runs jobs; say which, and when it is done."""
+    other = st.registry.busy_neighbour(st.cfg.wait_for_same_gpus)
+    before = st.registry.waiting_for
+    st.others_running = other is not None
+    if other == before:
         return
-    st.others_running = others
-    if others:
-        st.display.message("--wait_for_running: another hog runner of yours is running "
-                           "jobs; waiting")
+    st.registry.waiting_for = other
+    if other is not None:
+        st.display.message(f"--wait-for-running: waiting for {other.describe()}, which "
+                           f"runs jobs")
+    elif before is not None:
+        st.display.message(f"--wait-for-running: done waiting: hog runner pid {before.pid} "
+                           f"runs no job now")
 
 
 def change_slots(st: RunState, spec: str) -> None:
@@ -105,6 +113,7 @@ def change_slots(st: RunState, spec: str) -> None:
     for slot in added:
         st.backend.add_slot(slot)
     st.progress.slots = st.sched.slot_gpus()
+    st.registry.describe(st.progress.slots, st.layout.root)
     st.store.heartbeat(st.runner_id, ",".join(st.progress.slots))
     st.display.message(f"slots are now --gpus {','.join(st.progress.slots)}")
 

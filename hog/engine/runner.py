@@ -101,9 +101,10 @@ class Runner:
                                  f"{st.monitor.error}")
             if isinstance(st.sched, LocalCapacity):    # --backend ray refuses these options
                 st.sched.set_unavailable(st.monitor.unavailable)
+        st.registry.describe(st.progress.slots, st.layout.root)
         st.registry.update(0)   # every runner says when it runs jobs
         if st.cfg.wait_for_running:
-            control.note_others_running(st, st.registry.others_running())
+            control.note_others_running(st)
 
     # ------------------------------------------------------------- loop
     def run(self) -> int:
