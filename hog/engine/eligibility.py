@@ -60,7 +60,8 @@ def peer(row: RunnerRow) -> Peer:
                                      for k, v in dict(cap.get("resources") or {}).items()))
     except (ValueError, TypeError):
         cpu = None
-    gpus = tuple(g for g in row.gpus.split(",") if g) if cpu is not None else ()
+    ray = row.gpus.startswith("ray ")       # (a Ray runner's label: its cluster decides)
+    gpus = () if ray else tuple(g for g in row.gpus.split(",") if g)
     return Peer(row.id, row.pid, gpus, bool(row.keep_alive), cpu, resources)
 
 

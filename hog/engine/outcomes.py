@@ -176,4 +176,6 @@ def cannot_run_here(st: RunState, row: JobRow, job: Job, name: str, why: str,
     if not finishing and waiting.leave(st, row, job, f"{name} {why}"):
         return
     st.left.pop(row.id, None)
+    if not st.store.still_queued(row.id):   # another runner ran it or ended it
+        return
     end_unrun(st, row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")

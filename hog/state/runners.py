@@ -131,6 +131,14 @@ class Runners(Writer, RunnerRows):
         self._write("UPDATE jobs SET waiting = ? WHERE id = ? AND status = 'queued'",
                     (waiting, job_id))
 
+    def still_queued(self, job_id: int) -> bool:
+        """Before a runner ends a queued job it cannot run: is it still queued (not run or
+        ended by another runner meanwhile)? A write, so that, in the runner's turn, the
+        answer holds until the turn commits."""
+        cur = self._write("UPDATE jobs SET waiting = NULL WHERE id = ? AND status = 'queued'",
+                          (job_id,), keep=False)
+        return cur is None or cur.rowcount == 1
+
     def retire_runner(self, runner: int) -> None:
         self._write("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))
 

@@ -2,6 +2,9 @@
 ``hog status --json`` contract (its keys are always there); ``status_lines`` is the
 text for people. Both only read the store.
 
+``waiting``: queued jobs no active runner can run, with what each waits for (a runner
+with GPU 3, ...), as the runners recorded it.
+
 Jobs the sweep's source no longer lists are in ``counts`` and ``total`` (they keep
 their records), counted apart in ``not_in_source`` (by status in
 ``not_in_source_counts``), and flagged ``in_source: false`` in ``running``/``failed``."""
