@@ -188,3 +188,15 @@ def test_of_several_runners_none_of_which_could_run_it_the_last_to_finish_ends_i
     go.touch()
     assert b.wait(30) == 0, b.output
     assert marker(job_dir(tmp_path, 1)) == "FAILURE"
+
+
+def test_a_keep_alive_runner_given_the_gpu_with_hog_gpus_runs_the_job_it_waited_with(tmp_path):
+    job_file(tmp_path, "echo on $CUDA_VISIBLE_DEVICES  # hog: gpu_ids=1")
+    a = start_hog(tmp_path, "--job-file", "jobs.txt", "--gpus", "0", "--keep-alive")
+    a.wait_output("waits for a runner with GPU 1", 15)
+    assert run_hog(tmp_path, "gpus", "output", "0,1").returncode == 0
+    wait_for(lambda: job_rows(tmp_path / "output")[0]["status"] == "succeeded", 15,
+             what="the job to run on the new slot")
+    assert info(job_dir(tmp_path, 0))["gpus"] == ["1"]
+    assert run_hog(tmp_path, "stop", "output").returncode == 0
+    assert a.wait(30) == 0, a.output

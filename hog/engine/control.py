@@ -41,6 +41,7 @@ def tick(st: RunState, now: float) -> None:
     if now >= st.next_heartbeat:
         st.next_heartbeat = now + HEARTBEAT_S
         st.store.heartbeat(st.runner_id)
+        waiting.runners_changed(st)     # (a runner killed outright commits nothing)
     if not st.stopping and st.store.lost():
         queue_lost(st)
     version = st.store.data_version()
@@ -115,6 +116,7 @@ def change_slots(st: RunState, spec: str) -> None:
     st.progress.slots = st.sched.slot_gpus()
     st.registry.describe(st.progress.slots, st.layout.root)
     st.store.heartbeat(st.runner_id, ",".join(st.progress.slots))
+    st.not_here.difference_update(st.left)      # jobs it left: perhaps its own now
     st.display.message(f"slots are now --gpus {','.join(st.progress.slots)}")
 
 
