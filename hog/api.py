@@ -20,9 +20,10 @@
 ``hog.run`` takes the options of the command line as keyword arguments
 (``gpus``, ``output_dir``, ``prefix``, ``grace``, ``display``, ``keep_alive``,
 ``fresh``, ``resources``, ``gpu_memory``, ``cpu_slots``, ``min_free_memory``,
-``exclusive``, ``wait_for_running``, ``on_job_end``, ``on_finish``,
-``hook_timeout``, ``timeout``, ``retries``, ``max_failures``; ``gpus="none"`` for
-CPU slots only), checks them the same way, and runs the same runner: the jobs
+``exclusive``, ``wait_for_running``, ``wait_for_same_gpus``, ``on_job_end``,
+``on_finish``, ``hook_timeout``, ``timeout``, ``retries``, ``max_failures``,
+``quarantine_after``, ``quarantine_within``, ``oom_retry``; ``gpus="none"`` for CPU
+slots only), checks them the same way, and runs the same runner: the jobs
 go through the producer process, the store and the slot processes exactly as a
 job file's do. A generator is read lazily in the producer process, like a
 ``--job_yielder`` file. Running the same sweep again on the same output

@@ -53,6 +53,7 @@ class RunConfig:
     quarantine_within: float = 60.0    # seconds from its start that make a failure fast
     oom_retry: bool = True             # rerun a GPU out-of-memory failure alone, once
     resume_on_boot: Tuple[str, ...] = ()             # hog's arguments at boot (hog.boot)
+    wait_for_same_gpus: bool = False                 # --wait-for-running on these GPUs only
 
 
 # The options of a sweep (those of ``build_config`` after the source), as ``hog.run``
@@ -64,7 +65,7 @@ OPTIONS = ("gpus", "output_dir", "prefix", "grace", "display", "keep_alive", "fr
            "resources", "gpu_memory", "cpu_slots", "min_free_memory", "exclusive",
            "wait_for_running", "on_job_end", "on_finish", "hook_timeout", "backend",
            "ray_address", "quarantine_after", "quarantine_within", "oom_retry", "timeout",
-           "retries", "max_failures")
+           "retries", "max_failures", "wait_for_same_gpus")
 
 # Options a Ray run refuses, and why.
 RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resources"),
@@ -72,7 +73,8 @@ RAY_IGNORES = (("resources", "declare resources on the nodes: ray start --resour
                ("cpu_slots", "CPU-only jobs take one CPU of the cluster each (or CPU=n)"),
                ("min_free_memory", "it watches this machine's GPUs only"),
                ("exclusive", "it watches this machine's GPUs only"),
-               ("wait_for_running", "it watches this machine's runners only"))
+               ("wait_for_running", "it watches this machine's runners only"),
+               ("wait_for_same_gpus", "it watches this machine's runners only"))
 
 
 def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
@@ -89,7 +91,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                  quarantine_after: int = 3, quarantine_within: float = 60.0,
                  oom_retry: bool = True, timeout: Union[str, float, None] = None,
                  retries: Optional[int] = None, max_failures: Optional[int] = None,
-                 resume_on_boot: Sequence[str] = ()) -> RunConfig:
+                 resume_on_boot: Sequence[str] = (),
+                 wait_for_same_gpus: bool = False) -> RunConfig:
     """The run's configuration, checked (``UsageError`` if an option is bad).
 
     ``gpus``: a spec (``"0,0,1"``, ``"0-3x2"``, ``"all"``) or GPU ids (``[0, 0, 1]``);
@@ -116,7 +119,8 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
         ray_gpus = ray_options(spec, ray_address, resources=resources,
                                gpu_memory=_size_text(gpu_memory), cpu_slots=cpu_slots,
                                min_free_memory=_size_text(min_free_memory),
-                               exclusive=exclusive, wait_for_running=wait_for_running)
+                               exclusive=exclusive, wait_for_running=wait_for_running,
+                               wait_for_same_gpus=wait_for_same_gpus)
         slots: List[str] = []
     elif ray_address is not None:
         raise UsageError("--ray_address is for --backend ray")
@@ -137,7 +141,9 @@ def build_config(source: Optional[SourceSpec], *, gpus: GpuSpec = None,
                      fresh=fresh, resources=parse_resources(resources),
                      gpu_memory=parse_gpu_memory(gpu_memory), cpu_slots=cpu_slots,
                      min_free_memory=min_free,
-                     exclusive=exclusive, wait_for_running=wait_for_running,
+                     exclusive=exclusive,
+                     wait_for_running=wait_for_running or wait_for_same_gpus,
+                     wait_for_same_gpus=wait_for_same_gpus,
                      on_job_end=on_job_end, on_finish=on_finish, hook_timeout=hook_timeout,
                      backend=backend, ray_address=ray_address, ray_gpus=ray_gpus,
                      quarantine_after=quarantine_after, quarantine_within=quarantine_within,

@@ -275,7 +275,9 @@ def test_a_job_still_running_on_the_gpu_when_it_is_quarantined_runs_again_too():
 
 
 def test_hog_gpus_release_lets_a_live_runners_quarantined_gpu_serve_again(tmp_path):
-    cmd = 'if [ "$CUDA_VISIBLE_DEVICES" = 1 ]; then sleep 0.2; exit 3; fi; sleep 0.1'
+    sick = tmp_path / "sick"        # GPU 1 fails fast while this file exists
+    sick.touch()
+    cmd = f'if [ "$CUDA_VISIBLE_DEVICES" = 1 ] && [ -e {sick} ]; then sleep 0.2; exit 3; fi; sleep 0.1'
     job_file(tmp_path, *[cmd for _ in range(12)])
     hog = start_hog(tmp_path, "--job-file", "jobs.txt", "--gpus", "0,1", "--display",
                     "plain", "--keep-alive")
@@ -290,6 +292,7 @@ def test_hog_gpus_release_lets_a_live_runners_quarantined_gpu_serve_again(tmp_pa
     assert "GPU 1 quarantined" in shown.stdout and "--release" in shown.stdout
     wrong = run_hog(tmp_path, "gpus", "output", "--release", "0")
     assert wrong.returncode == 2 and "has not quarantined GPU 0" in wrong.stderr
+    sick.unlink()                   # the GPU is well again: jobs left for it succeed
     r = run_hog(tmp_path, "gpus", "output", "--release", "1")
     assert r.returncode == 0 and "will place jobs on GPU 1 again" in r.stdout
     wait_for(lambda: not quarantined(), 10, what="GPU 1 released")

@@ -127,6 +127,8 @@ def sweep_options(p: HogParser) -> None:
     _flag(p, "no_oom_retry", action="store_true",
           help="do not run again, alone on a GPU, a job that ran out of GPU memory while "
                "sharing its GPU")
+    _flag(p, "wait_for_same_gpus", action="store_true",
+          help="like --wait-for-running, for runners sharing a GPU with this one only")
     _flag(p, "keep_alive", action="store_true",
           help="when the queue is empty, wait for jobs added with 'hog add' instead of exiting")
     _flag(p, "fresh", action="store_true",
@@ -232,6 +234,7 @@ def _start(args: Any, argv: List[str], source: Optional[SourceSpec], output_dir:
         ray_address=args.ray_address, quarantine_after=args.quarantine_after,
         quarantine_within=args.quarantine_within, oom_retry=not args.no_oom_retry,
         timeout=args.timeout, retries=args.retries, max_failures=args.max_failures,
+        wait_for_same_gpus=args.wait_for_same_gpus,
         resume_on_boot=boot_args(argv) if args.resume_on_boot else ())
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here

@@ -17,7 +17,7 @@ import socket
 
 from hog.backends.base import LocalCapacity, Resizable, Signalling
 from hog.config import slots_for
-from hog.engine import intake, reruns, sweep, writable
+from hog.engine import intake, reruns, sweep, waiting, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
 from hog.model import StopHow
@@ -42,10 +42,11 @@ def tick(st: RunState, now: float) -> None:
         gpulog.append_looks(st.layout, st.monitor.take_history())
     st.registry.update(len(st.running))
     if st.cfg.wait_for_running:
-        note_others_running(st, st.registry.others_running())
+        note_others_running(st)
     if now >= st.next_heartbeat:
         st.next_heartbeat = now + HEARTBEAT_S
         st.store.heartbeat(st.runner_id)
+        waiting.runners_changed(st)     # (a runner killed outright commits nothing)
     if not st.stopping and st.store.lost():
         queue_lost(st)
     version = st.store.data_version()
@@ -53,6 +54,7 @@ def tick(st: RunState, now: float) -> None:
         return
     st.data_version = version
     st.ready.clear()              # jobs added, cancelled or retried elsewhere
+    waiting.runners_changed(st)   # a runner joined or ended: jobs left to others
     intake.refresh_total(st)
     request = st.store.pending_request(st.runner_id)
     if request == "kill" and not st.killing:
@@ -86,13 +88,21 @@ def recover_peers(st: RunState) -> bool:
     return True
 
 
-def note_others_running(st: RunState, others: bool) -> None:
-    if others == st.others_running:
+def note_others_running(st: RunState) -> None:
+    """--wait-for-running: start nothing while another runner of this user (on this
+    runner's GPUs, with --wait-for-same-gpus) runs jobs; say which, and when it is done."""
+    other = st.registry.busy_neighbour(st.cfg.wait_for_same_gpus)
+    before = st.registry.waiting_for
+    st.others_running = other is not None
+    if other == before:
         return
-    st.others_running = others
-    if others:
-        st.display.message("--wait_for_running: another hog runner of yours is running "
-                           "jobs; waiting")
+    st.registry.waiting_for = other
+    if other is not None:
+        st.display.message(f"--wait-for-running: waiting for {other.describe()}, which "
+                           f"runs jobs")
+    elif before is not None:
+        st.display.message(f"--wait-for-running: done waiting: hog runner pid {before.pid} "
+                           f"runs no job now")
 
 
 def change_slots(st: RunState, spec: str) -> None:
@@ -111,7 +121,9 @@ def change_slots(st: RunState, spec: str) -> None:
     for slot in added:
         st.backend.add_slot(slot)
     st.progress.slots = st.sched.slot_gpus()
+    st.registry.describe(st.progress.slots, st.layout.root)
     st.store.heartbeat(st.runner_id, ",".join(st.progress.slots))
+    st.not_here.difference_update(st.left)      # jobs it left: perhaps its own now
     st.display.message(f"slots are now --gpus {','.join(st.progress.slots)}")
 
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from hog.backends.attempt import Attempt, add_gpu_usage
 from hog.backends.base import LocalCapacity, Resizable
-from hog.engine import control, limits, reruns, writable
+from hog.engine import control, limits, reruns, waiting, writable
 from hog.engine.state import RunState
 from hog.model import (
     BackendFailed,
@@ -186,9 +186,15 @@ def end_unrun(st: RunState, row: JobRow, job: Job, status: Status, why: str,
     account(st, replace(outcome, attempt=1))    # (counted as a first attempt, as ever)
 
 
-def cannot_run_here(st: RunState, row: JobRow, job: Job, name: str, why: str) -> None:
+def cannot_run_here(st: RunState, row: JobRow, job: Job, name: str, why: str,
+                    finishing: bool = False) -> None:
+    """``job`` can never run on this runner: left queued while another runner might run
+    it (``waiting``), else (or ``finishing``: this runner, the last that might, ends)
+    ended unschedulable."""
     st.not_here.add(row.id)
-    if len(st.store.live_runners()) > 1:
-        st.display.message(f"{name} {why}; leaving it to another runner")
+    if not finishing and waiting.leave(st, row, job, f"{name} {why}"):
+        return
+    st.left.pop(row.id, None)
+    if not st.store.still_queued(row.id):   # another runner ran it or ended it
         return
     end_unrun(st, row, job, Status.UNSCHEDULABLE, why, f"{why}; it will not run")

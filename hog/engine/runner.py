@@ -29,7 +29,7 @@ from hog import boot
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
-from hog.engine import control, dispatch, intake, outcomes, sweep, writable
+from hog.engine import control, dispatch, intake, outcomes, sweep, waiting, writable
 from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import RunState
@@ -111,9 +111,10 @@ class Runner:
             elif isinstance(st.sched, LocalCapacity):  # --backend ray refuses the checks
                 st.sched.set_unavailable(st.monitor.unavailable)
                 st.sched.set_foreign_memory(st.monitor.foreign)
+        st.registry.describe(st.progress.slots, st.layout.root)
         st.registry.update(0)   # every runner says when it runs jobs
         if st.cfg.wait_for_running:
-            control.note_others_running(st, st.registry.others_running())
+            control.note_others_running(st)
 
     # ------------------------------------------------------------- loop
     def run(self) -> int:
@@ -212,6 +213,13 @@ class Runner:
             return False
         if control.recover_peers(st):       # a dead runner's jobs: ours to run now
             return False
+        if st.left and not self._queued_here():    # the last that might run them
+            with st.store.batch():
+                for row, job in waiting.last_of_them(st):
+                    outcomes.cannot_run_here(st, row, job, job.name or
+                                             st.layout.folder_name(job.index),
+                                             st.sched.never_fits(job) or "cannot run here",
+                                             finishing=True)
         return not self._queued_here()
 
     def _ingester_alive(self) -> bool:

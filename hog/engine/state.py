@@ -92,6 +92,8 @@ class RunState:
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
         self.not_here: Set[int] = set()     # queued jobs this runner can never run
+        self.left: Dict[int, str] = {}      # of those, left queued: what each waits for
+        self.runner_set: Any = None         # the active runners when they were decided
         self.waiting_deps: Set[int] = set()
         self.cancelling: Set[int] = set()
         self.started_any = False

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 from hog.backends import spawn
 from hog.backends.jobenv import job_dir_variable
 from hog.config import source_key
+from hog.engine import eligibility
 from hog.engine.state import RunState
 from hog.errors import HogError, InputError, SourceError, UsageError
 from hog.model import JobProcess, JobTrace
@@ -54,7 +55,8 @@ def open_store(st: RunState) -> None:
     with st.store.transaction():
         live = st.store.live_runners()
         check_sweep(st, live)
-        st.runner_id = st.store.register_runner(st.backend.label())
+        st.runner_id = st.store.register_runner(st.backend.label(), st.cfg.keep_alive,
+                                                eligibility.capacity_of(st.cfg))
     st.joiner = bool(live)
     if recovered:
         st.notices.append(recovered_note(recovered))

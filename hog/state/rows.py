@@ -113,6 +113,8 @@ class RunnerRow:
     ended: Optional[float]
     request: Optional[str]
     gpus_request: Optional[str]
+    keep_alive: int = 0             # 1: --keep-alive (it waits for work)
+    capacity: str = ""              # JSON: cpu_slots, resources ('' when unknown)
 
 
 def job_spec(job: Job) -> str:

@@ -29,6 +29,10 @@ Liveness (``runner_alive``): on this host, a runner's pid with the same kernel
 start time (``hog.proc.proc_start_time``); elsewhere, a heartbeat younger than
 ``STALE_HEARTBEAT_S``. Runners beat every ``HEARTBEAT_S``.
 
+Which runner may run a job another cannot: each runner records its GPUs, whether it
+is ``--keep-alive`` and its capacity (``register_runner``); a job no active runner can
+run is marked with what it waits for (``set_waiting``, read by ``hog status``).
+
 Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
 (views have it through ``SweepReader``), ``Runners`` is the runner's own row,
 ``Mailbox`` the requests. ``state.store.Store`` combines them.
@@ -107,6 +111,13 @@ class RunnerRows(Database):
             return {}
         return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
+    def waiting_jobs(self, limit: int = 1000) -> List[Tuple[int, Optional[str], str]]:
+        """(id, name, what it waits for) of queued jobs no runner of the queue can run
+        now (set by the runners with ``set_waiting``)."""
+        return [(r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT id, name, waiting FROM jobs WHERE status = 'queued' AND waiting IS NOT NULL "
+            "ORDER BY id LIMIT ?", (limit,))]
+
     def runner_pid(self, runner: Optional[int]) -> str:
         """The pid of runner ``runner`` as text, '?' when unknown (for notes)."""
         if runner is None:
@@ -118,12 +129,16 @@ class RunnerRows(Database):
 class Runners(Writer, RunnerRows):
     """A runner's own row: registered at start, a heartbeat, retired at the end."""
 
-    def register_runner(self, gpus: str) -> int:
+    def register_runner(self, gpus: str, keep_alive: bool = False, capacity: str = "") -> int:
+        """Register this process as a runner of the queue: its GPUs (``--gpus``, or the
+        backend's label), whether it waits for work (``--keep-alive``) and ``capacity``
+        (JSON: cpu_slots, resources), read by the other runners (``engine/eligibility``)."""
         now = time.time()
         pid = os.getpid()
         cur = self.db.execute(
-            "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (pid, host(), proc_start_time(pid), gpus, now, now))
+            "INSERT INTO runners (pid, host, proc_start, gpus, started, heartbeat, keep_alive, "
+            "capacity) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (pid, host(), proc_start_time(pid), gpus, now, now, int(keep_alive), capacity))
         runner = cast(int, cur.lastrowid)   # set by every INSERT
         self.db.execute("INSERT INTO slot_changes (runner, at, gpus) VALUES (?, ?, ?)",
                         (runner, now, gpus))
@@ -141,6 +156,20 @@ class Runners(Writer, RunnerRows):
 
     def set_quarantined(self, runner: int, gpus: Dict[str, str]) -> None:
         self.set_meta(f"quarantine:{runner}", json.dumps(gpus, sort_keys=True))
+
+    def set_waiting(self, job_id: int, waiting: Optional[str]) -> None:
+        """What queued job ``job_id`` waits for (a runner with GPU 3, ...), for hog status;
+        None once nothing is said about it."""
+        self._write("UPDATE jobs SET waiting = ? WHERE id = ? AND status = 'queued'",
+                    (waiting, job_id))
+
+    def still_queued(self, job_id: int) -> bool:
+        """Before a runner ends a queued job it cannot run: is it still queued (not run or
+        ended by another runner meanwhile)? A write, so that, in the runner's turn, the
+        answer holds until the turn commits."""
+        cur = self._write("UPDATE jobs SET waiting = NULL WHERE id = ? AND status = 'queued'",
+                          (job_id,), keep=False)
+        return cur is None or cur.rowcount == 1
 
     def retire_runner(self, runner: int) -> None:
         self._write("UPDATE runners SET ended = ? WHERE id = ?", (time.time(), runner))

@@ -6,7 +6,7 @@ version must take.
 """
 from typing import Dict
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 7
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -111,10 +111,20 @@ ALTER TABLE jobs ADD COLUMN max_rss_bytes INTEGER;
 ALTER TABLE jobs ADD COLUMN gpu_mem_peak_bytes INTEGER;
 ALTER TABLE jobs ADD COLUMN gpu_util_mean REAL
 """
-# Version 10: the history of each runner's slots (``hog gpus DIR SPEC`` changes them while
+# Version 6: what a runner can run and whether it waits for work, for the other runners
+# of the queue to tell whether a job this runner cannot run has a runner that might
+# (engine/eligibility.py): ``keep_alive`` (1: --keep-alive), ``capacity`` (JSON: cpu_slots,
+# resources; '' when unknown, as for an older runner), and a queued job's ``waiting``: what
+# it waits for (a runner with GPU 3, ...), shown by hog status.
+SCHEMA_V6 = """
+ALTER TABLE runners ADD COLUMN keep_alive INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runners ADD COLUMN capacity TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN waiting TEXT
+"""
+# Version 7: the history of each runner's slots (``hog gpus DIR SPEC`` changes them while
 # it runs): its ``--gpus`` labels from ``at`` on, recorded when it starts and at each
 # change applied, so that the report's GPU-slot capacity follows them over time.
-SCHEMA_V10 = """
+SCHEMA_V7 = """
 CREATE TABLE slot_changes (
     runner  INTEGER NOT NULL,
     at      REAL NOT NULL,
@@ -125,6 +135,4 @@ CREATE INDEX slot_changes_by_runner ON slot_changes (runner, at)
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
                               3: SCHEMA_V3,
                               4: "",    # placeholder: another branch's migration
-                              5: SCHEMA_V5,
-                              6: "", 7: "", 8: "", 9: "",   # placeholders
-                              10: SCHEMA_V10}
+                              5: SCHEMA_V5, 6: SCHEMA_V6, 7: SCHEMA_V7}

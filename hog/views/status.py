@@ -3,6 +3,9 @@
 ended last, latest first, with what they used); ``status_lines`` is the
 text for people. Both only read the store.
 
+``waiting``: queued jobs no active runner can run, with what each waits for (a runner
+with GPU 3, ...), as the runners recorded it.
+
 Jobs the sweep's source no longer lists are in ``counts`` and ``total`` (they keep
 their records), counted apart in ``not_in_source`` (by status in
 ``not_in_source_counts``), and flagged ``in_source: false`` in ``running``/``failed``."""
@@ -55,7 +58,9 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
     counts = {s.value: found.pop(s.value, 0) for s in Status}
     counts.update(found)
     gone = store.gone_counts()
-    return dict(output_dir=directory, source=store.meta("source"),
+    waits = [dict(id=i, name=n or layout.folder_name(i), waits_for=w)
+             for i, n, w in store.waiting_jobs(failed_limit)]
+    return dict(waiting=waits, output_dir=directory, source=store.meta("source"),
                 schema_version=store.schema_version(), time=now, total=sum(counts.values()),
                 counts=counts, runners=runners, running=running, failed=failed[:failed_limit],
                 finished=finished,
@@ -105,6 +110,10 @@ def status_lines(data: Dict[str, Any], directory: str, prefix: str) -> List[str]
     if not live:
         say("no runner is active" + (f"; start one to run the {waiting} queued job(s)"
                                      if waiting else ""))
+    if data["waiting"]:     # jobs no active runner can run: what each waits for
+        say("waiting for another runner:")
+        for w in data["waiting"]:
+            say(f"  {printable(w['name']):<16} {printable(w['waits_for'])}")
     if data["running"]:
         say("running:")
         for r in data["running"]:
