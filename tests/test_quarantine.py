@@ -277,7 +277,8 @@ def test_a_job_still_running_on_the_gpu_when_it_is_quarantined_runs_again_too():
 def test_hog_gpus_release_lets_a_live_runners_quarantined_gpu_serve_again(tmp_path):
     sick = tmp_path / "sick"        # GPU 1 fails fast while this file exists
     sick.touch()
-    cmd = f'if [ "$CUDA_VISIBLE_DEVICES" = 1 ] && [ -e {sick} ]; then sleep 0.2; exit 3; fi; sleep 0.1'
+    cmd = (f'if [ "$CUDA_VISIBLE_DEVICES" = 1 ] && [ -e {sick} ]; then sleep 0.2; exit 3; fi; '
+           f'sleep 0.1')
     job_file(tmp_path, *[cmd for _ in range(12)])
     hog = start_hog(tmp_path, "--job-file", "jobs.txt", "--gpus", "0,1", "--display",
                     "plain", "--keep-alive")
