@@ -77,10 +77,6 @@ class SweepReader(RunnerRows):
             "(seen = -1 OR seen = coalesce((SELECT CAST(value AS INTEGER) FROM meta "
             "WHERE key = 'reading'), 0))").fetchone()[0]
 
-    def scanned_counts(self) -> Dict[str, int]:
-        """``counts`` by a scan of every job: what the kept counts must equal (tests)."""
-        return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
-
     def rows_with_status(self, status: str, limit: int = 1000) -> List[JobRow]:
         return self._rows("WHERE status = ? ORDER BY id LIMIT ?", (status, limit))
 
