@@ -128,7 +128,7 @@ def test_counts_survive_a_transaction_that_is_rolled_back(store):
         raise ValueError("a bad line")
 
     with pytest.raises(ValueError):
-        store.add(bad())
+        store.add_stream(bad())
     assert check(store) == ({"queued": 1}, {}, 1)
 
 

@@ -132,7 +132,7 @@ def cmd_add(argv: List[str]) -> int:
     if first is None:
         raise UsageError(f"hog add: {args.job_file}: the job file holds no job")
     store = open_store(args.dir, create=True)
-    ids = store.add(itertools.chain([first], jobs))     # read as it is stored
+    ids = store.add_stream(itertools.chain([first], jobs))     # read as it is stored
     live = store.live_runners()
     where = "a running runner will start them" if live else \
         "no runner is active; they run when one starts on this directory"

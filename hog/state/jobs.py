@@ -215,11 +215,15 @@ class Jobs(Writer, RunnerRows):
             self.db.executemany(_INSERT_READ, new_rows)
         return len(new_rows), requeued, skipped
 
-    def add(self, jobs: Iterable[Job]) -> Sequence[int]:
+    def add(self, jobs: Iterable[Job]) -> List[int]:
         """Append jobs outside the sweep's source (``hog add``, watched scripts): always
-        new jobs, with no identity key. ``jobs`` is read as it is inserted, ``ADD_CHUNK``
-        rows at a time, in one transaction (all or none: an error part-way adds none),
-        so a million jobs take flat memory. Returns their ids: consecutive numbers."""
+        new jobs, with no identity key; returns their ids."""
+        return list(self.add_stream(jobs))
+
+    def add_stream(self, jobs: Iterable[Job]) -> range:
+        """``add``, reading ``jobs`` as they are inserted, ``ADD_CHUNK`` rows at a time,
+        in one transaction (all or none: an error part-way adds none), so a million
+        jobs take flat memory. Their ids are consecutive: returned as a range."""
         now = time.time()
         rows = iter(jobs)
         with self.transaction():
