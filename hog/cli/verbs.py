@@ -26,7 +26,6 @@ from hog.cli.parsers import (
 )
 from hog.errors import EXIT_INT, HogError, UsageError
 from hog.model import Job
-from hog.sources.joboptions import job_kwargs
 from hog.state.files import check_location
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import open_sweep
@@ -120,7 +119,10 @@ def cmd_add(argv: List[str]) -> int:
     if args.resources:
         from hog.config import parse_resources  # loads the run's options: only for these
         raw["resources"] = dict(parse_resources(args.resources))
-    options = job_kwargs(raw, "hog add")
+    options: Dict[str, Any] = {}
+    if raw:
+        from hog.sources.joboptions import job_kwargs  # loads the job sources: only here
+        options = job_kwargs(raw, "hog add")
     if command:
         text = command[0] if len(command) == 1 else shlex.join(command)
         if not text.strip():
