@@ -153,6 +153,7 @@ def test_a_schema_v3_queue_is_migrated_with_its_jobs_counted(tmp_path):
     store.add(jobs("a", "b", "c"))
     store.set_status(2, Status.FAILED)
     store.db.execute("DROP TABLE job_counts")           # as version 3 had it
+    store.db.execute("DROP INDEX jobs_by_status_id")
     for trigger in ("insert", "delete", "update"):
         store.db.execute(f"DROP TRIGGER IF EXISTS job_counts_{trigger}")
     store.db.execute("PRAGMA user_version = 3")
@@ -264,3 +265,16 @@ def test_no_turn_of_the_runner_scans_every_job(tmp_path):
             assert scans == [], (sql, plan)
     finally:
         db.close()
+
+
+def test_hog_status_reads_the_first_jobs_of_a_status_without_sorting_them_all(store):
+    store.add(jobs(*["false"] * 20))
+    traced = []
+    store.db.set_trace_callback(traced.append)
+    store.rows_with_status("failed", 5)
+    store.rows_with_status("running")
+    store.db.set_trace_callback(None)
+    for sql in traced:
+        plan = [r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert plan[0] == "SEARCH jobs USING INDEX jobs_by_status_id (status=?)", plan
+        assert not any("TEMP B-TREE" in p for p in plan), plan

@@ -107,7 +107,9 @@ ALTER TABLE jobs ADD COLUMN proc_start TEXT
 # count as in the source whatever is read: ``ident`` or ``seen`` NULL), how many jobs
 # there are; triggers keep it in the transaction of every insert, delete and change of
 # ``status``, ``ident`` or ``seen``, so counts, the jobs that left the source and the
-# runnable ones are read without a scan of the jobs (``state.reading``). A status
+# runnable ones are read without a scan of the jobs (``state.reading``); and
+# ``jobs_by_status_id`` gives the first jobs of a status by number (``hog status``'s
+# running and failed jobs) without sorting every job of that status. A status
 # nobody listed before gets its row when the first job takes it. Rows of an older
 # version are counted once, here.
 def _reading_of(row: str) -> str:
@@ -121,6 +123,7 @@ def _count(row: str, delta: str) -> str:
 
 
 SCHEMA_V4 = f"""
+CREATE INDEX jobs_by_status_id ON jobs (status, id);
 CREATE TABLE job_counts (
     status TEXT NOT NULL,
     seen   INTEGER NOT NULL,
