@@ -45,8 +45,8 @@ class Hog:
                                 env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
 
-    def run(self, argv: List[str], ok: Tuple[int, ...] = (0,)) -> Tuple[float, float]:
-        """(wall seconds, peak RSS in MB) of one hog command."""
+    def run(self, argv: List[str], ok: Tuple[int, ...] = (0,)) -> Tuple[float, float, float]:
+        """(wall seconds, peak RSS in MB, CPU seconds) of one hog command."""
         t0 = time.perf_counter()
         p = self.popen(argv)
         _, status, usage = os.wait4(p.pid, 0)
@@ -55,7 +55,7 @@ class Hog:
         err = p.stderr.read().decode() if p.stderr else ""
         if p.returncode not in ok:
             sys.exit(f"hog {' '.join(argv)} failed ({p.returncode}): {err.strip()}")
-        return took, usage.ru_maxrss / 1024
+        return took, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def lines_file(path: Path, n: int, first: str = "") -> Path:
@@ -119,13 +119,15 @@ def main() -> None:
         hog.run(["status", str(tmp / "none")], ok=(2,))     # compiles what the verbs load
         if only & {"S1", "S2"}:
             big = lines_file(tmp / "big.txt", args.jobs)
-            walls, rss = [], []
+            walls, rss, cpu = [], [], []
             for i in range(args.reps_big if "S1" in only else 1):
-                took, peak = hog.run(["add", str(tmp / f"big{i}"), "--job-file", str(big)])
+                took, peak, used = hog.run(["add", str(tmp / f"big{i}"), "--job-file", str(big)])
                 walls.append(took)
                 rss.append(peak)
+                cpu.append(used)
             if "S1" in only:
                 show(f"S1 hog add --job-file ({args.jobs} jobs)", walls, "s", 1)
+                show("S1 CPU (user + system)", cpu, "s", 1)
                 show("S1 peak RSS", rss, "MB", 1)
             if "S2" in only:
                 show(f"S2 hog status ({args.jobs} jobs)",
