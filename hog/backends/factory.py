@@ -3,7 +3,6 @@ from typing import Any, Callable, Dict, Iterable, Tuple
 
 from hog.backends.base import Admission, Backend
 from hog.backends.local import LocalBackend
-from hog.backends.ray.backend import RayBackend
 from hog.backends.scheduler import Capacity, Scheduler
 from hog.model import Slot
 from hog.state.jobdir import Layout
@@ -35,6 +34,7 @@ BackendFactory = Callable[[Any, Any, Layout, Any], Tuple[Backend, Admission]]
 def make_backend(config, ctx, layout: Layout, flags) -> Tuple[Backend, Admission]:
     """The backend ``config`` asks for, and its admission."""
     if getattr(config, "backend", "local") == "ray":
+        from hog.backends.ray.backend import RayBackend  # the Ray bridge: only for --backend ray
         ray = RayBackend(config, ctx, layout, flags)
         return ray, ray.admission
     sched = local_scheduler(config)

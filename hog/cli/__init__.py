@@ -11,68 +11,62 @@ scheduled); 2 usage or input error, nothing started; 130 stopped by Ctrl-C; 143
 stopped by SIGTERM.
 """
 import argparse
-import difflib
 import errno
+import importlib
 import os
 import sqlite3
 import sys
 from typing import Callable, Dict, List, Optional
 
-from hog.cli.completion import RUN, completion_parser, completion_script
-from hog.cli.run import cmd_run, cmd_run_dir, cmd_watch, run_dir_parser, run_parser, watch_parser
-from hog.cli.verbs import (
-    add_parser,
-    attach_parser,
-    cmd_add,
-    cmd_attach,
-    cmd_gpus,
-    cmd_kill,
-    cmd_logs,
-    cmd_rebuild,
-    cmd_report,
-    cmd_retry,
-    cmd_status,
-    cmd_stop,
-    gpus_parser,
-    kill_parser,
-    logs_parser,
-    rebuild_parser,
-    report_parser,
-    retry_parser,
-    status_parser,
-    stop_parser,
-)
+from hog import __version__
 from hog.errors import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_USAGE, HogError
-from hog.humanize import tolerant_streams
 from hog.state.diskguard import cannot_write
 
 __all__ = ["main", "VERBS", "PARSERS"]
 
+RUN = "_"       # the completion script's name for ``hog`` without a verb (a sweep)
+
+
+def _lazy(module: str, name: str) -> Callable:
+    """``module.name``, imported on the first call: a verb loads only its own modules
+    (``hog add`` and ``hog status`` the store, never the engine, the sources or rich),
+    so each starts in a few milliseconds."""
+    def call(*args):
+        return getattr(importlib.import_module(module), name)(*args)
+    call.__name__ = name
+    return call
+
 
 def cmd_completion(argv: List[str]) -> int:
+    from hog.cli.completion import completion_parser, completion_script  # only for this verb
     args = completion_parser().parse_args(argv)
     sys.stdout.write(completion_script(args.shell, {v: f() for v, f in PARSERS.items()}))
     return EXIT_OK
 
 
+_VERBS = "hog.cli.verbs"
+_RUN = "hog.cli.run"
 VERBS: Dict[str, Callable[[List[str]], int]] = {
-    "run": cmd_run_dir, "gpus": cmd_gpus, "watch": cmd_watch, "status": cmd_status, "add": cmd_add,
-    "stop": cmd_stop, "kill": cmd_kill, "retry": cmd_retry, "attach": cmd_attach,
-    "logs": cmd_logs, "report": cmd_report, "rebuild": cmd_rebuild,
-    "completion": cmd_completion}
+    "run": _lazy(_RUN, "cmd_run_dir"), "gpus": _lazy(_VERBS, "cmd_gpus"),
+    "watch": _lazy(_RUN, "cmd_watch"),
+    "status": _lazy(_VERBS, "cmd_status"), "add": _lazy(_VERBS, "cmd_add"),
+    "stop": _lazy(_VERBS, "cmd_stop"), "kill": _lazy(_VERBS, "cmd_kill"),
+    "retry": _lazy(_VERBS, "cmd_retry"), "attach": _lazy(_VERBS, "cmd_attach"),
+    "logs": _lazy(_VERBS, "cmd_logs"), "report": _lazy(_VERBS, "cmd_report"),
+    "rebuild": _lazy(_VERBS, "cmd_rebuild"), "completion": cmd_completion}
 
 # each verb's parser (RUN: hog without a verb), for the completion script and the tests
 PARSERS: Dict[str, Callable[[], argparse.ArgumentParser]] = {
-    RUN: run_parser, "run": run_dir_parser, "gpus": gpus_parser, "watch": watch_parser,
-    "status": status_parser,
-    "add": add_parser, "stop": stop_parser, "kill": kill_parser, "retry": retry_parser,
-    "attach": attach_parser, "logs": logs_parser, "report": report_parser,
-    "rebuild": rebuild_parser, "completion": completion_parser}
+    RUN: _lazy(_RUN, "run_parser"), "run": _lazy(_RUN, "run_dir_parser"),
+    "completion": _lazy("hog.cli.completion", "completion_parser"),
+    **{verb: _lazy(_RUN if verb == "watch" else _VERBS, f"{verb}_parser")
+       for verb in VERBS if verb not in ("completion", "run")}}
 
 
 def unknown_verb(word: str) -> str:
     """The one line for ``hog WORD`` when WORD is no verb: the nearest verb, or what to
     do with a job file given without ``-j``."""
+    import difflib  # only for a mistyped verb
     close = difflib.get_close_matches(word, list(VERBS), n=1, cutoff=0.6)
     if close:
         return f"hog: unknown command {word!r}; did you mean {close[0]!r}?"
@@ -83,6 +77,10 @@ def unknown_verb(word: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["--version"], ["-V"]):     # at once: nothing else is loaded for it
+        print(f"hog {__version__}")
+        return EXIT_OK
+    from hog.humanize import tolerant_streams  # loads hog.model: not for --version
     tolerant_streams()      # an emoji in a name on an ASCII-only stdout: escaped, no crash
     try:
         if argv and argv[0] in VERBS:
@@ -90,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if argv and not argv[0].startswith("-"):
             print(unknown_verb(argv[0]), file=sys.stderr)
             return EXIT_USAGE
-        return cmd_run(argv)
+        return _lazy(_RUN, "cmd_run")(argv)
     except HogError as e:
         print(f"hog: error: {e}", file=sys.stderr)
         return e.exit_code

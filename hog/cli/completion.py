@@ -10,11 +10,11 @@ import argparse
 import shlex
 from typing import Dict, List
 
+from hog.cli import RUN  # the script's name for ``hog`` without a verb (a sweep)
 from hog.cli.parsers import make_parser
 
 SHELLS = ("bash", "zsh")
 FUNCTION = "_hog_complete"
-RUN = "_"       # the script's name for ``hog`` without a verb (a sweep)
 
 USAGE = """\
 To enable it in the current shell, and in every new one:

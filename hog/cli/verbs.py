@@ -6,12 +6,14 @@ The ones that change something only write the store; live runners notice the cha
 within their next tick (0.5 s) and act on it.
 """
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import shlex
 import sqlite3
 import sys
-from typing import List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 from hog.cli.parsers import (
     DEFAULT_DIR,
@@ -23,19 +25,17 @@ from hog.cli.parsers import (
     sweep_dir,
     take_dir,
 )
-from hog.config import parse_resources
 from hog.errors import EXIT_INT, HogError, UsageError
-from hog.gpus.discovery import query_gpus, visible_ids
-from hog.gpus.spec import parse_gpus
 from hog.model import Job
-from hog.sources.joboptions import job_kwargs
-from hog.sources.text import check_readable, text_jobs
 from hog.state.files import check_location
 from hog.state.jobdir import STATE_DIR, Layout
 from hog.state.reading import open_sweep
 from hog.state.rebuild import check_output, check_queue, rebuild
 from hog.state.store import Store
-from hog.views.status import status_data, status_lines
+
+# Only what ``hog add``, ``status``, ``stop`` and ``kill`` need is imported here (the
+# store, and what they print with); what one other verb or option needs (the GPU
+# discovery, the job files' readers, the run's options) is imported where it is used.
 
 
 def open_store(directory: str, create: bool = False) -> Store:
@@ -63,6 +63,7 @@ def status_parser() -> argparse.ArgumentParser:
 
 
 def cmd_status(argv: List[str]) -> int:
+    from hog.views.status import status_data, status_lines  # only for this verb
     args = status_parser().parse_args(argv)
     store = open_store(check_default_dir("status", args.dir))
     data = status_data(store, args.dir)
@@ -120,29 +121,45 @@ def cmd_add(argv: List[str]) -> int:
     raw = {k: getattr(args, k) for k in [o[0] for o in ADD_OPTIONS] + ["env"]
            if getattr(args, k) is not None}
     if args.resources:
+        from hog.config import parse_resources  # loads the run's options: only for these
         raw["resources"] = dict(parse_resources(args.resources))
-    options = job_kwargs(raw, "hog add")        # the validator of every source
+    options: Dict[str, Any] = {}
+    if raw:
+        from hog.sources.joboptions import job_kwargs  # loads the job sources: only here
+        options = job_kwargs(raw, "hog add")
     if command:
         text = command[0] if len(command) == 1 else shlex.join(command)
         if not text.strip():
             raise UsageError("hog add: the command after '--' is empty")
-        jobs = [Job(index=0, command=text, where="hog add", **options)]
+        jobs: Iterator[Job] = iter([Job(index=0, command=text, where="hog add", **options)])
     else:
-        check_readable(args.job_file, "job file")
-        if args.job_file.lower().endswith((".yaml", ".yml")):
-            from hog.sources.yaml import yaml_jobs  # imports yaml: only for YAML files
-            read = yaml_jobs
-        else:
-            read = text_jobs
-        jobs = [Job(**{**j.__dict__, **options}) for j in read(args.job_file)]
+        jobs = _file_jobs(args.job_file, options)
+    first = next(jobs, None)      # a file's first error, before anything is created
+    if first is None:
+        raise UsageError(f"hog add: {args.job_file}: the job file holds no job")
     store = open_store(args.dir, create=True)
-    ids = store.add(jobs)
+    ids = store.add_stream(itertools.chain([first], jobs))     # read as it is stored
     live = store.live_runners()
     where = "a running runner will start them" if live else \
         "no runner is active; they run when one starts on this directory"
     span = f"{ids[0]}" if len(ids) == 1 else f"{ids[0]}..{ids[-1]}"
     print(f"hog: added {len(ids)} job(s) (#{span}); {where}")
     return 0
+
+
+def _file_jobs(path: str, options: Dict[str, Any]) -> Iterator[Job]:
+    """The jobs of a job file, one at a time, with ``hog add``'s options."""
+    from hog.sources.text import check_readable, text_jobs  # only for --job_file
+    check_readable(path, "job file")
+    read: Callable[[str], Iterable[Job]] = text_jobs
+    if path.lower().endswith((".yaml", ".yml")):
+        from hog.sources.yaml import yaml_jobs  # imports yaml: only for YAML files
+        read = yaml_jobs
+    if not options:
+        yield from read(path)
+        return
+    for job in read(path):
+        yield dataclasses.replace(job, **options)
 
 
 # ---------------------------------------------------------------- rebuild
@@ -265,6 +282,7 @@ def set_gpus(directory: str, spec: Optional[str], runner: Optional[int],
     """``hog gpus [DIR] SPEC``: ask the live runner on ``directory`` to use ``spec``;
     ``--release GPU``: to place jobs on its quarantined GPU again."""
     if spec is not None:
+        from hog.gpus.spec import parse_gpus  # only for this verb
         parse_gpus(spec, lambda: [])   # validate now; the runner resolves 'all' itself
     store = open_store(check_default_dir("gpus", directory))
     live = store.live_runners()
@@ -322,6 +340,7 @@ def cmd_gpus(argv: List[str]) -> int:
         return set_gpus(sweep_dir(directory), spec, args.runner)
     if args.runner is not None:
         raise UsageError("hog gpus: --runner goes with a SPEC: hog gpus [DIR] SPEC --runner ID")
+    from hog.gpus.discovery import query_gpus, visible_ids  # runs nvidia-smi: only here
     gpus = query_gpus()
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpus is None:

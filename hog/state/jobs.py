@@ -14,6 +14,7 @@ reading of the source is numbered (``begin_reading``, ``end_reading``) so that t
 jobs it no longer lists are known, kept, and never started.
 """
 import time
+from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hog.model import NO_USAGE, Job, JobProcess, Status, Usage
@@ -25,6 +26,7 @@ from hog.state.runners import RunnerRows, runner_alive
 
 RERUNNABLE = tuple(s.value for s in Status.having("rerunnable"))
 RESUMED = tuple(s.value for s in Status.having("resumed"))     # not cancelled
+ADD_CHUNK = 10_000      # rows ``add`` holds at a time
 
 _INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added, "
            "digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -127,8 +129,11 @@ class Jobs(Writer, RunnerRows):
         with self.transaction():
             reading = self._meta_int("reading")
             self.set_meta("read", str(reading))
-            return self.db.execute("SELECT count(*) FROM jobs WHERE ident IS NOT NULL "
-                                   "AND seen < ?", (reading,)).fetchone()[0]
+            # the kept counts (state.schema version 4), not a scan; drop the rows of
+            # readings no job is left in
+            self.db.execute("DELETE FROM job_counts WHERE n = 0")
+            return self.db.execute("SELECT coalesce(sum(n), 0) FROM job_counts WHERE "
+                                   "seen >= 0 AND seen < ?", (reading,)).fetchone()[0]
 
     def _meta_int(self, key: str) -> int:
         value = self.meta(key)
@@ -213,13 +218,24 @@ class Jobs(Writer, RunnerRows):
     def add(self, jobs: Iterable[Job]) -> List[int]:
         """Append jobs outside the sweep's source (``hog add``, watched scripts): always
         new jobs, with no identity key; returns their ids."""
+        return list(self.add_stream(jobs))
+
+    def add_stream(self, jobs: Iterable[Job]) -> range:
+        """``add``, reading ``jobs`` as they are inserted, ``ADD_CHUNK`` rows at a time,
+        in one transaction (all or none: an error part-way adds none), so a million
+        jobs take flat memory. Their ids are consecutive: returned as a range."""
         now = time.time()
+        rows = iter(jobs)
         with self.transaction():
-            next_id = self._next_id()
-            rows = [self._row_values(next_id + i, job, None, now) + (job_digest(job),)
-                    for i, job in enumerate(jobs)]
-            self.db.executemany(_INSERT, rows)
-        return [r[0] for r in rows]
+            first = next_id = self._next_id()
+            while True:
+                chunk = [self._row_values(next_id + i, job, None, now) + (job_digest(job),)
+                         for i, job in enumerate(islice(rows, ADD_CHUNK))]
+                if not chunk:
+                    break
+                self.db.executemany(_INSERT, chunk)
+                next_id += len(chunk)
+        return range(first, next_id)
 
     def forget_unstarted(self, origin_prefix: str) -> int:
         """Drop the queued jobs never started whose origin starts with ``origin_prefix``

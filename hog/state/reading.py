@@ -3,7 +3,8 @@
 Opened ``readonly`` (SQLite's ``mode=ro``), so a view can never write the store,
 even while runners are active, and nothing it does takes a write lock. It has the
 read queries only: jobs by status, name or number, counts (and those of the jobs
-that left the source), the rows results files show, the views' time queries, and
+that left the source: read from the counts the store keeps, never by a scan of the
+jobs), the rows results files show, the views' time queries, and
 the runners (``RunnerRows``). ``Store`` is a ``SweepReader`` too, so code that reads
 takes either.
 """
@@ -14,12 +15,16 @@ from hog.errors import UsageError
 from hog.model import Status
 from hog.state.db import Database
 from hog.state.jobdir import STATE_DIR
-from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, RUNNABLE_SQL, JobRow, ResultRow
+from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, JobRow, ResultRow
 from hog.state.runners import RunnerRows
 
 FINAL = Status.having("finished")
 FAILED_SQL = Status.sql_list(Status.having("counts_as_failure"))
 TIMED_SQL = Status.sql_list(Status.having("ran_its_course"))
+# ``job_counts`` rows of jobs that left the source (``IN_SOURCE_SQL`` false): listed
+# last by a reading before the last one read to its end
+GONE_SQL = ("seen >= 0 AND seen < coalesce((SELECT CAST(value AS INTEGER) FROM meta "
+            "WHERE key = 'read'), 0)")
 
 
 class SweepReader(RunnerRows):
@@ -52,19 +57,25 @@ class SweepReader(RunnerRows):
             f"SELECT id FROM jobs WHERE status IN {FAILED_SQL} AND {IN_SOURCE_SQL} "
             f"ORDER BY id")]
 
+    # counts: from ``job_counts``, which the store's triggers keep (``state.schema``
+    # version 4): a few rows per status, whatever the number of jobs
     def counts(self) -> Dict[str, int]:
         """Every job by status, those that left the source included."""
-        return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+        return dict(self.db.execute("SELECT status, sum(n) FROM job_counts GROUP BY status "
+                                    "HAVING sum(n) > 0"))
 
     def gone_counts(self) -> Dict[str, int]:
         """The jobs the source no longer lists, by status."""
-        return dict(self.db.execute(f"SELECT status, count(*) FROM jobs WHERE NOT "
-                                    f"{IN_SOURCE_SQL} GROUP BY status"))
+        return dict(self.db.execute(f"SELECT status, sum(n) FROM job_counts WHERE {GONE_SQL} "
+                                    f"GROUP BY status HAVING sum(n) > 0"))
 
     def runnable_count(self) -> int:
         """Queued jobs that may start (not those that were queued when they left the
         source, nor, while the source is read again, those it has not listed yet)."""
-        return self.db.execute(f"SELECT count(*) FROM jobs WHERE {RUNNABLE_SQL}").fetchone()[0]
+        return self.db.execute(
+            "SELECT coalesce(sum(n), 0) FROM job_counts WHERE status = 'queued' AND "
+            "(seen = -1 OR seen = coalesce((SELECT CAST(value AS INTEGER) FROM meta "
+            "WHERE key = 'reading'), 0))").fetchone()[0]
 
     def rows_with_status(self, status: str, limit: int = 1000) -> List[JobRow]:
         return self._rows("WHERE status = ? ORDER BY id LIMIT ?", (status, limit))

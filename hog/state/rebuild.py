@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from hog.errors import HogError, UsageError
 from hog.model import Status
@@ -88,7 +88,7 @@ def queue_problem(root: str) -> Optional[Tuple[str, int]]:
         return ("empty", len(folders)) if folders else None
     numbers = _folder_numbers(root)     # before the ids: a row is committed before
     try:                                # its folder is made, so none is missed
-        known = _job_ids(db)
+        known = _job_ids(db, [n for n, _ in numbers])
     except sqlite3.OperationalError:
         return None             # locked or unreadable: the store's own checks say why
     except sqlite3.DatabaseError:
@@ -99,13 +99,20 @@ def queue_problem(root: str) -> Optional[Tuple[str, int]]:
     return ("replaced", len(hog_folders(root))) if unknown else None
 
 
-def _job_ids(db: str) -> set:
+def _job_ids(db: str, numbers: List[int]) -> Set[int]:
+    """Those of ``numbers`` that are jobs of the queue: looked up, so a queue of a
+    million jobs with few folders is not read whole."""
     con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)   # never creates
     try:
         con.execute("PRAGMA busy_timeout = 30000")
         if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone():
             return set()
-        return {r[0] for r in con.execute("SELECT id FROM jobs")}
+        known: Set[int] = set()
+        for i in range(0, len(numbers), 500):
+            chunk = numbers[i:i + 500]
+            known.update(r[0] for r in con.execute(
+                f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return known
     finally:
         con.close()
 

@@ -90,7 +90,8 @@ UPDATE jobs SET ident = (SELECT k.ident FROM temp.job_keys k WHERE k.id = jobs.i
 WHERE id IN (SELECT id FROM temp.job_keys);
 DROP TABLE temp.job_keys
 """
-# Statements are split on ";", so comments in them must not hold one.
+# Scripts are run statement by statement (``Database._execute_script``): a trigger's
+# body may hold ";", SQL comments must not.
 
 # Version 3: a running job's process group, session and kernel start time (its pid is
 # in ``pid``), recorded as it starts: what recovery ends after its runner died.
@@ -101,6 +102,49 @@ ALTER TABLE jobs ADD COLUMN proc_start TEXT
 """
 # Statements are split on ";", so comments in them must not hold one.
 
+# Version 4: the queue counts its jobs itself. ``job_counts`` holds, for each status
+# and each reading of the source that last listed a job (``seen``; -1 for jobs that
+# count as in the source whatever is read: ``ident`` or ``seen`` NULL), how many jobs
+# there are; triggers keep it in the transaction of every insert, delete and change of
+# ``status``, ``ident`` or ``seen``, so counts, the jobs that left the source and the
+# runnable ones are read without a scan of the jobs (``state.reading``); and
+# ``jobs_by_status_id`` gives the first jobs of a status by number (``hog status``'s
+# running and failed jobs) without sorting every job of that status. A status
+# nobody listed before gets its row when the first job takes it. Rows of an older
+# version are counted once, here.
+def _reading_of(row: str) -> str:
+    return f"CASE WHEN {row}.ident IS NULL OR {row}.seen IS NULL THEN -1 ELSE {row}.seen END"
+
+
+def _count(row: str, delta: str) -> str:
+    return (f"INSERT INTO job_counts (status, seen, n) VALUES ({row}.status, "
+            f"{_reading_of(row)}, {delta}) ON CONFLICT (status, seen) DO UPDATE "
+            f"SET n = n + excluded.n")
+
+
+SCHEMA_V4 = f"""
+CREATE INDEX jobs_by_status_id ON jobs (status, id);
+CREATE TABLE job_counts (
+    status TEXT NOT NULL,
+    seen   INTEGER NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (status, seen)
+) WITHOUT ROWID;
+INSERT INTO job_counts (status, seen, n)
+SELECT status, {_reading_of("jobs")}, count(*) FROM jobs GROUP BY 1, 2;
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+    {_count("new", "1")};
+END;
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+    {_count("old", "-1")};
+END;
+CREATE TRIGGER job_counts_update AFTER UPDATE OF status, ident, seen ON jobs
+WHEN old.status IS NOT new.status OR ({_reading_of("old")}) != ({_reading_of("new")})
+BEGIN
+    {_count("old", "-1")};
+    {_count("new", "1")};
+END
+"""
 # Version 5: what the latest attempt of a job used (``model.Usage``): CPU seconds and
 # peak resident memory from the kernel's accounting, GPU memory peak and utilisation
 # from the GPU monitor; NULL where not known.
@@ -134,5 +178,4 @@ CREATE INDEX slot_changes_by_runner ON slot_changes (runner, at)
 """
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
                               3: SCHEMA_V3,
-                              4: "",    # placeholder: another branch's migration
-                              5: SCHEMA_V5, 6: SCHEMA_V6, 7: SCHEMA_V7}
+                              4: SCHEMA_V4, 5: SCHEMA_V5, 6: SCHEMA_V6, 7: SCHEMA_V7}

@@ -1,0 +1,62 @@
+"""What each command loads before it acts (``python -X importtime``): the verbs that
+only touch the store (add, status, stop, kill) load the store and what they print
+with, never the engine, the backends, multiprocess, rich or yaml; ``hog --version``
+loads nothing of hog's but the package."""
+import subprocess
+import sys
+from typing import Set
+
+import pytest
+
+from tests.harness import hog_env, job_file
+
+HEAVY = ("multiprocess", "dill", "rich", "yaml", "hog.engine", "hog.backends", "hog.views.display",
+         "hog.views.dashboard", "hog.config", "hog.gpus", "hog.cli.run", "hog.api")
+
+
+def imported(cwd, *args) -> Set[str]:
+    """The modules ``hog ARGS`` imported, by name."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "hog", *map(str, args)],
+                       cwd=str(cwd), env=hog_env(), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    names = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    assert names, r.stderr
+    return names
+
+
+def heavy_in(names: Set[str]) -> Set[str]:
+    return {n for n in names if any(n == h or n.startswith(h + ".") for h in HEAVY)}
+
+
+@pytest.mark.parametrize("verb", [
+    ["add", "out", "--", "true"],
+    ["add", "out", "--job_file", "jobs.txt"],
+    ["status", "out"],
+    ["status", "out", "--json"],
+    ["stop", "out"],
+    ["kill", "out", "0"],
+])
+def test_verbs_on_the_store_load_only_the_store(tmp_path, verb):
+    job_file(tmp_path, "true", "true")
+    subprocess.run([sys.executable, "-m", "hog", "add", "out", "--", "true"], cwd=str(tmp_path),
+                   env=hog_env(), check=True, capture_output=True, timeout=60)
+    names = imported(tmp_path, *verb)
+    assert "hog.state.store" in names
+    assert heavy_in(names) == set()
+
+
+def test_hog_version_loads_only_the_command_line(tmp_path):
+    names = imported(tmp_path, "--version")
+    assert {n for n in names if n.startswith("hog.")} <= {"hog.cli", "hog.errors",
+                                                          "hog.state", "hog.state.diskguard"}
+    assert heavy_in(names) == set()
+
+
+def test_a_run_loads_the_engine_and_multiprocess(tmp_path):
+    """multiprocess stays what runs the slots: a sweep loads it (and no dashboard when
+    its display is quiet)."""
+    jf = job_file(tmp_path, "true")
+    names = imported(tmp_path, "--job_file", jf, "--gpus", "0", "--output_dir", "out",
+                     "--display", "quiet")
+    assert {"multiprocess", "hog.engine.runner"} <= names
