@@ -126,7 +126,8 @@ def test_the_job_environment_pins_gpus_and_hog_variables_over_the_jobs_own():
     d = dispatch(slot=-2, gpu_ids=("0", "3"), attempt=2,
                  env=(("HOG_SLOT", "mine"), ("CUDA_DEVICE_ORDER", "FASTEST_FIRST"), ("A", "1")))
     env = job_env({"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "all"}, d, d.gpu_ids, "/o/job_3")
-    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0,3", "CUDA_DEVICE_ORDER":
+    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0,3", "FASTGPU_ID": "0,3",
+                   "CUDA_DEVICE_ORDER":
                    "FASTEST_FIRST", "A": "1", "HOG_JOB_INDEX": "3", "HOG_JOB_NAME": "job_3",
                    "HOG_JOB_DIR": "/o/job_3", "HOG_SLOT": "cpu1", "HOG_ATTEMPT": "2"}
     assert job_env({}, dispatch(), ("1",), "/o")["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
