@@ -28,8 +28,8 @@ JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, a
 
 _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
-              "after")
-_PAIRS = ("resources", "env")
+              "after", "params")
+_PAIRS = ("resources", "env", "params")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class JobRow:
 
     def job(self) -> Job:
         spec = json.loads(self.spec)
-        for key in ("resources", "env", "gpu_ids", "after"):
+        for key in ("resources", "env", "gpu_ids", "after", "params"):
             if key in spec:
                 spec[key] = tuple(tuple(x) if key in _PAIRS else x for x in spec[key])
         return Job(index=self.id, command=self.command, where=self.origin, name=self.name,
