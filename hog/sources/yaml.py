@@ -31,7 +31,7 @@ read, so a grid of a million points starts at once and in constant memory;
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -282,10 +282,15 @@ class _Points:
                       name=name, auto_name=auto_name, params=self.params(point), **kwargs)
 
 
-def yaml_jobs(path: str, pure: bool = False) -> Iterator[Job]:
+def yaml_jobs(path: str) -> Iterator[Job]:
     """Jobs of a YAML file, in order. The file, every plain job, every sweep's options
     and the dependencies over the whole file are checked before this returns; a sweep's
-    points are made as the stream is read. ``pure``: use the pure-Python loader."""
+    points are made as the stream is read."""
+    return read_yaml(path, pure=False)
+
+
+def read_yaml(path: str, pure: bool) -> Iterator[Job]:
+    """``yaml_jobs``; ``pure``: with the pure-Python loader even where libyaml is."""
     entries = _entries(path, pure)
     plans: List[Union[Job, _Points]] = []
     index = 0

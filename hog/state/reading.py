@@ -7,8 +7,10 @@ that left the source), the rows results files show, the views' time queries, and
 the runners (``RunnerRows``). ``Store`` is a ``SweepReader`` too, so code that reads
 takes either.
 """
+import json
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+import sqlite3
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from hog.errors import UsageError
 from hog.model import Status
@@ -20,6 +22,8 @@ from hog.state.runners import RunnerRows
 FINAL = Status.having("finished")
 FAILED_SQL = Status.sql_list(Status.having("counts_as_failure"))
 TIMED_SQL = Status.sql_list(Status.having("ran_its_course"))
+_HAS_PARAMS = "instr(j.spec, '\"params\"') > 0"        # a grid job's spec (rows.job_spec)
+_WITH_PARAMS = f"CASE WHEN {_HAS_PARAMS} THEN j.spec END"
 
 
 class SweepReader(RunnerRows):
@@ -80,9 +84,25 @@ class SweepReader(RunnerRows):
         cur = self.db.execute(
             "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
             "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note, "
-            f"{IN_SOURCE_SQL} "
+            f"{IN_SOURCE_SQL}, {_WITH_PARAMS} "
             "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
         return map(ResultRow._make, cur)
+
+    def param_keys(self) -> List[str]:
+        """The grid parameters the sweep's jobs carry (``params`` in ``spec``), sorted."""
+        try:
+            cur = self.db.execute(
+                "SELECT DISTINCT json_extract(p.value, '$[0]') FROM jobs j, "
+                f"json_each(j.spec, '$.params') p WHERE {_HAS_PARAMS}")
+            return sorted({str(k) for (k,) in cur})
+        except sqlite3.OperationalError:        # an SQLite without JSON functions
+            keys: Set[str] = set()
+            for (spec,) in self.db.execute(f"SELECT spec FROM jobs j WHERE {_HAS_PARAMS}"):
+                try:
+                    keys.update(str(p[0]) for p in json.loads(spec).get("params") or ())
+                except (ValueError, TypeError, AttributeError, IndexError):
+                    continue
+            return sorted(keys)
 
     # ------------------------------------------------------ views' queries
     def latest_ended(self, statuses: Sequence[str], limit: int) -> List[JobRow]:

@@ -88,6 +88,7 @@ class ResultRow(NamedTuple):
     ended: Optional[float]
     note: str
     in_source: int
+    spec: Optional[str]         # the job's spec JSON if it holds grid params, else None
 
 
 @dataclass(frozen=True)
