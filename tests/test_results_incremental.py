@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hog.model import Job
-from hog.state import results
+from hog.state import resultfiles, results
 from hog.state.jobdir import RESULTS_MARK, Layout
 from hog.state.reading import open_sweep
 from hog.state.store import Store
@@ -23,7 +23,7 @@ def full_rebuild(out: Path, tmp: Path):
     where.mkdir()
     store = open_sweep(str(out))
     try:
-        results.write_results(store, Layout(str(where), "job_"), whole=True)
+        resultfiles.write_results(store, Layout(str(where), "job_"), whole=True)
     finally:
         store.close()
     return (where / "results.jsonl").read_bytes(), (where / "results.csv").read_bytes()
@@ -105,7 +105,7 @@ def finish(db: sqlite3.Connection, ids, status: str = "succeeded") -> None:
 @pytest.fixture()
 def counted(monkeypatch):
     """Checkpoints every 3 jobs; returns the list of jobs each write encoded."""
-    monkeypatch.setattr(results, "CHECK_EVERY", 3)
+    monkeypatch.setattr(resultfiles, "CHECK_EVERY", 3)
     encoded = []
     real = results.record
 
@@ -113,7 +113,7 @@ def counted(monkeypatch):
         encoded.append(row[0])
         return real(row, layout, params)
 
-    monkeypatch.setattr(results, "record", record)
+    monkeypatch.setattr(resultfiles, "record", record)
     return encoded
 
 
@@ -121,7 +121,7 @@ def write(tmp_path: Path, encoded: list):
     encoded.clear()
     store = open_sweep(str(tmp_path))
     try:
-        results.write_results(store, Layout(str(tmp_path), "job_"))
+        resultfiles.write_results(store, Layout(str(tmp_path), "job_"))
     finally:
         store.close()
     return list(encoded)
@@ -183,3 +183,41 @@ def test_grid_parameters_are_columns_after_the_fields_sorted_by_key(tmp_path):
     assert list(recs[0]) == list(results.FIELDS) + ["param.lr", "param.seed"]
     assert [(r["param.lr"], r["param.seed"]) for r in recs] == [
         (0.0, 0), (0.1, 1), (0.2, 2), (None, None)]
+
+
+def test_a_runners_spool_encodes_jobs_as_they_finish_in_order_and_its_end_only_the_rest(
+        tmp_path, counted):
+    db = sweep(tmp_path, 10)
+    rebuilt = tmp_path / "rebuilt"
+    rebuilt.mkdir()
+    store = open_sweep(str(tmp_path))
+    layout = Layout(str(tmp_path), "job_")
+    try:
+        spool = resultfiles.ResultsSpool(layout)
+        spool.advance(store)
+        assert counted == []
+        finish(db, range(4))
+        spool.advance(store)
+        assert counted == [0, 1, 2, 3]
+        finish(db, [5])                     # not in order yet: waits for job 4
+        spool.advance(store)
+        assert counted == [0, 1, 2, 3]
+        finish(db, [4])
+        spool.advance(store)
+        assert counted == [0, 1, 2, 3, 4, 5]
+        counted.clear()
+        resultfiles.save_results(store, layout, spool)
+        assert counted == [6, 7, 8, 9]
+        assert_current(tmp_path, rebuilt)
+        assert not list((tmp_path / ".hog").glob("results.spool.*"))
+        # the next run's spool starts from those files; a retry of job 4 meanwhile
+        spool = resultfiles.ResultsSpool(layout)
+        spool.advance(store)
+        finish(db, [4])
+        counted.clear()
+        resultfiles.save_results(store, layout, spool)
+        assert counted == [3, 4, 5, 6, 7, 8, 9]
+        assert_current(tmp_path, rebuilt)
+    finally:
+        store.close()
+        db.close()

@@ -37,7 +37,7 @@ from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
 from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
-from hog.state.results import save_results
+from hog.state.resultfiles import ResultsSpool, save_results
 
 
 class Runner:
@@ -56,6 +56,7 @@ class Runner:
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
         self.clock = clock
         self.to_parent = ParentReport()     # --detach: the parent waits for a first job
+        self.results = ResultsSpool(layout)     # finished jobs' results, encoded as they end
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -136,7 +137,8 @@ class Runner:
         ``now`` is past it, new jobs, and the claims of the jobs to start, in one write
         transaction; then the claimed jobs are sent. True once the run is finished."""
         st = self.st
-        if now >= st.next_tick and not st.stopping:
+        ticked = now >= st.next_tick
+        if ticked and not st.stopping:
             control.recover_peers(st)       # may take a grace: outside the transaction
         # One write transaction per turn: what the slots reported, requests from
         # other shells, new jobs and the claims of the jobs to start; committed
@@ -150,6 +152,8 @@ class Runner:
             dispatch.fill(st)
         writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
+        if ticked:
+            self.results.advance(st.store)
         if self.to_parent.waiting:
             self._tell_parent()
         return self._finished()
@@ -225,7 +229,7 @@ class Runner:
             if st.runner_id:    # registered (row ids start at 1)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:
-                    save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
+                    save_results(st.store, st.layout, self.results)   # results.jsonl / .csv
             st.store.close()
         st.display.stop()
 

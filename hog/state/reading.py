@@ -78,14 +78,16 @@ class SweepReader(RunnerRows):
         for r in cur:
             yield JobRow(*r)
 
-    def result_rows(self) -> Iterator[ResultRow]:
-        """Every job with what a results file shows (its runner's host too), by id;
-        plain tuples, fast enough for 100,000 jobs at the end of a run."""
+    def result_rows(self, after: int = -1, limit: int = -1) -> Iterator[ResultRow]:
+        """Every job (numbered above ``after``; at most ``limit``) with what a results
+        file shows (its runner's host too), by id; plain tuples, fast enough for
+        100,000 jobs at the end of a run."""
         cur = self.db.execute(
             "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
             "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note, "
             f"{IN_SOURCE_SQL}, {_WITH_PARAMS} "
-            "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
+            "FROM jobs j LEFT JOIN runners r ON r.id = j.runner WHERE j.id > ? "
+            "ORDER BY j.id LIMIT ?", (after, limit))
         return map(ResultRow._make, cur)
 
     def param_keys(self) -> List[str]:

@@ -9,35 +9,17 @@ names as datetimes) and seconds since the epoch in ``started_epoch`` / ``ended_e
 After ``FIELDS`` come the grid parameters the sweep's jobs carry, ``param.<key>``
 sorted by key (empty for a job without that parameter).
 
-The files are written (atomically) by ``hog report`` and at the end of every runner's
-run, and always hold what a full rebuild from the store would, byte for byte; the store
-stays the source of truth. A write keeps what it can of the last one: the results mark
-(``RESULTS_MARK`` in the state folder) holds, every ``CHECK_EVERY`` jobs of the
-leading run of finished jobs, the byte offsets in both files and a digest of the
-store's rows up to there. The next write reads the rows again (cheap), copies the
-bytes up to the last checkpoint whose digest still matches, and encodes only the jobs
-after it: a finished sweep that grows by ``hog add`` or is resumed re-encodes its tail,
-a retry re-encodes from the retried job's checkpoint on.
+``hog.state.resultfiles`` writes the files, each write re-encoding only what changed.
 """
-import csv
-import hashlib
-import io
 import json
 import math
-import os
-import sqlite3
-import sys
 import time
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from hog.model import Status, slot_label
-from hog.state.files import UnsafePath, from_iso, replaced_atomically
+from hog.state.files import from_iso
 from hog.state.jobdir import (
-    RESULTS_CSV,
-    RESULTS_JSONL,
-    RESULTS_MARK,
     Layout,
     earlier_attempts,
     read_info,
@@ -95,7 +77,7 @@ def record(row: ResultRow, layout: Layout, params: Sequence[str] = ()) -> dict:
     """The flat record of one job (its latest attempt); ``params``: the sweep's grid
     parameters (the ``param.*`` columns), each None where this job has no value."""
     (index, name, command, status, exit_code, signal, attempt, gpus, slot, runner, host,
-     started, ended, note, in_source) = row[:15]
+     started, ended, note, in_source, spec) = row
     if status == "running":
         ended = None
     folder = layout.folder_name(index)
@@ -122,7 +104,7 @@ def record(row: ResultRow, layout: Layout, params: Sequence[str] = ()) -> dict:
         "in_source": bool(in_source),
     }
     if params:
-        values = params_of(row.spec)
+        values = params_of(spec)
         for key in params:
             rec[PARAM + key] = values.get(key)
     return rec
@@ -133,185 +115,6 @@ def records(store: SweepReader, layout: Layout) -> Iterator[dict]:
     params = store.param_keys()
     for row in store.result_rows():
         yield record(row, layout, params)
-
-
-# ------------------------------------------------------------- the files
-@dataclass(frozen=True)
-class Checkpoint:
-    """The first ``count`` jobs end at these byte offsets of the two files (the CSV's
-    header included), and the store's rows for them had this digest."""
-
-    count: int
-    jsonl: int
-    csv: int
-    digest: str
-
-
-def _stat(file: Any) -> List[int]:
-    """What tells the file apart from another: a path, or an open file (flushed)."""
-    if not isinstance(file, str):
-        file.flush()
-    st = os.stat(file) if isinstance(file, str) else os.fstat(file.fileno())
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def _read_mark(layout: Layout, keys: Sequence[str], paths: Sequence[str]) -> List[Checkpoint]:
-    """The checkpoints of the last write, if the files are still the ones it wrote with
-    these columns; [] otherwise."""
-    try:
-        with open(os.path.join(layout.state_dir, RESULTS_MARK), encoding="utf-8") as f:
-            mark = json.load(f)
-        if mark.get("version") != _MARK_VERSION or mark.get("columns") != list(keys) \
-                or mark.get("prefix") != layout.prefix \
-                or mark.get("files") != [_stat(p) for p in paths]:
-            return []
-        return [Checkpoint(*c) for c in mark["checkpoints"]]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return []
-
-
-def _write_mark(layout: Layout, keys: Sequence[str], files: Sequence[List[int]],
-                checkpoints: List[Checkpoint]) -> None:
-    mark = {"version": _MARK_VERSION, "columns": list(keys), "prefix": layout.prefix,
-            "files": list(files),
-            "checkpoints": [[c.count, c.jsonl, c.csv, c.digest] for c in checkpoints]}
-    try:
-        with replaced_atomically(os.path.join(layout.state_dir, RESULTS_MARK)) as f:
-            json.dump(mark, f, separators=(",", ":"))
-    except (OSError, UnsafePath):   # the next write is a whole one
-        pass
-
-
-def _row_bytes(row: ResultRow) -> bytes:
-    return repr(tuple(row)).encode("utf-8", "backslashreplace")
-
-
-class _Encoder:
-    """Encodes records into the two files' bytes, a batch at a time."""
-
-    def __init__(self, layout: Layout, keys: Sequence[str]) -> None:
-        self.layout = layout
-        self.params = [k[len(PARAM):] for k in keys if k.startswith(PARAM)]
-        self.dumps = json.JSONEncoder(separators=(", ", ": ")).encode
-        self.text = io.StringIO()
-        self.writer = csv.writer(self.text, lineterminator="\n")
-
-    def header(self, keys: Sequence[str]) -> bytes:
-        self.writer.writerow(keys)
-        return self._take()
-
-    def encode(self, rows: Iterable[ResultRow]) -> Tuple[bytes, bytes]:
-        lines = []
-        for row in rows:
-            rec = record(row, self.layout, self.params)
-            lines.append(self.dumps(rec))
-            self.writer.writerow(["" if v is None else v for v in rec.values()])
-        jsonl = "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
-        return jsonl, self._take()
-
-    def _take(self) -> bytes:
-        data = self.text.getvalue().encode("utf-8", "backslashreplace")
-        self.text.seek(0)
-        self.text.truncate()
-        return data
-
-
-def _kept(rows: Iterator[ResultRow], checkpoints: List[Checkpoint]
-          ) -> Tuple[Optional[Checkpoint], List[ResultRow], Any]:
-    """The last checkpoint whose digest the store's rows still give (None: none), the
-    rows read past it, and the digest of the rows up to it."""
-    kept: Optional[Checkpoint] = None
-    digest = hashlib.blake2b(digest_size=16)
-    done = 0
-    for cp in checkpoints:
-        batch = list(islice(rows, cp.count - done))
-        trial = digest.copy()
-        trial.update(b"".join(map(_row_bytes, batch)))
-        if len(batch) != cp.count - done or trial.hexdigest() != cp.digest:
-            return kept, batch, digest
-        kept, done, digest = cp, cp.count, trial
-    return kept, [], digest
-
-
-def _copy(path: str, out: Any, size: int) -> None:
-    """The first ``size`` bytes of ``path`` into ``out``."""
-    out.flush()
-    with open(path, "rb") as f:
-        left = size
-        while left:
-            sent = os.sendfile(out.fileno(), f.fileno(), None, left)
-            if not sent:
-                raise OSError(f"{path} is shorter than its results mark says")
-            left -= sent
-
-
-def write_results(store: SweepReader, layout: Layout, whole: bool = False) -> Tuple[str, str]:
-    """Write ``results.jsonl`` and ``results.csv`` (each atomically), keeping what the
-    last write's checkpoints show is unchanged (``whole``: encode every record);
-    returns their paths."""
-    paths = jsonl, csv_path = layout.sweep_file(RESULTS_JSONL), layout.sweep_file(RESULTS_CSV)
-    keys = columns(store)
-    checkpoints = [] if whole else _read_mark(layout, keys, paths)
-    encoder = _Encoder(layout, keys)
-    rows = iter(store.result_rows())
-    kept, pending, digest = _kept(rows, checkpoints)
-    new: List[Checkpoint] = []
-    with replaced_atomically(jsonl, binary=True) as jf, \
-            replaced_atomically(csv_path, binary=True) as cf:
-        if kept is None:
-            at = Checkpoint(0, 0, cf.write(encoder.header(keys)), digest.hexdigest())
-        else:
-            _copy(jsonl, jf, kept.jsonl)
-            _copy(csv_path, cf, kept.csv)
-            at = kept
-            new = [c for c in checkpoints if c.count <= kept.count]
-        settled = True      # all jobs so far are finished: checkpoints go on
-        count = at.count
-        batch: List[ResultRow] = []
-        sizes = [at.jsonl, at.csv]
-
-        def flush() -> None:
-            jb, cb = encoder.encode(batch)
-            jf.write(jb)
-            cf.write(cb)
-            sizes[0] += len(jb)
-            sizes[1] += len(cb)
-            batch.clear()
-
-        for row in _chain(pending, rows):
-            if settled and row.status not in _SETTLED:
-                if batch:
-                    flush()
-                    new.append(Checkpoint(count, sizes[0], sizes[1], digest.hexdigest()))
-                settled = False
-            batch.append(row)
-            count += 1
-            if settled:
-                digest.update(_row_bytes(row))
-            if len(batch) >= CHECK_EVERY:
-                flush()
-                if settled:
-                    new.append(Checkpoint(count, sizes[0], sizes[1], digest.hexdigest()))
-        if batch:
-            flush()
-            if settled:
-                new.append(Checkpoint(count, sizes[0], sizes[1], digest.hexdigest()))
-        written = [_stat(jf), _stat(cf)]    # these files, not any a later write puts there
-    _write_mark(layout, keys, written, new)
-    return jsonl, csv_path
-
-
-def _chain(first: List[ResultRow], rest: Iterator[ResultRow]) -> Iterator[ResultRow]:
-    yield from first
-    yield from rest
-
-
-def save_results(store: SweepReader, layout: Layout) -> None:
-    """``write_results`` for the end of a run: a failure is reported, never raised."""
-    try:
-        write_results(store, layout)
-    except (OSError, sqlite3.Error, UnsafePath) as e:
-        print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------ attempts
