@@ -1,6 +1,8 @@
 """``results.jsonl`` / ``results.csv`` are kept current by each write re-encoding only
 what changed since the last one (the results mark's checkpoints), and always hold what
 a full rebuild from the store gives, byte for byte."""
+import csv
+import json
 import os
 import signal
 import sqlite3
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import hog
 from hog.model import Job
 from hog.state import resultfiles, results
 from hog.state.jobdir import RESULTS_MARK, Layout
@@ -221,3 +224,35 @@ def test_a_runners_spool_encodes_jobs_as_they_finish_in_order_and_its_end_only_t
     finally:
         store.close()
         db.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_yaml_grids_parameters_are_columns_of_the_files_and_fields_of_hog_results(tmp_path):
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "jobs:\n"
+        "  - {cmd: echo prep, name: prep}\n"
+        "  - sweep:\n"
+        "      cmd: echo {lr} {opt}\n"
+        "      name: train\n"
+        "      grid: {opt: [adam, sgd], lr: [0.1, 1]}\n")
+    r = run_hog(tmp_path, "--job_file", sweep_file, "--gpus", "0", "--display", "quiet")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "output"
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert list(recs[0])[-3:] == ["in_source", "param.lr", "param.opt"]
+    assert [(x["name"], x["param.lr"], x["param.opt"]) for x in recs] == [
+        ("prep", None, None), ("train-opt=adam-lr=0.1", 0.1, "adam"),
+        ("train-opt=adam-lr=1", 1, "adam"), ("train-opt=sgd-lr=0.1", 0.1, "sgd"),
+        ("train-opt=sgd-lr=1", 1, "sgd")]
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(x["param.lr"], x["param.opt"]) for x in rows] == [
+        ("", ""), ("0.1", "adam"), ("1", "adam"), ("0.1", "sgd"), ("1", "sgd")]
+    res = hog.results(out)
+    assert res.job("train-opt=sgd-lr=0.1").params == {"opt": "sgd", "lr": 0.1}
+    assert res.job("prep").params == {}
+    flat = res.to_records()
+    assert [(x["param.lr"], x["param.opt"]) for x in flat] == [
+        (None, None), (0.1, "adam"), (1, "adam"), (0.1, "sgd"), (1, "sgd")]
+    assert "params" not in flat[0]
