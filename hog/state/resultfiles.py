@@ -70,19 +70,19 @@ def _visible(layout: Layout) -> Tuple[str, str]:
     return layout.sweep_file(RESULTS_JSONL), layout.sweep_file(RESULTS_CSV)
 
 
-def _read_mark(layout: Layout, keys: Sequence[str]) -> List[Checkpoint]:
-    """The checkpoints of the last write, if the files are still the ones it wrote with
-    these columns; [] otherwise."""
+def _read_mark(layout: Layout, keys: Sequence[str]) -> Tuple[List[Checkpoint], List[Any]]:
+    """The checkpoints of the last write and its files' ``_stat``, if the files are still
+    the ones it wrote with these columns; ([], []) otherwise."""
     try:
         with open(os.path.join(layout.state_dir, RESULTS_MARK), encoding="utf-8") as f:
             mark = json.load(f)
         if mark.get("version") != _MARK_VERSION or mark.get("columns") != list(keys) \
                 or mark.get("prefix") != layout.prefix \
                 or mark.get("files") != [_stat(p) for p in _visible(layout)]:
-            return []
-        return [Checkpoint(*c) for c in mark["checkpoints"]]
+            return [], []
+        return [Checkpoint(*c) for c in mark["checkpoints"]], mark["files"]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return []
+        return [], []
 
 
 def _write_mark(layout: Layout, keys: Sequence[str], files: Sequence[List[int]],
@@ -176,10 +176,17 @@ def _settled(rows: Sequence[ResultRow]) -> int:
     return next((i for i, r in enumerate(rows) if r.status not in _SETTLED), len(rows))
 
 
-def _copy(path: str, out: IO[bytes], size: int) -> None:
-    """The first ``size`` bytes of ``path`` into ``out``."""
+class _Replaced(OSError):
+    """Results files replaced since their mark was read (by another writer)."""
+
+
+def _copy(path: str, out: IO[bytes], size: int, expected: List[int]) -> None:
+    """The first ``size`` bytes of ``path`` into ``out``, if ``path`` is still the file
+    the results mark describes (``expected``: its ``_stat``); OSError if not."""
     out.flush()
     with open(path, "rb") as f:
+        if _stat(f) != expected:
+            raise _Replaced(path)
         left = size
         while left:
             sent = os.sendfile(out.fileno(), f.fileno(), None, left)
@@ -192,9 +199,16 @@ def write_results(store: SweepReader, layout: Layout, whole: bool = False) -> Tu
     """Write ``results.jsonl`` and ``results.csv`` (each atomically), keeping what the
     last write's checkpoints show is unchanged (``whole``: encode every record);
     returns their paths."""
+    try:
+        return _write(store, layout, whole)
+    except _Replaced:       # another write came between: this one is a whole one
+        return _write(store, layout, True)
+
+
+def _write(store: SweepReader, layout: Layout, whole: bool) -> Tuple[str, str]:
     jsonl, csv_path = _visible(layout)
     keys = columns(store)
-    checkpoints = [] if whole else _read_mark(layout, keys)
+    checkpoints, stats = ([], []) if whole else _read_mark(layout, keys)
     encoder = _Encoder(layout, keys)
     rows = iter(store.result_rows())
     kept, pending = _kept(rows, checkpoints)
@@ -204,8 +218,8 @@ def write_results(store: SweepReader, layout: Layout, whole: bool = False) -> Tu
         if kept is None:
             at = Checkpoint(0, -1, 0, cf.write(encoder.header), "")
         else:
-            _copy(jsonl, jf, kept.jsonl)
-            _copy(csv_path, cf, kept.csv)
+            _copy(jsonl, jf, kept.jsonl, stats[0])
+            _copy(csv_path, cf, kept.csv, stats[1])
             at = kept
             new = [c for c in checkpoints if c.count <= kept.count]
         _append(chain(pending, rows), encoder, jf, cf, at, new)
@@ -236,11 +250,12 @@ class ResultsSpool:
         self.encoder = _Encoder(self.layout, self.keys)
         flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         self.files = [open(os.open(p, flags, 0o644), "r+b") for p in self.paths]
-        self.checkpoints = _read_mark(self.layout, self.keys)
+        self.checkpoints, stats = _read_mark(self.layout, self.keys)
         if self.checkpoints:        # the last files' run of finished jobs, as it was
             last = self.checkpoints[-1]
-            for path, f, size in zip(_visible(self.layout), self.files, (last.jsonl, last.csv)):
-                _copy(path, f, size)
+            for path, f, size, expected in zip(_visible(self.layout), self.files,
+                                               (last.jsonl, last.csv), stats):
+                _copy(path, f, size, expected)
         else:
             self.start = Checkpoint(0, -1, 0, self.files[1].write(self.encoder.header), "")
 
