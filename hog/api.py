@@ -33,7 +33,7 @@ import functools
 import os
 import signal
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -45,6 +45,7 @@ from hog.sources import SourceSpec
 from hog.sources.yielder import job_from_item
 from hog.state.files import open_read
 from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.results import PARAM, params_of
 from hog.state.store import JobRow, Store
 from hog.views.display import make_display
 
@@ -73,6 +74,7 @@ class JobRecord:
     origin: str                      # where the job came from (file:line)
     note: str
     in_source: bool = True           # False: the sweep's source no longer lists it (kept)
+    params: Dict[str, Any] = field(default_factory=dict)   # a YAML grid point: {"lr": 0.1}
 
     @property
     def ok(self) -> bool:
@@ -122,8 +124,18 @@ class Results:
         raise KeyError(ref)
 
     def to_records(self) -> List[Dict[str, Any]]:
-        """One plain dict per job, e.g. for ``pandas.DataFrame(results.to_records())``."""
-        return [asdict(j) for j in self.jobs]
+        """One plain dict per job, e.g. for ``pandas.DataFrame(results.to_records())``;
+        the grid parameters are flat keys ``param.<key>`` (sorted; None where a job has
+        no such parameter), as in ``results.jsonl``."""
+        keys = sorted({k for j in self.jobs for k in j.params})
+        out = []
+        for j in self.jobs:
+            rec = asdict(j)
+            del rec["params"]
+            for k in keys:
+                rec[PARAM + k] = j.params.get(k)
+            out.append(rec)
+        return out
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,8 @@ def _record(row: JobRow, layout: Layout) -> JobRecord:
         started=when(row.started), ended=when(row.ended) if finished else None,
         duration_s=duration, folder=layout.folder(row.id), out_path=layout.out_path(row.id),
         err_path=layout.err_path(row.id), origin=row.origin, note=row.note,
-        in_source=bool(row.in_source))
+        in_source=bool(row.in_source),
+        params=params_of(row.spec) if '"params"' in row.spec else {})
 
 
 def _read(path: str) -> str:

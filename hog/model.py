@@ -15,7 +15,7 @@ producer's queue is one of the frozen dataclasses at the end of this module
 """
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 
 class Status(str, Enum):
@@ -103,6 +103,7 @@ class Job:
     after: Tuple[str, ...] = ()        # names of jobs that must succeed first
     auto_name: bool = False            # ``name`` was made up by hog (an unnamed YAML sweep's
                                        # point), so it is not what identifies the job
+    params: Tuple[Tuple[str, Any], ...] = ()   # a grid point: (parameter, value), in grid order
 
 
 def slot_label(slot: int) -> str:

@@ -39,7 +39,7 @@ from hog.sources.producer import producer_main
 from hog.state import gpulog
 from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
-from hog.state.results import save_results
+from hog.state.resultfiles import ResultsSpool, save_results
 
 
 class Runner:
@@ -59,6 +59,7 @@ class Runner:
         self.clock = clock
         self.st.health.clock = clock        # the quarantine rule's time: the loop's
         self.to_parent = ParentReport()     # --detach: the parent waits for a first job
+        self.results = ResultsSpool(layout)     # finished jobs' results, encoded as they end
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -151,7 +152,8 @@ class Runner:
         ``now`` is past it, new jobs, and the claims of the jobs to start, in one write
         transaction; then the claimed jobs are sent. True once the run is finished."""
         st = self.st
-        if now >= st.next_tick and not st.stopping:
+        ticked = now >= st.next_tick
+        if ticked and not st.stopping:
             control.recover_peers(st)       # may take a grace: outside the transaction
         # One write transaction per turn: what the slots reported, requests from
         # other shells, new jobs and the claims of the jobs to start; committed
@@ -165,6 +167,8 @@ class Runner:
             dispatch.fill(st)
         writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
+        if ticked:
+            self.results.advance(st.store)
         if self.to_parent.waiting:
             self._tell_parent()
         return self._finished()
@@ -267,7 +271,7 @@ class Runner:
                 sweep.forget_unstarted_scripts(st)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:
-                    save_results(st.store, st.layout)     # results.jsonl / .csv, atomically
+                    save_results(st.store, st.layout, self.results)   # results.jsonl / .csv
             st.store.close()
         st.display.stop()
 

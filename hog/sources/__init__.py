@@ -53,8 +53,8 @@ def count_jobs(spec: SourceSpec) -> Optional[int]:
         if spec.kind == "text":
             return sum(1 for _ in text_lines(spec.path))
         if spec.kind == "yaml":
-            from hog.sources.yaml import yaml_jobs  # PyYAML loads only for YAML sources
-            return sum(1 for _ in yaml_jobs(spec.path))
+            from hog.sources.yaml import yaml_count  # PyYAML loads only for YAML sources
+            return yaml_count(spec.path)
     except Exception:  # noqa: BLE001 - counting is a nicety; reading reports errors
         return None
     return None

@@ -22,7 +22,7 @@ import pwd
 import stat
 from contextlib import contextmanager
 from datetime import datetime
-from typing import IO, Iterator, Optional
+from typing import IO, Any, Iterator, Optional
 
 from hog.errors import HogError
 
@@ -163,14 +163,16 @@ def atomic_write(path: str, text: str, dir_fd: Optional[int] = None) -> None:
 
 
 @contextmanager
-def replaced_atomically(path: str, dir_fd: Optional[int] = None) -> Iterator[IO[str]]:
+def replaced_atomically(path: str, dir_fd: Optional[int] = None,
+                        binary: bool = False) -> Iterator[IO[Any]]:
     """A text file to write that replaces ``path`` in one step when the block ends
     without an error (readers see the old file or the whole new one, never a part);
-    on an error ``path`` is left as it was."""
+    on an error ``path`` is left as it was. ``binary``: a file of bytes."""
     refuse_symlink(path, dir_fd)
     tmp, fd = _temporary(path, dir_fd)
     try:
-        with open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
+        with (open(fd, "wb") if binary else
+              open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="")) as f:
             yield f
         os.replace(tmp, _base(path, dir_fd), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:

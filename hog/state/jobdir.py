@@ -41,6 +41,8 @@ INFO = "INFO"
 # Files about the whole sweep, beside the job folders.
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
+RESULTS_MARK = "results.mark"  # in STATE_DIR: what the last results write can keep
+RESULTS_SPOOL = "results.spool"  # in STATE_DIR: <it>.<pid>.jsonl/.csv, a runner's in the making
 REPORT_HTML = "report.html"
 RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's output
 # The output directory itself is the user's to name (it may be a link they made);

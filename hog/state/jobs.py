@@ -13,6 +13,7 @@ never by its position, so an edited source runs only what is new or changed; eac
 reading of the source is numbered (``begin_reading``, ``end_reading``) so that the
 jobs it no longer lists are known, kept, and never started.
 """
+import json
 import time
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -21,7 +22,7 @@ from hog.model import NO_USAGE, Job, JobProcess, Status, Usage
 from hog.state.db import Writer
 from hog.state.files import from_iso
 from hog.state.identity import Occurrences, job_digest
-from hog.state.rows import IN_SOURCE_SQL, RUNNABLE_SQL, JobRow, job_spec
+from hog.state.rows import IN_SOURCE_SQL, PARAM_KEYS, RUNNABLE_SQL, JobRow, job_spec
 from hog.state.runners import RunnerRows, runner_alive
 
 RERUNNABLE = tuple(s.value for s in Status.having("rerunnable"))
@@ -213,7 +214,21 @@ class Jobs(Writer, RunnerRows):
                     requeued += 1
             self.db.executemany("UPDATE jobs SET seen = ?, source_pos = ? WHERE id = ?", listed)
             self.db.executemany(_INSERT_READ, new_rows)
+            self._note_params(jobs)
         return len(new_rows), requeued, skipped
+
+    def _note_params(self, jobs: Iterable[Job]) -> None:
+        """Keep meta's list of grid parameters (``PARAM_KEYS``) up to date with ``jobs``'
+        (inside the caller's transaction)."""
+        keys = {str(k) for job in jobs for k, _ in job.params}
+        if not keys:
+            return
+        try:
+            known = set(json.loads(self.meta(PARAM_KEYS) or "[]"))
+        except ValueError:
+            known = set()
+        if not keys <= known:
+            self.set_meta(PARAM_KEYS, json.dumps(sorted(known | keys)))
 
     def add(self, jobs: Iterable[Job]) -> List[int]:
         """Append jobs outside the sweep's source (``hog add``, watched scripts): always
@@ -229,12 +244,14 @@ class Jobs(Writer, RunnerRows):
         with self.transaction():
             first = next_id = self._next_id()
             while True:
-                chunk = [self._row_values(next_id + i, job, None, now) + (job_digest(job),)
-                         for i, job in enumerate(islice(rows, ADD_CHUNK))]
-                if not chunk:
+                jobs_now = list(islice(rows, ADD_CHUNK))
+                if not jobs_now:
                     break
-                self.db.executemany(_INSERT, chunk)
-                next_id += len(chunk)
+                self.db.executemany(_INSERT, [
+                    self._row_values(next_id + i, job, None, now) + (job_digest(job),)
+                    for i, job in enumerate(jobs_now)])
+                self._note_params(jobs_now)
+                next_id += len(jobs_now)
         return range(first, next_id)
 
     def forget_unstarted(self, origin_prefix: str) -> int:

@@ -8,6 +8,7 @@ jobs), the rows results files show, the views' time queries, and
 the runners (``RunnerRows``). ``Store`` is a ``SweepReader`` too, so code that reads
 takes either.
 """
+import json
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -15,7 +16,7 @@ from hog.errors import UsageError
 from hog.model import Status
 from hog.state.db import Database
 from hog.state.jobdir import STATE_DIR
-from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, JobRow, ResultRow
+from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, PARAM_KEYS, JobRow, ResultRow
 from hog.state.runners import RunnerRows
 
 FINAL = Status.having("finished")
@@ -25,6 +26,8 @@ TIMED_SQL = Status.sql_list(Status.having("ran_its_course"))
 # last by a reading before the last one read to its end
 GONE_SQL = ("seen >= 0 AND seen < coalesce((SELECT CAST(value AS INTEGER) FROM meta "
             "WHERE key = 'read'), 0)")
+_HAS_PARAMS = "instr(j.spec, '\"params\"') > 0"        # a grid job's spec (rows.job_spec)
+_WITH_PARAMS = f"CASE WHEN {_HAS_PARAMS} THEN j.spec END"
 
 
 class SweepReader(RunnerRows):
@@ -85,17 +88,28 @@ class SweepReader(RunnerRows):
         for r in cur:
             yield JobRow(*r)
 
-    def result_rows(self) -> Iterator[ResultRow]:
-        """Every job with what a results file shows (its runner's host too), by id;
-        plain tuples, fast enough for 100,000 jobs at the end of a run."""
+    def result_rows(self, after: int = -1, limit: int = -1) -> Iterator[ResultRow]:
+        """Every job (numbered above ``after``; at most ``limit``) with what a results
+        file shows (its runner's host too), by id; plain tuples, fast enough for
+        100,000 jobs at the end of a run."""
         cur = self.db.execute(
             "SELECT j.id, j.name, j.command, j.status, j.exit_code, j.signal, j.attempt, "
             "j.gpus, j.slot, j.runner, r.host, j.started, j.ended, j.note, "
             f"{IN_SOURCE_SQL}, "
             "j.cpu_user_s, j.cpu_system_s, j.max_rss_bytes, j.gpu_mem_peak_bytes, "
-            "j.gpu_util_mean "
-            "FROM jobs j LEFT JOIN runners r ON r.id = j.runner ORDER BY j.id")
+            f"j.gpu_util_mean, {_WITH_PARAMS} "
+            "FROM jobs j LEFT JOIN runners r ON r.id = j.runner WHERE j.id > ? "
+            "ORDER BY j.id LIMIT ?", (after, limit))
         return map(ResultRow._make, cur)
+
+    def param_keys(self) -> List[str]:
+        """The grid parameters the sweep's jobs carry (``params`` in ``spec``), sorted:
+        kept in meta as jobs are recorded (``Jobs``), so no call reads every job."""
+        try:
+            keys = json.loads(self.meta(PARAM_KEYS) or "[]")
+        except ValueError:
+            return []
+        return sorted(str(k) for k in keys) if isinstance(keys, list) else []
 
     # ------------------------------------------------------ views' queries
     def latest_ended(self, statuses: Sequence[str], limit: int) -> List[JobRow]:

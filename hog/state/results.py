@@ -6,25 +6,20 @@ A record is flat (no nested values) and always has the same keys in the same ord
 so ``pandas.read_json(path, lines=True)`` and ``pandas.read_csv(path)`` give a clean
 frame: times are UTC ISO 8601 in ``started_at`` / ``ended_at`` (pandas parses those
 names as datetimes) and seconds since the epoch in ``started_epoch`` / ``ended_epoch``.
-The files are rewritten whole (atomically) by ``hog report`` and at the end of every
-runner's run; the store stays the source of truth.
+After ``FIELDS`` come the grid parameters the sweep's jobs carry, ``param.<key>``
+sorted by key (empty for a job without that parameter).
+
+``hog.state.resultfiles`` writes the files, each write re-encoding only what changed.
 """
-import csv
 import json
 import math
-import os
-import sqlite3
-import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from hog.model import USAGE_FIELDS, Status, slot_label
-from hog.state.db import DB_NAME
-from hog.state.files import UnsafePath, from_iso, replaced_atomically
+from hog.state.files import from_iso
 from hog.state.jobdir import (
-    RESULTS_CSV,
-    RESULTS_JSONL,
     Layout,
     earlier_attempts,
     read_info,
@@ -36,6 +31,10 @@ FIELDS = ("index", "name", "folder", "command", "status", "exit_code", "signal",
           "gpus", "slot", "runner", "host", "started_at", "ended_at", "started_epoch",
           "ended_epoch", "duration_s", "note", "in_source") + USAGE_FIELDS
 # (USAGE_FIELDS: what the latest attempt used, ``model.Usage``; empty where not known)
+PARAM = "param."                # a grid parameter's column: param.lr
+CHECK_EVERY = 1000              # jobs between two checkpoints of the results mark
+_MARK_VERSION = 1
+_SETTLED = frozenset(s.value for s in Status.having("finished"))
 
 
 _SECONDS: Dict[int, str] = {}
@@ -59,14 +58,32 @@ def utc_iso(ts: Optional[float]) -> Optional[str]:
     return f"{text}.{micro // 1000:03d}+00:00"
 
 
-def record(row: ResultRow, layout: Layout) -> dict:
-    """The flat record of one job (its latest attempt)."""
+def params_of(spec: Optional[str]) -> Dict[str, Any]:
+    """The grid parameters in a job's ``spec`` JSON: {key: value}, in grid order."""
+    if not spec:
+        return {}
+    try:
+        pairs = json.loads(spec).get("params") or ()
+        return {str(k): v for k, v in pairs}
+    except (ValueError, TypeError, AttributeError):     # not what hog writes: no params
+        return {}
+
+
+def columns(store: SweepReader) -> Tuple[str, ...]:
+    """The keys of every record of the sweep: ``FIELDS``, then its ``param.*``."""
+    return FIELDS + tuple(PARAM + k for k in store.param_keys())
+
+
+def record(row: ResultRow, layout: Layout, params: Sequence[str] = ()) -> dict:
+    """The flat record of one job (its latest attempt); ``params``: the sweep's grid
+    parameters (the ``param.*`` columns), each None where this job has no value."""
     (index, name, command, status, exit_code, signal, attempt, gpus, slot, runner, host,
      started, ended, note, in_source) = row[:15]
+    spec = row.spec
     if status == "running":
         ended = None
     folder = layout.folder_name(index)
-    return {
+    rec = {
         "index": index,
         "name": name or folder,
         "folder": folder,
@@ -93,66 +110,18 @@ def record(row: ResultRow, layout: Layout) -> dict:
         "gpu_mem_peak_bytes": row.gpu_mem_peak_bytes,
         "gpu_util_mean": row.gpu_util_mean,
     }
+    if params:
+        values = params_of(spec)
+        for key in params:
+            rec[PARAM + key] = values.get(key)
+    return rec
 
 
 def records(store: SweepReader, layout: Layout) -> Iterator[dict]:
     """Every job's record, by index: what ``results.jsonl`` holds."""
+    params = store.param_keys()
     for row in store.result_rows():
-        yield record(row, layout)
-
-
-def write_results(store: SweepReader, layout: Layout) -> Tuple[str, str]:
-    """Write ``results.jsonl`` and ``results.csv`` (each atomically); returns their paths."""
-    jsonl, csv_path = layout.sweep_file(RESULTS_JSONL), layout.sweep_file(RESULTS_CSV)
-    dumps = json.JSONEncoder(separators=(", ", ": ")).encode
-    with replaced_atomically(jsonl) as jf, replaced_atomically(csv_path) as cf:
-        writer = csv.writer(cf, lineterminator="\n")
-        writer.writerow(FIELDS)
-        for rec in records(store, layout):
-            jf.write(dumps(rec) + "\n")
-            writer.writerow(["" if v is None else v for v in rec.values()])
-    return jsonl, csv_path
-
-
-def results_current(layout: Layout) -> bool:
-    """Whether ``results.jsonl`` and ``.csv`` are both newer than the store's last change
-    (its file's or its write-ahead log's time), so that writing them again would give
-    the same files (a change made while they were written dates them older: see
-    ``date_results``)."""
-    try:
-        made = min(os.stat(layout.sweep_file(name)).st_mtime_ns
-                   for name in (RESULTS_JSONL, RESULTS_CSV))
-        db = os.path.join(layout.state_dir, DB_NAME)
-        changed = os.stat(db).st_mtime_ns
-        wal = os.stat(db + "-wal") if os.path.exists(db + "-wal") else None
-        if wal is not None and wal.st_size:     # empty: a reader made it, nothing new
-            changed = max(changed, wal.st_mtime_ns)
-    except (OSError, ValueError):
-        return False
-    return made > changed
-
-
-def date_results(layout: Layout, read_from: float) -> None:
-    """Date the results files just written as of ``read_from`` (less a margin: file
-    times lag the clock by a tick), for when the store changed while they were
-    written: they are then older than the store, and written again next time."""
-    at = int((read_from - 0.05) * 1e9)
-    for name in (RESULTS_JSONL, RESULTS_CSV):
-        os.utime(layout.sweep_file(name), ns=(at, at))
-
-
-def save_results(store: SweepReader, layout: Layout) -> None:
-    """``write_results`` for the end of a run: a failure is reported, never raised."""
-    try:
-        # the log's pages into the file first, not when the store closes after: the
-        # results files stay newer than the store (``results_current``)
-        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        read_from, version = time.time(), store.data_version()
-        write_results(store, layout)
-        if store.data_version() != version:     # another shell wrote meanwhile
-            date_results(layout, read_from)
-    except (OSError, sqlite3.Error, UnsafePath) as e:
-        print(f"hog: could not write {layout.sweep_file(RESULTS_JSONL)}: {e}", file=sys.stderr)
+        yield record(row, layout, params)
 
 
 # ------------------------------------------------------------------ attempts

@@ -22,6 +22,7 @@ RUNNABLE_SQL = ("status = 'queued' AND (ident IS NULL OR seen IS NULL OR seen = 
                 "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 0))")
 
 # The columns of ``jobs`` in the order of JobRow's fields.
+PARAM_KEYS = "param_keys"   # meta: the grid parameters any job carries (JSON list, sorted)
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
                "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note, "
                "ident, digest, seen, pgid, sid, proc_start, cpu_user_s, cpu_system_s, "
@@ -29,8 +30,8 @@ JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, a
 
 _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
-              "after")
-_PAIRS = ("resources", "env")
+              "after", "params")
+_PAIRS = ("resources", "env", "params")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class JobRow:
 
     def job(self) -> Job:
         spec = json.loads(self.spec)
-        for key in ("resources", "env", "gpu_ids", "after"):
+        for key in ("resources", "env", "gpu_ids", "after", "params"):
             if key in spec:
                 spec[key] = tuple(tuple(x) if key in _PAIRS else x for x in spec[key])
         return Job(index=self.id, command=self.command, where=self.origin, name=self.name,
@@ -99,6 +100,7 @@ class ResultRow(NamedTuple):
     max_rss_bytes: Optional[int] = None
     gpu_mem_peak_bytes: Optional[int] = None
     gpu_util_mean: Optional[float] = None
+    spec: Optional[str] = None  # the job's spec JSON if it holds grid params, else None
 
 
 @dataclass(frozen=True)
