@@ -325,9 +325,14 @@ class ResultsSpool:
         return True
 
     def discard(self) -> None:
+        """Give the spool up (the end of the run writes whole); never raises: closing
+        flushes what is buffered, which a full disk refuses too."""
         self.broken = True
         for f in self.files:
-            f.close()
+            try:
+                f.close()
+            except OSError:
+                pass
         self.files = []
         for path in self.paths:
             try:
