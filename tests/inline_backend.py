@@ -39,6 +39,7 @@ from hog.model import (
     Started,
     Status,
     StopHow,
+    Withdrawn,
 )
 from hog.sources import SourceSpec, open_source
 from hog.state.jobdir import Layout
@@ -284,3 +285,44 @@ class RecordingDisplay:
 
     def message(self, text: str) -> None:
         self.messages.append(text)
+
+
+class HandingBackend(InlineBackend):
+    """An ``InlineBackend`` that is also ``PreDispatching``, as the local slots are: a
+    dispatch to a busy slot is held as its next job (``nexts``) and started, like a
+    consumer does, right after the slot's current job ends (its ``Ended`` first, then
+    the next one's ``Started``); ``withdraw`` gives a held one back (``Withdrawn``)."""
+
+    def __init__(self, layout: Layout, slots: Iterable[int], gpus: Iterable[str] = ()):
+        super().__init__(layout, slots, gpus)
+        self.nexts: Dict[int, Dispatch] = {}
+        self.withdrawals: List[int] = []
+
+    def submit(self, d: Dispatch) -> None:
+        if d.slot in self.attempts:
+            store = Store(self.layout.state_dir)
+            try:
+                row = store.row(d.job.index)
+                self.committed.append(None if row is None else row.status)
+            finally:
+                store.close()
+            self.nexts[d.slot] = d
+            return
+        super().submit(d)
+
+    def withdraw(self, slot: int, index: int) -> None:
+        self.withdrawals.append(index)
+        d = self.nexts.get(slot)
+        if d is not None and d.job.index == index:
+            del self.nexts[slot]
+            self._queue(Withdrawn(slot, index))
+
+    def end_job(self, slot: int, status: Status = Status.SUCCEEDED,
+                exit_code: Optional[int] = None, note: str = "") -> Outcome:
+        outcome = super().end_job(slot, status, exit_code, note)
+        d = self.nexts.pop(slot, None)
+        if d is not None:       # the next one is spawned before the runner hears
+            self.submitted.append(d)
+            self.attempts[slot] = Attempt.open(self.layout, d)
+            self.start_job(slot)
+        return outcome

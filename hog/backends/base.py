@@ -63,6 +63,15 @@ class Signalling(Protocol):
     def signal(self, slot: int, signum: int) -> None: ...
 
 
+@runtime_checkable
+class PreDispatching(Protocol):
+    """A backend whose busy slots take their next job ahead (``submit`` to a busy slot)
+    and start it the moment the current one ends; ``withdraw`` takes it back (answered
+    by ``Withdrawn`` unless the slot had already started it)."""
+
+    def withdraw(self, slot: int, index: int) -> None: ...
+
+
 Startable = Callable[[Job], bool]
 
 
@@ -113,3 +122,9 @@ class LocalCapacity(Protocol):
     def resize(self, wanted: Sequence[str]) -> Tuple[List[int], List[int]]:
         """Make the slots ``wanted`` (GPU ids, one per slot): the slots to remove now and
         the slots to add (others are removed once their job ends)."""
+
+    def can_hand(self, slot: int) -> bool:
+        """May busy ``slot`` be handed its next job (in use, not retiring, GPU free)?"""
+
+    def hand_over(self, job_id: int, job: Job) -> None:
+        """``job_id`` ended; ``job``, handed to its slot ahead, holds the slot now."""

@@ -141,6 +141,7 @@ class Runner:
         # One write transaction per turn: what the slots reported, requests from
         # other shells, new jobs and the claims of the jobs to start; committed
         # before any of those jobs is sent to its slot.
+        ticked = now >= st.next_tick
         with st.store.batch():
             self._handle_ready(ready)
             if now >= st.next_tick:
@@ -148,6 +149,7 @@ class Runner:
                 writable.tick(st)
             intake.ingest(st)
             dispatch.fill(st)
+            outcomes.flush_started(st, now=ticked)     # (with the turn's writes, or the tick)
         writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
         if self.to_parent.waiting:
@@ -223,6 +225,9 @@ class Runner:
             st.queue.cancel_join_thread()
         if st.store_open:
             if st.runner_id:    # registered (row ids start at 1)
+                with st.store.batch():      # (what the runner heard, not yet stored)
+                    outcomes.flush_started(st, now=True)
+                    outcomes.unhand_all(st)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:
                     save_results(st.store, st.layout)     # results.jsonl / .csv, atomically

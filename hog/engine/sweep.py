@@ -99,8 +99,9 @@ def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
                                f"{len(left)} job(s) whose runner died")
         judged = []
         for row in rows:
-            verdict, info = folder_state(st.layout, row) or (None, {})
-            judged.append((row, verdict, info))
+            verdict, info = folder_state(st.layout, row) or (
+                None, read_info(st.layout, row.id) if row.status == "handed" else {})
+            judged.append((row, verdict, info))     # (handed: did its attempt start?)
             st.orphans_seen.pop(row.id, None)
         return st.store.requeue_orphans(judged)
     finally:

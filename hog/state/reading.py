@@ -18,6 +18,7 @@ from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, RUNNABLE_SQL, JobRow, Res
 from hog.state.runners import RunnerRows
 
 FINAL = Status.having("finished")
+_SHOWN = "CASE status WHEN 'handed' THEN 'queued' ELSE status END"     # as counted
 FAILED_SQL = Status.sql_list(Status.having("counts_as_failure"))
 TIMED_SQL = Status.sql_list(Status.having("ran_its_course"))
 
@@ -53,13 +54,14 @@ class SweepReader(RunnerRows):
             f"ORDER BY id")]
 
     def counts(self) -> Dict[str, int]:
-        """Every job by status, those that left the source included."""
-        return dict(self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+        """Every job by status, those that left the source included (a job handed to a
+        busy slot ahead has not started: it counts as queued)."""
+        return dict(self.db.execute(f"SELECT {_SHOWN}, count(*) FROM jobs GROUP BY 1"))
 
     def gone_counts(self) -> Dict[str, int]:
         """The jobs the source no longer lists, by status."""
-        return dict(self.db.execute(f"SELECT status, count(*) FROM jobs WHERE NOT "
-                                    f"{IN_SOURCE_SQL} GROUP BY status"))
+        return dict(self.db.execute(f"SELECT {_SHOWN}, count(*) FROM jobs WHERE NOT "
+                                    f"{IN_SOURCE_SQL} GROUP BY 1"))
 
     def runnable_count(self) -> int:
         """Queued jobs that may start (not those that were queued when they left the

@@ -43,7 +43,7 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
                                note=j.note, in_source=bool(j.in_source)))
     failed.sort(key=lambda f: f["id"])
     found = store.counts()
-    counts = {s.value: found.pop(s.value, 0) for s in Status}
+    counts = {s.value: found.pop(s.value, 0) for s in Status if s is not Status.HANDED}
     counts.update(found)
     gone = store.gone_counts()
     return dict(output_dir=directory, source=store.meta("source"),
