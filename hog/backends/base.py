@@ -8,7 +8,17 @@ backend can do beyond that is a capability it has or lacks, tested with
 ``Signalling`` (a signal delivered to a slot's job) and ``LocalCapacity`` (an
 admission over this machine's own GPUs).
 """
-from typing import Callable, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
+from typing import (
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
 
 from hog.model import Dispatch, Event, Job, StopHow
 from hog.placement import Placement
@@ -61,6 +71,20 @@ class Signalling(Protocol):
     the runner forwards SIGUSR1 and SIGUSR2 to its jobs through it."""
 
     def signal(self, slot: int, signum: int) -> None: ...
+
+
+def implements(obj: object, protocol: type) -> bool:
+    """``isinstance(obj, protocol)`` for the capability Protocols here (methods only),
+    asked once per class: a runtime Protocol's ``isinstance`` costs tens of
+    microseconds, too much for every job."""
+    key = (type(obj), protocol)
+    known = _IMPLEMENTS.get(key)
+    if known is None:
+        known = _IMPLEMENTS[key] = isinstance(obj, protocol)
+    return known
+
+
+_IMPLEMENTS: Dict[Tuple[type, type], bool] = {}
 
 
 @runtime_checkable

@@ -215,7 +215,8 @@ class Consumer:
             self.runner_gone = True
         d, self.next = self.next, None
         if d is not None and (self.runner_gone or self.quitting or os.path.exists(
-                self.layout.withdrawn_flag(d.job.index, d.attempt))):    # (hog kill)
+                self.layout.withdrawn_flag(d.job.index, d.attempt))     # (hog kill)
+                or _disk_low(self.layout.root)):    # the runner decides, once it knows
             self.send(Withdrawn(d.slot, d.job.index))
             return None
         return d
@@ -369,6 +370,19 @@ class _Stopped(Exception):
     def __init__(self, status: Optional[Status]):
         super().__init__(status)
         self.status = status
+
+
+LOW_DISK_BYTES = 2 ** 20
+
+
+def _disk_low(root: str) -> bool:
+    """Under 1 MiB free where the job folders are: a handed job is not started without
+    the runner (which holds every start while hog's writes are refused)."""
+    try:
+        fs = os.statvfs(root)
+    except OSError:
+        return True
+    return fs.f_bavail * fs.f_frsize < LOW_DISK_BYTES
 
 
 def _unrecorded(d: Dispatch, status: Status, at: float) -> Outcome:

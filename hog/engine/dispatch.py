@@ -14,14 +14,16 @@ job that is not such a job (a multi-GPU job waiting at the head keeps its
 reservation: the slots it waits for are not promised further). A handed job is taken
 back (``withdraw``; the slot answers ``Withdrawn`` unless it already started it)
 when the run stops (drain or kill), when it is cancelled, when its slot retires
-(``hog gpus``) or its GPU is taken by others, and when a queued job that sorts
-before it (a higher priority added later) is waiting: then it is queued again as it
-was, its attempt not counted. Ray slots are not handed jobs ahead.
+(``hog gpus``) or its GPU is taken by others, when the disk refuses writes, when
+another runner works on the queue (jobs are not promised to this one's slots then),
+and when a queued job that sorts before it (a higher priority added later) is
+waiting: then it is queued again as it was, its attempt not counted. Ray slots are
+not handed jobs ahead.
 """
 import time
-from typing import List, Sequence, Set
+from typing import List, Sequence, Set, cast
 
-from hog.backends.base import LocalCapacity, PreDispatching
+from hog.backends.base import LocalCapacity, PreDispatching, implements
 from hog.engine import outcomes, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
@@ -55,10 +57,9 @@ def refill(st: RunState) -> None:
 def fill(st: RunState) -> None:
     """Start queued jobs while there is room and the planner finds a place; hand busy
     slots their next job."""
-    if st.stopping:
-        for slot in list(st.next):
-            withdraw(st, slot, "stop")
     if st.stopping or st.others_running or not writable.may_start(st):
+        for slot in list(st.next):      # (the disk refuses writes: nothing new starts)
+            withdraw(st, slot, "stop")
         return
     place(st)
     predispatch(st)
@@ -99,9 +100,16 @@ def handable(job: Job) -> bool:
 
 def predispatch(st: RunState) -> None:
     """Hand each busy one-GPU slot its next job (see the module's docstring)."""
-    sched = st.sched
-    if not st.running or not isinstance(st.backend, PreDispatching) \
-            or not isinstance(sched, LocalCapacity):
+    if not st.running or not implements(st.backend, PreDispatching) \
+            or not implements(st.sched, LocalCapacity):
+        return
+    sched = cast(LocalCapacity, st.sched)
+    if st.alone_at != st.next_tick:     # asked once a tick: other runners take jobs too
+        st.alone_at = st.next_tick
+        st.alone = len(st.store.live_runners()) <= 1
+    if not st.alone:
+        for slot in list(st.next):
+            withdraw(st, slot, "peers")
         return
     for slot in list(st.next):
         if not sched.can_hand(slot):        # retiring (hog gpus), or its GPU is taken

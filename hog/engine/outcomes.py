@@ -14,10 +14,10 @@ job folder, a status and an outcome like any other.
 """
 import time
 from dataclasses import replace
-from typing import List, Optional
+from typing import List, Optional, cast
 
 from hog.backends.attempt import Attempt
-from hog.backends.base import LocalCapacity, Resizable
+from hog.backends.base import LocalCapacity, Resizable, implements
 from hog.engine import control, intake, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
@@ -120,8 +120,8 @@ def promote(st: RunState, d: Dispatch, nxt: Dispatch) -> None:
     """``d`` ended and its slot started ``nxt``, handed to it ahead: ``nxt`` runs there
     now; what it was being taken back for applies to it as a running job."""
     now = time.time()
-    if isinstance(st.sched, LocalCapacity):
-        st.sched.hand_over(d.job.index, nxt.job)
+    if implements(st.sched, LocalCapacity):
+        cast(LocalCapacity, st.sched).hand_over(d.job.index, nxt.job)
     if not st.store.promote(nxt.job.index, now):     # cancelled meanwhile (hog kill)
         st.withdrawing[nxt.job.index] = "cancel"
         clear_withdrawn(st.layout, nxt.job.index, nxt.attempt)

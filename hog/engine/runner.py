@@ -207,7 +207,8 @@ class Runner:
 
     def _queued_here(self) -> bool:
         rows = self.st.store.queued(dispatch.READY_AHEAD + len(self.st.not_here))
-        return any(r.id not in self.st.not_here for r in rows)
+        return any(r.id not in self.st.not_here for r in rows) \
+            or self.st.store.handed_elsewhere(self.st.runner_id)
 
     # --------------------------------------------------------- shut-down
     def shutdown(self) -> None:

@@ -94,6 +94,8 @@ class RunState:
         self.next: Dict[int, Dispatch] = {}     # by busy slot: its next job, handed ahead
         self.withdrawing: Dict[int, str] = {}   # job id -> why it is being taken back
         self.started_due: List[Any] = []        # Started events, stored with the next write
+        self.alone_at: Optional[float] = None   # when ``alone`` was last asked (a tick)
+        self.alone = True                       # no other live runner on this queue
         self.not_here: Set[int] = set()     # queued jobs this runner can never run
         self.waiting_deps: Set[int] = set()
         self.cancelling: Set[int] = set()

@@ -96,7 +96,7 @@ class Jobs(Writer, RunnerRows):
                     cur = self.db.execute(
                         f"UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, "
                         f"attempt = attempt - 1, started = NULL, note = '' {same}", key)
-                    status = "interrupted"      # (queued again: it had not started)
+                    status = "handed"       # queued again: it had not started
                 elif verdict == "succeeded":
                     cur = self.db.execute(
                         "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
@@ -272,6 +272,12 @@ class Jobs(Writer, RunnerRows):
         cur = self._write("UPDATE jobs SET status = 'running', started = ? WHERE id = ? "
                           "AND status = 'handed'", (started, job_id))
         return cur is None or cur.rowcount == 1
+
+    def handed_elsewhere(self, me: int) -> bool:
+        """Has another runner handed jobs to its slots ahead (which it gives back to
+        the queue once it sees this runner)?"""
+        return self.db.execute("SELECT 1 FROM jobs WHERE status = 'handed' AND runner != ? "
+                               "LIMIT 1", (me,)).fetchone() is not None
 
     def still_handed(self, job_id: int) -> bool:
         return self.db.execute("SELECT 1 FROM jobs WHERE id = ? AND status = 'handed'",
