@@ -152,3 +152,6 @@ class LocalCapacity(Protocol):
 
     def hand_over(self, job_id: int, job: Job) -> None:
         """``job_id`` ended; ``job``, handed to its slot ahead, holds the slot now."""
+
+    def free_gpus(self) -> set:
+        """The GPUs of the free slots that others are not using."""

@@ -101,18 +101,23 @@ class Consumer:
         """Run ``d``, then each next job handed meanwhile: when a job ends, its next one
         is spawned first, and the ended job's INFO, marker and ``Ended`` come after."""
         current = self._begin(d)
+        before: Optional[Ended] = None      # the job before, recorded: sent with this one
         while True:
             if isinstance(current, Outcome):
+                if before is not None:
+                    self.send(before)
                 self.send(Ended(current))
                 return
             live = current
-            self.send(Started(live.d.slot, live.d.job.index, live.pid, live.started,
-                              proc=live.proc))
+            started = Started(live.d.slot, live.d.job.index, live.pid, live.started,
+                              proc=live.proc)
+            self.send(started if before is None else [before, started])  # (one wake-up)
             status, ended = self._finish_wait(live)
             nxt = self._next_to_start()
             following = None if nxt is None else self._begin(nxt)
-            self.send(Ended(self._record(live, status, ended)))
+            before = Ended(self._record(live, status, ended))
             if following is None:
+                self.send(before)
                 return
             current = following
 

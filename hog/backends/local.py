@@ -113,8 +113,10 @@ class LocalBackend:
         slot = self.slot_of_conn[id(obj)]
         events: List[Event] = []
         try:
-            while True:     # what the slot sent so far (an Ended and its next's Started)
-                events.append(self._note(slot, wire.receive(obj)))
+            while True:     # what the slot sent so far ([an Ended, its next's Started])
+                message = wire.receive(obj)
+                for event in message if isinstance(message, list) else [message]:
+                    events.append(self._note(slot, event))
                 if not obj.poll(0):
                     return events
         except (EOFError, OSError):

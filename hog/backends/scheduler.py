@@ -254,6 +254,10 @@ class Scheduler:
         return slot in self.slots and slot not in self.retiring \
             and self.slots[slot].gpu not in self.unavailable
 
+    def free_gpus(self) -> set:
+        """The GPUs of the free slots that others are not using."""
+        return {self.slots[i].gpu for i in self.free} - self.unavailable
+
     def hand_over(self, job_id: int, job: Job) -> None:
         """``job_id`` ended and ``job`` (a one-GPU job with no memory or named resources,
         handed to its slot ahead) started in its place: the slot stays held, by ``job``."""

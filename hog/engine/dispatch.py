@@ -14,7 +14,8 @@ job that is not such a job (a multi-GPU job waiting at the head keeps its
 reservation: the slots it waits for are not promised further). A handed job is taken
 back (``withdraw``; the slot answers ``Withdrawn`` unless it already started it)
 when the run stops (drain or kill), when it is cancelled, when its slot retires
-(``hog gpus``) or its GPU is taken by others, when the disk refuses writes, when
+(``hog gpus``) or its GPU is taken by others, when a slot it could run on is
+free and idle (nothing queued could go there), when the disk refuses writes, when
 another runner works on the queue (jobs are not promised to this one's slots then),
 and when a queued job that sorts before it (a higher priority added later) is
 waiting: then it is queued again as it was, its attempt not counted. Ray slots are
@@ -111,9 +112,13 @@ def predispatch(st: RunState) -> None:
         for slot in list(st.next):
             withdraw(st, slot, "peers")
         return
-    for slot in list(st.next):
+    free_gpus = sched.free_gpus() if st.sched.room() else set()
+    for slot, d in list(st.next.items()):
         if not sched.can_hand(slot):        # retiring (hog gpus), or its GPU is taken
             withdraw(st, slot, "slot")
+        elif free_gpus and (not d.job.gpu_ids or free_gpus & set(d.job.gpu_ids)):
+            withdraw(st, slot, "free")      # a slot it could run on is free now: not
+                                            # left waiting for this one's current job
     free = [slot for slot, d in st.running.items() if slot not in st.next
             and len(d.gpu_ids) == 1 and slot >= 0 and sched.can_hand(slot)]
     if not st.ready:
