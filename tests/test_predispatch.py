@@ -236,6 +236,22 @@ def test_a_one_gpu_job_pinned_elsewhere_is_not_handed_to_this_slot(engines):
     assert e.counts() == {"succeeded": 3}
 
 
+def test_a_handed_job_is_taken_back_to_run_on_a_slot_that_frees_first(engines):
+    e = engines.make(["long", "short", "next"], slots=("0", "1"))
+    e.settle()
+    [(slot, d)] = list(e.backend.nexts.items())
+    assert d.job.index == 2
+    other = 1 - slot
+    e.backend.end_job(other)        # the other slot frees first, with nothing handed
+    e.settle()
+    while e.backend.pending:        # (its slot's answer, Withdrawn)
+        e.settle()
+    assert e.backend.withdrawals == [2]
+    assert e.backend.dispatch_on(other).job.index == 2     # it runs there now
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 3}
+
+
 # ------------------------------------------------------------------------- hog gpus
 def test_hog_gpus_removing_a_busy_slot_takes_back_its_handed_job(engines):
     e = engines.make([f"echo {i}" for i in range(4)], slots=("0", "1"))
