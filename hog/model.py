@@ -6,11 +6,12 @@ producer's queue is one of the frozen dataclasses at the end of this module
 (``hog.backends.wire`` pickles them as they are):
 
 - producer -> runner: ``JobMsg``, ``SourceTotal``, ``SourceEnd``, ``SourceFailed``;
-- runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``): a ``Dispatch``,
-  ``Stop(StopHow.KILL | StopHow.CANCEL)``, ``Signal(signum)`` (forward it to the job)
-  and ``Quit`` (exit);
-- a backend -> the runner: ``Started``, ``Ended``, ``SlotLost``, ``CannotWrite``,
-  ``BackendFailed``;
+- runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``): a ``Dispatch`` (to a
+  busy local slot: its next job, started as soon as the current one ends; ``Withdraw``
+  takes it back), ``Stop(StopHow.KILL | StopHow.CANCEL)``, ``Signal(signum)`` (forward
+  it to the job) and ``Quit`` (exit);
+- a backend -> the runner: ``Started``, ``Ended``, ``Withdrawn``, ``SlotLost``,
+  ``CannotWrite``, ``BackendFailed``;
 - the Ray bridge -> its backend: ``ClusterReady``, ``ClusterRefused``, ``ClusterNodes``.
 """
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 class Status(str, Enum):
     QUEUED = "queued"
+    HANDED = "handed"           # claimed and handed to a busy slot as its next job; not started
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -38,8 +40,8 @@ class Status(str, Enum):
 
     @property
     def finished(self) -> bool:
-        """The attempt is over (anything but queued or running)."""
-        return self not in (Status.QUEUED, Status.RUNNING)
+        """The attempt is over (anything but queued, handed or running)."""
+        return self not in (Status.QUEUED, Status.HANDED, Status.RUNNING)
 
     @property
     def counts_as_failure(self) -> bool:
@@ -59,8 +61,8 @@ class Status(str, Enum):
     @property
     def started_command(self) -> bool:
         """An attempt with this status had started its command (skipped and
-        unschedulable jobs end without running; queued ones have not started)."""
-        return self not in (Status.QUEUED, Status.SKIPPED, Status.UNSCHEDULABLE)
+        unschedulable jobs end without running; queued and handed ones have not started)."""
+        return self not in (Status.QUEUED, Status.HANDED, Status.SKIPPED, Status.UNSCHEDULABLE)
 
     @property
     def ran_its_course(self) -> bool:
@@ -132,6 +134,8 @@ class Dispatch:
     ident: Optional[str] = None        # its identity key (state/identity.py; INFO)
     rerun: str = ""                    # why it runs again without using a retry (INFO)
     oom_retry: bool = False            # the rerun of an out-of-memory failure, alone
+    ahead: bool = False                # handed to a busy slot: it starts only as the
+                                       # slot's current job succeeds, else goes back
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,15 @@ class Signal:
 
 
 @dataclass(frozen=True)
+class Withdraw:
+    """To a local slot: do not start job ``index``, handed to it as its next job; the
+    slot answers ``Withdrawn`` if it had not started it (else the job runs, and its
+    ``Ended`` for the job before it comes first)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class Quit:
     """To a slot (or the Ray bridge): exit once the job it runs, if any, has ended."""
 
@@ -262,9 +275,20 @@ class Started:
 
 @dataclass(frozen=True)
 class Ended:
-    """An attempt ended; its folder is complete (INFO and marker written)."""
+    """An attempt ended; its folder is complete (INFO and marker written).
+    ``started_next``: its slot took the job handed to it ahead (``Dispatch.ahead``) as
+    this one ended (its ``Started`` or ``Ended`` follows)."""
 
     outcome: Outcome
+    started_next: bool = False
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A slot gave back job ``index``, handed to it as its next job, without starting it."""
+
+    slot: int
+    index: int
 
 
 @dataclass(frozen=True)
@@ -292,7 +316,7 @@ class BackendFailed:
     why: str
 
 
-Event = Union[Started, Ended, SlotLost, CannotWrite, BackendFailed]
+Event = Union[Started, Ended, Withdrawn, SlotLost, CannotWrite, BackendFailed]
 
 
 @dataclass(frozen=True)

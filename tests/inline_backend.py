@@ -39,6 +39,7 @@ from hog.model import (
     Started,
     Status,
     StopHow,
+    Withdrawn,
 )
 from hog.sources import SourceSpec, open_source
 from hog.state.jobdir import Layout
@@ -142,7 +143,8 @@ class InlineBackend:
         return pid
 
     def end_job(self, slot: int, status: Status = Status.SUCCEEDED,
-                exit_code: Optional[int] = None, note: str = "") -> Outcome:
+                exit_code: Optional[int] = None, note: str = "",
+                started_next: bool = False) -> Outcome:
         """The job on ``slot`` ends as ``status`` (its folder gets INFO and the marker);
         ``exit_code`` defaults to 0 for succeeded, 1 for failed, none otherwise."""
         if self.attempts[slot].pid is None:
@@ -151,7 +153,7 @@ class InlineBackend:
         if exit_code is None:
             exit_code = {Status.SUCCEEDED: 0, Status.FAILED: 1}.get(status)
         outcome = attempt.finished(status, exit_code, None, time.time(), note=note)
-        self._queue(Ended(outcome))
+        self._queue(Ended(outcome, started_next=started_next))
         return outcome
 
     def lose_slot(self, slot: int, why: str = "its slot process died (exit code -9)") -> None:
@@ -284,3 +286,48 @@ class RecordingDisplay:
 
     def message(self, text: str) -> None:
         self.messages.append(text)
+
+
+class HandingBackend(InlineBackend):
+    """An ``InlineBackend`` that is also ``PreDispatching``, as the local slots are: a
+    dispatch to a busy slot is held as its next job (``nexts``) and started, like a
+    consumer does, right after the slot's current job ends (its ``Ended`` first, then
+    the next one's ``Started``); ``withdraw`` gives a held one back (``Withdrawn``)."""
+
+    def __init__(self, layout: Layout, slots: Iterable[int], gpus: Iterable[str] = ()):
+        super().__init__(layout, slots, gpus)
+        self.nexts: Dict[int, Dispatch] = {}
+        self.withdrawals: List[int] = []
+
+    def submit(self, d: Dispatch) -> None:
+        if d.slot in self.attempts:
+            store = Store(self.layout.state_dir)
+            try:
+                row = store.row(d.job.index)
+                self.committed.append(None if row is None else row.status)
+            finally:
+                store.close()
+            self.nexts[d.slot] = d
+            return
+        super().submit(d)
+
+    def withdraw(self, slot: int, index: int) -> None:
+        self.withdrawals.append(index)
+        d = self.nexts.get(slot)
+        if d is not None and d.job.index == index:
+            del self.nexts[slot]
+            self._queue(Withdrawn(slot, index))
+
+    def end_job(self, slot: int, status: Status = Status.SUCCEEDED,
+                exit_code: Optional[int] = None, note: str = "",
+                started_next: bool = False) -> Outcome:
+        d = self.nexts.pop(slot, None)
+        if d is not None and status is not Status.SUCCEEDED:    # given back, as a slot does
+            self._queue(Withdrawn(slot, d.job.index))
+            d = None
+        outcome = super().end_job(slot, status, exit_code, note, started_next=d is not None)
+        if d is not None:       # the next one is spawned before the runner hears
+            self.submitted.append(d)
+            self.attempts[slot] = Attempt.open(self.layout, d)
+            self.start_job(slot)
+        return outcome

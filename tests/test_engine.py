@@ -107,7 +107,8 @@ def test_each_claim_is_committed_before_its_job_is_sent_to_the_slot(engines):
 
     backend.submit = checked_submit
     assert step_until(runner, clock)
-    assert seen == ["running"] * 3
+    # (a job handed ahead to a busy slot is committed as handed: issue 11's pre-dispatch)
+    assert seen[0] == "running" and set(seen[1:]) <= {"running", "handed"}
     assert engines.finish(runner) == EXIT_OK
 
 

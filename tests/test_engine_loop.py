@@ -177,6 +177,9 @@ def test_an_event_from_the_backend_wakes_the_engines_wait(engines):
     assert wait(watched, 0) == watched
     e.step()
     assert wait(watched, 0) == []
+    # (issue 11: a Started alone costs no commit; it is stored with the next writes)
+    assert e.row(0).pid is None
+    e.tick()
     assert e.row(0).pid == e.st.pids[0]
 
 

@@ -65,7 +65,9 @@ def test_after_kill_9_of_hogs_whole_process_group_the_next_run_ends_the_orphans_
     out, n = hq.tmp / "out", 5
     jobs = job_file(hq.tmp, *[ledger_job(hq.tmp, 1.5)] * n)
     a = hq.start("--job_file", jobs, "--gpus", "0,1,2", "--output_dir", out, "-q")
-    wait_for(lambda: len(running_rows(out)) == 3 and len(started_names(hq.tmp)) == 3,
+    # (issue 11: the store has a job's pid from the runner's next write or tick on)
+    wait_for(lambda: len(running_rows(out)) == 3 and len(started_names(hq.tmp)) == 3
+             and all(r["pgid"] for r in running_rows(out)),
              timeout=20, what="three jobs running")
     orphans = {r["id"]: r for r in running_rows(out)}
     for row in orphans.values():              # recorded as they started: store and INFO

@@ -92,7 +92,9 @@ def test_every_transition_is_recorded_and_matches_the_job_folders(hq):
     assert rows[0]["status"] == "running"
     assert rows[0]["attempt"] == 1 and rows[0]["slot"] == 0 and rows[0]["gpus"] == "5"
     assert rows[0]["pid"] in hq.job_pids()
-    assert [rows[i]["status"] for i in (1, 2, 3)] == ["queued"] * 3
+    # (issue 11: the busy slot's next job is claimed as handed, not started)
+    assert [rows[i]["status"] for i in (1, 2, 3)] == ["handed", "queued", "queued"]
+    assert rows[1]["pid"] is None and rows[1]["slot"] == 0
     runner_row = query(out, "SELECT * FROM runners")[0]
     assert rows[0]["runner"] == runner_row["id"] and runner_row["pid"] == runner.pid
     assert runner_row["ended"] is None and runner_row["host"] == host()

@@ -73,6 +73,29 @@ class Signalling(Protocol):
     def signal(self, slot: int, signum: int) -> None: ...
 
 
+def implements(obj: object, protocol: type) -> bool:
+    """``isinstance(obj, protocol)`` for the capability Protocols here (methods only),
+    asked once per class: a runtime Protocol's ``isinstance`` costs tens of
+    microseconds, too much for every job."""
+    key = (type(obj), protocol)
+    known = _IMPLEMENTS.get(key)
+    if known is None:
+        known = _IMPLEMENTS[key] = isinstance(obj, protocol)
+    return known
+
+
+_IMPLEMENTS: Dict[Tuple[type, type], bool] = {}
+
+
+@runtime_checkable
+class PreDispatching(Protocol):
+    """A backend whose busy slots take their next job ahead (``submit`` to a busy slot)
+    and start it the moment the current one ends; ``withdraw`` takes it back (answered
+    by ``Withdrawn`` unless the slot had already started it)."""
+
+    def withdraw(self, slot: int, index: int) -> None: ...
+
+
 Startable = Callable[[Job], bool]
 
 
@@ -133,3 +156,12 @@ class LocalCapacity(Protocol):
     def resize(self, wanted: Sequence[str]) -> Tuple[List[int], List[int]]:
         """Make the slots ``wanted`` (GPU ids, one per slot): the slots to remove now and
         the slots to add (others are removed once their job ends)."""
+
+    def can_hand(self, slot: int) -> bool:
+        """May busy ``slot`` be handed its next job (in use, not retiring, GPU free)?"""
+
+    def hand_over(self, job_id: int, job: Job) -> None:
+        """``job_id`` ended; ``job``, handed to its slot ahead, holds the slot now."""
+
+    def free_gpus(self) -> set:
+        """The GPUs of the free slots that others are not using."""

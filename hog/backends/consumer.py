@@ -2,6 +2,10 @@
 
 It receives a ``Dispatch``, runs the job (``spawn``) in its environment (``jobenv``),
 records the attempt in its folder (``attempt``) and reports back. It decides nothing.
+A ``Dispatch`` that comes while a job runs is the slot's next job: when the job ends,
+the next one is spawned first and the ended one recorded after (INFO, marker,
+``Ended``, then the next one's ``Started``); ``Withdraw`` takes it back unstarted
+(``Withdrawn``), and so does a ``Stop(KILL)``, ``Quit`` or the runner's EOF.
 If the runner dies, the consumer sees its pipe close, ends the running job's process
 group, records it as interrupted and exits, so no job outlives hog.
 
@@ -18,7 +22,8 @@ daemons) becomes the consumer's child and is ended when the job ends.
 import os
 import signal
 import time
-from typing import Callable, Iterable, Optional, TypeVar
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Tuple, TypeVar, Union
 
 from hog.backends import spawn, wire
 from hog.backends.attempt import Attempt
@@ -27,6 +32,7 @@ from hog.model import (
     CannotWrite,
     Dispatch,
     Ended,
+    JobProcess,
     Outcome,
     Quit,
     Signal,
@@ -34,12 +40,28 @@ from hog.model import (
     Status,
     Stop,
     StopHow,
+    Withdraw,
+    Withdrawn,
 )
 from hog.signals import SignalFlags
 from hog.state.diskguard import Backoff, cannot_write, check_present, gone
 from hog.state.jobdir import Layout, UnsafePath
 
 T = TypeVar("T")
+
+
+@dataclass
+class _Live:
+    """A job this slot started: what recording its end needs."""
+
+    d: Dispatch
+    attempt: Attempt
+    pid: int
+    started: float
+    proc: JobProcess
+    watch: spawn.Watch
+    info_due: bool              # its running INFO could not be written yet
+    stopped: bool = False       # it was told to stop
 
 
 class Consumer:
@@ -50,7 +72,9 @@ class Consumer:
         self.grace = grace
         self.env = dict(os.environ)
         self.runner_gone = False
+        self.quitting = False       # told to Quit: no next job starts
         self.told_stop = False      # this attempt was stopped: its last write is tried once
+        self.next: Optional[Dispatch] = None    # handed ahead: starts when the job ends
 
     def send(self, message) -> None:
         if self.runner_gone:
@@ -59,17 +83,57 @@ class Consumer:
             self.runner_gone = True
 
     def serve(self) -> None:
-        while not self.runner_gone:
-            try:
-                message = wire.receive(self.conn)
-            except (EOFError, OSError):
+        while not self.runner_gone and not self.quitting:
+            d, self.next = self.next, None
+            if d is None:
+                try:
+                    message = wire.receive(self.conn)
+                except (EOFError, OSError):
+                    return
+                if isinstance(message, Quit):
+                    return
+                if not isinstance(message, Dispatch):
+                    continue        # (a Stop or Withdraw for a job already ended)
+                if message.ahead:   # meant to follow a job that has ended meanwhile:
+                    self.send(Withdrawn(message.slot, message.job.index))   # given back
+                    continue
+                d = message
+            self.run_from(d)
+
+    def run_from(self, d: Dispatch) -> None:
+        """Run ``d``, then each next job handed meanwhile: when a job ends, its next one
+        is spawned first, and the ended job's INFO, marker and ``Ended`` come after."""
+        current = self._begin(d)
+        before: Optional[Ended] = None      # the job before, recorded: sent with this one
+        while True:
+            if isinstance(current, Outcome):
+                if before is not None:
+                    self.send(before)
+                self.send(Ended(current))
                 return
-            if isinstance(message, Dispatch):
-                self.send(Ended(self.run(message)))
-            elif isinstance(message, Quit):
+            live = current
+            started = Started(live.d.slot, live.d.job.index, live.pid, live.started,
+                              proc=live.proc)
+            self.send(started if before is None else [before, started])  # (one wake-up)
+            status, ended = self._finish_wait(live)
+            nxt = self._next_to_start(failed=status is not None or not _exited_0(live.watch))
+            following = None if nxt is None else self._begin(nxt)
+            before = Ended(self._record(live, status, ended), started_next=nxt is not None)
+            if following is None:
+                self.send(before)
                 return
+            current = following
 
     def run(self, d: Dispatch) -> Outcome:
+        """Run ``d`` alone and record it (no next job)."""
+        current = self._begin(d)
+        if isinstance(current, Outcome):
+            return current
+        status, ended = self._finish_wait(current)
+        return self._record(current, status, ended)
+
+    def _begin(self, d: Dispatch) -> Union[_Live, Outcome]:
+        """Make ``d``'s folder and start its job; an Outcome if it could not start."""
         self.told_stop = False
         started = time.time()
         try:
@@ -79,12 +143,16 @@ class Consumer:
         except UnsafePath as e:     # a planted link: nothing is written through it
             return Attempt.refused(d, str(e))
         try:
-            return self._attempt(d, attempt)
-        finally:
-            attempt.release()       # the marker is written, or the writes were given up
+            result = self._start(d, attempt)
+        except BaseException:
+            attempt.release()
+            raise
+        if isinstance(result, Outcome):
+            attempt.release()       # its marker is written, or the writes were given up
+        return result
 
-    def _attempt(self, d: Dispatch, attempt: Attempt) -> Outcome:
-        """Start the job in ``attempt``'s folder, wait for it, record its end."""
+    def _start(self, d: Dispatch, attempt: Attempt) -> Union[_Live, Outcome]:
+        """Start the job in ``attempt``'s folder; an Outcome if it could not start."""
         job = d.job
         started = time.time()
         try:
@@ -108,24 +176,83 @@ class Consumer:
         attempt.close_output()      # the job has its own copies
         proc = spawn.job_process(pid)     # its identity: in INFO before the runner hears
         info_due = not self._tried(d, lambda: attempt.started(pid, started, proc=proc))
-        self.send(Started(d.slot, job.index, pid, started, proc=proc))
-        watch = spawn.Watch(pid)
+        return _Live(d, attempt, pid, started, proc, spawn.Watch(pid), info_due)
+
+    def _finish_wait(self, live: _Live) -> Tuple[Optional[Status], float]:
+        """Wait for ``live``'s job and end what it left; (why it was ended or None, when)."""
+        job, pid, watch = live.d.job, live.pid, live.watch
         try:
-            status = self._wait(watch, None if job.timeout is None else started + job.timeout,
-                                d, attempt if info_due else None)
+            status = self._wait(watch, None if job.timeout is None
+                                else live.started + job.timeout,
+                                live.d, live.attempt if live.info_due else None)
             ended = time.time()
             if status is None:
                 spawn.sweep_leftovers(pid, self.grace)
         finally:
             watch.close()
             spawn.end_descendants(self.grace, reaped=watch.reaped)  # adopted by us
-        assert watch.status is not None     # reaped: it exited or its group was ended
-        exit_code, sig = spawn.exit_status(watch.status)
-        if status is None:
-            status = Status.SUCCEEDED if exit_code == 0 else Status.FAILED
-        final, usage = status, watch.reaped.usage()
-        return self._end(d, lambda: attempt.finished(final, exit_code, sig, ended, usage=usage),
-                         lambda: attempt.outcome(final, exit_code, sig, ended, usage=usage))
+        live.stopped = self.told_stop
+        return status, ended
+
+    def _record(self, live: _Live, status: Optional[Status], ended: float) -> Outcome:
+        """The ended job's last writes (INFO, marker): its Outcome."""
+        told, self.told_stop = self.told_stop, live.stopped
+        try:
+            watch, attempt, d = live.watch, live.attempt, live.d
+            assert watch.status is not None     # reaped: it exited or its group was ended
+            exit_code, sig = spawn.exit_status(watch.status)
+            final = status if status is not None else \
+                Status.SUCCEEDED if exit_code == 0 else Status.FAILED
+            usage = watch.reaped.usage()
+            return self._end(d, lambda: attempt.finished(final, exit_code, sig, ended,
+                                                         usage=usage),
+                             lambda: attempt.outcome(final, exit_code, sig, ended, usage=usage))
+        finally:
+            live.attempt.release()  # the marker is written, or the writes were given up
+            self.told_stop = told
+
+    # ------------------------------------------------------ the next job
+    def _next_to_start(self, failed: bool = False) -> Optional[Dispatch]:
+        """The next job to start now the current one ended: what the runner said
+        meanwhile is read first (a ``Withdraw`` may be waiting); none once the slot
+        was told to quit or the runner is gone, nor after a job that did not succeed
+        (``failed``): the runner then chooses what runs next (--max-failures, a
+        quarantine, a retry first)."""
+        if self.next is None:
+            return None
+        try:
+            while not self.runner_gone and self.conn.poll(0):
+                self._side_message(wire.receive(self.conn))
+        except (EOFError, OSError):
+            self.runner_gone = True
+        d, self.next = self.next, None
+        if d is not None and (failed or self.runner_gone or self.quitting or os.path.exists(
+                self.layout.withdrawn_flag(d.job.index, d.attempt))     # (hog kill)
+                or _disk_low(self.layout.root)):    # the runner decides, once it knows
+            self.send(Withdrawn(d.slot, d.job.index))
+            return None
+        return d
+
+    def _side_message(self, message) -> bool:
+        """A message about the next job (a ``Dispatch``, ``Withdraw``, ``Quit``); True if
+        it was one. (A Stop or Signal here was for a job that has ended.)"""
+        if isinstance(message, Dispatch):
+            self.next = message
+        elif isinstance(message, Withdraw):
+            if self.next is not None and self.next.job.index == message.index:
+                self.send(Withdrawn(self.next.slot, message.index))
+                self.next = None
+        elif isinstance(message, Quit):
+            self._drop_next()
+            self.quitting = True
+        else:
+            return False
+        return True
+
+    def _drop_next(self) -> None:
+        if self.next is not None:
+            self.send(Withdrawn(self.next.slot, self.next.job.index))
+            self.next = None
 
     def _open(self, d: Dispatch) -> Attempt:
         check_present(self.layout.state_dir)    # never recreate a removed output directory
@@ -197,10 +324,14 @@ class Consumer:
             raise _Stopped(None)
         if isinstance(message, Stop):
             self.told_stop = True
+            if message.how is StopHow.KILL:
+                self._drop_next()
             raise _Stopped(message.how.status)
         if isinstance(message, Quit):
+            self._drop_next()
             self.runner_gone = True     # the runner is leaving: no more to do here
             raise _Stopped(None)
+        self._side_message(message)
 
     def _wait(self, watch: spawn.Watch, deadline: Optional[float], d: Dispatch,
               info_due: Optional[Attempt]) -> Optional[Status]:
@@ -234,10 +365,14 @@ class Consumer:
                 message = Stop(StopHow.KILL)
             if isinstance(message, Stop):
                 self.told_stop = True
+                if message.how is StopHow.KILL:     # everything stops: so does the next
+                    self._drop_next()
                 spawn.end_group(watch, self.grace)
                 return message.how.status
             if isinstance(message, Signal):      # forwarded by the runner; the job goes on
                 spawn.signal_group(watch.pid, message.signum)
+            else:
+                self._side_message(message)
 
 
 class _Stopped(Exception):
@@ -247,6 +382,23 @@ class _Stopped(Exception):
     def __init__(self, status: Optional[Status]):
         super().__init__(status)
         self.status = status
+
+
+LOW_DISK_BYTES = 2 ** 20
+
+
+def _disk_low(root: str) -> bool:
+    """Under 1 MiB free where the job folders are: a handed job is not started without
+    the runner (which holds every start while hog's writes are refused)."""
+    try:
+        fs = os.statvfs(root)
+    except OSError:
+        return True
+    return fs.f_bavail * fs.f_frsize < LOW_DISK_BYTES
+
+
+def _exited_0(watch: spawn.Watch) -> bool:
+    return watch.status is not None and spawn.exit_status(watch.status) == (0, None)
 
 
 def _unrecorded(d: Dispatch, status: Status, at: float) -> Outcome:

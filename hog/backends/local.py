@@ -1,8 +1,10 @@
 """The local backend (default): one consumer process per slot on this machine.
 
-It implements ``hog.backends.base.Backend`` and ``Resizable``: the runner decides what
-runs and when, and records every transition in the store; this backend only starts
-each slot's consumer, hands it its jobs and turns what it reports into events.
+It implements ``hog.backends.base.Backend``, ``Resizable`` and ``PreDispatching``
+(a ``Dispatch`` to a busy slot is its next job; ``withdraw`` takes it back): the
+runner decides what runs and when, and records every transition in the store; this
+backend only starts each slot's consumer, hands it its jobs and turns what it reports
+into events.
 CPU-only slots (-1, -2, ...) start on their first job.
 """
 import signal
@@ -23,6 +25,7 @@ from hog.model import (
     Started,
     Stop,
     StopHow,
+    Withdraw,
 )
 from hog.state.jobdir import Layout
 
@@ -82,19 +85,22 @@ class LocalBackend:
             self.add_slot(d.slot)
         self._send(d.slot, d)
 
+    def withdraw(self, slot: int, index: int) -> None:
+        self._send(slot, Withdraw(index))
+
     def stop(self, slot: int, how: StopHow) -> None:
         self._send(slot, Stop(how))
 
     def signal(self, slot: int, signum: int) -> None:
         self._send(slot, Signal(signum))
 
-    def _send(self, slot: int, message: Union[Dispatch, Stop, Signal, Quit]) -> None:
+    def _send(self, slot: int, message: Union[Dispatch, Stop, Signal, Quit, Withdraw]) -> None:
         conn = self.conns.get(slot)
         if conn is not None:
             self._send_conn(conn, message)
 
     @staticmethod
-    def _send_conn(conn, message: Union[Dispatch, Stop, Signal, Quit]) -> None:
+    def _send_conn(conn, message: Union[Dispatch, Stop, Signal, Quit, Withdraw]) -> None:
         wire.send(conn, message)     # a consumer gone: its EOF is handled in receive
 
     def waitables(self) -> List:
@@ -105,10 +111,18 @@ class LocalBackend:
 
     def receive(self, obj) -> List[Event]:
         slot = self.slot_of_conn[id(obj)]
+        events: List[Event] = []
         try:
-            event = wire.receive(obj)
+            while True:     # what the slot sent so far ([an Ended, its next's Started])
+                message = wire.receive(obj)
+                for event in message if isinstance(message, list) else [message]:
+                    events.append(self._note(slot, event))
+                if not obj.poll(0):
+                    return events
         except (EOFError, OSError):
-            return [self._died(slot)]
+            return events + [self._died(slot)]
+
+    def _note(self, slot: int, event: Event) -> Event:
         if isinstance(event, Started):
             self.pids[slot] = event.pid
             self.traces[slot] = JobTrace(event.proc, job_dir_variable(
@@ -116,7 +130,7 @@ class LocalBackend:
         elif isinstance(event, Ended):
             self.pids.pop(event.outcome.slot, None)
             self.traces.pop(event.outcome.slot, None)
-        return [event]
+        return event
 
     def _died(self, slot: int) -> SlotLost:
         """A consumer vanished (killed by someone): end its job's group and whatever

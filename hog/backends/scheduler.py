@@ -18,7 +18,7 @@ wait once it is at the head to about one job duration (Ray lets it starve).
 """
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, DefaultDict, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hog.model import Job, Slot
@@ -284,6 +284,31 @@ class Scheduler:
             else:
                 self.free.add(i)
         return gone
+
+    def can_hand(self, slot: int) -> bool:
+        """May ``slot`` (busy) be handed its next job: a GPU slot still in use, not
+        retiring, on a GPU others are not using, not quarantined, not held by a job
+        placed there alone."""
+        return slot in self.slots and slot not in self.retiring \
+            and self.slots[slot].gpu not in self.unavailable \
+            and self.slots[slot].gpu not in self.excluded and not self.alone[self.slots[slot].gpu]
+
+    def free_gpus(self) -> set:
+        """The GPUs of the free slots that others are not using."""
+        return {self.slots[i].gpu for i in self.free} - self.unavailable - self.excluded
+
+    def hand_over(self, job_id: int, job: Job) -> None:
+        """``job_id`` ended and ``job`` (a one-GPU job with no memory or named resources,
+        handed to its slot ahead) started in its place: the slot stays held, by ``job``."""
+        alloc = self.running.pop(job_id)
+        self.durations += max(0.0, self.clock() - alloc.started)
+        self.ended += 1
+        for name, amount in named_resources(alloc.job):
+            self.used[name] -= amount
+        for gpu in alloc.placement.gpu_ids:
+            self.mem_used[gpu] -= alloc.memory
+        self.running[job.index] = _Alloc(replace(alloc.placement, job_id=job.index), job,
+                                         self.clock(), 0.0)
 
     # ------------------------------------------------------------ inner
     def _resources_fit(self, job: Job) -> bool:

@@ -4,11 +4,27 @@ jobs once the turn's transaction is committed.
 
 ``fill`` claims jobs while the scheduler finds room; each claim only records the
 dispatch (``claimed``); ``send_claimed`` hands them to the backend after the commit.
+
+Pre-dispatch (``predispatch``, local slots): each busy one-GPU slot is also handed its
+next job, claimed as ``handed`` in the same turn's transaction, so that the slot
+spawns it the moment its current job ends, before recording that one; the
+runner's round trip is no longer between two jobs. Only one-GPU jobs without memory
+or named resources are handed ahead, in queue order, stopping at the first queued
+job that is not such a job (a multi-GPU job waiting at the head keeps its
+reservation: the slots it waits for are not promised further). A handed job is taken
+back (``withdraw``; the slot answers ``Withdrawn`` unless it already started it)
+when the run stops (drain or kill), when it is cancelled, when its slot retires
+(``hog gpus``) or its GPU is taken by others, when a slot it could run on is
+free and idle (nothing queued could go there), when the disk refuses writes, when
+another runner works on the queue (jobs are not promised to this one's slots then),
+and when a queued job that sorts before it (a higher priority added later) is
+waiting: then it is queued again as it was, its attempt not counted. Ray slots are
+not handed jobs ahead.
 """
 import time
-from typing import List, Sequence, Set
+from typing import List, Optional, Sequence, Set, Tuple, cast
 
-from hog.backends.base import LocalCapacity
+from hog.backends.base import LocalCapacity, PreDispatching, implements
 from hog.engine import limits, outcomes, reruns, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
@@ -43,15 +59,48 @@ def refill(st: RunState) -> None:
 
 
 def fill(st: RunState) -> None:
-    """Start queued jobs while there is room and the planner finds a place."""
+    """Start queued jobs while there is room and the planner finds a place; hand busy
+    slots their next job."""
     if st.stopping or st.others_running or not writable.may_start(st):
+        for slot in list(st.next):      # (the disk refuses writes: nothing new starts)
+            withdraw(st, slot, "stop")
         return
+    reclaim_for_free_slots(st)
+    place(st)
+    predispatch(st)
+
+
+def reclaim_for_free_slots(st: RunState) -> None:
+    """A slot is free and a job handed to a busy slot could run there: it is taken back
+    (and placed again in its turn), not left waiting behind that slot's current job
+    while later jobs take the free slot."""
+    if not st.next or not st.sched.has_room() or not implements(st.sched, LocalCapacity):
+        return
+    free_gpus = cast(LocalCapacity, st.sched).free_gpus()
+    for slot, d in list(st.next.items()):
+        if free_gpus and (not d.job.gpu_ids or free_gpus & set(d.job.gpu_ids)):
+            withdraw(st, slot, "free")
+
+
+def _coming_back(st: RunState) -> Optional[Tuple[int, int]]:
+    """The run order (priority, then number) of the first handed job being taken back
+    to be queued again: no job after it is placed before it is back in the queue."""
+    keys = [(-d.job.priority, d.job.index) for d in st.next.values()
+            if st.withdrawing.get(d.job.index, "cancel") != "cancel"]
+    return min(keys) if keys else None
+
+
+def place(st: RunState) -> None:
     while st.sched.has_room():
         if not st.ready:
             refill(st)
             if not st.ready:
                 return
-        entries = {job.index: (row, job) for row, job in st.ready}
+        first_back = _coming_back(st)
+        entries = {job.index: (row, job) for row, job in st.ready
+                   if first_back is None or (-job.priority, job.index) < first_back}
+        if not entries:
+            return
         placements = st.sched.schedule([job for _, job in entries.values()],
                                        lambda job: may_start(st, *entries[job.index]))
         if not placements:
@@ -80,6 +129,93 @@ def fill(st: RunState) -> None:
             dispatch(st, reruns.placed(st, Dispatch(
                 job=job, slot=p.slot, gpu_ids=p.gpu_ids, name=name, attempt=attempt,
                 source_pos=row.source_pos, ident=row.ident)))
+
+
+# ------------------------------------------------------------ pre-dispatch
+def handable(job: Job) -> bool:
+    """Can ``job`` be handed ahead to a busy one-GPU slot (takes just that slot)?"""
+    return job.gpus == 1 and not job.resources
+
+
+def predispatch(st: RunState) -> None:
+    """Hand each busy one-GPU slot its next job (see the module's docstring)."""
+    if not st.running or not implements(st.backend, PreDispatching) \
+            or not implements(st.sched, LocalCapacity) \
+            or (st.cfg.source is not None and st.cfg.source.kind == "watch"):
+        return      # (a watched script moves to running/ as it starts: never ahead)
+    sched = cast(LocalCapacity, st.sched)
+    if st.alone_at != st.next_tick:     # asked once a tick: other runners take jobs too
+        st.alone_at = st.next_tick
+        st.alone = len(st.store.live_runners()) <= 1
+    if not st.alone:
+        for slot in list(st.next):
+            withdraw(st, slot, "peers")
+        return
+    for slot, d in list(st.next.items()):
+        if not sched.can_hand(slot):        # retiring (hog gpus), or its GPU is taken
+            withdraw(st, slot, "slot")
+    reclaim_for_free_slots(st)
+    free = [slot for slot, d in st.running.items() if slot not in st.next
+            and len(d.gpu_ids) == 1 and slot >= 0 and sched.can_hand(slot)]
+    if not st.ready:
+        refill(st)
+    withdraw_overtaken(st)
+    for row, job in list(st.ready):
+        if not free:
+            return
+        if job.index in st.waiting_deps:
+            continue
+        if not handable(job) or job.index in st.reruns or job.index in st.oom_alone:
+            return          # it keeps its place at the head: nothing is promised past it
+                            # (a job run again is placed afresh: alone, or elsewhere)
+        target = next((s for s in free if not job.gpu_ids
+                       or st.running[s].gpu_ids[0] in job.gpu_ids), None)
+        if target is None:
+            return
+        if not may_start(st, row, job):
+            continue
+        st.ready.remove((row, job))
+        gpu_ids = st.running[target].gpu_ids
+        attempt = st.store.claim(row.id, row.attempt, st.runner_id, target, gpu_ids[0],
+                                 handed=True)
+        if attempt is None:         # (a handed job counts as ahead until it starts)
+            st.ahead = max(0, st.ahead - 1)
+            continue
+        free.remove(target)
+        d = Dispatch(job=job, slot=target, gpu_ids=gpu_ids,
+                     name=job.name or st.layout.folder_name(job.index), attempt=attempt,
+                     source_pos=row.source_pos, ident=row.ident, ahead=True)
+        st.next[target] = d
+        st.claimed.append(d)
+
+
+def withdraw_overtaken(st: RunState) -> None:
+    """A queued job that sorts before a handed one (priority, then number): the
+    worst handed ones are taken back, one for each such job."""
+    handed = sorted(((-d.job.priority, d.job.index), slot) for slot, d in st.next.items()
+                    if d.job.index not in st.withdrawing)
+    for _, job in st.ready:
+        if not handed:
+            return
+        if job.index in st.waiting_deps or job.index in st.not_here:
+            continue
+        if (-job.priority, job.index) > handed[-1][0]:
+            return
+        withdraw(st, handed.pop()[1], "overtaken")
+
+
+def withdraw(st: RunState, slot: int, why: str) -> None:
+    """Take back ``slot``'s next job (``why``: "cancel" cancels it, anything else queues
+    it again), once the slot says it had not started it."""
+    d = st.next[slot]
+    index = d.job.index
+    if index in st.withdrawing:
+        if why == "cancel":
+            st.withdrawing[index] = why
+        return
+    st.withdrawing[index] = why
+    if isinstance(st.backend, PreDispatching):
+        st.backend.withdraw(slot, index)
 
 
 def may_start(st: RunState, row: JobRow, job: Job) -> bool:

@@ -115,6 +115,6 @@ def source_ended(st: RunState, error: str) -> None:
 
 
 def refresh_total(st: RunState) -> None:
-    st.ahead = st.store.runnable_count()
+    st.ahead = st.store.runnable_count() + len(st.next)    # (handed ahead: not started)
     st.base_total = st.progress.finished + len(st.running) + st.ahead
     show_total(st)

@@ -1,6 +1,11 @@
 """What comes back from the slots, and jobs that end without running.
 
-Backend events go into the store (``started``, ``ended``); a failed or timed-out
+Backend events go into the store (``started``, ``ended``); a ``Started`` is written
+with the turn's other writes (``flush_started``: an ``Ended``, a claim, the tick), not
+in a transaction of its own (recovery reads the pid from INFO while the store lacks
+it). When a slot's job ends, the job handed to it ahead (``dispatch.predispatch``)
+is running in its place (``promote``, same transaction); one the slot gave back
+(``Withdrawn``) is queued again, or cancelled. A failed or timed-out
 attempt with retries left is queued again; a final outcome is counted
 (``Progress``), shown, handed to the watched directory and the hooks. A slot whose
 executor vanished has its job recorded as interrupted and is replaced. Jobs that
@@ -9,11 +14,12 @@ job folder, a status and an outcome like any other.
 """
 import time
 from dataclasses import replace
-from typing import List, Optional
+from typing import List, Optional, cast
 
 from hog.backends.attempt import Attempt, add_gpu_usage
-from hog.backends.base import LocalCapacity, Resizable
-from hog.engine import control, limits, reruns, waiting, writable
+from hog.backends.base import LocalCapacity, Resizable, implements
+from hog.engine import control, intake, limits, reruns, waiting, writable
+from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.model import (
     BackendFailed,
@@ -26,10 +32,13 @@ from hog.model import (
     SlotLost,
     Started,
     Status,
+    StopHow,
+    Withdrawn,
 )
 from hog.sources.watch import finish
 from hog.state.diskguard import cannot_write, check_present
 from hog.state.files import UnsafePath
+from hog.state.jobdir import clear_withdrawn
 from hog.state.store import JobRow
 
 
@@ -41,8 +50,7 @@ def on_event(st: RunState, event: Event) -> None:
         st.pids[slot] = pid
         gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
         reruns.started(st, event.index, gpus.split(","))
-        st.store.started(event.index, pid, started, gpus=None if chosen is None else gpus,
-                         proc=event.proc)
+        st.started_due.append(event)        # stored with this turn's (or the next) writes
         if st.monitor is not None:
             st.monitor.ours = frozenset(st.pids.values())
             st.monitor.track(pid, gpus.split(",") if gpus else ())
@@ -53,7 +61,9 @@ def on_event(st: RunState, event: Event) -> None:
         st.display.job_started(slot, st.running[slot].name, gpus, pid)
     elif isinstance(event, Ended):
         writable.slot_wrote(st, event.outcome.slot)
-        ended(st, event.outcome)
+        ended(st, event.outcome, event.started_next)
+    elif isinstance(event, Withdrawn):
+        withdrawn(st, event.slot, event.index)
     elif isinstance(event, SlotLost):
         writable.slot_wrote(st, event.slot)
         consumer_died(st, event.slot, event.why)
@@ -65,7 +75,21 @@ def on_event(st: RunState, event: Event) -> None:
         control.drain(st, event.why)
 
 
-def ended(st: RunState, outcome: Outcome) -> None:
+def flush_started(st: RunState, now: bool = False) -> None:
+    """Store the ``Started`` events heard so far, if this turn writes anyway (or
+    ``now``)."""
+    if not st.started_due or not (now or st.store.in_turn()):
+        return
+    for event in st.started_due:
+        gpus = None if event.gpu_ids is None else ",".join(event.gpu_ids)
+        st.store.started(event.index, event.pid, event.started, gpus=gpus, proc=event.proc)
+    st.started_due.clear()
+
+
+def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
+    """``outcome``'s job ended; ``started_next``: its slot started the job handed to it
+    ahead (a handed job it did not start comes back as ``Withdrawn``)."""
+    flush_started(st, now=True)
     d = st.running.pop(outcome.slot, None)
     pid = st.pids.pop(outcome.slot, None)
     if st.monitor is not None and pid is not None:
@@ -77,15 +101,20 @@ def ended(st: RunState, outcome: Outcome) -> None:
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage)
-    gone = st.sched.release(outcome.index)
-    if gone and isinstance(st.backend, Resizable):
-        for slot in gone:
-            st.backend.remove_slot(slot)
+    nxt = st.next.pop(outcome.slot, None) if d is not None and started_next else None
+    if nxt is not None and d is not None:   # its slot has started the job handed to it
+        promote(st, d, nxt)
+    else:
+        gone = st.sched.release(outcome.index)
+        if gone and isinstance(st.backend, Resizable):
+            for slot in gone:
+                st.backend.remove_slot(slot)
     # (the registry hears "idle" on the tick: a slot handed its next job at once must
     # not cost two file writes per job)
     if st.monitor is not None:
         st.monitor.ours = frozenset(st.pids.values())
-    st.progress.running.pop(outcome.slot, None)
+    if nxt is None:
+        st.progress.running.pop(outcome.slot, None)
     if retry:
         st.ahead += 1
         st.ready.clear()
@@ -107,6 +136,54 @@ def gpu_usage(st: RunState, outcome: Outcome, pid: int) -> Outcome:
     return replace(outcome, usage=usage)
 
 
+def promote(st: RunState, d: Dispatch, nxt: Dispatch) -> None:
+    """``d`` ended and its slot started ``nxt``, handed to it ahead: ``nxt`` runs there
+    now; what it was being taken back for applies to it as a running job."""
+    now = time.time()
+    if implements(st.sched, LocalCapacity):
+        cast(LocalCapacity, st.sched).hand_over(d.job.index, nxt.job)
+    if not st.store.promote(nxt.job.index, now):     # cancelled meanwhile (hog kill)
+        st.withdrawing[nxt.job.index] = "cancel"
+        clear_withdrawn(st.layout, nxt.job.index, nxt.attempt)
+    st.running[nxt.slot] = nxt
+    reruns.placed(st, nxt)      # the jobs it shares its GPU with now (never a rerun: those
+                                # are not handed ahead)
+    st.ahead = max(0, st.ahead - 1)
+    st.progress.running[nxt.slot] = Running(nxt.name, ",".join(nxt.gpu_ids), now,
+                                            nxt.job.index)
+    why = st.withdrawing.pop(nxt.job.index, None)
+    st.registry.update(len(st.running))
+    if st.killing:
+        st.backend.stop(nxt.slot, StopHow.KILL)
+    elif why == "cancel":
+        st.cancelling.add(nxt.job.index)
+        st.backend.stop(nxt.slot, StopHow.CANCEL)
+
+
+def withdrawn(st: RunState, slot: int, index: int) -> None:
+    """The slot gave back its next job unstarted: queued again (its attempt uncounted),
+    or cancelled."""
+    d = st.next.get(slot)
+    if d is None or d.job.index != index:
+        return
+    del st.next[slot]
+    clear_withdrawn(st.layout, index, d.attempt)
+    cancelled = st.withdrawing.pop(index, None) == "cancel"
+    st.store.unhand(index, cancelled=cancelled)
+    st.ready.clear()
+    if cancelled:
+        st.display.message(f"{d.name} cancelled before it started")
+        intake.refresh_total(st)
+
+
+def unhand_all(st: RunState) -> None:
+    """The run ends: jobs still handed to slots (which never start them now) are
+    queued again."""
+    for d in st.next.values():
+        st.store.unhand(d.job.index, cancelled=st.withdrawing.get(d.job.index) == "cancel")
+    st.next.clear()
+
+
 def account(st: RunState, outcome: Outcome) -> None:
     if st.cfg.source is not None and st.cfg.source.kind == "watch":
         finish(st.cfg.source.path, outcome, st.layout.out_path(outcome.index),
@@ -121,6 +198,11 @@ def account(st: RunState, outcome: Outcome) -> None:
 
 def consumer_died(st: RunState, slot: int, why: str) -> None:
     """A slot's executor vanished (the backend ended its job): record it, replace it."""
+    nxt = st.next.pop(slot, None)
+    if nxt is not None:                 # never started: the slot died first
+        st.withdrawing.pop(nxt.job.index, None)
+        st.store.unhand(nxt.job.index)
+        st.ready.clear()
     d = st.running.get(slot)
     if d is not None:
         pid = st.pids.get(slot)

@@ -85,7 +85,8 @@ class Runner:
                                          lambda text: st.display.message(text))
         for note in st.notices:
             st.display.message(note)
-        st.data_version = st.store.data_version()
+        # (no data_version taken here: the first tick reads requests from other shells
+        # whatever it is, so one made as this runner registered is not missed)
         intake.refresh_total(st)
 
     def _start_processes(self) -> None:
@@ -158,6 +159,7 @@ class Runner:
         # One write transaction per turn: what the slots reported, requests from
         # other shells, new jobs and the claims of the jobs to start; committed
         # before any of those jobs is sent to its slot.
+        ticked = now >= st.next_tick
         with st.store.batch():
             self._handle_ready(ready)
             if now >= st.next_tick:
@@ -165,6 +167,7 @@ class Runner:
                 writable.tick(st)
             intake.ingest(st)
             dispatch.fill(st)
+            outcomes.flush_started(st, now=ticked)     # (with the turn's writes, or the tick)
         writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
         if ticked:
@@ -207,6 +210,8 @@ class Runner:
         st = self.st
         if st.running:
             return False
+        if st.next and not st.stopping:     # handed ahead, coming back (``Withdrawn``)
+            return False
         if writable.pending(st):        # the store has not taken everything yet
             return False
         if st.stopping:
@@ -231,7 +236,8 @@ class Runner:
 
     def _queued_here(self) -> bool:
         rows = self.st.store.queued(dispatch.READY_AHEAD + len(self.st.not_here))
-        return any(r.id not in self.st.not_here for r in rows)
+        return any(r.id not in self.st.not_here for r in rows) \
+            or self.st.store.handed_elsewhere(self.st.runner_id)
 
     def _register_boot(self) -> None:
         st = self.st
@@ -268,6 +274,9 @@ class Runner:
             st.queue.cancel_join_thread()
         if st.store_open:
             if st.runner_id:    # registered (row ids start at 1)
+                with st.store.batch():      # (what the runner heard, not yet stored)
+                    outcomes.flush_started(st, now=True)
+                    outcomes.unhand_all(st)
                 sweep.forget_unstarted_scripts(st)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:

@@ -9,8 +9,9 @@ added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``
 - what set-up opens: the store and this runner's row in it, the producer process
   and its queue, the GPU monitor, the neighbours registry, the hooks, the display;
 - the job path's bookkeeping: ``ready`` (queued jobs fetched from the store),
-  ``claimed`` (claimed this turn, sent once committed), ``running`` and ``pids``
-  by slot, ``not_here``, ``waiting_deps``, ``cancelling``;
+  ``claimed`` (claimed this turn, sent once committed), ``running``, ``pids`` and
+  ``next`` (handed ahead, see ``dispatch.predispatch``) by slot, ``withdrawing``,
+  ``started_due``, ``not_here``, ``waiting_deps``, ``cancelling``;
 - whether hog can write (``guard``, ``slots_blocked``, jobs ``held`` from the source
   until the store takes them, ``root_gone``: see ``engine.writable``);
 - the source's counters (``received``, ``ingested``, ``source_total``,
@@ -91,6 +92,11 @@ class RunState:
         self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
+        self.next: Dict[int, Dispatch] = {}     # by busy slot: its next job, handed ahead
+        self.withdrawing: Dict[int, str] = {}   # job id -> why it is being taken back
+        self.started_due: List[Any] = []        # Started events, stored with the next write
+        self.alone_at: Optional[float] = None   # when ``alone`` was last asked (a tick)
+        self.alone = True                       # no other live runner on this queue
         self.not_here: Set[int] = set()     # queued jobs this runner can never run
         self.left: Dict[int, str] = {}      # of those, left queued: what each waits for
         self.runner_set: Any = None         # the active runners when they were decided

@@ -102,8 +102,9 @@ def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
                                f"{len(left)} job(s) whose runner died")
         judged = []
         for row in rows:
-            verdict, info = folder_state(st.layout, row) or (None, {})
-            judged.append((row, verdict, info))
+            verdict, info = folder_state(st.layout, row) or (
+                None, read_info(st.layout, row.id) if row.status == "handed" else {})
+            judged.append((row, verdict, info))     # (handed: did its attempt start?)
             st.orphans_seen.pop(row.id, None)
         return st.store.requeue_orphans(judged)
     finally:
@@ -114,8 +115,13 @@ def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
 
 def recovered_note(recovered: List[Tuple[JobRow, str]]) -> str:
     again = sum(1 for _, s in recovered if s == "interrupted")
-    return (f"recovered {len(recovered)} job(s) left running by a runner that died: "
-            f"{again} queued again, {len(recovered) - again} had succeeded")
+    unstarted = sum(1 for _, s in recovered if s == "handed")
+    ran = len(recovered) - unstarted
+    note = (f"recovered {ran} job(s) left running by a runner that died: "
+            f"{again} queued again, {ran - again} had succeeded")
+    if unstarted:
+        note += f"; {unstarted} handed to its slots, never started: queued again"
+    return note
 
 
 def job_process(layout: Layout, row: JobRow) -> Optional[JobProcess]:

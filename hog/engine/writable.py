@@ -55,6 +55,9 @@ def after_turn(st: RunState) -> None:
         return
     failed(st, why)
     for d in st.claimed:
+        if st.next.get(d.slot) is d:        # handed ahead: taken back before it is sent
+            del st.next[d.slot]
+            continue
         st.running.pop(d.slot, None)
         st.progress.running.pop(d.slot, None)
         st.sched.release(d.job.index, ran=False)

@@ -45,6 +45,7 @@ RESULTS_MARK = "results.mark"  # in STATE_DIR: what the last results write can k
 RESULTS_SPOOL = "results.spool"  # in STATE_DIR: <it>.<pid>.jsonl/.csv, a runner's in the making
 REPORT_HTML = "report.html"
 RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's output
+WITHDRAWN_DIR = "withdrawn"    # in STATE_DIR: "<id>.<attempt>", a handed job cancelled
 # The output directory itself is the user's to name (it may be a link they made);
 # everything inside it is opened relative to it, without following links.
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -78,6 +79,11 @@ class Layout:
     @property
     def state_dir(self) -> str:
         return os.path.join(self.root, STATE_DIR)
+
+    def withdrawn_flag(self, index: int, attempt: int) -> str:
+        """Its existence says: attempt ``attempt`` of job ``index``, handed to a slot as
+        its next job, was cancelled (``hog kill``); the slot must not start it."""
+        return withdrawn_flag(self.state_dir, index, attempt)
 
     def sweep_file(self, name: str) -> str:
         """A file about the whole sweep (``RESULTS_JSONL``, ``REPORT_HTML``, ...)."""
@@ -315,6 +321,24 @@ def _read_text(path: str) -> Optional[str]:
             return f.read()
     except OSError:
         return None
+
+
+def withdrawn_flag(state_dir: str, index: int, attempt: int) -> str:
+    return os.path.join(state_dir, WITHDRAWN_DIR, f"{index}.{attempt}")
+
+
+def flag_withdrawn(state_dir: str, index: int, attempt: int) -> None:
+    """Leave the flag a slot reads before it starts a handed job (``hog kill``)."""
+    path = withdrawn_flag(state_dir, index, attempt)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+
+
+def clear_withdrawn(layout: Layout, index: int, attempt: int) -> None:
+    try:
+        os.unlink(layout.withdrawn_flag(index, attempt))
+    except OSError:
+        pass
 
 
 def read_info(layout: Layout, index: int) -> dict:

@@ -5,8 +5,12 @@ Every state change of a job is committed here before it is acted on (a job is
 ``running`` in the store before its consumer is told to start it), so a crash at
 any point leaves a state that ``recover`` can reconcile with the job folders.
 ``claim`` is one conditional ``UPDATE``, so two runners on one queue never take
-the same job. ``Jobs`` is a role over the one connection of ``state.db``;
-``state.store.Store`` combines it with the others.
+the same job. A job claimed as a busy slot's next job is ``handed``: it is not
+running (``hog status`` says so) until ``promote`` (in the transaction that records
+the end of the job before it); ``unhand`` gives one its slot did not start back to
+the queue, its attempt uncounted; recovery does the same for a dead runner's.
+``Jobs`` is a role over the one connection of ``state.db``; ``state.store.Store``
+combines it with the others.
 
 A job read from the source is found again by its identity key (``state.identity``),
 never by its position, so an edited source runs only what is new or changed; each
@@ -50,8 +54,9 @@ class Jobs(Writer, RunnerRows):
         if any(r.id != me and not runner_alive(r) for r in self.active_runners()):
             return True
         return self.db.execute(
-            "SELECT 1 FROM jobs WHERE status = 'running' AND (runner IS NULL OR runner NOT IN "
-            "(SELECT id FROM runners WHERE ended IS NULL)) LIMIT 1").fetchone() is not None
+            "SELECT 1 FROM jobs WHERE status IN ('running', 'handed') AND (runner IS NULL "
+            "OR runner NOT IN (SELECT id FROM runners WHERE ended IS NULL)) LIMIT 1"
+        ).fetchone() is not None
 
     def orphans(self, me: Optional[int] = None) -> List[JobRow]:
         """Retire the runners that died; the jobs they (or runners already retired) left
@@ -63,15 +68,16 @@ class Jobs(Writer, RunnerRows):
                     self.db.execute("UPDATE runners SET ended = ? WHERE id = ? AND ended IS NULL",
                                     (time.time(), r.id))
             live_ids = {r.id for r in self.active_runners()}
-            return [row for row in self._rows("WHERE status = 'running'")
+            return [row for row in self._rows("WHERE status IN ('running', 'handed')")
                     if row.runner not in live_ids]
 
     def still_orphans(self, rows: Iterable[JobRow]) -> List[JobRow]:
         """Those of ``rows`` (from ``orphans``) still as they were read: running, same
         attempt, same runner (none recovered, queued again and claimed meanwhile)."""
-        now = {r.id: r for r in self._rows("WHERE status = 'running'")}
-        return [row for row in rows if row.id in now
-                and (now[row.id].attempt, now[row.id].runner) == (row.attempt, row.runner)]
+        now = {r.id: r for r in self._rows("WHERE status IN ('running', 'handed')")}
+        return [row for row in rows if row.id in now and (
+            now[row.id].status, now[row.id].attempt, now[row.id].runner) == (
+            row.status, row.attempt, row.runner)]
 
     def requeue_orphans(self, judged: Iterable[Tuple[JobRow, Optional[str], Dict[str, Any]]]
                         ) -> List[Tuple[JobRow, str]]:
@@ -80,13 +86,21 @@ class Jobs(Writer, RunnerRows):
         code and end time are taken from INFO); anything else is recorded interrupted
         and queued again. Each change is conditional on the row being as ``orphans``
         read it (still running, same attempt, same runner), so of two runners that
-        recover the same job only one does. Returns the (row, new status) pairs done."""
+        recover the same job only one does. A ``handed`` job whose folder holds no INFO
+        of its attempt never started: it is queued again as it was before its claim.
+        Returns the (row, new status) pairs done."""
         changed = []
-        same = "WHERE id = ? AND status = 'running' AND attempt = ? AND runner IS ?"
+        same = "WHERE id = ? AND status = ? AND attempt = ? AND runner IS ?"
         with self.transaction():
             for row, verdict, info in judged:
-                key = (row.id, row.attempt, row.runner)
-                if verdict == "succeeded":
+                key = (row.id, row.status, row.attempt, row.runner)
+                if row.status == "handed" and verdict is None \
+                        and info.get("attempt") != row.attempt:
+                    cur = self.db.execute(
+                        f"UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, "
+                        f"attempt = attempt - 1, started = NULL, note = '' {same}", key)
+                    status = "handed"       # queued again: it had not started
+                elif verdict == "succeeded":
                     cur = self.db.execute(
                         "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
                         f"ended = ?, note = 'recovered from its folder' {same}",
@@ -196,7 +210,7 @@ class Jobs(Writer, RunnerRows):
                         "UPDATE jobs SET command = ?, spec = ?, digest = ?, name = ?, "
                         "origin = ?, priority = ?, status = 'queued', cancel = 0, "
                         "note = 'its definition changed; queued again' WHERE id = ? "
-                        "AND status != 'running'",
+                        "AND status NOT IN ('running', 'handed')",
                         (job.command, spec, digest, job.name, job.where, job.priority, jid))
                     requeued += cur.rowcount
                     continue
@@ -210,7 +224,7 @@ class Jobs(Writer, RunnerRows):
                     self.db.execute("UPDATE jobs SET status = 'queued', cancel = 0, "
                                     "note = 'queued again on resume' WHERE id = ?", (jid,))
                     requeued += 1
-                elif status == "queued":
+                elif status in ("queued", "handed"):
                     requeued += 1
             self.db.executemany("UPDATE jobs SET seen = ?, source_pos = ? WHERE id = ?", listed)
             self.db.executemany(_INSERT_READ, new_rows)
@@ -280,12 +294,14 @@ class Jobs(Writer, RunnerRows):
                           (limit,))
 
     def claim(self, job_id: int, attempts: int, runner: int, slot: int,
-              gpus: str) -> Optional[int]:
-        """Mark a queued job running on this runner, if it is still queued with
-        ``attempts`` attempts behind it (one statement, so atomic); returns its new
-        attempt number, or None when another runner took it first or it changed."""
+              gpus: str, handed: bool = False) -> Optional[int]:
+        """Mark a queued job running on this runner (``handed``: handed to ``slot`` as
+        its next job), if it is still queued with ``attempts`` attempts behind it (one
+        statement, so atomic); returns its new attempt number, or None when another
+        runner took it first or it changed."""
         cur = self._write(
-            "UPDATE jobs SET status = 'running', runner = ?, slot = ?, gpus = ?, "
+            f"UPDATE jobs SET status = '{'handed' if handed else 'running'}', runner = ?, "
+            "slot = ?, gpus = ?, "
             "attempt = attempt + 1, pid = NULL, pgid = NULL, sid = NULL, proc_start = NULL, "
             "exit_code = NULL, signal = NULL, cpu_user_s = NULL, cpu_system_s = NULL, "
             "max_rss_bytes = NULL, gpu_mem_peak_bytes = NULL, gpu_util_mean = NULL, "
@@ -293,6 +309,39 @@ class Jobs(Writer, RunnerRows):
             "WHERE id = ? AND status = 'queued' AND attempt = ?",
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
         return attempts + 1 if cur is not None and cur.rowcount == 1 else None
+
+    def promote(self, job_id: int, started: float) -> bool:
+        """A handed job's slot started it (the job before it ended); False if it was
+        cancelled meanwhile (``hog kill``)."""
+        cur = self._write("UPDATE jobs SET status = 'running', started = ? WHERE id = ? "
+                          "AND status = 'handed'", (started, job_id))
+        return cur is None or cur.rowcount == 1
+
+    def handed_elsewhere(self, me: int) -> bool:
+        """Has another runner handed jobs to its slots ahead (which it gives back to
+        the queue once it sees this runner)?"""
+        return self.db.execute("SELECT 1 FROM jobs WHERE status = 'handed' AND runner != ? "
+                               "LIMIT 1", (me,)).fetchone() is not None
+
+    def still_handed(self, job_id: int) -> bool:
+        return self.db.execute("SELECT 1 FROM jobs WHERE id = ? AND status = 'handed'",
+                               (job_id,)).fetchone() is not None
+
+    def unhand(self, job_id: int, cancelled: bool = False) -> None:
+        """A handed job its slot gave back unstarted: queued again as before its claim
+        (its attempt not counted), or (``cancelled``) cancelled before it started."""
+        if cancelled:
+            self._write("UPDATE jobs SET status = 'cancelled', ended = ?, "
+                        "note = 'cancelled before it started', attempt = attempt - 1 "
+                        "WHERE id = ? AND status = 'handed'", (time.time(), job_id))
+        else:
+            self._write("UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, "
+                        "started = NULL, attempt = attempt - 1 WHERE id = ? "
+                        "AND status = 'handed'", (job_id,))
+
+    def in_turn(self) -> bool:
+        """Has this turn written anything yet (its transaction begun)?"""
+        return self.db.in_transaction
 
     def restore_idents(self, idents: Dict[int, str]) -> None:
         """Give rows the identity keys their folders recorded (``hog rebuild``), in place

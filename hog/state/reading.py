@@ -20,6 +20,7 @@ from hog.state.rows import IN_SOURCE_SQL, JOB_COLUMNS, PARAM_KEYS, JobRow, Resul
 from hog.state.runners import RunnerRows
 
 FINAL = Status.having("finished")
+_SHOWN = "CASE status WHEN 'handed' THEN 'queued' ELSE status END"     # as counted
 FAILED_SQL = Status.sql_list(Status.having("counts_as_failure"))
 TIMED_SQL = Status.sql_list(Status.having("ran_its_course"))
 # ``job_counts`` rows of jobs that left the source (``IN_SOURCE_SQL`` false): listed
@@ -63,14 +64,15 @@ class SweepReader(RunnerRows):
     # counts: from ``job_counts``, which the store's triggers keep (``state.schema``
     # version 4): a few rows per status, whatever the number of jobs
     def counts(self) -> Dict[str, int]:
-        """Every job by status, those that left the source included."""
-        return dict(self.db.execute("SELECT status, sum(n) FROM job_counts GROUP BY status "
-                                    "HAVING sum(n) > 0"))
+        """Every job by status, those that left the source included (a job handed to a
+        busy slot ahead has not started: it counts as queued)."""
+        return dict(self.db.execute(f"SELECT {_SHOWN}, sum(n) FROM job_counts GROUP BY 1 "
+                                    f"HAVING sum(n) > 0"))
 
     def gone_counts(self) -> Dict[str, int]:
         """The jobs the source no longer lists, by status."""
-        return dict(self.db.execute(f"SELECT status, sum(n) FROM job_counts WHERE {GONE_SQL} "
-                                    f"GROUP BY status HAVING sum(n) > 0"))
+        return dict(self.db.execute(f"SELECT {_SHOWN}, sum(n) FROM job_counts WHERE {GONE_SQL} "
+                                    f"GROUP BY 1 HAVING sum(n) > 0"))
 
     def runnable_count(self) -> int:
         """Queued jobs that may start (not those that were queued when they left the

@@ -21,8 +21,9 @@ IN_SOURCE_SQL = ("(ident IS NULL OR seen IS NULL OR seen >= coalesce("
 RUNNABLE_SQL = ("status = 'queued' AND (ident IS NULL OR seen IS NULL OR seen = coalesce("
                 "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 0))")
 
-# The columns of ``jobs`` in the order of JobRow's fields.
 PARAM_KEYS = "param_keys"   # meta: the grid parameters any job carries (JSON list, sorted)
+
+# The columns of ``jobs`` in the order of JobRow's fields.
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "
                "slot, gpus, pid, exit_code, signal, started, ended, added, cancel, note, "
                "ident, digest, seen, pgid, sid, proc_start, cpu_user_s, cpu_system_s, "

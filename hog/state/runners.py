@@ -45,6 +45,7 @@ from typing import Dict, List, Optional, Tuple, cast
 
 from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
+from hog.state.jobdir import flag_withdrawn
 from hog.state.rows import RunnerRow
 
 STALE_HEARTBEAT_S = 60.0
@@ -198,12 +199,16 @@ class Mailbox(Writer, RunnerRows):
     def cancel(self, job_id: int) -> str:
         """``hog kill``: cancel a job. Returns what happened."""
         with self.transaction():
-            row = self.db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = self.db.execute("SELECT status, attempt FROM jobs WHERE id = ?",
+                                  (job_id,)).fetchone()
             if row is None:
                 return "unknown"
-            if row[0] == "queued":
+            if row[0] == "handed":      # its slot reads this before it would start it
+                flag_withdrawn(self.state_dir, job_id, row[1])
+            if row[0] in ("queued", "handed"):      # handed: its runner takes it back
                 self.db.execute("UPDATE jobs SET status = 'cancelled', cancel = 1, ended = ?, "
-                                "note = 'cancelled before it started' WHERE id = ?",
+                                "note = 'cancelled before it started', "
+                                "attempt = attempt - (status = 'handed') WHERE id = ?",
                                 (time.time(), job_id))
                 return "cancelled"
             if row[0] == "running":

@@ -17,7 +17,7 @@ from hog.engine.progress import LISTED_FAILURES
 from hog.humanize import describe_end, end_line, eta_s, fmt_duration, start_line
 from hog.model import Status, slot_label
 from hog.signals import SignalWait
-from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout
+from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout, read_info
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
@@ -261,8 +261,12 @@ def attach_plain(view: StoreView, sig: SignalWait, out) -> Optional[str]:
 
 
 def _start(view: StoreView, r: JobRow) -> str:
+    pid = r.pid
+    if pid is None:     # the runner stores it with its next write: INFO has it already
+        info = read_info(view.layout, r.id)
+        pid = info.get("pid") if info.get("attempt") == r.attempt else None
     return start_line(r.slot if r.slot is not None else 0, view.name(r), r.gpus or "",
-                      r.pid or "-", at=r.started)
+                      pid or "-", at=r.started)
 
 
 # ------------------------------------------------------------------ attaching

@@ -55,7 +55,7 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
                      **_usage(j))
                 for j in store.latest_ended(ended, failed_limit)]
     found = store.counts()
-    counts = {s.value: found.pop(s.value, 0) for s in Status}
+    counts = {s.value: found.pop(s.value, 0) for s in Status if s is not Status.HANDED}
     counts.update(found)
     gone = store.gone_counts()
     waits = [dict(id=i, name=n or layout.folder_name(i), waits_for=w)

@@ -1,0 +1,362 @@
+"""Pre-dispatch (issue 11): a busy slot is handed its next job while the current one
+runs, claimed as ``handed`` in the same transaction, and starts it the moment the
+current one ends. Cancel, drain, kill, ``hog gpus``, priorities, a multi-GPU job's
+reservation and crash recovery keep their meaning: a handed job that has not started
+is cancellable and recoverable like a queued one and is never shown as running.
+
+Stepped engine tests over ``HandingBackend`` (tests/inline_backend.py), then real
+``python -m hog`` runs.
+"""
+import os
+import signal
+import time
+
+import pytest
+
+from hog.backends.factory import local_scheduler
+from hog.model import Job, Status, StopHow
+from hog.state.jobdir import Layout
+from hog.state.store import Store
+from hog.views.status import status_data, status_lines
+from tests.harness import (
+    counts_of,
+    job_dir,
+    job_file,
+    job_rows,
+    pid_alive,
+    run_hog,
+    start_hog,
+    status_counts,
+    wait_for,
+)
+from tests.inline_backend import HandingBackend
+from tests.test_engine_loop import Engine, Engines
+
+
+class HandingEngines(Engines):
+    def _make_backend(self, config, ctx, layout: Layout, flags):
+        sched = local_scheduler(config)
+        backend = HandingBackend(layout, sorted(sched.slots), config.slots)
+        self.backends.append(backend)
+        return backend, sched
+
+
+@pytest.fixture
+def engines(tmp_path):
+    made = HandingEngines(str(tmp_path / "out"))
+    yield made
+    for engine in list(made.live):
+        made.finish(engine)
+
+
+def other_store(e: Engine) -> Store:
+    return Store(e.st.layout.state_dir)
+
+
+def started(e: Engine):
+    return [d.job.index for d in e.backend.submitted]
+
+
+def statuses(e: Engine):
+    with_store = other_store(e)
+    try:
+        rows = [with_store.row(i) for i in range(50)]
+        return {r.id: r.status for r in rows if r is not None}
+    finally:
+        with_store.close()
+
+
+# ------------------------------------------------------------------- the hand-over
+def test_a_busy_slot_is_handed_its_next_job_claimed_as_handed_not_running(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
+    e.settle()
+    assert started(e) == [0]
+    assert e.backend.nexts[0].job.index == 1
+    assert e.backend.committed == ["running", "handed"]     # committed before it was sent
+    assert statuses(e) == {0: "running", 1: "handed", 2: "queued"}
+    store = other_store(e)
+    try:
+        data = status_data(store, e.st.cfg.output_dir)
+        assert [r["id"] for r in data["running"]] == [0]
+        assert "1 running" in status_lines(data, e.st.cfg.output_dir, "job_")[0]
+        assert store.row(1).attempt == 1 and store.row(1).pid is None
+    finally:
+        store.close()
+
+
+def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
+    e.settle()
+    e.backend.end_job(0)
+    e.settle()
+    assert started(e) == [0, 1]
+    assert statuses(e) == {0: "succeeded", 1: "running", 2: "handed"}
+    assert e.st.running[0].job.index == 1 and e.st.next[0].job.index == 2
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 3}
+    assert started(e) == [0, 1, 2]
+
+
+def test_a_started_record_costs_no_commit_of_its_own_and_joins_the_next_write(engines):
+    e = engines.make(["echo 0", "echo 1"])
+    e.settle()
+    e.backend.start_job(0)
+    e.step()
+    store = other_store(e)
+    try:
+        assert store.row(0).pid is None     # not committed alone
+        e.backend.end_job(0)        # its Ended, and job 1's Started: one turn, one commit
+        e.step()
+        assert store.row(0).pid is not None and store.row(0).status == "succeeded"
+        assert store.row(1).status == "running" and store.row(1).pid is not None
+        e.backend.start_job(0)      # (a Started alone, again)
+        e.step()
+        pid = e.st.pids[0]
+        assert store.row(1).pid != pid
+        e.tick()                    # the tick stores what was heard
+        assert store.row(1).pid == pid
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------ cancel, drain, kill
+def test_hog_kill_of_a_handed_job_cancels_it_at_once_and_it_never_starts(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
+    e.settle()
+    store = other_store(e)
+    try:
+        assert store.cancel(1) == "cancelled"
+        row = store.row(1)
+        assert row.status == "cancelled" and row.attempt == 0
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert e.backend.withdrawals == [1] and 0 not in e.backend.nexts or \
+        e.backend.nexts[0].job.index == 2
+    assert e.run_all()
+    assert started(e) == [0, 2]
+    assert statuses(e) == {0: "succeeded", 1: "cancelled", 2: "succeeded"}
+    assert not os.path.exists(e.st.layout.folder(1))
+
+
+def test_a_handed_job_cancelled_as_its_slot_starts_it_is_stopped_at_once(engines):
+    e = engines.make(["echo 0", "echo 1"])
+    e.settle()
+    store = other_store(e)
+    try:
+        store.cancel(1)
+    finally:
+        store.close()
+    e.backend.end_job(0)    # the slot starts job 1 before the runner's tick saw the cancel
+    e.settle()
+    assert (0, StopHow.CANCEL) in e.backend.stops
+    e.backend.end_job(0, Status.CANCELLED)
+    assert e.run_all()
+    assert statuses(e) == {0: "succeeded", 1: "cancelled"}
+
+
+def test_hog_stop_takes_the_handed_job_back_to_the_queue_unstarted(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
+    e.settle()
+    store = other_store(e)
+    try:
+        store.request("drain", e.st.runner_id)
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert e.backend.withdrawals == [1] and not e.backend.nexts
+    assert statuses(e) == {0: "running", 1: "queued", 2: "queued"}
+    e.backend.end_job(0)
+    assert e.settle()       # finished: nothing new started
+    assert started(e) == [0]
+    store = other_store(e)
+    try:
+        assert store.row(1).attempt == 0 and store.row(1).status == "queued"
+    finally:
+        store.close()
+
+
+def test_hog_stop_now_interrupts_the_running_job_and_queues_the_handed_one(engines):
+    e = engines.make(["echo 0", "echo 1"])
+    e.settle()
+    store = other_store(e)
+    try:
+        store.request("kill", e.st.runner_id)
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert (0, StopHow.KILL) in e.backend.stops and e.backend.withdrawals == [1]
+    e.backend.end_job(0, Status.INTERRUPTED)
+    assert e.settle()
+    assert statuses(e) == {0: "interrupted", 1: "queued"}
+    assert started(e) == [0]
+
+
+# ------------------------------------------------------------ priorities, reservations
+def test_a_higher_priority_job_added_later_overtakes_the_handed_one(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"], keep_alive=False)
+    e.settle()
+    store = other_store(e)
+    try:
+        [urgent] = store.add([Job(index=0, command="urgent", priority=10)])
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert e.backend.withdrawals == [1]
+    assert e.backend.nexts[0].job.index == urgent
+    assert statuses(e)[1] == "queued"
+    assert e.run_all()
+    assert started(e) == [0, urgent, 1, 2]
+
+
+def test_nothing_is_handed_past_a_multi_gpu_job_waiting_for_its_reservation(engines):
+    e = engines.make(["a", "b", {"cmd": "big", "gpus": 2, "name": "big"}, "c", "d"],
+                     slots=("0", "1"))
+    e.settle()
+    assert started(e) == [0, 1]
+    assert not e.st.next and not e.backend.nexts    # big is first in line
+    e.backend.end_job(0)
+    e.backend.end_job(1)
+    e.settle()
+    assert started(e)[2] == 2       # big took both GPUs as soon as they were free
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 5}
+
+
+def test_a_one_gpu_job_pinned_elsewhere_is_not_handed_to_this_slot(engines):
+    e = engines.make(["a", {"cmd": "pinned", "gpu_ids": ["1"]}, "c"], slots=("0", "1"))
+    e.settle()
+    assert started(e) == [0, 1]
+    assert e.backend.nexts[0].job.index == 2 or e.backend.nexts[1].job.index == 2
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 3}
+
+
+def test_a_handed_job_is_taken_back_to_run_on_a_slot_that_frees_first(engines):
+    e = engines.make(["long", "short", "next"], slots=("0", "1"))
+    e.settle()
+    [(slot, d)] = list(e.backend.nexts.items())
+    assert d.job.index == 2
+    other = 1 - slot
+    e.backend.end_job(other)        # the other slot frees first, with nothing handed
+    e.settle()
+    while e.backend.pending:        # (its slot's answer, Withdrawn)
+        e.settle()
+    assert e.backend.withdrawals == [2]
+    assert e.backend.dispatch_on(other).job.index == 2     # it runs there now
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 3}
+
+
+# ------------------------------------------------------------------------- hog gpus
+def test_hog_gpus_removing_a_busy_slot_takes_back_its_handed_job(engines):
+    e = engines.make([f"echo {i}" for i in range(4)], slots=("0", "1"))
+    e.settle()
+    assert sorted(d.job.index for d in e.backend.nexts.values()) == [2, 3]
+    store = other_store(e)
+    try:
+        store.request_gpus(e.st.runner_id, "0")
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert e.backend.withdrawals == [e.st.next[0].job.index ^ 1] or \
+        len(e.backend.withdrawals) == 1
+    assert 1 not in e.backend.nexts
+    e.backend.end_job(1)
+    e.settle()
+    assert e.backend.removed == [1]
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 4}
+    assert all(d.slot == 0 for d in e.backend.submitted[2:])
+
+
+def test_a_lost_slot_queues_its_handed_job_again_unstarted(engines):
+    e = engines.make(["echo 0", "echo 1"])
+    e.settle()
+    e.backend.nexts.clear()
+    e.backend.lose_slot(0)
+    e.settle()
+    assert statuses(e)[0] in ("interrupted", "running", "succeeded")
+    store = other_store(e)
+    try:
+        row = store.row(1)
+        assert row.status in ("queued", "running") and (row.status == "running"
+                                                         or row.attempt == 0)
+    finally:
+        store.close()
+
+
+# -------------------------------------------------------------- real runs of hog
+HOLD = "echo {i} >> {ledger}; while [ ! -e {go} ]; do sleep 0.05; done"
+
+
+def handed(out) -> bool:
+    return any(r["status"] == "handed" for r in job_rows(out).values())
+
+
+@pytest.mark.timeout(60)
+def test_sigkill_of_the_runners_group_with_a_handed_job_runs_it_exactly_once_on_rerun(
+        tmp_path):
+    out, ledger, go = tmp_path / "out", tmp_path / "ledger.txt", tmp_path / "go"
+    jobs = job_file(tmp_path, HOLD.format(i=0, ledger=ledger, go=go),
+                    f"echo 1 >> {ledger}", f"echo 2 >> {ledger}")
+    runner = start_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--output-dir", out)
+    wait_for(lambda: out.exists() and handed(out), timeout=20, what="job 1 handed")
+    job0 = int(job_rows(out)[0]["pid"] or 0) or None
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait(10)
+    assert job_rows(out)[1]["status"] == "handed"
+    go.touch()      # job 0's process may still be alive: it ends (or was ended) now
+    r = run_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--output-dir", out,
+                timeout=40)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = counts_of(ledger)
+    assert counts["1"] == 1 and counts["2"] == 1
+    rows = job_rows(out)
+    assert all(row["status"] == "succeeded" for row in rows.values())
+    assert rows[1]["attempt"] == 1      # its handing-over was not counted as an attempt
+    assert not (job_dir(tmp_path, 1, output="out") / "FAILURE").exists()
+    if job0 is not None:
+        wait_for(lambda: not pid_alive(job0), timeout=10, what="job 0 ended")
+
+
+@pytest.mark.timeout(60)
+def test_hog_kill_of_a_handed_job_in_a_real_run_never_starts_it(tmp_path):
+    out, ledger, go = tmp_path / "out", tmp_path / "ledger.txt", tmp_path / "go"
+    jobs = job_file(tmp_path, HOLD.format(i=0, ledger=ledger, go=go),
+                    f"echo 1 >> {ledger}", f"echo 2 >> {ledger}")
+    runner = start_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--output-dir", out)
+    wait_for(lambda: out.exists() and handed(out), timeout=20, what="job 1 handed")
+    r = run_hog(tmp_path, "kill", out, "1")
+    assert r.returncode == 0 and "cancelled" in r.stdout, r.stdout + r.stderr
+    time.sleep(0.6)     # (one tick of the runner: it takes the job back from the slot)
+    go.touch()
+    assert runner.wait(30) == 0
+    assert counts_of(ledger) == {"0": 1, "2": 1}
+    assert status_counts(out) == {"succeeded": 2, "cancelled": 1}
+    assert not job_dir(tmp_path, 1, output="out").exists()
+
+
+@pytest.mark.timeout(60)
+def test_hog_stop_in_a_real_run_leaves_the_handed_job_queued_and_unstarted(tmp_path):
+    out, ledger, go = tmp_path / "out", tmp_path / "ledger.txt", tmp_path / "go"
+    jobs = job_file(tmp_path, HOLD.format(i=0, ledger=ledger, go=go),
+                    f"echo 1 >> {ledger}")
+    runner = start_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--output-dir", out)
+    wait_for(lambda: out.exists() and handed(out), timeout=20, what="job 1 handed")
+    r = run_hog(tmp_path, "stop", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: job_rows(out)[1]["status"] == "queued", timeout=10,
+             what="job 1 queued again")
+    go.touch()
+    runner.wait(30)
+    assert counts_of(ledger) == {"0": 1}
+    rows = job_rows(out)
+    assert rows[0]["status"] == "succeeded"
+    assert rows[1]["status"] == "queued" and rows[1]["attempt"] == 0
+    assert not job_dir(tmp_path, 1, output="out").exists()
