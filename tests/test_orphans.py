@@ -228,7 +228,9 @@ def test_a_survivor_waits_for_the_dead_runners_slot_to_finish_writing_a_folder(h
     """The killed runner's slots still end their jobs (these ignore SIGTERM: KILL after
     the grace) and record them; the survivor settles each only once that is written."""
     out, n = hq.tmp / "out", 4
-    jobs = job_file(hq.tmp, *[f"trap '' TERM; {ledger_job(hq.tmp, 1.5)}"] * n)
+    # (3 s: A's jobs still run when it is killed and its grace is over; the jobs A had
+    # handed to its busy slots reach B only once A gives them back, on its next tick)
+    jobs = job_file(hq.tmp, *[f"trap '' TERM; {ledger_job(hq.tmp, 3)}"] * n)
     a = hq.start("--job_file", jobs, "--gpus", "0,1", "--output_dir", out, "-q",
                  "--grace", "1")
     wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="runner A running 2 jobs")

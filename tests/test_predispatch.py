@@ -97,6 +97,38 @@ def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(
     assert started(e) == [0, 1, 2]
 
 
+def test_after_a_failure_the_handed_job_comes_back_and_the_runner_places_it_again(engines):
+    e = engines.make(["exit 1", "echo 1", "echo 2"])
+    e.settle()
+    assert e.backend.nexts[0].job.index == 1
+    e.backend.end_job(0, Status.FAILED)     # the slot gives job 1 back with the Ended
+    e.settle()
+    while e.backend.pending:
+        e.settle()
+    assert e.backend.withdrawals == []      # (the slot's own choice: nobody asked)
+    assert statuses(e)[1] in ("running", "handed")
+    assert e.run_all()
+    assert e.counts() == {"failed": 1, "succeeded": 2}
+    assert started(e) == [0, 1, 2]          # in queue order, each once
+
+
+def test_a_handed_job_the_slot_did_not_start_stays_handed_until_it_comes_back(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
+    e.settle()
+    d = e.backend.nexts.pop(0)              # it reached the slot after its job ended
+    e.backend.end_job(0)
+    e.settle()
+    assert e.st.next[0].job.index == d.job.index and 0 not in e.st.running
+    assert statuses(e)[1] == "handed" and not e.st.progress.running
+    assert not e.runner._finished()         # not done while it is on its way back
+    e.backend.nexts[0] = d                  # the idle slot's answer: Withdrawn
+    e.backend.withdraw(0, d.job.index)
+    e.settle()
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 3}
+    assert started(e) == [0, 1, 2]
+
+
 def test_a_started_record_costs_no_commit_of_its_own_and_joins_the_next_write(engines):
     e = engines.make(["echo 0", "echo 1"])
     e.settle()
