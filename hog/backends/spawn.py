@@ -10,12 +10,8 @@ Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s;
 jobs whose runner died (found by that record), and ``become_subreaper`` with
 ``end_descendants`` catch what a job started that left its process group (``setsid``).
 
-What a job used is the kernel's accounting of reaped processes, read as they are
-reaped (``os.wait4``), never by polling: the leader's resource usage covers it and
-every descendant reaped inside the job (a shell's waited-for commands); what the job
-left behind is reaped by its slot (``end_descendants``, the slot being their
-subreaper) and added (``Reaped``). Not covered: processes still alive when the slot
-gives up on them, and those reaped by someone else (no subreaper: init).
+What a job used is read as its processes are reaped (``os.wait4``) and added up by
+``hog.backends.rusage.Reaped``.
 """
 import ctypes
 import errno
@@ -27,7 +23,8 @@ import subprocess
 import time
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from hog.model import JobProcess, JobTrace, Usage
+from hog.backends.rusage import Reaped
+from hog.model import JobProcess, JobTrace
 from hog.proc import all_pids, children_of, environ_has, is_alive, is_zombie, proc_ids, start_ticks
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -133,28 +130,6 @@ def exit_status(status: int) -> Tuple[Optional[int], Optional[str]]:
     if os.WIFSIGNALED(status):
         return None, signal.Signals(os.WTERMSIG(status)).name
     return os.WEXITSTATUS(status), None
-
-
-class Reaped:
-    """The resource usage of reaped processes, summed (CPU) and maxed (resident memory)."""
-
-    def __init__(self) -> None:
-        self.user = 0.0
-        self.system = 0.0
-        self.max_rss_kib = 0
-        self.any = False
-
-    def add(self, ru) -> None:
-        self.user += ru.ru_utime
-        self.system += ru.ru_stime
-        self.max_rss_kib = max(self.max_rss_kib, ru.ru_maxrss)   # KiB on Linux
-        self.any = True
-
-    def usage(self) -> Usage:
-        if not self.any:
-            return Usage()
-        return Usage(cpu_user_s=round(self.user, 3), cpu_system_s=round(self.system, 3),
-                     max_rss_bytes=self.max_rss_kib * 1024)
 
 
 class Watch:

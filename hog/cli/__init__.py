@@ -46,8 +46,9 @@ def cmd_completion(argv: List[str]) -> int:
 
 _VERBS = "hog.cli.verbs"
 _RUN = "hog.cli.run"
+_GPUS = "hog.cli.gpus"
 VERBS: Dict[str, Callable[[List[str]], int]] = {
-    "run": _lazy(_RUN, "cmd_run_dir"), "gpus": _lazy(_VERBS, "cmd_gpus"),
+    "run": _lazy(_RUN, "cmd_run_dir"), "gpus": _lazy(_GPUS, "cmd_gpus"),
     "watch": _lazy(_RUN, "cmd_watch"),
     "status": _lazy(_VERBS, "cmd_status"), "add": _lazy(_VERBS, "cmd_add"),
     "stop": _lazy(_VERBS, "cmd_stop"), "kill": _lazy(_VERBS, "cmd_kill"),
@@ -59,7 +60,7 @@ VERBS: Dict[str, Callable[[List[str]], int]] = {
 PARSERS: Dict[str, Callable[[], argparse.ArgumentParser]] = {
     RUN: _lazy(_RUN, "run_parser"), "run": _lazy(_RUN, "run_dir_parser"),
     "completion": _lazy("hog.cli.completion", "completion_parser"),
-    **{verb: _lazy(_RUN if verb == "watch" else _VERBS, f"{verb}_parser")
+    **{verb: _lazy({"watch": _RUN, "gpus": _GPUS}.get(verb, _VERBS), f"{verb}_parser")
        for verb in VERBS if verb not in ("completion", "run")}}
 
 

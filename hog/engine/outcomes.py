@@ -38,8 +38,8 @@ from hog.model import (
 from hog.sources.watch import finish
 from hog.state.diskguard import cannot_write, check_present
 from hog.state.files import UnsafePath
-from hog.state.jobdir import clear_withdrawn
 from hog.state.store import JobRow
+from hog.state.withdrawn import clear_withdrawn
 
 
 def on_event(st: RunState, event: Event) -> None:

@@ -12,7 +12,8 @@ directory file descriptor, with ``O_NOFOLLOW`` (and ``O_EXCL`` for new files): a
 symbolic link planted there is refused, never followed.
 
 What INFO holds and how it is written is ``state.info``'s; the folder's writer lock
-(held from the start of an attempt until its marker) is ``state.folderlock``'s.
+(held from the start of an attempt until its marker) is ``state.folderlock``'s; the
+flags of cancelled handed jobs (``Layout.withdrawn_flag``) are ``state.withdrawn``'s.
 """
 import os
 import stat
@@ -33,6 +34,7 @@ from hog.state.files import (
 )
 from hog.state.folderlock import FolderLock, flock_fd
 from hog.state.info import render_info
+from hog.state.withdrawn import withdrawn_flag
 
 STATE_DIR = ".hog"
 SUCCESS = "SUCCESS"
@@ -45,7 +47,6 @@ RESULTS_MARK = "results.mark"  # in STATE_DIR: what the last results write can k
 RESULTS_SPOOL = "results.spool"  # in STATE_DIR: <it>.<pid>.jsonl/.csv, a runner's in the making
 REPORT_HTML = "report.html"
 RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's output
-WITHDRAWN_DIR = "withdrawn"    # in STATE_DIR: "<id>.<attempt>", a handed job cancelled
 # The output directory itself is the user's to name (it may be a link they made);
 # everything inside it is opened relative to it, without following links.
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -321,24 +322,6 @@ def _read_text(path: str) -> Optional[str]:
             return f.read()
     except OSError:
         return None
-
-
-def withdrawn_flag(state_dir: str, index: int, attempt: int) -> str:
-    return os.path.join(state_dir, WITHDRAWN_DIR, f"{index}.{attempt}")
-
-
-def flag_withdrawn(state_dir: str, index: int, attempt: int) -> None:
-    """Leave the flag a slot reads before it starts a handed job (``hog kill``)."""
-    path = withdrawn_flag(state_dir, index, attempt)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-
-
-def clear_withdrawn(layout: Layout, index: int, attempt: int) -> None:
-    try:
-        os.unlink(layout.withdrawn_flag(index, attempt))
-    except OSError:
-        pass
 
 
 def read_info(layout: Layout, index: int) -> dict:

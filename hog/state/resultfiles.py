@@ -30,10 +30,10 @@ from itertools import chain, islice, takewhile
 from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple
 
 from hog.model import Status
-from hog.state.db import DB_NAME
 from hog.state.files import UnsafePath, refuse_symlink, replaced_atomically
 from hog.state.jobdir import RESULTS_CSV, RESULTS_JSONL, RESULTS_MARK, RESULTS_SPOOL, Layout
 from hog.state.reading import SweepReader
+from hog.state.resultdates import checkpoint, date_after_store, date_results
 from hog.state.results import PARAM, columns, record
 from hog.state.rows import ResultRow
 
@@ -341,58 +341,6 @@ class ResultsSpool:
                 pass
 
 
-def results_current(layout: Layout) -> bool:
-    """Whether ``results.jsonl`` and ``.csv`` are both newer than the store's last change
-    (its file's or its write-ahead log's time), so that writing them again would give
-    the same files (a change made while they were written dates them older: see
-    ``date_results``)."""
-    try:
-        made = min(os.stat(layout.sweep_file(name)).st_mtime_ns
-                   for name in (RESULTS_JSONL, RESULTS_CSV))
-        db = os.path.join(layout.state_dir, DB_NAME)
-        changed = os.stat(db).st_mtime_ns
-        wal = os.stat(db + "-wal") if os.path.exists(db + "-wal") else None
-        if wal is not None and wal.st_size:     # empty: a reader made it, nothing new
-            changed = max(changed, wal.st_mtime_ns)
-    except (OSError, ValueError):
-        return False
-    return made > changed
-
-
-def date_results(layout: Layout, read_from: float) -> None:
-    """Date the results files just written as of ``read_from`` (less a margin: file
-    times lag the clock by a tick), for when the store changed while they were
-    written: they are then older than the store, and written again next time."""
-    at = int((read_from - 0.05) * 1e9)
-    for name in (RESULTS_JSONL, RESULTS_CSV):
-        os.utime(layout.sweep_file(name), ns=(at, at))
-
-
-def _date_after_store(layout: Layout) -> None:
-    """Files written from a store nobody else changed meanwhile, dated after the store's
-    last change even where both fall in the same tick of the file clock (a few ms)."""
-    db = os.path.join(layout.state_dir, DB_NAME)
-    try:
-        changed = max(os.stat(path).st_mtime_ns for path in (db, db + "-wal")
-                      if os.path.exists(path))
-        for name in (RESULTS_JSONL, RESULTS_CSV):
-            path = layout.sweep_file(name)
-            if os.stat(path).st_mtime_ns <= changed:
-                os.utime(path, ns=(changed + 1000, changed + 1000))
-    except (OSError, ValueError):
-        pass
-
-
-def checkpoint(store: SweepReader) -> None:
-    """The log's pages into the store's file now, not when it closes after the results
-    are written: the results files stay newer than the store (``results_current``).
-    Best effort: a reader that cannot checkpoint leaves the files to be dated by it."""
-    try:
-        store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    except sqlite3.Error:
-        pass
-
-
 def save_results(store: SweepReader, layout: Layout,
                  spool: Optional[ResultsSpool] = None) -> None:
     """The results files at the end of a run (from ``spool`` where it can be used): a
@@ -405,7 +353,7 @@ def save_results(store: SweepReader, layout: Layout,
         if store.data_version() != version:     # another shell wrote meanwhile
             date_results(layout, read_from)
         else:
-            _date_after_store(layout)
+            date_after_store(layout)
     except (OSError, sqlite3.Error, UnsafePath) as e:
         if spool is not None:
             spool.discard()

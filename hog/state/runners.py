@@ -45,8 +45,8 @@ from typing import Dict, List, Optional, Tuple, cast
 
 from hog.proc import is_zombie, proc_start_time
 from hog.state.db import Database, Writer
-from hog.state.jobdir import flag_withdrawn
 from hog.state.rows import RunnerRow
+from hog.state.withdrawn import flag_withdrawn
 
 STALE_HEARTBEAT_S = 60.0
 HEARTBEAT_S = 5.0

@@ -18,7 +18,8 @@ from hog.errors import UsageError
 from hog.state.files import UnsafePath, replaced_atomically
 from hog.state.jobdir import REPORT_HTML, RESULTS_JSONL, STATE_DIR, Layout
 from hog.state.reading import SweepReader
-from hog.state.resultfiles import date_results, results_current, write_results
+from hog.state.resultdates import date_results, results_current
+from hog.state.resultfiles import write_results
 from hog.views.report.gather import Sweep, gather
 from hog.views.report.html import build
 from hog.views.report.timeline import Bar, Lane, Usage, lanes_and_bars, usage
