@@ -170,10 +170,27 @@ def withdrawn(st: RunState, slot: int, index: int) -> None:
     clear_withdrawn(st.layout, index, d.attempt)
     cancelled = st.withdrawing.pop(index, None) == "cancel"
     st.store.unhand(index, cancelled=cancelled)
-    st.ready.clear()
+    if not cancelled:
+        back_in_ready(st, index)
     if cancelled:
         st.display.message(f"{d.name} cancelled before it started")
         intake.refresh_total(st)
+
+
+def back_in_ready(st: RunState, index: int) -> None:
+    """A job queued again unstarted: into the ready list at its place in run order
+    (priority, then number), not the whole list read again; past the list's end the
+    next reading of the queue brings it."""
+    if not st.ready:
+        return
+    row = st.store.row(index)
+    if row is None or row.status != Status.QUEUED.value:
+        return
+    key = (-row.priority, row.id)
+    for i, (r, _) in enumerate(st.ready):
+        if (-r.priority, r.id) > key:
+            st.ready.insert(i, (row, limits.with_defaults(st, row.job())))
+            return
 
 
 def unhand_all(st: RunState) -> None:
