@@ -114,9 +114,10 @@ class RunnerRows(Database):
 
     def waiting_jobs(self, limit: int = 1000) -> List[Tuple[int, Optional[str], str]]:
         """(id, name, what it waits for) of queued jobs no runner of the queue can run
-        now (set by the runners with ``set_waiting``)."""
+        now (set by the runners with ``set_waiting``); through ``jobs_waiting``, never a
+        scan of the queued jobs (``+status``: not by the status index)."""
         return [(r[0], r[1], r[2]) for r in self.db.execute(
-            "SELECT id, name, waiting FROM jobs WHERE status = 'queued' AND waiting IS NOT NULL "
+            "SELECT id, name, waiting FROM jobs WHERE waiting IS NOT NULL AND +status = 'queued' "
             "ORDER BY id LIMIT ?", (limit,))]
 
     def runner_pid(self, runner: Optional[int]) -> str:

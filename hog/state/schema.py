@@ -159,11 +159,13 @@ ALTER TABLE jobs ADD COLUMN gpu_util_mean REAL
 # of the queue to tell whether a job this runner cannot run has a runner that might
 # (engine/eligibility.py): ``keep_alive`` (1: --keep-alive), ``capacity`` (JSON: cpu_slots,
 # resources; '' when unknown, as for an older runner), and a queued job's ``waiting``: what
-# it waits for (a runner with GPU 3, ...), shown by hog status.
+# it waits for (a runner with GPU 3, ...), shown by hog status (``jobs_waiting``: those
+# jobs, without a scan of every queued one).
 SCHEMA_V6 = """
 ALTER TABLE runners ADD COLUMN keep_alive INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runners ADD COLUMN capacity TEXT NOT NULL DEFAULT '';
-ALTER TABLE jobs ADD COLUMN waiting TEXT
+ALTER TABLE jobs ADD COLUMN waiting TEXT;
+CREATE INDEX jobs_waiting ON jobs (id) WHERE waiting IS NOT NULL
 """
 # Version 7: the history of each runner's slots (``hog gpus DIR SPEC`` changes them while
 # it runs): its ``--gpus`` labels from ``at`` on, recorded when it starts and at each
