@@ -300,3 +300,19 @@ def test_hog_gpus_release_lets_a_live_runners_quarantined_gpu_serve_again(tmp_pa
     hog.wait_output("GPU 1 back in service")
     assert run_hog(tmp_path, "stop", "output").returncode == 0
     assert hog.wait(30) == 0
+
+
+def test_a_streak_that_waited_for_proof_is_quarantined_when_another_gpu_succeeds():
+    """GPU 1 fails three jobs fast while GPU 0's first job still runs (no proof yet that
+    other GPUs work); the moment that job succeeds, GPU 1 is quarantined and its three
+    attempts run again."""
+    clock = Clock()
+    h = Health(3, 60.0, clock)
+    h.started(0, ["0"])
+    for job in (1, 2, 3):
+        assert fail_fast(h, job, "1") is None
+    clock.now += 5
+    verdict = h.ended(0, 1, Status.SUCCEEDED)
+    assert verdict is not None and verdict.quarantined and verdict.gpu == "1"
+    assert sorted(job for job, _ in verdict.reruns) == [1, 2, 3]
+    assert h.excluded() == {"1"}

@@ -18,7 +18,8 @@ The rule:
 - A GPU is quarantined once its streak holds ``after`` distinct such jobs and, since the
   streak began, another GPU that is not quarantined has shown it works: an attempt
   there ended without failing fast, or one there has been running for longer than
-  ``within``. When every GPU fails alike, nothing is quarantined.
+  ``within``; a streak long enough is judged again when that proof comes (another
+  GPU's attempt ends well). When every GPU fails alike, nothing is quarantined.
 - The streak's attempts are run again elsewhere without using up a retry (the engine
   does that). If one of those reruns fails fast again on its new GPU before another
   one has done well there, the job was at fault after all: the quarantine is lifted
@@ -103,7 +104,15 @@ class Health:
             for gpu in gpus:
                 self.streaks.pop(gpu, None)
                 self.last_ok[gpu] = now
-            return self._judge_rerun(job, gpus, ok=True)
+            verdict = self._judge_rerun(job, gpus, ok=True)
+            if verdict is not None:
+                return verdict
+            for other in list(self.streaks):    # the proof a failing GPU's streak waited for
+                if other not in gpus and other not in self.quarantined:
+                    verdict = self._maybe_quarantine(other, now)
+                    if verdict is not None:
+                        return verdict
+            return None
         if len(gpus) != 1:
             return None
         gpu = gpus[0]
