@@ -150,7 +150,9 @@ def test_the_output_directory_removed_mid_run_stops_new_jobs_keeps_running_ones_
     ledger, out = hq.tmp / "ledger", hq.tmp / "out"
     jobs = _jobs(hq.tmp, ledger, 6, "sleep 1")
     hog = hq.start("--job_file", jobs, "--output_dir", out, "--gpus", "0,0")
-    wait_for(lambda: len(hq.job_pids()) >= 2, 10, what="two jobs running")
+    # (the runner says a job started once it hears it: after the job's process exists)
+    wait_for(lambda: len(hq.job_pids()) >= 2 and _starts(hog) >= 2, 10,
+             what="two jobs running")
     running = _starts(hog)
     shutil.rmtree(out)
     rc = hog.wait(15)
