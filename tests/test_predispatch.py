@@ -112,16 +112,17 @@ def test_after_a_failure_the_handed_job_comes_back_and_the_runner_places_it_agai
     assert started(e) == [0, 1, 2]          # in queue order, each once
 
 
-def test_a_handed_job_the_slot_did_not_start_stays_handed_until_it_comes_back(engines):
+def test_a_handed_job_its_slot_ended_without_starting_is_queued_again_at_once(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
     d = e.backend.nexts.pop(0)              # it reached the slot after its job ended
-    e.backend.end_job(0)
+    e.backend.end_job(0)                    # Ended says the next one was not started
     e.settle()
-    assert e.st.next[0].job.index == d.job.index and 0 not in e.st.running
-    assert statuses(e)[1] == "handed" and not e.st.progress.running
-    assert not e.runner._finished()         # not done while it is on its way back
-    e.backend.nexts[0] = d                  # the idle slot's answer: Withdrawn
+    # the slot never starts it unasked: taken back, and placed again at once, first in
+    # line (the slot is then handed job 2)
+    assert started(e)[-1] == d.job.index and e.st.running[0].job.index == d.job.index
+    assert e.st.next[0].job.index == 2
+    e.backend.nexts[0] = d                  # the slot's late answer changes nothing
     e.backend.withdraw(0, d.job.index)
     e.settle()
     assert e.run_all()

@@ -84,21 +84,20 @@ class Consumer:
 
     def serve(self) -> None:
         while not self.runner_gone and not self.quitting:
-            d, self.next = self.next, None
-            if d is None:
-                try:
-                    message = wire.receive(self.conn)
-                except (EOFError, OSError):
-                    return
-                if isinstance(message, Quit):
-                    return
-                if not isinstance(message, Dispatch):
-                    continue        # (a Stop or Withdraw for a job already ended)
-                if message.ahead:   # meant to follow a job that has ended meanwhile:
-                    self.send(Withdrawn(message.slot, message.job.index))   # given back
-                    continue
-                d = message
-            self.run_from(d)
+            self._drop_next()   # handed for a job that ended without starting it (the
+                                # runner heard so): it goes back, never starts unasked
+            try:
+                message = wire.receive(self.conn)
+            except (EOFError, OSError):
+                return
+            if isinstance(message, Quit):
+                return
+            if not isinstance(message, Dispatch):
+                continue            # (a Stop or Withdraw for a job already ended)
+            if message.ahead:       # meant to follow a job that has ended meanwhile:
+                self.send(Withdrawn(message.slot, message.job.index))   # given back
+                continue
+            self.run_from(message)
 
     def run_from(self, d: Dispatch) -> None:
         """Run ``d``, then each next job handed meanwhile: when a job ends, its next one

@@ -101,10 +101,12 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage)
-    nxt = st.next.pop(outcome.slot, None) if d is not None and started_next else None
-    if nxt is not None and d is not None:   # its slot has started the job handed to it
+    nxt = st.next.pop(outcome.slot, None) if d is not None else None
+    if nxt is not None and d is not None and started_next:  # its slot started the next
         promote(st, d, nxt)
     else:
+        if nxt is not None:     # its slot ended without starting it: it never will
+            taken_back(st, nxt)
         gone = st.sched.release(outcome.index)
         if gone and isinstance(st.backend, Resizable):
             for slot in gone:
@@ -165,8 +167,15 @@ def withdrawn(st: RunState, slot: int, index: int) -> None:
     or cancelled."""
     d = st.next.get(slot)
     if d is None or d.job.index != index:
-        return
+        return      # (taken back already: its slot's job ended without starting it)
     del st.next[slot]
+    taken_back(st, d)
+
+
+def taken_back(st: RunState, d: Dispatch) -> None:
+    """A handed job its slot will not start: queued again (its attempt uncounted), or
+    cancelled."""
+    index = d.job.index
     clear_withdrawn(st.layout, index, d.attempt)
     cancelled = st.withdrawing.pop(index, None) == "cancel"
     st.store.unhand(index, cancelled=cancelled)
