@@ -92,6 +92,7 @@ def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(
     assert started(e) == [0, 1]
     assert statuses(e) == {0: "succeeded", 1: "running", 2: "handed"}
     assert e.st.running[0].job.index == 1 and e.st.next[0].job.index == 2
+    assert e.st.progress.running[0].index == 1      # what the display shows on that slot
     assert e.run_all()
     assert e.counts() == {"succeeded": 3}
     assert started(e) == [0, 1, 2]

@@ -102,7 +102,9 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage)
     nxt = st.next.pop(outcome.slot, None) if d is not None else None
-    if nxt is not None and d is not None and started_next:  # its slot started the next
+    promoted = nxt is not None and d is not None and started_next
+    if promoted:                # its slot started the job handed to it
+        assert nxt is not None and d is not None
         promote(st, d, nxt)
     else:
         if nxt is not None:     # its slot ended without starting it: it never will
@@ -115,7 +117,7 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     # not cost two file writes per job)
     if st.monitor is not None:
         st.monitor.ours = frozenset(st.pids.values())
-    if nxt is None:
+    if not promoted:
         st.progress.running.pop(outcome.slot, None)
     if retry:
         st.ahead += 1

@@ -66,7 +66,9 @@ class Progress:
                      len(self.slots))
 
     def record(self, outcome: Outcome) -> None:
-        self.running.pop(outcome.slot, None)
+        shown = self.running.get(outcome.slot)
+        if shown is None or shown.index in (None, outcome.index):   # (not the job its
+            self.running.pop(outcome.slot, None)                    # slot has started next)
         self.duration_sum += outcome.duration_s
         self.by_status[outcome.status.value] = self.by_status.get(outcome.status.value, 0) + 1
         if outcome.status is Status.SUCCEEDED:
