@@ -210,8 +210,6 @@ class Runner:
         st = self.st
         if st.running:
             return False
-        if st.next and not st.stopping:     # handed ahead, coming back (``Withdrawn``)
-            return False
         if writable.pending(st):        # the store has not taken everything yet
             return False
         if st.stopping:
