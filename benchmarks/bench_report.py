@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,8 +30,11 @@ from hog.state.jobdir import Layout  # noqa: E402
 from hog.state.store import Store  # noqa: E402
 
 
-def make_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3", fail_every: int = 25) -> None:
-    """A real store holding ``n`` finished jobs on ``slots`` (made-up times)."""
+def synthetic_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3",
+                    fail_every: int = 25) -> Dict[str, int]:
+    """A real store (through hog's own Store) holding ``n`` finished jobs on ``slots``,
+    one in ``fail_every`` failed with a stderr file; times are made up, one job after
+    another on each slot. Returns the counts per status. (The report's tests use it too.)"""
     layout = Layout(str(root))
     layout.prepare_root()
     store = Store(layout.state_dir)
@@ -41,20 +45,23 @@ def make_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3", fail_every: i
                   for i in range(n)], resume=False)
     gpus = slots.split(",")
     free = [time.time()] * len(gpus)       # from the runner's start on
+    counts = {"succeeded": 0, "failed": 0}
     with store.transaction():
         for i in range(n):
             slot = min(range(len(gpus)), key=free.__getitem__)
-            begin, end = free[slot] + 0.05, free[slot] + 0.05 + 5 + (i * 7919 % 50)
+            start, end = free[slot] + 0.05, free[slot] + 0.05 + 5 + (i * 7919 % 50)
             free[slot] = end
             store.claim(i, 0, runner, slot, gpus[slot])
             failed = i % fail_every == 3
             store.ended(i, Status.FAILED if failed else Status.SUCCEEDED, int(failed), None,
-                        begin, end)
+                        start, end)
+            counts["failed" if failed else "succeeded"] += 1
             if failed:
                 os.makedirs(layout.folder(i), exist_ok=True)
                 Path(layout.err_path(i)).write_text(f"RuntimeError: diverged at step {i}\n")
     store.retire_runner(runner)
     store.close()
+    return counts
 
 
 def time_report(root: Path) -> tuple:
@@ -81,7 +88,7 @@ def main() -> None:
     try:
         if not (root / ".hog").exists():
             t = time.monotonic()
-            make_sweep(root, opts.n)
+            synthetic_sweep(root, opts.n)
             print(f"made a sweep of {opts.n:,} jobs in {time.monotonic() - t:.1f}s")
         runs = [time_report(root) for _ in range(opts.reps)]
         walls, cpus = [w for w, _, _ in runs], [c for _, c, _ in runs]

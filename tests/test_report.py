@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import pytest
 
@@ -27,6 +27,7 @@ from .harness import CHECKOUT, assert_no_traceback, job_file, run_hog, start_hog
 if str(CHECKOUT) not in sys.path:
     sys.path.insert(0, str(CHECKOUT))
 
+from benchmarks.bench_report import synthetic_sweep  # noqa: E402,F401  (the report tests' sweep)
 from hog.views.report.pack import unpack  # noqa: E402  (the checkout first on the path)
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome",
@@ -337,43 +338,6 @@ def test_report_of_a_missing_directory_or_one_without_a_sweep_is_a_one_line_erro
     assert r.returncode == 2
     assert r.stderr.strip() == (f"hog: error: {tmp_path / 'missing' / 'r.html'}: cannot write "
                                 f"the report (No such file or directory)")
-
-
-def synthetic_sweep(root: Path, n: int, slots: str = "0,0,1,1,2,2,3,3",
-                    fail_every: int = 25) -> Dict[str, int]:
-    """A real store (through hog's own Store) holding ``n`` finished jobs on ``slots``,
-    one in ``fail_every`` failed with a stderr file; times are made up, one job after
-    another on each slot. Returns the counts per status."""
-    from hog.model import Job, Status
-    from hog.state.jobdir import Layout
-    from hog.state.store import Store
-    layout = Layout(str(root))
-    layout.prepare_root()
-    store = Store(layout.state_dir)
-    with store.transaction():
-        store.set_meta("prefix", "job_")
-        runner = store.register_runner(slots)
-    store.ingest([Job(index=i, command=f"python train.py --seed {i}", name=f"seed-{i}")
-                  for i in range(n)], resume=False)
-    gpus = slots.split(",")
-    free = [time.time()] * len(gpus)
-    counts = {"succeeded": 0, "failed": 0}
-    with store.transaction():
-        for i in range(n):
-            slot = min(range(len(gpus)), key=free.__getitem__)
-            start, end = free[slot] + 0.05, free[slot] + 0.05 + 5 + (i * 7919 % 50)
-            free[slot] = end
-            store.claim(i, 0, runner, slot, gpus[slot])
-            failed = i % fail_every == 3
-            store.ended(i, Status.FAILED if failed else Status.SUCCEEDED, int(failed), None,
-                        start, end)
-            counts["failed" if failed else "succeeded"] += 1
-            if failed:
-                os.makedirs(layout.folder(i), exist_ok=True)
-                Path(layout.err_path(i)).write_text(f"RuntimeError: diverged at step {i}\n")
-    store.retire_runner(runner)
-    store.close()
-    return counts
 
 
 @needs_chromium
