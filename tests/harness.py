@@ -139,6 +139,30 @@ def describe_pid(pid: int) -> str:
         return str(pid)
 
 
+def where_stuck(pids: Iterable[int]) -> str:
+    """For a hang: each process's state, parent and kernel wait channel; then every hog
+    process among them (its environment has PYTHONFAULTHANDLER, see ``hog_env``) is sent
+    SIGABRT, so that its threads' Python stacks go to its stderr. Kills them."""
+    lines = []
+    for pid in pids:
+        fields = proc_stat(pid) or ["?", "?"]
+        try:
+            with open(f"/proc/{pid}/wchan") as f:
+                wchan = f.read().strip()
+        except OSError:
+            wchan = "?"
+        lines.append(f"{describe_pid(pid)} [state {fields[0]}, ppid {fields[1]}, "
+                     f"waits in {wchan}]")
+    for pid in pids:
+        if " -m hog" in describe_pid(pid):
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+    time.sleep(1.0)
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------- waiting
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.05,
              what: str = "condition"):
@@ -159,6 +183,7 @@ def hog_env(extra: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, str]:
     ``open_session``); ``extra`` sets variables, or removes those it maps to None."""
     env = dict(os.environ)
     env.pop("PYTHONUNBUFFERED", None)
+    env["PYTHONFAULTHANDLER"] = "1"         # a hang's stacks: see ``where_stuck``
     for key, value in (extra or {}).items():
         if value is None:
             env.pop(key, None)
@@ -214,7 +239,10 @@ class Background:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            tagged = tagged_pids(os.environ.get(TAG_VAR, ""))
+            stuck = where_stuck(dict.fromkeys([self.pid] + tagged))
             pytest.fail(f"hog (pid {self.pid}) did not exit within {timeout}s\n"
+                        f"its processes:\n{stuck}\n"
                         f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
         for f in self._files:
             f.close()
