@@ -9,6 +9,11 @@
       command running (it writes $EPOCHREALTIME; target: <= 100 ms)
   S4  one hog add DIR -- CMD (target: <= 100 ms)
   S5  hog --version
+  S0  the interpreter alone (python -c pass): what every row above includes
+
+``--python``: the interpreter to measure with, e.g. a fresh venv's (``python3 -m venv V``;
+nothing installed), whose start-up has none of the site hooks a shared machine may add
+to its system Python (on this one, a .pth that loads certifi: about 15 ms of each row).
 
 Each prints min / median / max of a few runs (S1 runs once unless --reps-big).
 Usage: python3 benchmarks/bench_store.py [--reps 5] [--only S2 --only S4]
@@ -32,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Hog:
-    def __init__(self, tree: Path, cwd: Path):
+    def __init__(self, tree: Path, cwd: Path, python: str = sys.executable):
+        self.python = python
         # compiled once, as in an installed hog (not each run, as with
         # PYTHONDONTWRITEBYTECODE), into the temporary folder, not the checkout
         self.env = dict(os.environ, PYTHONPATH=str(tree),
@@ -41,7 +47,7 @@ class Hog:
         self.cwd = cwd
 
     def popen(self, argv: List[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "hog", *argv], cwd=str(self.cwd),
+        return subprocess.Popen([self.python, "-m", "hog", *argv], cwd=str(self.cwd),
                                 env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
 
@@ -102,20 +108,28 @@ def first_job(hog: Hog, tmp: Path, lines: int, rep: int) -> float:
     return float(text) - t0
 
 
+def bare(python: str, env) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([python, "-c", "pass"], env=env, check=True)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--reps-big", type=int, default=1, help="repetitions of S1")
-    ap.add_argument("--only", action="append", choices=["S1", "S2", "S3", "S4", "S5"])
+    ap.add_argument("--only", action="append", choices=["S0", "S1", "S2", "S3", "S4", "S5"])
+    ap.add_argument("--python", default=sys.executable, help="the interpreter (default: this)")
     ap.add_argument("--tree", type=Path, default=ROOT)
     ap.add_argument("--jobs", type=int, default=1_000_000)
     ap.add_argument("--first-lines", type=int, default=100_000)
     args = ap.parse_args()
-    only = set(args.only or ["S1", "S2", "S3", "S4", "S5"])
-    print(f"hog from {args.tree}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    only = set(args.only or ["S0", "S1", "S2", "S3", "S4", "S5"])
+    print(f"hog from {args.tree} with {args.python}; load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="hog-bench-store-") as t:
         tmp = Path(t)
-        hog = Hog(args.tree, tmp)
+        hog = Hog(args.tree, tmp, args.python)
         hog.run(["status", str(tmp / "none")], ok=(2,))     # compiles what the verbs load
         if only & {"S1", "S2"}:
             big = lines_file(tmp / "big.txt", args.jobs)
@@ -146,6 +160,9 @@ def main() -> None:
                 args.reps, lambda i: hog.run(["add", str(tmp / "one"), "--", "true"])[0]))
         if "S5" in only:
             show("S5 hog --version", repeat(args.reps, lambda i: hog.run(["--version"])[0]))
+        if "S0" in only:
+            show("S0 the interpreter alone (python -c pass)", repeat(args.reps, lambda i: bare(
+                args.python, hog.env)))
 
 
 if __name__ == "__main__":

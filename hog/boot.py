@@ -20,19 +20,21 @@ The registration is removed when the sweep ends: its jobs are done, or a user
 stopped it (``hog stop``, Ctrl-C). It is kept when the runner ends by SIGTERM (as
 at shutdown), by a fatal error, or dies (SIGKILL, a power cut): then it resumes.
 """
-import hashlib
 import json
 import os
 import pwd
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, List, Mapping, Optional, Sequence
+
+from hog.state.jobdir import BOOT_MARK
+
+if TYPE_CHECKING:
+    import subprocess
 
 SCRIPT = "boot.sh"
 LOG = "boot.log"
-MARK = "boot"
+MARK = BOOT_MARK
 TAG = "# hog-resume-on-boot"
 ENV_KEPT = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV",
             "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "LANG",
@@ -57,6 +59,7 @@ class BootError(Exception):
 
 
 def key(state_dir: str) -> str:
+    import hashlib  # (with shlex and subprocess: not loaded by ``hog status``)
     return hashlib.sha256(os.path.abspath(state_dir).encode("utf-8", "surrogateescape")
                           ).hexdigest()[:12]
 
@@ -78,6 +81,7 @@ def boot_args(argv: Sequence[str]) -> List[str]:
 
 def script_text(state_dir: str, args: Sequence[str], cwd: str, env: Mapping[str, str],
                 python: str) -> str:
+    import shlex
     state_dir = os.path.abspath(state_dir)
     q = shlex.quote
     lines = ["#!/bin/sh",
@@ -101,6 +105,7 @@ def unit_text(state_dir: str, script: str) -> str:
 
 
 def crontab_line(state_dir: str, script: str) -> str:
+    import shlex
     command = f"/bin/sh {shlex.quote(script)}".replace("%", "\\%")   # % ends a cron command
     return f"@reboot {command} {crontab_tag(state_dir)}"
 
@@ -195,11 +200,7 @@ def _ours(line: str, state_dir: str) -> bool:
 
 def _crontab() -> List[str]:
     """The user's crontab lines ([] when there is none)."""
-    try:
-        done = subprocess.run(["crontab", "-l"], stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=TOOL_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise BootError(f"crontab -l: {e}") from None
+    done = _run(["crontab", "-l"])
     if done.returncode != 0:
         if "no crontab" in done.stderr.lower():
             return []
@@ -208,22 +209,24 @@ def _crontab() -> List[str]:
 
 
 def _set_crontab(lines: List[str]) -> None:
-    text = "".join(line + "\n" for line in lines)
-    try:
-        done = subprocess.run(["crontab", "-"], input=text, capture_output=True, text=True,
-                              timeout=TOOL_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise BootError(f"crontab -: {e}") from None
+    done = _run(["crontab", "-"], "".join(line + "\n" for line in lines))
     if done.returncode != 0:
         raise BootError(f"crontab -: {done.stderr.strip() or f'exit {done.returncode}'}")
 
 
-def _tool(argv: List[str]) -> str:
+def _run(argv: List[str], text: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
+    """``argv`` run to its end (``text`` its input); ``BootError`` if it cannot be."""
+    import subprocess
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        return subprocess.run(argv, input=text, stdin=None if text is not None
+                              else subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=TOOL_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise BootError(f"{' '.join(argv)}: {e}") from None
+
+
+def _tool(argv: List[str]) -> str:
+    done = _run(argv)
     if done.returncode != 0:
         raise BootError(f"{' '.join(argv)}: {done.stderr.strip() or f'exit {done.returncode}'}")
     return done.stdout

@@ -9,6 +9,11 @@ import os
 from typing import List, Optional, Tuple
 
 
+def host() -> str:
+    """This machine's name (``socket.gethostname()``'s answer, without loading socket)."""
+    return os.uname().nodename
+
+
 def proc_start_time(pid: int) -> str:
     """The kernel's start time of ``pid`` ('' if unknown): a pid plus this is unique."""
     try:

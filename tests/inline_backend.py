@@ -26,21 +26,20 @@ from typing import Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 from hog.backends.attempt import Attempt
 from hog.engine.progress import Progress
 from hog.errors import HogError, SourceError
-from hog.model import (
+from hog.messages import (
     BackendFailed,
     Dispatch,
     Ended,
     Event,
     JobMsg,
-    Outcome,
     SlotLost,
     SourceEnd,
     SourceFailed,
     Started,
-    Status,
     StopHow,
     Withdrawn,
 )
+from hog.model import Outcome, Status
 from hog.sources import SourceSpec, open_source
 from hog.state.jobdir import Layout
 from hog.state.store import Store

@@ -6,24 +6,22 @@ import pytest
 
 from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
-from hog.model import (
+from hog.messages import (
     BackendFailed,
     Dispatch,
     Ended,
     ForSlot,
-    Job,
     JobMsg,
-    Outcome,
     Quit,
     SlotLost,
     SourceEnd,
     SourceFailed,
     SourceTotal,
     Started,
-    Status,
     Stop,
     StopHow,
 )
+from hog.model import Job, Outcome, Status
 from hog.state.jobdir import Layout
 
 from .harness import INFO_FIELDS, USAGE_INFO_FIELDS, err, info, marker, out

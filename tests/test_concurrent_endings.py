@@ -12,7 +12,8 @@ import re
 import pytest
 
 from hog.backends.attempt import Attempt
-from hog.model import Dispatch, Job, Status
+from hog.messages import Dispatch
+from hog.model import Job, Status
 from hog.state.jobdir import Layout
 
 ROUNDS = 25

@@ -21,7 +21,8 @@ from multiprocess.connection import wait
 from hog.engine import outcomes, writable
 from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_OK
-from hog.model import Dispatch, Job, Status
+from hog.messages import Dispatch
+from hog.model import Job, Status
 from hog.state.store import HEARTBEAT_S, Store
 
 from .harness import MARKERS, info, job_dirs, job_file, wait_for

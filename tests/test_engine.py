@@ -13,7 +13,7 @@ from hog.config import RunConfig
 from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_FAILED, EXIT_OK
 from hog.engine.runner import Runner
-from hog.model import Dispatch
+from hog.messages import Dispatch
 from hog.sources import SourceSpec
 from hog.state.store import Store
 from tests.inline_backend import Clock, RecordingDisplay

@@ -27,7 +27,8 @@ from hog.engine.control import TICK_S
 from hog.engine.intake import INGEST_BATCH, LOOKAHEAD
 from hog.engine.progress import EXIT_FAILED, EXIT_INT, EXIT_OK, EXIT_TERM, EXIT_USAGE
 from hog.engine.runner import Runner
-from hog.model import Dispatch, Job, Status, StopHow
+from hog.messages import Dispatch, StopHow
+from hog.model import Job, Status
 from hog.sources import SourceSpec
 from hog.state.jobdir import Layout, read_info
 from hog.state.store import Store

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from hog.backends.attempt import Attempt
-from hog.model import Dispatch, Job, Status
+from hog.messages import Dispatch
+from hog.model import Job, Status
 from hog.state.files import UnsafePath
 from hog.state.jobdir import Layout
 

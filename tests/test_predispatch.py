@@ -14,7 +14,8 @@ import time
 import pytest
 
 from hog.backends.factory import local_scheduler
-from hog.model import Job, Status, StopHow
+from hog.messages import StopHow
+from hog.model import Job, Status
 from hog.state.jobdir import Layout
 from hog.state.store import Store
 from hog.views.status import status_data, status_lines

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from hog.backends.attempt import Attempt
-from hog.model import CannotWrite, Dispatch, Ended, Job, Started, Status, StopHow
+from hog.messages import CannotWrite, Dispatch, Ended, Started, StopHow
+from hog.model import Job, Status
 from hog.state.diskguard import Backoff
 from hog.state.jobdir import JobFolder, Layout
 

@@ -60,3 +60,25 @@ def test_a_run_loads_the_engine_and_multiprocess(tmp_path):
     names = imported(tmp_path, "--job_file", jf, "--gpus", "0", "--output_dir", "out",
                      "--display", "quiet")
     assert {"multiprocess", "hog.engine.runner"} <= names
+
+
+# what `hog status` leaves out, each worth a millisecond or more of its start (the
+# messages' classes, OpenSSL, the process and network modules, argparse's shutil)
+NOT_FOR_STATUS = ("hog.messages", "hog.boot", "hashlib", "subprocess", "socket", "shutil",
+                  "difflib")
+
+
+def test_hog_status_loads_neither_the_messages_nor_the_tools_it_does_not_use(tmp_path):
+    subprocess.run([sys.executable, "-m", "hog", "add", "out", "--", "true"], cwd=str(tmp_path),
+                   env=hog_env(), check=True, capture_output=True, timeout=60)
+    names = imported(tmp_path, "status", "out") - interpreter_alone(tmp_path)
+    assert "hog.state.store" in names
+    assert {n for n in NOT_FOR_STATUS if n in names} == set()
+
+
+def interpreter_alone(cwd) -> Set[str]:
+    """What the interpreter loads before any of hog's code (a machine's site hooks)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"], cwd=str(cwd),
+                       env=hog_env(), capture_output=True, text=True, timeout=60)
+    return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}

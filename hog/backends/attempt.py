@@ -16,7 +16,8 @@ import os
 import time
 from typing import Dict, Iterable, Optional, Tuple
 
-from hog.model import NO_USAGE, Dispatch, JobProcess, Outcome, Status, Usage
+from hog.messages import Dispatch
+from hog.model import NO_USAGE, JobProcess, Outcome, Status, Usage
 from hog.state.folderlock import FolderLock
 from hog.state.info import info_fields, render_info
 from hog.state.jobdir import JobFolder, Layout

@@ -1,6 +1,6 @@
 """The boundaries between the runner and where its jobs run, as Protocols.
 
-A backend pairs a ``Backend`` (it executes dispatched jobs and reports ``hog.model``
+A backend pairs a ``Backend`` (it executes dispatched jobs and reports ``hog.messages``
 events) with an ``Admission`` (it decides which queued jobs may start now, and where).
 ``hog.backends.factory.make_backend`` builds the pair from the run's configuration. What a
 backend can do beyond that is a capability it has or lacks, tested with
@@ -20,7 +20,8 @@ from typing import (
     runtime_checkable,
 )
 
-from hog.model import Dispatch, Event, Job, StopHow
+from hog.messages import Dispatch, Event, StopHow
+from hog.model import Job
 from hog.placement import Placement
 
 

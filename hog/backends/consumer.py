@@ -28,21 +28,19 @@ from typing import Callable, Iterable, Optional, Tuple, TypeVar, Union
 from hog.backends import spawn, wire
 from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
-from hog.model import (
+from hog.messages import (
     CannotWrite,
     Dispatch,
     Ended,
-    JobProcess,
-    Outcome,
     Quit,
     Signal,
     Started,
-    Status,
     Stop,
     StopHow,
     Withdraw,
     Withdrawn,
 )
+from hog.model import JobProcess, Outcome, Status
 from hog.signals import SignalFlags
 from hog.state.diskguard import Backoff, cannot_write, check_present, gone
 from hog.state.jobdir import Layout, UnsafePath

@@ -11,7 +11,8 @@ watched scripts: a script does not change with the way it is queued); a job's ow
 """
 from typing import Dict, Iterable, Mapping
 
-from hog.model import Dispatch, slot_label
+from hog.messages import Dispatch
+from hog.model import slot_label
 
 
 def job_env(base: Mapping[str, str], d: Dispatch, gpu_ids: Iterable[str],

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Union
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
 from hog.backends.jobenv import job_dir_variable
-from hog.model import (
+from hog.messages import (
     Dispatch,
     Ended,
     Event,
-    JobTrace,
     Quit,
     Signal,
     SlotLost,
@@ -27,6 +26,7 @@ from hog.model import (
     StopHow,
     Withdraw,
 )
+from hog.model import JobTrace
 from hog.state.jobdir import Layout
 
 if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)

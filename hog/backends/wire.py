@@ -1,5 +1,5 @@
 """Messages between hog's own processes (runner, slot processes, the Ray bridge) over
-``multiprocess`` pipes: the ``hog.model`` messages, pickled, one per message (a slot
+``multiprocess`` pipes: the ``hog.messages``, pickled, one per message (a slot
 sends the ``Ended`` of a job and the ``Started`` of the next one it handed over as
 one list: one wake-up of the runner)."""
 import pickle

@@ -14,7 +14,7 @@ sweep (``DIR/.hog/``), or when there would be too many words otherwise (``hog lo
 JOB``, ``hog gpus DIR SPEC``). A watched directory stands for its sweep (DIR/output).
 """
 import argparse
-import difflib
+import functools
 import os
 import sys
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
@@ -37,6 +37,13 @@ def dashed(token: str) -> str:
 class HogParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that takes both spellings of an option; an unknown option is
     one line naming the nearest real one."""
+
+    def __init__(self, **kw: Any) -> None:
+        # the help's width given, so that argparse does not import shutil to learn it
+        # (every add_argument makes a formatter): 3 ms of every verb's start
+        kw["formatter_class"] = functools.partial(
+            kw.get("formatter_class", argparse.HelpFormatter), width=help_width())
+        super().__init__(**kw)
 
     def parse_known_args(self, args: Optional[Sequence[str]] = None,  # type: ignore[override]
                          namespace: Any = None) -> Tuple[argparse.Namespace, List[str]]:
@@ -114,6 +121,7 @@ class HogParser(argparse.ArgumentParser):
         if not word.startswith("-") or word == "-":
             return f"unexpected argument {word!r}"
         name = word.partition("=")[0]
+        import difflib  # only for a mistyped option
         close = difflib.get_close_matches(name, [o for o in self.options() if o.startswith("--")],
                                           n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else f" (see {self.prog} --help)"
@@ -127,6 +135,22 @@ class HogParser(argparse.ArgumentParser):
             text += ("\ngpu-hog's underscore spellings work too: "
                      + ", ".join(underscored) + "\n")
         return text
+
+
+def help_width() -> int:
+    """The width argparse gives its help (``shutil.get_terminal_size()``'s columns less
+    2): $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns \
+                if sys.__stdout__ is not None else 0
+        except (ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 def make_parser(prog: str, description: str, **kw: Any) -> HogParser:

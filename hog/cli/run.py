@@ -11,7 +11,6 @@ import os
 from typing import Any, List, Optional
 
 from hog import __version__
-from hog.boot import boot_args
 from hog.cli.parsers import (
     DEFAULT_DIR,
     HogParser,
@@ -235,7 +234,7 @@ def _start(args: Any, argv: List[str], source: Optional[SourceSpec], output_dir:
         quarantine_within=args.quarantine_within, oom_retry=not args.no_oom_retry,
         timeout=args.timeout, retries=args.retries, max_failures=args.max_failures,
         wait_for_same_gpus=args.wait_for_same_gpus,
-        resume_on_boot=boot_args(argv) if args.resume_on_boot else ())
+        resume_on_boot=_boot_args(argv) if args.resume_on_boot else ())
     if args.detach:
         from hog.engine.detach import detach  # the store and a re-started hog: only here
         return detach(argv, config)
@@ -285,3 +284,8 @@ def _run(config: RunConfig) -> int:
     from hog.engine.runner import run
     from hog.views.display import make_display
     return run(config, make_display)
+
+
+def _boot_args(argv: List[str]) -> List[str]:
+    from hog.boot import boot_args  # only with --resume-on-boot (hog.boot: 5 ms to load)
+    return boot_args(argv)

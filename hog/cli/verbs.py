@@ -11,7 +11,6 @@ import dataclasses
 import itertools
 import json
 import os
-import shlex
 import sqlite3
 import sys
 from typing import Any, Callable, Dict, Iterable, Iterator, List
@@ -128,6 +127,7 @@ def cmd_add(argv: List[str]) -> int:
         from hog.sources.joboptions import job_kwargs  # loads the job sources: only here
         options = job_kwargs(raw, "hog add")
     if command:
+        import shlex  # only for a command given as several words
         text = command[0] if len(command) == 1 else shlex.join(command)
         if not text.strip():
             raise UsageError("hog add: the command after '--' is empty")

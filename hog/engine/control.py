@@ -20,7 +20,7 @@ from hog.config import slots_for
 from hog.engine import intake, reruns, sweep, waiting, writable
 from hog.engine.state import RunState
 from hog.errors import UsageError
-from hog.model import StopHow
+from hog.messages import StopHow
 from hog.state import gpulog
 from hog.state.jobdir import RUNNER_LOG
 from hog.state.store import HEARTBEAT_S

@@ -29,7 +29,8 @@ from hog.engine import limits, outcomes, reruns, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
 from hog.gpus.discovery import query_gpus
-from hog.model import Dispatch, Job, Status
+from hog.messages import Dispatch
+from hog.model import Job, Status
 from hog.placement import MEMORY
 from hog.sources import watch
 from hog.state.store import JobRow

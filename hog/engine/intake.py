@@ -8,7 +8,8 @@ from typing import List, Optional, Tuple
 
 from hog.engine import writable
 from hog.engine.state import RunState
-from hog.model import Job, JobMsg, SourceFailed, SourceTotal
+from hog.messages import JobMsg, SourceFailed, SourceTotal
+from hog.model import Job
 from hog.state.diskguard import cannot_write
 
 INGEST_BATCH = 500

@@ -21,20 +21,18 @@ from hog.backends.base import LocalCapacity, Resizable, implements
 from hog.engine import control, intake, limits, reruns, waiting, writable
 from hog.engine.progress import Running
 from hog.engine.state import RunState
-from hog.model import (
+from hog.messages import (
     BackendFailed,
     CannotWrite,
     Dispatch,
     Ended,
     Event,
-    Job,
-    Outcome,
     SlotLost,
     Started,
-    Status,
     StopHow,
     Withdrawn,
 )
+from hog.model import Job, Outcome, Status
 from hog.sources.watch import finish
 from hog.state.diskguard import cannot_write, check_present
 from hog.state.files import UnsafePath

@@ -19,7 +19,8 @@ from typing import List
 from hog.backends.base import LocalCapacity
 from hog.engine.health import Verdict
 from hog.engine.state import RunState
-from hog.model import Dispatch, Outcome, Status
+from hog.messages import Dispatch
+from hog.model import Outcome, Status
 from hog.state.oom import err_tail, oom_error
 
 

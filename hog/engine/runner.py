@@ -25,7 +25,6 @@ from typing import Any, Callable, Iterable, Optional
 import multiprocess
 from multiprocess.connection import wait
 
-from hog import boot
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
@@ -238,6 +237,7 @@ class Runner:
             or self.st.store.handed_elsewhere(self.st.runner_id)
 
     def _register_boot(self) -> None:
+        from hog import boot  # only with --resume-on-boot: 5 ms of every start otherwise
         st = self.st
         try:
             done = boot.register(st.layout.state_dir, st.cfg.resume_on_boot)
@@ -249,6 +249,7 @@ class Runner:
                            f"{done.script}")
 
     def _unregister_boot(self) -> None:
+        from hog import boot
         try:
             boot.unregister(self.st.layout.state_dir)
         except (boot.BootError, OSError) as e:

@@ -26,7 +26,8 @@ from hog.config import RunConfig
 from hog.engine.health import Health
 from hog.engine.neighbours import Registry
 from hog.engine.progress import Display, DisplayFactory, Progress
-from hog.model import Dispatch, Job, Outcome
+from hog.messages import Dispatch
+from hog.model import Job, Outcome
 from hog.signals import SignalFlags
 from hog.state.diskguard import WriteGuard
 from hog.state.jobdir import Layout

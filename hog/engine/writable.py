@@ -15,7 +15,7 @@ import sqlite3
 from typing import Optional
 
 from hog.engine.state import RunState
-from hog.model import CannotWrite
+from hog.messages import CannotWrite
 from hog.state.diskguard import cannot_write, gone, probe
 
 

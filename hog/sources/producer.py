@@ -3,7 +3,7 @@
 It runs in its own process, so a slow or heavy source (a yielder that imports a
 framework, or pauses for minutes between items) never holds up the runner, and
 the queue's bound gives back-pressure: memory does not grow with the source.
-Messages are pickled ``hog.model`` messages: ``JobMsg``, ``SourceTotal`` (a file
+Messages are pickled ``hog.messages``: ``JobMsg``, ``SourceTotal`` (a file
 source's job count, from a thread that reads the file once more after the first job is
 out, so the view can show an ETA), then ``SourceEnd`` or ``SourceFailed``.
 """
@@ -12,7 +12,7 @@ import signal
 import threading
 
 from hog.errors import HogError, SourceError
-from hog.model import JobMsg, SourceEnd, SourceFailed, SourceMsg, SourceTotal
+from hog.messages import JobMsg, SourceEnd, SourceFailed, SourceMsg, SourceTotal
 from hog.signals import SignalFlags, set_parent_death_signal
 from hog.sources import SourceSpec, count_jobs, open_source
 

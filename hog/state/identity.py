@@ -22,7 +22,6 @@ an entry is inserted before it) are no identity: those jobs count as unnamed.
 Pure: no SQL, no I/O. ``spec_digest`` is registered as an SQL function so that the
 schema migration computes the same keys for rows written by an older hog.
 """
-import hashlib
 import json
 import re
 from typing import Any, Dict, Iterable, Optional, Tuple
@@ -41,6 +40,7 @@ def definition_digest(command: str, env: Iterable[Tuple[str, str]], cwd: Optiona
     canonical = {"command": command, "env": sorted(dict(env).items()), "cwd": cwd,
                  "gpus": int(count) if count.is_integer() else count}
     text = json.dumps(canonical, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    import hashlib  # here, not at the top: 3 ms of OpenSSL that ``hog status`` never needs
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:DIGEST_CHARS]
 
 

@@ -9,13 +9,13 @@ a few microseconds, and ``yaml.safe_load`` reads every string back exactly. Read
 INFO back is the job folder's (``jobdir.read_info``).
 """
 import re
-import socket
 from typing import Iterable, Optional
 
 from hog.model import Status
+from hog.proc import host
 from hog.state.files import iso
 
-HOST = socket.gethostname()
+HOST = host()
 
 
 def _scalar(value) -> str:

@@ -47,6 +47,7 @@ RESULTS_MARK = "results.mark"  # in STATE_DIR: what the last results write can k
 RESULTS_SPOOL = "results.spool"  # in STATE_DIR: <it>.<pid>.jsonl/.csv, a runner's in the making
 REPORT_HTML = "report.html"
 RUNNER_LOG = "runner.log"      # in STATE_DIR: a detached or hung-up runner's output
+BOOT_MARK = "boot"             # in STATE_DIR: how the sweep resumes after a reboot (hog.boot)
 # The output directory itself is the user's to name (it may be a link they made);
 # everything inside it is opened relative to it, without following links.
 _ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC

@@ -39,21 +39,16 @@ Classes are roles over the one connection of ``state.db``: ``RunnerRows`` reads
 """
 import json
 import os
-import socket
 import time
 from typing import Dict, List, Optional, Tuple, cast
 
-from hog.proc import is_zombie, proc_start_time
+from hog.proc import host, is_zombie, proc_start_time
 from hog.state.db import Database, Writer
 from hog.state.rows import RunnerRow
 from hog.state.withdrawn import flag_withdrawn
 
 STALE_HEARTBEAT_S = 60.0
 HEARTBEAT_S = 5.0
-
-
-def host() -> str:
-    return socket.gethostname()
 
 
 def runner_alive(r: RunnerRow) -> bool:

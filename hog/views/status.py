@@ -13,10 +13,9 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from hog import boot
 from hog.humanize import fmt_duration, printable, shown_path
 from hog.model import USAGE_FIELDS, Status
-from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.jobdir import BOOT_MARK, STATE_DIR, Layout
 from hog.state.reading import SweepReader
 from hog.state.runners import runner_alive
 
@@ -70,7 +69,11 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
 
 def _boot(directory: str) -> Optional[Dict[str, str]]:
     """How the sweep is registered to resume after a reboot (None: it is not)."""
-    found = boot.registered(os.path.join(directory, STATE_DIR))
+    state_dir = os.path.join(directory, STATE_DIR)
+    if not os.path.exists(os.path.join(state_dir, BOOT_MARK)):
+        return None
+    from hog import boot  # only for a registered sweep: 2 ms of every status otherwise
+    found = boot.registered(state_dir)
     return None if found is None else dict(how=found.how, name=found.name,
                                            script=found.script, text=found.describe())
 

@@ -4,7 +4,7 @@ Ray decides on which node, and with which GPU ids, a job runs; hog keeps the res
 the order, dependencies, retries, timeouts, every store transition, and admission
 (``hog.backends.ray.admission``). ``RayBackend`` starts the bridge process
 (``hog.backends.ray.bridge``), the Ray driver, and turns its messages into backend
-events (``hog.model``).
+events (``hog.messages``).
 """
 import os
 import time
@@ -14,7 +14,7 @@ from hog.backends import wire
 from hog.backends.ray.admission import RayAdmission
 from hog.backends.ray.driver import RaySettings, bridge_main
 from hog.errors import UsageError
-from hog.model import (
+from hog.messages import (
     BackendFailed,
     ClusterNodes,
     ClusterReady,

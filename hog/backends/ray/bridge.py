@@ -4,7 +4,7 @@ The runner forks it before Ray is ever imported and talks to it over one duplex
 pipe, as it does with a consumer: down come ``ForSlot(slot, Dispatch | Stop)`` and
 ``Quit`` (exit); up go ``ClusterReady`` or ``ClusterRefused`` once, ``ClusterNodes``
 when the cluster changes, and the backend events ``Started`` and ``Ended``
-(``hog.model``).
+(``hog.messages``).
 
 Each job becomes one Ray task (``raynode.run_job``) asking for its GPUs, its named
 resources and no CPU unless it asks (CPU-only jobs take one), with no retries by
@@ -31,20 +31,19 @@ from hog.backends import wire
 from hog.backends.attempt import Attempt
 from hog.backends.ray.resources import alive_nodes, task_options
 from hog.backends.ray.writes import FolderWrites, OutputWrite
-from hog.model import (
+from hog.messages import (
     CannotWrite,
     ClusterNodes,
     Dispatch,
     Ended,
     ForSlot,
-    Outcome,
     Quit,
     Signal,
     Started,
-    Status,
     Stop,
     StopHow,
 )
+from hog.model import Outcome, Status
 from hog.state.diskguard import check_present
 from hog.state.jobdir import Layout, UnsafePath
 

@@ -14,7 +14,7 @@ import time
 from typing import Callable, List, Optional
 
 from hog.backends.attempt import Attempt
-from hog.model import CannotWrite
+from hog.messages import CannotWrite
 from hog.state.diskguard import Backoff, cannot_write, gone
 
 
