@@ -114,22 +114,43 @@ def test_after_a_failure_the_handed_job_comes_back_and_the_runner_places_it_agai
     assert started(e) == [0, 1, 2]          # in queue order, each once
 
 
-def test_a_handed_job_its_slot_ended_without_starting_is_queued_again_at_once(engines):
+def test_a_handed_job_that_reached_its_slot_after_the_job_ended_runs_there_next(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
+    claims = []
+    claim = e.st.store.claim
+    e.st.store.claim = lambda job_id, *a, **k: claims.append(job_id) or claim(job_id, *a, **k)
     d = e.backend.nexts.pop(0)              # it reached the slot after its job ended
     e.backend.end_job(0)                    # Ended says the next one was not started
     e.settle()
-    # the slot never starts it unasked: taken back, and placed again at once, first in
-    # line (the slot is then handed job 2)
+    # the slot never starts it unasked; the runner sends it again as the slot's own job,
+    # still claimed (not queued again and claimed once more); the slot is handed job 2
     assert started(e)[-1] == d.job.index and e.st.running[0].job.index == d.job.index
+    assert not e.backend.submitted[-1].ahead
     assert e.st.next[0].job.index == 2
+    assert claims == [2]                    # (job 2's, as it was handed)
     e.backend.nexts[0] = d                  # the slot's late answer changes nothing
     e.backend.withdraw(0, d.job.index)
     e.settle()
     assert e.run_all()
     assert e.counts() == {"succeeded": 3}
     assert started(e) == [0, 1, 2]
+
+
+def test_a_handed_job_that_reached_its_slot_after_a_failure_goes_back_to_the_queue(engines):
+    e = engines.make(["exit 1", "echo 1", "echo 2"])
+    e.settle()
+    claims = []
+    claim = e.st.store.claim
+    e.st.store.claim = lambda job_id, *a, **k: claims.append(job_id) or claim(job_id, *a, **k)
+    d = e.backend.nexts.pop(0)              # late, and the job before it failed: the
+    e.backend.end_job(0, Status.FAILED)     # runner chooses what runs next there
+    e.settle()
+    assert e.st.progress.failed == 1
+    assert claims[0] == d.job.index         # queued again, and claimed afresh
+    assert e.run_all()
+    assert e.counts() == {"failed": 1, "succeeded": 2}
+    assert sorted(started(e)) == [0, 1, 2] and d.job.index in started(e)
 
 
 def test_a_started_record_costs_no_commit_of_its_own_and_joins_the_next_write(engines):

@@ -27,15 +27,13 @@ from typing import List, Optional, Sequence, Set, Tuple, cast
 from hog.backends.base import LocalCapacity, PreDispatching, implements
 from hog.engine import limits, outcomes, reruns, writable
 from hog.engine.progress import Running
-from hog.engine.state import RunState
+from hog.engine.state import READY_AHEAD, RunState
 from hog.gpus.discovery import query_gpus
 from hog.messages import Dispatch
 from hog.model import Job, Status
 from hog.placement import MEMORY
 from hog.sources import watch
 from hog.state.store import JobRow
-
-READY_AHEAD = 64
 
 
 def learn_gpu_memory(st: RunState) -> None:

@@ -7,7 +7,7 @@ import sqlite3
 from typing import List, Optional, Tuple
 
 from hog.engine import writable
-from hog.engine.state import RunState
+from hog.engine.state import READY_AHEAD, RunState
 from hog.messages import JobMsg, SourceFailed, SourceTotal
 from hog.model import Job
 from hog.state.diskguard import cannot_write
@@ -78,7 +78,21 @@ def store_jobs(st: RunState, batch: List[Job]) -> None:
         st.ingested = [a + b for a, b in zip(st.ingested, counts)]
         st.base_total += counts[0] + counts[1]
         st.ahead += counts[0] + counts[1]
-        st.ready.clear()      # new jobs may come before what we fetched
+        if not still_the_head(st, batch, again=counts[1]):
+            st.ready.clear()  # new jobs may come before what we fetched
+
+
+def still_the_head(st: RunState, batch: List[Job], again: int) -> bool:
+    """Is the ready list still the head of the queue with ``batch`` stored? So when every
+    new job sorts after its last (none queued again with its old number, none of a
+    higher priority) and it still offers the scheduler a choice: at least half its
+    length, not only jobs waiting for others. Then it is kept, not read again from the
+    store after every batch the source brings (once a job, for a streaming source)."""
+    if again or len(st.ready) < READY_AHEAD // 2:
+        return False
+    last = st.ready[-1][1].priority
+    return all(job.priority <= last for job in batch) \
+        and any(job.index not in st.waiting_deps for _, job in st.ready)
 
 
 def may_ingest(st: RunState) -> bool:

@@ -100,10 +100,13 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage)
     nxt = st.next.pop(outcome.slot, None) if d is not None else None
-    promoted = nxt is not None and d is not None and started_next
-    if promoted:                # its slot started the job handed to it
+    late = nxt is not None and not started_next and runs_late(st, nxt, outcome, retry)
+    promoted = nxt is not None and d is not None and (started_next or late)
+    if promoted:                # its slot started the job handed to it (or starts it now)
         assert nxt is not None and d is not None
         promote(st, d, nxt)
+        if late:
+            st.claimed.append(replace(nxt, ahead=False))    # sent once the turn commits
     else:
         if nxt is not None:     # its slot ended without starting it: it never will
             taken_back(st, nxt)
@@ -125,6 +128,18 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
                            + (f"{rerun} (no retry used)" if rerun else "retrying"))
         return
     account(st, outcome)
+
+
+def runs_late(st: RunState, nxt: Dispatch, outcome: Outcome, retry: bool) -> bool:
+    """The job handed to a slot reached it only after the slot's job ended (a job shorter
+    than the runner's round trip), so the slot gives it back unstarted. If nothing
+    changed what runs next there (the job succeeded, the run goes on, the handed job is
+    not being taken back, the slot may still be handed a job), it runs there all the
+    same, sent again as the slot's own job: not queued again to be claimed once more."""
+    return outcome.status is Status.SUCCEEDED and not retry and not st.stopping \
+        and not st.killing and not st.others_running and nxt.job.index not in st.withdrawing \
+        and writable.may_start(st) and implements(st.sched, LocalCapacity) \
+        and cast(LocalCapacity, st.sched).can_hand(nxt.slot)
 
 
 def gpu_usage(st: RunState, outcome: Outcome, pid: int) -> Outcome:

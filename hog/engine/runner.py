@@ -31,7 +31,7 @@ from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep, waiting, writable
 from hog.engine.detach import ParentReport
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
-from hog.engine.state import RunState
+from hog.engine.state import READY_AHEAD, RunState
 from hog.errors import UsageError, WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
@@ -232,7 +232,7 @@ class Runner:
         return any(r.id != self.st.runner_id for r in self.st.store.live_runners())
 
     def _queued_here(self) -> bool:
-        rows = self.st.store.queued(dispatch.READY_AHEAD + len(self.st.not_here))
+        rows = self.st.store.queued(READY_AHEAD + len(self.st.not_here))
         return any(r.id not in self.st.not_here for r in rows) \
             or self.st.store.handed_elsewhere(self.st.runner_id)
 

@@ -60,6 +60,9 @@ class PendingDisplay:
         self.notices.append(text)
 
 
+READY_AHEAD = 64    # queued jobs read ahead into ``RunState.ready`` (the queue's head)
+
+
 class RunState:
     """One run's shared state (see the module's docstring)."""
 
@@ -89,7 +92,7 @@ class RunState:
         self.registry = Registry()      # for those started with --wait_for_running
         self.hooks: Any = None          # --on_job_end / --on_finish only
         # the job path
-        self.ready: Deque[Tuple[JobRow, Job]] = deque()
+        self.ready: Deque[Tuple[JobRow, Job]] = deque()   # the queue's head: READY_AHEAD
         self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
