@@ -58,6 +58,14 @@ def started(e: Engine):
     return [d.job.index for d in e.backend.submitted]
 
 
+def claims_of(e: Engine) -> list:
+    """The ids of the jobs ``e`` claims from now on, in order (filled as it claims)."""
+    claims: list = []
+    claim = e.st.store.claim
+    e.st.store.claim = lambda job_id, *a, **k: claims.append(job_id) or claim(job_id, *a, **k)
+    return claims
+
+
 def statuses(e: Engine):
     with_store = other_store(e)
     try:
@@ -117,9 +125,7 @@ def test_after_a_failure_the_handed_job_comes_back_and_the_runner_places_it_agai
 def test_a_handed_job_that_reached_its_slot_after_the_job_ended_runs_there_next(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
-    claims = []
-    claim = e.st.store.claim
-    e.st.store.claim = lambda job_id, *a, **k: claims.append(job_id) or claim(job_id, *a, **k)
+    claims = claims_of(e)
     d = e.backend.nexts.pop(0)              # it reached the slot after its job ended
     e.backend.end_job(0)                    # Ended says the next one was not started
     e.settle()
@@ -140,9 +146,7 @@ def test_a_handed_job_that_reached_its_slot_after_the_job_ended_runs_there_next(
 def test_a_handed_job_that_reached_its_slot_after_a_failure_goes_back_to_the_queue(engines):
     e = engines.make(["exit 1", "echo 1", "echo 2"])
     e.settle()
-    claims = []
-    claim = e.st.store.claim
-    e.st.store.claim = lambda job_id, *a, **k: claims.append(job_id) or claim(job_id, *a, **k)
+    claims = claims_of(e)
     d = e.backend.nexts.pop(0)              # late, and the job before it failed: the
     e.backend.end_job(0, Status.FAILED)     # runner chooses what runs next there
     e.settle()
