@@ -20,6 +20,7 @@ a child subreaper, so what a job leaves behind outside its process group (``sets
 daemons) becomes the consumer's child and is ended when the job ends.
 """
 import os
+import select
 import signal
 import time
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ class Consumer:
     def __init__(self, conn, layout: Layout, grace: float):
         self.conn = conn
         self.fd = conn.fileno()
+        self.waiting = select.poll()    # has the runner said something? (a message is read
+        self.waiting.register(self.fd, select.POLLIN)   # whole: none waits in a buffer)
         self.layout = layout
         self.grace = grace
         self.env = dict(os.environ)
@@ -214,16 +217,17 @@ class Consumer:
         meanwhile is read first (a ``Withdraw`` may be waiting); none once the slot
         was told to quit or the runner is gone, nor after a job that did not succeed
         (``failed``): the runner then chooses what runs next (--max-failures, a
-        quarantine, a retry first)."""
-        if self.next is None:
-            return None
+        quarantine, a retry first). The pipe is read even when nothing was handed yet:
+        the next job may be there, sent while this one ran but not read before it ended."""
         try:
-            while not self.runner_gone and self.conn.poll(0):
-                self._side_message(wire.receive(self.conn))
+            while not self.runner_gone and self.waiting.poll(0):  # (conn.poll: 0.1 ms)
+                self._side_message(wire.receive(self.conn))     # (a Stop: for the ended job)
         except (EOFError, OSError):
             self.runner_gone = True
         d, self.next = self.next, None
-        if d is not None and (failed or self.runner_gone or self.quitting or os.path.exists(
+        if d is None:
+            return None
+        if (failed or self.runner_gone or self.quitting or os.path.exists(
                 self.layout.withdrawn_flag(d.job.index, d.attempt))     # (hog kill)
                 or _disk_low(self.layout.root)):    # the runner decides, once it knows
             self.send(Withdrawn(d.slot, d.job.index))

@@ -372,6 +372,8 @@ def end_descendants(grace: float, keep: Iterable[int] = (),
     come to us in turn and go the same way. ``keep``: children not to touch; ``reaped``
     adds up what the reaped ones used. Returns how many were ended. Cheap when nothing
     is left: one read of our children list."""
+    if not _any_child():
+        return 0                # (the common case, asked in one system call)
     keep = set(keep)
     ended = 0
     for _ in range(50):                      # rounds: each adopts the orphans of the last
@@ -391,6 +393,17 @@ def end_descendants(grace: float, keep: Iterable[int] = (),
         for pid in live:
             _reap(pid, block=True, reaped=reaped)
     return ended
+
+
+def _any_child() -> bool:
+    """Has this process a child, alive or not? ``waitid`` without waiting or reaping: it
+    fails with ECHILD only when there is none. Between two jobs of a slot that is the
+    answer almost always, and reading the children from ``/proc`` costs 0.15 ms there."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _signal_kids(pids: List[int], sig: int) -> None:
