@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Tuple, TypeVar, Union
 
-from hog.backends import spawn, wire
+from hog.backends import spawn, subreaper, wire
 from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
 from hog.messages import (
@@ -190,7 +190,7 @@ class Consumer:
                 spawn.sweep_leftovers(pid, self.grace)
         finally:
             watch.close()
-            spawn.end_descendants(self.grace, reaped=watch.reaped)  # adopted by us
+            subreaper.end_descendants(self.grace, reaped=watch.reaped)  # adopted by us
         live.stopped = self.told_stop
         return status, ended
 
@@ -416,5 +416,5 @@ def consumer_main(conn, layout: Layout, grace: float, close: Iterable) -> None:
     flags = SignalFlags()     # terminal signals (and Slurm's USR1/USR2) are the runner's business
     flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1,
                    signal.SIGUSR2])
-    spawn.become_subreaper()
+    subreaper.become_subreaper()
     Consumer(conn, layout, grace).serve()

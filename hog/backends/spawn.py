@@ -7,13 +7,12 @@ memory. ``os.posix_spawn`` (vfork+exec in glibc) keeps the cost per job low.
 
 Telling processes apart (a pid with its kernel start time) is ``hog.proc``'s;
 ``job_process`` is the record of a started job, ``end_leftovers`` ends what is left of
-jobs whose runner died (found by that record), and ``become_subreaper`` with
-``end_descendants`` catch what a job started that left its process group (``setsid``).
+jobs whose runner died (found by that record). What a job started that left its
+process group (``setsid``, a daemon) is ``hog.backends.subreaper``'s to end.
 
 What a job used is read as its processes are reaped (``os.wait4``) and added up by
 ``hog.backends.rusage.Reaped``.
 """
-import ctypes
 import errno
 import os
 import select
@@ -25,7 +24,7 @@ from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from hog.backends.rusage import Reaped
 from hog.model import JobProcess, JobTrace
-from hog.proc import all_pids, children_of, environ_has, is_alive, is_zombie, proc_ids, start_ticks
+from hog.proc import all_pids, environ_has, is_alive, is_zombie, proc_ids, start_ticks
 
 BASH = shutil.which("bash") or "/bin/bash"
 
@@ -340,88 +339,12 @@ def _signal_all(found: Dict[JobTrace, List[int]], sig: int) -> None:
             if leader is None or leader[3] == p.start:     # the group is still the job's
                 signal_group(p.pgid, sig)
         for pid in pids:
-            _kill(pid, sig)
+            kill_pid(pid, sig)
 
 
-def _kill(pid: int, sig: int) -> None:
+def kill_pid(pid: int, sig: int) -> None:
+    """``sig`` to ``pid``; nothing if it is gone or not ours."""
     try:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-# ------------------------------------------------------------- the subreaper
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def become_subreaper() -> bool:
-    """Make this process (a slot) the reaper of its orphaned descendants: what a job
-    starts and leaves (``setsid``, a daemon's double fork) becomes our child instead of
-    init's, so ``end_descendants`` finds it. Linux >= 3.4, no privilege needed."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def end_descendants(grace: float, keep: Iterable[int] = (),
-                    reaped: Optional[Reaped] = None) -> int:
-    """After a job ended: end every process it left that became our child (a subreaper
-    adopts them), TERM, up to ``grace`` s, then KILL, and reap them; their own orphans
-    come to us in turn and go the same way. ``keep``: children not to touch; ``reaped``
-    adds up what the reaped ones used. Returns how many were ended. Cheap when nothing
-    is left: one read of our children list."""
-    if not _any_child():
-        return 0                # (the common case, asked in one system call)
-    keep = set(keep)
-    ended = 0
-    for _ in range(50):                      # rounds: each adopts the orphans of the last
-        kids = [pid for pid in children_of(os.getpid()) if pid not in keep]
-        if not kids:
-            return ended
-        live = [pid for pid in kids if not _reap(pid, reaped=reaped)]
-        if not live:
-            continue
-        ended += len(live)
-        _signal_kids(live, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while live and time.monotonic() < deadline:
-            time.sleep(0.01)
-            live = [pid for pid in live if not _reap(pid, reaped=reaped)]
-        _signal_kids(live, signal.SIGKILL)
-        for pid in live:
-            _reap(pid, block=True, reaped=reaped)
-    return ended
-
-
-def _any_child() -> bool:
-    """Has this process a child, alive or not? ``waitid`` without waiting or reaping: it
-    fails with ECHILD only when there is none. Between two jobs of a slot that is the
-    answer almost always, and reading the children from ``/proc`` costs 0.15 ms there."""
-    try:
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return False
-    return True
-
-
-def _signal_kids(pids: List[int], sig: int) -> None:
-    """``sig`` to each child, and to its process group where it leads one (a ``setsid``
-    escaper's own children go with it)."""
-    for pid in pids:
-        ids = proc_ids(pid)
-        if ids is not None and ids[1] == pid:
-            signal_group(pid, sig)
-        _kill(pid, sig)
-
-
-def _reap(pid: int, block: bool = False, reaped: Optional[Reaped] = None) -> bool:
-    """Reap child ``pid`` if it has exited; True when it is gone."""
-    try:
-        done, _, ru = os.wait4(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return True
-    if done != 0 and reaped is not None:
-        reaped.add(ru)
-    return done != 0
