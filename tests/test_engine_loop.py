@@ -669,3 +669,25 @@ def test_the_exit_code_says_how_the_run_ended(engines, ending, code):
     status = Status.FAILED if ending == "one failed" else Status.SUCCEEDED
     assert e.run_all(status if ending != "sigterm" else Status.INTERRUPTED)
     assert engines.finish(e) == code
+
+
+def test_the_ready_list_is_kept_only_while_a_new_batch_sorts_after_it(engines):
+    """A batch from the source leaves the ready list as it is only when nothing in it
+    may run first: no higher priority, none queued again, a list still long enough to
+    choose from and not only jobs waiting for others."""
+    from hog.engine.intake import still_the_head
+    from hog.engine.state import READY_AHEAD
+    e = engines.make(["true"] * (READY_AHEAD + 10))
+    e.settle()
+    st = e.st
+    assert len(st.ready) >= READY_AHEAD // 2
+    later = [Job(index=10_000, command="later")]
+    assert still_the_head(st, later, again=0)
+    assert not still_the_head(st, [Job(index=10_001, command="urgent", priority=1)], again=0)
+    assert not still_the_head(st, later, again=1)           # an old number queued again
+    st.waiting_deps.update(job.index for _, job in st.ready)
+    assert not still_the_head(st, later, again=0)           # nothing in it can start
+    st.waiting_deps.clear()
+    while len(st.ready) >= READY_AHEAD // 2:
+        st.ready.pop()
+    assert not still_the_head(st, later, again=0)           # too few left to choose from
