@@ -103,14 +103,21 @@ def test_scripts_not_started_when_hog_stops_stay_in_to_run_and_run_once_next_tim
         (["s1", "s2", "s3"] if how != "sigterm" else ["s2", "s3"])
 
 
-@pytest.mark.timeout(60)
-def test_the_verbs_work_on_the_watched_directory_itself(hq):
+def watching_two_gated_scripts(hq):
+    """``hog watch`` on a directory with scripts s1 and s2, each held by one gate; s1
+    has started. (directory, ledger, gate, the watcher)."""
     d = hq.tmp / "w"
     ledger, gate = hq.tmp / "ledger", hq.tmp / "gate"
     gated(d, "s1", ledger, gate)
     gated(d, "s2", ledger, gate)
     watcher = hq.start("watch", d, "--gpus", "0")
     wait_for(lambda: Path(f"{ledger}.seen").exists(), timeout=20, what="s1 to start")
+    return d, ledger, gate, watcher
+
+
+@pytest.mark.timeout(60)
+def test_the_verbs_work_on_the_watched_directory_itself(hq):
+    d, ledger, gate, watcher = watching_two_gated_scripts(hq)
     data = hq.status(d)
     assert [r["name"] for r in data["running"]] == ["s1"]
     assert data["counts"]["queued"] == 1
@@ -127,12 +134,7 @@ def test_the_verbs_work_on_the_watched_directory_itself(hq):
 
 @pytest.mark.timeout(60)
 def test_a_script_taken_out_of_to_run_before_it_started_never_runs(hq):
-    d = hq.tmp / "w"
-    ledger, gate = hq.tmp / "ledger", hq.tmp / "gate"
-    gated(d, "s1", ledger, gate)
-    gated(d, "s2", ledger, gate)
-    watcher = hq.start("watch", d, "--gpus", "0")
-    wait_for(lambda: Path(f"{ledger}.seen").exists(), timeout=20, what="s1 to start")
+    d, ledger, gate, watcher = watching_two_gated_scripts(hq)
     wait_for(lambda: hq.status(d)["counts"]["queued"] == 1, what="s2 to be queued")
     os.rename(d / "to_run" / "s2", hq.tmp / "s2.kept")
     write(gate, "")
