@@ -21,7 +21,7 @@ import pickle
 import socket
 import time
 from collections import deque
-from typing import Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from hog.backends.attempt import Attempt
 from hog.engine.progress import Progress
@@ -297,8 +297,14 @@ class HandingBackend(InlineBackend):
         super().__init__(layout, slots, gpus)
         self.nexts: Dict[int, Dispatch] = {}
         self.withdrawals: List[int] = []
+        self.last_ok: Dict[int, bool] = {}      # by slot: its last job succeeded, and
+                                                # nothing followed it yet
+        self.in_flight: Dict[int, List[Any]] = {}   # by slot: sent, not yet read (delay)
 
     def submit(self, d: Dispatch) -> None:
+        if d.slot in self.in_flight:
+            self.in_flight[d.slot].append(d)
+            return
         if d.slot in self.attempts:
             store = Store(self.layout.state_dir)
             try:
@@ -308,9 +314,48 @@ class HandingBackend(InlineBackend):
                 store.close()
             self.nexts[d.slot] = d
             return
+        if d.ahead:
+            self.arrives_late(d)
+            return
         super().submit(d)
 
+    def arrives_late(self, d: Dispatch) -> None:
+        """``d``, handed ahead, reaches its slot after the slot's job ended: the slot
+        starts it if that job succeeded (as a consumer does), else gives it back."""
+        if self.last_ok.pop(d.slot, False):
+            self.submitted.append(d)
+            self.attempts[d.slot] = Attempt.open(self.layout, d)
+            self.start_job(d.slot)
+        else:
+            self._queue(Withdrawn(d.slot, d.job.index))
+
+    def delay(self, slot: int) -> Dispatch:
+        """The next job handed to ``slot`` is still on its way (and whatever is sent to
+        the slot after it) until ``deliver``."""
+        d = self.nexts.pop(slot)
+        self.in_flight[slot] = [d]
+        return d
+
+    def deliver(self, slot: int) -> None:
+        """What was sent to ``slot`` since ``delay`` reaches it, in order (a slot reads
+        what waits in its pipe before it starts a handed job that came late: a
+        ``Withdraw`` of it there takes it back)."""
+        messages = self.in_flight.pop(slot)
+        for i, message in enumerate(messages):
+            if isinstance(message, Dispatch):
+                if message.ahead and slot not in self.attempts \
+                        and message.job.index in messages[i + 1:]:
+                    self.last_ok.pop(slot, None)
+                    self._queue(Withdrawn(slot, message.job.index))
+                else:
+                    self.submit(message)
+            else:
+                self.withdraw(slot, message)
+
     def withdraw(self, slot: int, index: int) -> None:
+        if slot in self.in_flight:
+            self.in_flight[slot].append(index)
+            return
         self.withdrawals.append(index)
         d = self.nexts.get(slot)
         if d is not None and d.job.index == index:
@@ -325,6 +370,7 @@ class HandingBackend(InlineBackend):
             self._queue(Withdrawn(slot, d.job.index))
             d = None
         outcome = super().end_job(slot, status, exit_code, note, started_next=d is not None)
+        self.last_ok[slot] = d is None and status is Status.SUCCEEDED
         if d is not None:       # the next one is spawned before the runner hears
             self.submitted.append(d)
             self.attempts[slot] = Attempt.open(self.layout, d)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from hog.backends.factory import local_scheduler
+from hog.engine import control
 from hog.messages import StopHow
 from hog.model import Job, Status
 from hog.state.jobdir import Layout
@@ -122,39 +123,65 @@ def test_after_a_failure_the_handed_job_comes_back_and_the_runner_places_it_agai
     assert started(e) == [0, 1, 2]          # in queue order, each once
 
 
-def test_a_handed_job_that_reached_its_slot_after_the_job_ended_runs_there_next(engines):
+def test_a_handed_job_that_reaches_its_slot_after_a_success_starts_there_as_it_comes(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
     claims = claims_of(e)
-    d = e.backend.nexts.pop(0)              # it reached the slot after its job ended
+    d = e.backend.delay(0)                  # job 1 is still on its way when job 0 ends
     e.backend.end_job(0)                    # Ended says the next one was not started
     e.settle()
-    # the slot never starts it unasked; the runner sends it again as the slot's own job,
-    # still claimed (not queued again and claimed once more); the slot is handed job 2
-    assert started(e)[-1] == d.job.index and e.st.running[0].job.index == d.job.index
-    assert not e.backend.submitted[-1].ahead
-    assert e.st.next[0].job.index == 2
-    assert claims == [2]                    # (job 2's, as it was handed)
-    e.backend.nexts[0] = d                  # the slot's late answer changes nothing
-    e.backend.withdraw(0, d.job.index)
+    # after a success the slot starts it as it comes: the runner counts it as the
+    # slot's job (not queued again, not claimed again, not sent again), but its row
+    # says 'handed' until it has started
+    assert e.st.running[0].job.index == d.job.index and e.st.promoted == {0: d.job.index}
+    assert statuses(e)[d.job.index] == "handed"
+    assert [x.job.index for x in e.backend.submitted] == [0]
+    assert claims == [2]                    # (job 2's, handed to follow job 1)
+    e.backend.deliver(0)                    # job 1 starts; job 2 waits as its next
     e.settle()
+    assert e.st.promoted == {}
+    e.tick()                                # (its Started is stored with the next write)
+    assert statuses(e) == {0: "succeeded", 1: "running", 2: "handed"}
+    assert e.st.promoted == {} and e.backend.nexts[0].job.index == 2
     assert e.run_all()
     assert e.counts() == {"succeeded": 3}
     assert started(e) == [0, 1, 2]
 
 
-def test_a_handed_job_that_reached_its_slot_after_a_failure_goes_back_to_the_queue(engines):
+def test_a_handed_job_that_reaches_its_slot_after_a_failure_goes_back_to_the_queue(engines):
     e = engines.make(["exit 1", "echo 1", "echo 2"])
     e.settle()
     claims = claims_of(e)
-    d = e.backend.nexts.pop(0)              # late, and the job before it failed: the
+    d = e.backend.delay(0)                  # late, and the job before it failed: the
     e.backend.end_job(0, Status.FAILED)     # runner chooses what runs next there
     e.settle()
-    assert e.st.progress.failed == 1
+    assert e.st.progress.failed == 1 and e.st.promoted == {}
     assert claims[0] == d.job.index         # queued again, and claimed afresh
+    e.backend.deliver(0)                    # the slot gives the handed one back, and
+    e.settle()                              # starts what the runner sent after it
     assert e.run_all()
     assert e.counts() == {"failed": 1, "succeeded": 2}
-    assert sorted(started(e)) == [0, 1, 2] and d.job.index in started(e)
+    assert started(e) == [0, 1, 2]
+
+
+def test_a_late_handed_job_taken_back_before_it_arrives_never_starts(engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
+    e.settle()
+    d = e.backend.delay(0)
+    control.drain(e.st, "stopped by a test")   # (as Ctrl-C does: job 1 is taken back)
+    e.settle()
+    e.backend.end_job(0)                    # job 0 ends before job 1 comes: the runner
+    e.settle()                              # waits for the slot's word on it
+    assert e.st.promoted == {0: d.job.index}
+    e.backend.deliver(0)                    # its Withdraw waits behind it: given back
+    assert e.run_all()
+    assert e.st.promoted == {} and started(e) == [0]
+    assert statuses(e) == {0: "succeeded", 1: "queued", 2: "queued"}
+    store = other_store(e)
+    try:
+        assert store.row(1).attempt == 0    # its claim undone: the attempt not counted
+    finally:
+        store.close()
 
 
 def test_a_started_record_costs_no_commit_of_its_own_and_joins_the_next_write(engines):

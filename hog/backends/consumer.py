@@ -76,6 +76,7 @@ class Consumer:
         self.quitting = False       # told to Quit: no next job starts
         self.told_stop = False      # this attempt was stopped: its last write is tried once
         self.next: Optional[Dispatch] = None    # handed ahead: starts when the job ends
+        self.last_ok = False        # the last job succeeded, and nothing followed it yet
 
     def send(self, message) -> None:
         if self.runner_gone:
@@ -95,10 +96,31 @@ class Consumer:
                 return
             if not isinstance(message, Dispatch):
                 continue            # (a Stop or Withdraw for a job already ended)
-            if message.ahead:       # meant to follow a job that has ended meanwhile:
+            if message.ahead and not self._starts_late(message):
                 self.send(Withdrawn(message.slot, message.job.index))   # given back
                 continue
             self.run_from(message)
+
+    def _starts_late(self, d: Dispatch) -> bool:
+        """``d`` was handed to follow this slot's last job, which ended before it came.
+        It starts now if that job succeeded (as it would have, come in time), nothing
+        already waiting in the pipe takes it back (a ``Withdraw`` of it, a
+        ``Stop(KILL)``, ``Quit``), and nothing else holds it (``_may_start``); the
+        runner, which knows the rule, waits for its ``Started`` or ``Withdrawn``."""
+        ok, self.last_ok = self.last_ok, False
+        if not ok:
+            return False
+        try:
+            while not self.runner_gone and self.waiting.poll(0):
+                message = wire.receive(self.conn)
+                if isinstance(message, Withdraw) and message.index == d.job.index \
+                        or isinstance(message, Stop) and message.how is StopHow.KILL:
+                    ok = False
+                else:           # (a Stop or Signal here is for the job that ended)
+                    self._side_message(message)
+        except (EOFError, OSError):
+            self.runner_gone = True
+        return ok and self._may_start(d)
 
     def run_from(self, d: Dispatch) -> None:
         """Run ``d``, then each next job handed meanwhile: when a job ends, its next one
@@ -110,6 +132,7 @@ class Consumer:
                 if before is not None:
                     self.send(before)
                 self.send(Ended(current))
+                self.last_ok = False
                 return
             live = current
             started = Started(live.d.slot, live.d.job.index, live.pid, live.started,
@@ -121,6 +144,7 @@ class Consumer:
             before = Ended(self._record(live, status, ended), started_next=nxt is not None)
             if following is None:
                 self.send(before)
+                self.last_ok = before.outcome.status is Status.SUCCEEDED
                 return
             current = following
 
@@ -227,12 +251,17 @@ class Consumer:
         d, self.next = self.next, None
         if d is None:
             return None
-        if (failed or self.runner_gone or self.quitting or os.path.exists(
-                self.layout.withdrawn_flag(d.job.index, d.attempt))     # (hog kill)
-                or _disk_low(self.layout.root)):    # the runner decides, once it knows
+        if failed or not self._may_start(d):
             self.send(Withdrawn(d.slot, d.job.index))
             return None
         return d
+
+    def _may_start(self, d: Dispatch) -> bool:
+        """May a handed job start without the runner's say? Not once the slot was told
+        to quit or the runner is gone, not after ``hog kill`` named it, and not while
+        the disk is nearly full (the runner decides, once it knows)."""
+        return not (self.runner_gone or self.quitting or _disk_low(self.layout.root)
+                    or os.path.exists(self.layout.withdrawn_flag(d.job.index, d.attempt)))
 
     def _side_message(self, message) -> bool:
         """A message about the next job (a ``Dispatch``, ``Withdraw``, ``Quit``); True if

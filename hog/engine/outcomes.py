@@ -48,7 +48,11 @@ def on_event(st: RunState, event: Event) -> None:
         st.pids[slot] = pid
         gpus = ",".join(st.running[slot].gpu_ids if chosen is None else chosen)
         reruns.started(st, event.index, gpus.split(","))
-        st.started_due.append(event)        # stored with this turn's (or the next) writes
+        handed = st.promoted.get(slot) == event.index   # its row says 'handed' until now
+        if handed:
+            del st.promoted[slot]
+            confirmed(st, slot, event.index)
+        st.started_due.append((event, handed))  # stored with this turn's (or the next) writes
         if st.monitor is not None:
             st.monitor.ours = frozenset(st.pids.values())
             st.monitor.track(pid, gpus.split(",") if gpus else ())
@@ -78,17 +82,24 @@ def flush_started(st: RunState, now: bool = False) -> None:
     ``now``)."""
     if not st.started_due or not (now or st.store.in_turn()):
         return
-    for event in st.started_due:
+    due, st.started_due = st.started_due, []
+    for event, handed in due:
         gpus = None if event.gpu_ids is None else ",".join(event.gpu_ids)
-        st.store.started(event.index, event.pid, event.started, gpus=gpus, proc=event.proc)
-    st.started_due.clear()
+        if st.store.started(event.index, event.pid, event.started, gpus=gpus,
+                            proc=event.proc, handed=handed) or not handed:
+            continue
+        d = st.running.get(event.slot)      # cancelled meanwhile (hog kill): it stops
+        if d is not None and d.job.index == event.index:
+            clear_withdrawn(st.layout, event.index, d.attempt)
+            st.cancelling.add(event.index)
+            st.backend.stop(event.slot, StopHow.CANCEL)
 
 
 def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     """``outcome``'s job ended; ``started_next``: its slot started the job handed to it
     ahead (a handed job it did not start comes back as ``Withdrawn``)."""
-    flush_started(st, now=True)
     d = st.running.pop(outcome.slot, None)
+    flush_started(st, now=True)
     pid = st.pids.pop(outcome.slot, None)
     if st.monitor is not None and pid is not None:
         outcome = gpu_usage(st, outcome, pid)
@@ -99,14 +110,15 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage)
+    st.promoted.pop(outcome.slot, None)     # (a handed job that could not start)
     nxt = st.next.pop(outcome.slot, None) if d is not None else None
-    late = nxt is not None and not started_next and runs_late(st, nxt, outcome, retry)
-    promoted = nxt is not None and d is not None and (started_next or late)
-    if promoted:                # its slot started the job handed to it (or starts it now)
+    # the slot started the job handed to it, or (it reached the slot only after this
+    # job ended) starts it as it comes, as a slot does after a success
+    promoted = nxt is not None and d is not None and (
+        started_next or outcome.status is Status.SUCCEEDED)
+    if promoted:
         assert nxt is not None and d is not None
         promote(st, d, nxt)
-        if late:
-            st.claimed.append(replace(nxt, ahead=False))    # sent once the turn commits
     else:
         if nxt is not None:     # its slot ended without starting it: it never will
             taken_back(st, nxt)
@@ -130,18 +142,6 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     account(st, outcome)
 
 
-def runs_late(st: RunState, nxt: Dispatch, outcome: Outcome, retry: bool) -> bool:
-    """The job handed to a slot reached it only after the slot's job ended (a job shorter
-    than the runner's round trip), so the slot gives it back unstarted. If nothing
-    changed what runs next there (the job succeeded, the run goes on, the handed job is
-    not being taken back, the slot may still be handed a job), it runs there all the
-    same, sent again as the slot's own job: not queued again to be claimed once more."""
-    return outcome.status is Status.SUCCEEDED and not retry and not st.stopping \
-        and not st.killing and not st.others_running and nxt.job.index not in st.withdrawing \
-        and writable.may_start(st) and implements(st.sched, LocalCapacity) \
-        and cast(LocalCapacity, st.sched).can_hand(nxt.slot)
-
-
 def gpu_usage(st: RunState, outcome: Outcome, pid: int) -> Outcome:
     """The outcome with what the GPU monitor saw of the job (leader ``pid``), which goes
     into its INFO too (appended: the marker says the same)."""
@@ -154,32 +154,53 @@ def gpu_usage(st: RunState, outcome: Outcome, pid: int) -> Outcome:
 
 
 def promote(st: RunState, d: Dispatch, nxt: Dispatch) -> None:
-    """``d`` ended and its slot started ``nxt``, handed to it ahead: ``nxt`` runs there
-    now; what it was being taken back for applies to it as a running job."""
+    """``d`` ended and its slot runs ``nxt``, handed to it ahead, in its place; its row
+    says 'running' once its ``Started`` comes (``confirmed``), or the slot gives it back
+    (``withdrawn``: it reached the slot too late to start)."""
     now = time.time()
     if implements(st.sched, LocalCapacity):
         cast(LocalCapacity, st.sched).hand_over(d.job.index, nxt.job)
-    if not st.store.promote(nxt.job.index, now):     # cancelled meanwhile (hog kill)
-        st.withdrawing[nxt.job.index] = "cancel"
-        clear_withdrawn(st.layout, nxt.job.index, nxt.attempt)
     st.running[nxt.slot] = nxt
+    st.promoted[nxt.slot] = nxt.job.index
     reruns.placed(st, nxt)      # the jobs it shares its GPU with now (never a rerun: those
                                 # are not handed ahead)
     st.ahead = max(0, st.ahead - 1)
     st.progress.running[nxt.slot] = Running(nxt.name, ",".join(nxt.gpu_ids), now,
                                             nxt.job.index)
-    why = st.withdrawing.pop(nxt.job.index, None)
     st.registry.update(len(st.running))
-    if st.killing:
+    if st.killing:      # (a slot told to kill before it starts it gives it back)
         st.backend.stop(nxt.slot, StopHow.KILL)
-    elif why == "cancel":
-        st.cancelling.add(nxt.job.index)
-        st.backend.stop(nxt.slot, StopHow.CANCEL)
+
+
+def confirmed(st: RunState, slot: int, index: int) -> None:
+    """The slot started the job promoted there: what it was being taken back for
+    applies to it as a running job."""
+    if st.withdrawing.pop(index, None) == "cancel" and not st.killing:
+        st.cancelling.add(index)
+        st.backend.stop(slot, StopHow.CANCEL)
+
+
+def unpromoted(st: RunState, slot: int) -> None:
+    """The slot gave back the job promoted there (it came after the job before had
+    ended, and was taken back meanwhile): it never started, and the slot is free."""
+    del st.promoted[slot]
+    d = st.running.pop(slot)
+    st.progress.running.pop(slot, None)
+    st.ahead += 1
+    gone = st.sched.release(d.job.index, ran=False)
+    if gone and isinstance(st.backend, Resizable):
+        for s in gone:
+            st.backend.remove_slot(s)
+    st.registry.update(len(st.running))
+    taken_back(st, d)
 
 
 def withdrawn(st: RunState, slot: int, index: int) -> None:
     """The slot gave back its next job unstarted: queued again (its attempt uncounted),
     or cancelled."""
+    if st.promoted.get(slot) == index:
+        unpromoted(st, slot)
+        return
     d = st.next.get(slot)
     if d is None or d.job.index != index:
         return      # (taken back already: its slot's job ended without starting it)
@@ -244,6 +265,9 @@ def consumer_died(st: RunState, slot: int, why: str) -> None:
         st.withdrawing.pop(nxt.job.index, None)
         st.store.unhand(nxt.job.index)
         st.ready.clear()
+    if slot in st.promoted:             # (nor had the one promoted there, as it heard)
+        st.withdrawing.pop(st.promoted[slot], None)
+        unpromoted(st, slot)
     d = st.running.get(slot)
     if d is not None:
         pid = st.pids.get(slot)

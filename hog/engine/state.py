@@ -10,8 +10,8 @@ added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``
   and its queue, the GPU monitor, the neighbours registry, the hooks, the display;
 - the job path's bookkeeping: ``ready`` (queued jobs fetched from the store),
   ``claimed`` (claimed this turn, sent once committed), ``running``, ``pids`` and
-  ``next`` (handed ahead, see ``dispatch.predispatch``) by slot, ``withdrawing``,
-  ``started_due``, ``not_here``, ``waiting_deps``, ``cancelling``;
+  ``next`` (handed ahead, see ``dispatch.predispatch``) and ``promoted`` by slot,
+  ``withdrawing``, ``started_due``, ``not_here``, ``waiting_deps``, ``cancelling``;
 - whether hog can write (``guard``, ``slots_blocked``, jobs ``held`` from the source
   until the store takes them, ``root_gone``: see ``engine.writable``);
 - the source's counters (``received``, ``ingested``, ``source_total``,
@@ -98,7 +98,9 @@ class RunState:
         self.pids: Dict[int, int] = {}
         self.next: Dict[int, Dispatch] = {}     # by busy slot: its next job, handed ahead
         self.withdrawing: Dict[int, str] = {}   # job id -> why it is being taken back
-        self.started_due: List[Any] = []        # Started events, stored with the next write
+        self.started_due: List[Any] = []        # (Started, handed), stored with the next write
+        self.promoted: Dict[int, int] = {}      # by slot: the handed job it runs now, whose
+                                                # Started is awaited (its row still 'handed')
         self.alone_at: Optional[float] = None   # when ``alone`` was last asked (a tick)
         self.alone = True                       # no other live runner on this queue
         self.not_here: Set[int] = set()     # queued jobs this runner can never run

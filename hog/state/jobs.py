@@ -310,13 +310,6 @@ class Jobs(Writer, RunnerRows):
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
         return attempts + 1 if cur is not None and cur.rowcount == 1 else None
 
-    def promote(self, job_id: int, started: float) -> bool:
-        """A handed job's slot started it (the job before it ended); False if it was
-        cancelled meanwhile (``hog kill``)."""
-        cur = self._write("UPDATE jobs SET status = 'running', started = ? WHERE id = ? "
-                          "AND status = 'handed'", (started, job_id))
-        return cur is None or cur.rowcount == 1
-
     def handed_elsewhere(self, me: int) -> bool:
         """Has another runner handed jobs to its slots ahead (which it gives back to
         the queue once it sees this runner)?"""
@@ -356,14 +349,21 @@ class Jobs(Writer, RunnerRows):
                 self.db.execute("UPDATE jobs SET ident = ? WHERE id = ?", (ident, job_id))
 
     def started(self, job_id: int, pid: int, started: float,
-                gpus: Optional[str] = None, proc: Optional[JobProcess] = None) -> None:
+                gpus: Optional[str] = None, proc: Optional[JobProcess] = None,
+                handed: bool = False) -> bool:
         """The job runs (``gpus``: the GPU ids, when known only now, as with Ray;
-        ``proc``: its process identity, where it runs on this machine)."""
+        ``proc``: its process identity, where it runs on this machine). ``handed``: a
+        job handed to its slot ahead, which its slot started: it is running from now
+        (one statement); False if it was cancelled meanwhile (``hog kill``)."""
         pgid, sid, start = (None, None, None) if proc is None else \
             (proc.pgid, proc.sid, proc.start)
-        self._write("UPDATE jobs SET pid = ?, started = ?, gpus = coalesce(?, gpus), "
-                    "pgid = ?, sid = ?, proc_start = ? WHERE id = ?",
-                    (pid, started, gpus, pgid, sid, start, job_id))
+        sets = "pid = ?, started = ?, gpus = coalesce(?, gpus), pgid = ?, sid = ?, " \
+            "proc_start = ?"
+        cur = self._write(f"UPDATE jobs SET status = 'running', {sets} WHERE id = ? "
+                          "AND status = 'handed'" if handed else
+                          f"UPDATE jobs SET {sets} WHERE id = ?",
+                          (pid, started, gpus, pgid, sid, start, job_id))
+        return cur is None or cur.rowcount == 1
 
     def ended(self, job_id: int, status: Status, exit_code: Optional[int],
               signal: Optional[str], started: float, ended: float, note: str = "",
