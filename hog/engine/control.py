@@ -14,6 +14,7 @@ heartbeat) and recovers the jobs it left (``sweep.recover``): this runner runs t
 import os
 import signal
 import socket
+from typing import Optional
 
 from hog.backends.base import LocalCapacity, PreDispatching, Resizable, Signalling
 from hog.config import slots_for
@@ -133,9 +134,11 @@ def change_slots(st: RunState, spec: str) -> None:
     st.display.message(f"slots are now --gpus {','.join(st.progress.slots)}")
 
 
-def handle_signals(st: RunState, wake_r: socket.socket) -> None:
+def handle_signals(st: RunState, wake_r: Optional[socket.socket]) -> None:
+    """Act on the signals the flags hold; ``wake_r``: the wake-up socket, when it is
+    readable (drained here)."""
     try:
-        while wake_r.recv(64):
+        while wake_r is not None and wake_r.recv(64):
             pass
     except (BlockingIOError, InterruptedError):
         pass

@@ -23,13 +23,13 @@ import time
 from typing import Any, Callable, Iterable, Optional
 
 import multiprocess
-from multiprocess.connection import wait
 
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
 from hog.engine import control, dispatch, intake, outcomes, sweep, waiting, writable
 from hog.engine.detach import ParentReport
+from hog.engine.poller import Poller
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import READY_AHEAD, RunState
 from hog.errors import UsageError, WriteRefused
@@ -131,11 +131,12 @@ class Runner:
             if st.cfg.resume_on_boot:
                 self._register_boot()
             ready: list = []
+            poller = Poller()
             while not self.step(self.clock(), ready):
                 st.display.idle()
                 timeout = max(0.0, st.next_tick - self.clock())
-                ready = wait(self.waitables(wake_r), timeout)
-                control.handle_signals(st, wake_r)
+                ready = poller.wait(self.waitables(wake_r), timeout)
+                control.handle_signals(st, wake_r if wake_r in ready else None)
         finally:
             self.shutdown()
             signal.set_wakeup_fd(-1)
