@@ -49,6 +49,7 @@ class LocalBackend:
         self.conns: Dict[int, "Connection"] = {}
         self.procs: Dict[int, "BaseProcess"] = {}
         self.slot_of_conn: Dict[int, int] = {}
+        self.readers: Dict[int, wire.Reader] = {}
         self.pids: Dict[int, int] = {}
         self.traces: Dict[int, JobTrace] = {}
 
@@ -70,12 +71,14 @@ class LocalBackend:
         proc.start()
         theirs.close()
         self.conns[slot] = ours
+        self.readers[slot] = wire.Reader(ours)
         self.procs[slot] = proc
         self.slot_of_conn[id(ours)] = slot
 
     def remove_slot(self, slot: int) -> None:
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
+        self.readers.pop(slot, None)
         self._send_conn(conn, Quit())
         conn.close()
         self.procs.pop(slot).join(5)
@@ -111,16 +114,12 @@ class LocalBackend:
 
     def receive(self, obj) -> List[Event]:
         slot = self.slot_of_conn[id(obj)]
-        events: List[Event] = []
         try:
-            while True:     # what the slot sent so far ([an Ended, its next's Started])
-                message = wire.receive(obj)
-                for event in message if isinstance(message, list) else [message]:
-                    events.append(self._note(slot, event))
-                if not obj.poll(0):
-                    return events
+            messages = self.readers[slot].messages()    # ([an Ended, its next's Started])
         except (EOFError, OSError):
-            return events + [self._died(slot)]
+            return [self._died(slot)]
+        return [self._note(slot, event) for message in messages
+                for event in (message if isinstance(message, list) else [message])]
 
     def _note(self, slot: int, event: Event) -> Event:
         if isinstance(event, Started):
@@ -137,6 +136,7 @@ class LocalBackend:
         else is left of the job (``spawn.end_leftovers``), drop the slot."""
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
+        self.readers.pop(slot, None)
         conn.close()
         proc = self.procs.pop(slot)
         proc.join(1)
