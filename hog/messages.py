@@ -30,8 +30,9 @@ class Dispatch:
     ident: Optional[str] = None        # its identity key (state/identity.py; INFO)
     rerun: str = ""                    # why it runs again without using a retry (INFO)
     oom_retry: bool = False            # the rerun of an out-of-memory failure, alone
-    ahead: bool = False                # handed to a busy slot: it starts only as the
-                                       # slot's current job succeeds, else goes back
+    ahead: bool = False                # handed to a busy slot: it starts only after the
+                                       # slot's current job succeeds (even if it comes
+                                       # after that job ended), else goes back
 
 
 # ------------------------------------------------------------------ messages

@@ -166,3 +166,7 @@ class LocalCapacity(Protocol):
 
     def free_gpus(self) -> set:
         """The GPUs of the free slots that others are not using."""
+
+    def only_cpu_jobs_fit(self) -> bool:
+        """Every GPU slot is busy, so only a CPU-only job could start now (a GPU job is
+        not even looked at)."""

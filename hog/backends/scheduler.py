@@ -157,6 +157,9 @@ class Scheduler:
         """How many GPU slots are free."""
         return len(self.free)
 
+    def only_cpu_jobs_fit(self) -> bool:
+        return not self.free and not self.cpu_only
+
     def started(self, job_id: int) -> None:
         """A placed job's process started: nothing changes here (a job holds its slots
         from its placement on)."""
@@ -234,7 +237,7 @@ class Scheduler:
         for job in candidates:
             if not self.has_room():
                 break
-            if job.gpus and not self.free and not self.cpu_only:
+            if job.gpus and self.only_cpu_jobs_fit():
                 if not self.cpu_free:
                     break
                 continue                # no GPU slot free: only CPU jobs can start now

@@ -90,11 +90,15 @@ def _coming_back(st: RunState) -> Optional[Tuple[int, int]]:
 
 
 def place(st: RunState) -> None:
+    local = implements(st.sched, LocalCapacity)
     while st.sched.has_room():
         if not st.ready:
             refill(st)
             if not st.ready:
                 return
+        if local and cast(LocalCapacity, st.sched).only_cpu_jobs_fit() \
+                and all(job.gpus for _, job in st.ready):
+            return      # (only CPU slots are free: the usual case of a busy GPU box)
         first_back = _coming_back(st)
         entries = {job.index: (row, job) for row, job in st.ready
                    if first_back is None or (-job.priority, job.index) < first_back}

@@ -83,10 +83,12 @@ class PlainDisplay:
             pass
 
     def job_started(self, slot: int, name: str, gpus: str, pid: int) -> None:
-        self._line(start_line(slot, name, gpus, pid))
+        if not self.quiet:
+            self._line(start_line(slot, name, gpus, pid))
 
     def job_ended(self, o: Outcome) -> None:
-        self._line(end_line(o.name, o.status is Status.SUCCEEDED, describe(o), o.duration_s,
+        if not self.quiet:
+            self._line(end_line(o.name, o.status is Status.SUCCEEDED, describe(o), o.duration_s,
                             self.p.finished, self.p.total, at=o.ended or None))
 
     def message(self, text: str) -> None:
