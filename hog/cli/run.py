@@ -23,7 +23,6 @@ from hog.config import RunConfig, build_config, file_source
 from hog.errors import UsageError
 from hog.sources import SourceSpec
 from hog.state.jobdir import STATE_DIR
-from hog.state.reading import open_sweep
 
 DESCRIPTION = """\
 Run every job of a job file (one bash command per line) or of a Python yielder,
@@ -214,6 +213,7 @@ def cmd_run_dir(argv: List[str]) -> int:
 
 def _prefix(directory: str) -> str:
     """The job folders' prefix the queue in ``directory`` records (``job_`` if none)."""
+    from hog.state.reading import open_sweep  # (hog run DIR only: not before a first job)
     reader = open_sweep(directory)
     try:
         return reader.meta("prefix") or "job_"

@@ -20,7 +20,7 @@ import socket
 import sqlite3
 import sys
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import multiprocess
 
@@ -38,7 +38,9 @@ from hog.sources.producer import producer_main
 from hog.state import gpulog
 from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
-from hog.state.resultfiles import ResultsSpool, save_results
+
+if TYPE_CHECKING:
+    from hog.state.resultfiles import ResultsSpool
 
 
 class Runner:
@@ -58,7 +60,7 @@ class Runner:
         self.clock = clock
         self.st.health.clock = clock        # the quarantine rule's time: the loop's
         self.to_parent = ParentReport()     # --detach: the parent waits for a first job
-        self.results = ResultsSpool(layout)     # finished jobs' results, encoded as they end
+        self._results: Optional["ResultsSpool"] = None
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -116,6 +118,15 @@ class Runner:
         st.registry.update(0)   # every runner says when it runs jobs
         if st.cfg.wait_for_running:
             control.note_others_running(st)
+
+    @property
+    def results(self) -> "ResultsSpool":
+        """Finished jobs' results, encoded as they end (made on the first tick, which
+        comes after the first jobs are sent: 4.5 ms of imports not before them)."""
+        if self._results is None:
+            from hog.state.resultfiles import ResultsSpool
+            self._results = ResultsSpool(self.st.layout)
+        return self._results
 
     # ------------------------------------------------------------- loop
     def run(self) -> int:
@@ -280,6 +291,7 @@ class Runner:
                 sweep.forget_unstarted_scripts(st)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:
+                    from hog.state.resultfiles import save_results
                     save_results(st.store, st.layout, self.results)   # results.jsonl / .csv
             st.store.close()
         st.display.stop()

@@ -21,7 +21,8 @@ from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout, read_info
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render
-from hog.views.display import fresh_screen, is_terminal
+from hog.views.display import is_terminal
+from hog.views.live import fresh_screen
 from hog.views.tail import TailCache, last_line
 
 FAILED = Status.having("counts_as_failure")
