@@ -23,6 +23,7 @@ from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_OK
 from hog.messages import Dispatch
 from hog.model import Job, Status
+from hog.sources import SourceSpec
 from hog.state.store import HEARTBEAT_S, Store
 
 from .harness import MARKERS, info, job_dirs, job_file, wait_for
@@ -277,6 +278,41 @@ def test_a_folder_the_runner_writes_while_the_disk_is_full_is_written_once_it_is
         assert not st.guard.blocked and not st.folders_due
         assert [m for m in MARKERS if (folder / m).exists()] == ["FAILURE"]
         assert info(folder)["status"] == "unschedulable"
+    finally:
+        for runner in list(engines.live):
+            engines.finish(runner)
+
+
+def test_stepped_jobs_read_while_the_disk_is_full_are_stored_once_it_frees(
+        small_disk, tmp_path):
+    """The source's next jobs reach the runner while the disk is full (filled by a job's
+    own output), so storing them is the first write refused: they are held, stored on a
+    later turn once the disk takes writes, and the sweep carries on. (Held jobs kept the
+    runner from ever carrying on before.)"""
+    go = tmp_path / "go"
+
+    def source():
+        yield "true"
+        while not go.exists():          # the rest only once the disk is full
+            time.sleep(0.01)
+        yield from ["true"] * 5
+
+    engines = Engines(str(small_disk / "out"))
+    try:
+        runner, clock = engines.make([], source=SourceSpec("python", "slow", items=source()))
+        st = runner.st
+        step_until(runner, clock, lambda: st.progress.succeeded == 1)
+        ballast = _fill(small_disk)
+        go.touch()
+        step_until(runner, clock, lambda: st.held is not None)   # refused, held
+        assert st.guard.blocked
+        ballast.unlink()
+        deadline = time.monotonic() + 20
+        while not runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.05)):
+            assert time.monotonic() < deadline, (st.display.messages, st.held)
+        assert engines.finish(runner) == EXIT_OK
+        assert store_counts(runner) == {"succeeded": 6}
+        assert any("carrying on" in m for m in st.display.messages)
     finally:
         for runner in list(engines.live):
             engines.finish(runner)

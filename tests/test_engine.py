@@ -30,9 +30,12 @@ class Engines:
         self.live: List[Runner] = []
 
     def make(self, jobs, **options):
-        """A set-up Runner over ``jobs`` (a Python source), and its clock."""
+        """A set-up Runner over ``jobs`` (a Python source; or ``source=`` a SourceSpec),
+        and its clock."""
         clock = Clock()
-        config = RunConfig(source=SourceSpec("python", "engine-test", items=list(jobs)),
+        source = options.pop("source", None) or \
+            SourceSpec("python", "engine-test", items=list(jobs))
+        config = RunConfig(source=source,
                            slots=options.pop("slots", ("0",)), output_dir=self.output_dir,
                            display="quiet", grace=1.0, **options)
         runner = Runner(config, make_display=RecordingDisplay, clock=clock)

@@ -19,8 +19,9 @@ LOOKAHEAD = 1000    # jobs read from the source ahead of the slots (an endless y
 def ingest(st: RunState) -> None:
     """Move jobs the producer has ready into the store, a batch at a time, staying at
     most LOOKAHEAD jobs ahead of the slots. Nothing is read from the source while hog
-    cannot write; jobs read whose write the disk refused are held and stored first."""
-    if not may_ingest(st) or not writable.may_start(st):
+    cannot write; jobs read whose write the disk refused are held, and tried again on
+    each turn until the store takes them (the tick carries on only once it has)."""
+    if not may_ingest(st) or (st.held is None and not writable.may_start(st)):
         return
     if st.held is None and not st.producer_exited and not st.queue._reader.poll():
         return
