@@ -5,25 +5,19 @@ takes it back. Real bash jobs; the slot is paused with SIGSTOP where two message
 be in its pipe together."""
 import os
 import signal
-import time
 
-import multiprocess
 import pytest
 
 from hog.backends.local import LocalBackend
-from hog.messages import Dispatch, Ended, Started, Withdrawn
-from hog.model import Job, Status
-from hog.state.jobdir import Layout
+from hog.messages import Ended, Started, Withdrawn
+from hog.model import Status
 from tests.harness import pid_alive
+from tests.slot_support import dispatch, ended, events_until, start_slot
 
 
 @pytest.fixture
 def slot(tmp_path):
-    layout = Layout(str(tmp_path / "out"))
-    os.makedirs(layout.state_dir)
-    backend = LocalBackend(multiprocess.get_context("fork"), layout, grace=1.0, slots=[0],
-                           gpus=["0"])
-    backend.start()
+    backend = start_slot(str(tmp_path / "out"))
     pid = backend_pid(backend)
     yield backend
     backend.shutdown([])
@@ -32,27 +26,6 @@ def slot(tmp_path):
 
 def backend_pid(backend: LocalBackend) -> int:
     return backend.procs[0].pid
-
-
-def dispatch(index: int, command: str, ahead: bool = False) -> Dispatch:
-    return Dispatch(job=Job(index=index, command=command, where=f"test:{index}"), slot=0,
-                    gpu_ids=("0",), name=f"job_{index}", ahead=ahead)
-
-
-def events_until(backend: LocalBackend, done, timeout: float = 20.0) -> list:
-    """The slot's events until ``done(events)``."""
-    conn = backend.conns[0]
-    events: list = []
-    deadline = time.monotonic() + timeout
-    while not done(events):
-        assert conn.poll(max(0.0, deadline - time.monotonic())), f"no more events: {events}"
-        events += backend.receive(conn)
-    return events
-
-
-def ended(index: int):
-    return lambda events: any(isinstance(e, Ended) and e.outcome.index == index
-                              for e in events)
 
 
 def test_a_handed_job_that_comes_after_a_success_starts_as_it_comes(slot):

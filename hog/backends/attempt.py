@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from hog.messages import Dispatch
 from hog.model import NO_USAGE, JobProcess, Outcome, Status, Usage
+from hog.state import staging
 from hog.state.folderlock import FolderLock
 from hog.state.info import info_fields, render_info
 from hog.state.jobdir import JobFolder, Layout
@@ -58,6 +59,31 @@ class Attempt:
         attempt = cls(layout, d, folder)
         attempt.lock = lock
         return attempt
+
+    @classmethod
+    def stage(cls, layout: Layout, d: Dispatch) -> "Attempt":
+        """A handed job's attempt made ahead (``state.staging``): its folder and streams
+        under ``.hog/next/`` until ``publish`` moves them into place as it starts, or
+        ``discard`` removes them. Raises as ``open`` and ``streams`` do (made nothing)."""
+        folder = JobFolder(layout, d.job.index)
+        attempt = cls(layout, d, folder)
+        try:
+            attempt.lock = staging.stage(folder, LOCK_WAIT_S)
+            attempt.streams()
+        except BaseException:
+            attempt.discard()
+            raise
+        return attempt
+
+    def publish(self) -> bool:
+        """The staged folder moved into place (False: nothing moved; ``discard`` it)."""
+        return staging.publish(self.folder)
+
+    def discard(self) -> None:
+        """A staged attempt that will not run: its folder and streams removed."""
+        self.close_output()
+        self.release()
+        staging.discard(self.folder)
 
     @classmethod
     def reopen(cls, layout: Layout, d: Dispatch, pid: Optional[int] = None) -> "Attempt":

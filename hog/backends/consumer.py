@@ -2,10 +2,11 @@
 
 It receives a ``Dispatch``, runs the job (``spawn``) in its environment (``jobenv``),
 records the attempt in its folder (``attempt``) and reports back. It decides nothing.
-A ``Dispatch`` that comes while a job runs is the slot's next job: when the job ends,
-the next one is spawned first and the ended one recorded after (INFO, marker,
-``Ended``, then the next one's ``Started``); ``Withdraw`` takes it back unstarted
-(``Withdrawn``), and so does a ``Stop(KILL)``, ``Quit`` or the runner's EOF.
+A ``Dispatch`` that comes while a job runs is the slot's next job (``handoff``: its
+folder is made ahead): when the job ends, the next one is spawned first and the ended
+one recorded after (INFO, marker, ``Ended``, then the next one's ``Started``);
+``Withdraw`` takes it back unstarted (``Withdrawn``), and so does a ``Stop(KILL)``,
+``Quit`` or the runner's EOF.
 If the runner dies, the consumer sees its pipe close, ends the running job's process
 group, records it as interrupted and exits, so no job outlives hog.
 
@@ -20,7 +21,6 @@ a child subreaper, so what a job leaves behind outside its process group (``sets
 daemons) becomes the consumer's child and is ended when the job ends.
 """
 import os
-import select
 import signal
 import time
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional, Tuple, TypeVar, Union
 
 from hog.backends import spawn, subreaper, wire
 from hog.backends.attempt import Attempt
+from hog.backends.handoff import Handoff
 from hog.backends.jobenv import job_env
 from hog.messages import (
     CannotWrite,
@@ -38,11 +39,11 @@ from hog.messages import (
     Started,
     Stop,
     StopHow,
-    Withdraw,
     Withdrawn,
 )
 from hog.model import JobProcess, Outcome, Status
 from hog.signals import SignalFlags
+from hog.state import staging
 from hog.state.diskguard import Backoff, cannot_write, check_present, gone
 from hog.state.jobdir import Layout, UnsafePath
 
@@ -63,28 +64,20 @@ class _Live:
     stopped: bool = False       # it was told to stop
 
 
-class Consumer:
+class Consumer(Handoff):
     def __init__(self, conn, layout: Layout, grace: float):
-        self.conn = conn
-        self.fd = conn.fileno()
-        self.waiting = select.poll()    # has the runner said something? (a message is read
-        self.waiting.register(self.fd, select.POLLIN)   # whole: none waits in a buffer)
-        self.layout = layout
+        super().__init__(conn, layout)
         self.grace = grace
         self.env = dict(os.environ)
-        self.runner_gone = False
-        self.quitting = False       # told to Quit: no next job starts
         self.told_stop = False      # this attempt was stopped: its last write is tried once
-        self.next: Optional[Dispatch] = None    # handed ahead: starts when the job ends
-        self.last_ok = False        # the last job succeeded, and nothing followed it yet
-
-    def send(self, message) -> None:
-        if self.runner_gone:
-            return
-        if not wire.send(self.conn, message):
-            self.runner_gone = True
 
     def serve(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._unstage()     # (leaving: what was made ahead never runs)
+
+    def _serve(self) -> None:
         while not self.runner_gone and not self.quitting:
             self._drop_next()   # handed for a job that ended without starting it (the
                                 # runner heard so): it goes back, never starts unasked
@@ -100,27 +93,6 @@ class Consumer:
                 self.send(Withdrawn(message.slot, message.job.index))   # given back
                 continue
             self.run_from(message)
-
-    def _starts_late(self, d: Dispatch) -> bool:
-        """``d`` was handed to follow this slot's last job, which ended before it came.
-        It starts now if that job succeeded (as it would have, come in time), nothing
-        already waiting in the pipe takes it back (a ``Withdraw`` of it, a
-        ``Stop(KILL)``, ``Quit``), and nothing else holds it (``_may_start``); the
-        runner, which knows the rule, waits for its ``Started`` or ``Withdrawn``."""
-        ok, self.last_ok = self.last_ok, False
-        if not ok:
-            return False
-        try:
-            while not self.runner_gone and self.waiting.poll(0):
-                message = wire.receive(self.conn)
-                if isinstance(message, Withdraw) and message.index == d.job.index \
-                        or isinstance(message, Stop) and message.how is StopHow.KILL:
-                    ok = False
-                else:           # (a Stop or Signal here is for the job that ended)
-                    self._side_message(message)
-        except (EOFError, OSError):
-            self.runner_gone = True
-        return ok and self._may_start(d)
 
     def run_from(self, d: Dispatch) -> None:
         """Run ``d``, then each next job handed meanwhile: when a job ends, its next one
@@ -157,11 +129,14 @@ class Consumer:
         return self._record(current, status, ended)
 
     def _begin(self, d: Dispatch) -> Union[_Live, Outcome]:
-        """Make ``d``'s folder and start its job; an Outcome if it could not start."""
+        """Make ``d``'s folder (or move the one made ahead into place) and start its
+        job; an Outcome if it could not start."""
         self.told_stop = False
         started = time.time()
+        attempt = self._staged_for(d)
         try:
-            attempt = self._written(d, lambda: self._open(d))
+            if attempt is None:
+                attempt = self._written(d, lambda: self._open(d))
         except _Stopped as stop:    # told to stop before the folder could be made
             return _unrecorded(d, stop.status or Status.INTERRUPTED, started)
         except UnsafePath as e:     # a planted link: nothing is written through it
@@ -234,55 +209,6 @@ class Consumer:
         finally:
             live.attempt.release()  # the marker is written, or the writes were given up
             self.told_stop = told
-
-    # ------------------------------------------------------ the next job
-    def _next_to_start(self, failed: bool = False) -> Optional[Dispatch]:
-        """The next job to start now the current one ended: what the runner said
-        meanwhile is read first (a ``Withdraw`` may be waiting); none once the slot
-        was told to quit or the runner is gone, nor after a job that did not succeed
-        (``failed``): the runner then chooses what runs next (--max-failures, a
-        quarantine, a retry first). The pipe is read even when nothing was handed yet:
-        the next job may be there, sent while this one ran but not read before it ended."""
-        try:
-            while not self.runner_gone and self.waiting.poll(0):  # (conn.poll: 0.1 ms)
-                self._side_message(wire.receive(self.conn))     # (a Stop: for the ended job)
-        except (EOFError, OSError):
-            self.runner_gone = True
-        d, self.next = self.next, None
-        if d is None:
-            return None
-        if failed or not self._may_start(d):
-            self.send(Withdrawn(d.slot, d.job.index))
-            return None
-        return d
-
-    def _may_start(self, d: Dispatch) -> bool:
-        """May a handed job start without the runner's say? Not once the slot was told
-        to quit or the runner is gone, not after ``hog kill`` named it, and not while
-        the disk is nearly full (the runner decides, once it knows)."""
-        return not (self.runner_gone or self.quitting or _disk_low(self.layout.root)
-                    or os.path.exists(self.layout.withdrawn_flag(d.job.index, d.attempt)))
-
-    def _side_message(self, message) -> bool:
-        """A message about the next job (a ``Dispatch``, ``Withdraw``, ``Quit``); True if
-        it was one. (A Stop or Signal here was for a job that has ended.)"""
-        if isinstance(message, Dispatch):
-            self.next = message
-        elif isinstance(message, Withdraw):
-            if self.next is not None and self.next.job.index == message.index:
-                self.send(Withdrawn(self.next.slot, message.index))
-                self.next = None
-        elif isinstance(message, Quit):
-            self._drop_next()
-            self.quitting = True
-        else:
-            return False
-        return True
-
-    def _drop_next(self) -> None:
-        if self.next is not None:
-            self.send(Withdrawn(self.next.slot, self.next.job.index))
-            self.next = None
 
     def _open(self, d: Dispatch) -> Attempt:
         check_present(self.layout.state_dir)    # never recreate a removed output directory
@@ -401,8 +327,8 @@ class Consumer:
                 return message.how.status
             if isinstance(message, Signal):      # forwarded by the runner; the job goes on
                 spawn.signal_group(watch.pid, message.signum)
-            else:
-                self._side_message(message)
+            elif self._side_message(message) and isinstance(message, Dispatch):
+                self._stage(message)    # its next job: the folder made while this one runs
 
 
 class _Stopped(Exception):
@@ -412,19 +338,6 @@ class _Stopped(Exception):
     def __init__(self, status: Optional[Status]):
         super().__init__(status)
         self.status = status
-
-
-LOW_DISK_BYTES = 2 ** 20
-
-
-def _disk_low(root: str) -> bool:
-    """Under 1 MiB free where the job folders are: a handed job is not started without
-    the runner (which holds every start while hog's writes are refused)."""
-    try:
-        fs = os.statvfs(root)
-    except OSError:
-        return True
-    return fs.f_bavail * fs.f_frsize < LOW_DISK_BYTES
 
 
 def _exited_0(watch: spawn.Watch) -> bool:
@@ -446,4 +359,5 @@ def consumer_main(conn, layout: Layout, grace: float, close: Iterable) -> None:
     flags.install([signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1,
                    signal.SIGUSR2])
     subreaper.become_subreaper()
+    staging.clear_stale(layout)     # what slots killed before left made ahead
     Consumer(conn, layout, grace).serve()

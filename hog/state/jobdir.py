@@ -148,6 +148,7 @@ class JobFolder:
         self.err_path = layout.err_path(index)
         self.info_path = layout.info_path(index)
         self.fd: Optional[int] = None
+        self.staged: Optional[str] = None   # made ahead under .hog/next (state.staging)
 
     # ------------------------------------------------------------ opening
     def open_new(self, lock_wait_s: float) -> Optional["FolderLock"]:
