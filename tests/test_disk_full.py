@@ -74,6 +74,13 @@ def _fill(disk: Path) -> Path:
     return ballast
 
 
+def _entries(folder: Path) -> List[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+
+
 def _ledger(ledger: Path) -> List[str]:
     return ledger.read_text().split() if ledger.exists() else []
 
@@ -132,6 +139,9 @@ def test_a_read_only_output_directory_pauses_the_sweep_until_it_is_writable_agai
     jobs = _jobs(hq.tmp, ledger, 6, "sleep 0.7")
     hog = hq.start("--job_file", jobs, "--output_dir", "disk/out", "--gpus", "0,0")
     wait_for(lambda: len(hq.job_pids()) >= 2, 10, what="two jobs running")
+    # ... and the folders of the two handed to follow them made (state.staging): a file
+    # made through the new mount while it is laid would keep it from turning read-only
+    wait_for(lambda: len(_entries(out / ".hog" / "next")) >= 2, 10, what="two folders made")
     for args in (["--bind", str(out), str(out)], ["-o", "remount,ro,bind", str(out)]):
         r = _mount(*args)
         assert r.returncode == 0, r.stderr

@@ -45,6 +45,7 @@ class Attempt:
         self.fds: Dict[str, int] = {}
         self.lock: Optional[FolderLock] = None
         self.ended = False      # (reopen) the folder already holds this attempt's ending
+        self.made = False       # (stage) its .OUT and .ERR are made, to be opened as they are
 
     @classmethod
     def open(cls, layout: Layout, d: Dispatch) -> "Attempt":
@@ -70,6 +71,8 @@ class Attempt:
         try:
             attempt.lock = staging.stage(folder, LOCK_WAIT_S)
             attempt.streams()
+            attempt.close_output()  # (none open for writing until the job starts: a file
+            attempt.made = True     # system can still be remounted read-only meanwhile)
         except BaseException:
             attempt.discard()
             raise
@@ -117,7 +120,7 @@ class Attempt:
         """``.OUT`` and ``.ERR``, made new for this attempt and open for writing: what
         the job's stdout and stderr are (spawn), or what ``write`` appends to (Ray)."""
         if not self.fds:
-            out, err = self.folder.streams()
+            out, err = self.folder.streams(made=self.made)
             self.fds = {"out": out, "err": err}
         return self.fds["out"], self.fds["err"]
 

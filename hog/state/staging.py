@@ -2,6 +2,8 @@
 folder, with its ``.OUT`` and ``.ERR``, under ``<output>/.hog/next/`` (named with the
 slot's pid), and moves it into place with one rename as the job starts. The handoff
 then waits for one metadata write instead of three (each 0.1-0.5 ms on a slow disk).
+The two files are closed once made, and opened again as the job starts: nothing is
+held open for writing meanwhile (a file system can still be remounted read-only).
 
 The output directory never shows a folder for a job that has not started. A job given
 back has its staged folder removed (``discard``); one that cannot be moved into place
