@@ -74,6 +74,14 @@ def _fill(disk: Path) -> Path:
     return ballast
 
 
+def tick_to_the_end(runner, clock, seconds: float) -> None:
+    """Step from tick to tick (waiting on the runner's pipes between turns) until the
+    run is finished; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.05)):
+        assert time.monotonic() < deadline, (runner.st.display.messages, runner.st.held)
+
+
 def _entries(folder: Path) -> List[str]:
     try:
         return os.listdir(folder)
@@ -255,9 +263,7 @@ def test_stepped_the_runner_starts_nothing_while_a_slot_cannot_write_and_carries
         blocked = [m for m in st.display.messages if "cannot write" in m]
         assert len(blocked) == 1, st.display.messages
         ballast.unlink()
-        deadline = time.monotonic() + 10
-        while not runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.05)):
-            assert time.monotonic() < deadline, st.display.messages
+        tick_to_the_end(runner, clock, 10)
         assert not st.store.unsaved                         # applied before the end
         assert engines.finish(runner) == EXIT_OK
         assert store_counts(runner) == {"succeeded": 3}
@@ -319,9 +325,7 @@ def test_stepped_jobs_read_while_the_disk_is_full_are_stored_once_it_frees(
         step_until(runner, clock, lambda: st.held is not None)   # refused, held
         assert st.guard.blocked
         ballast.unlink()
-        deadline = time.monotonic() + 20
-        while not runner.step(clock.advance(TICK_S), wait(runner.waitables(), 0.05)):
-            assert time.monotonic() < deadline, (st.display.messages, st.held)
+        tick_to_the_end(runner, clock, 20)
         assert engines.finish(runner) == EXIT_OK
         assert store_counts(runner) == {"succeeded": 6}
         assert any("carrying on" in m for m in st.display.messages)

@@ -120,7 +120,7 @@ class Attempt:
         """``.OUT`` and ``.ERR``, made new for this attempt and open for writing: what
         the job's stdout and stderr are (spawn), or what ``write`` appends to (Ray)."""
         if not self.fds:
-            out, err = self.folder.streams(made=self.made)
+            out, err = staging.streams(self.folder) if self.made else self.folder.streams()
             self.fds = {"out": out, "err": err}
         return self.fds["out"], self.fds["err"]
 

@@ -122,10 +122,7 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     else:
         if nxt is not None:     # its slot ended without starting it: it never will
             taken_back(st, nxt)
-        gone = st.sched.release(outcome.index)
-        if gone and isinstance(st.backend, Resizable):
-            for slot in gone:
-                st.backend.remove_slot(slot)
+        release(st, outcome.index)
     # (the registry hears "idle" on the tick: a slot handed its next job at once must
     # not cost two file writes per job)
     if st.monitor is not None:
@@ -187,12 +184,18 @@ def unpromoted(st: RunState, slot: int) -> None:
     d = st.running.pop(slot)
     st.progress.running.pop(slot, None)
     st.ahead += 1
-    gone = st.sched.release(d.job.index, ran=False)
-    if gone and isinstance(st.backend, Resizable):
-        for s in gone:
-            st.backend.remove_slot(s)
+    release(st, d.job.index, ran=False)
     st.registry.update(len(st.running))
     taken_back(st, d)
+
+
+def release(st: RunState, index: int, ran: bool = True) -> None:
+    """Free what job ``index`` held in the scheduler; slots that retire with it
+    (``hog gpus``) are removed."""
+    gone = st.sched.release(index, ran=ran)
+    if gone and isinstance(st.backend, Resizable):
+        for slot in gone:
+            st.backend.remove_slot(slot)
 
 
 def withdrawn(st: RunState, slot: int, index: int) -> None:

@@ -257,17 +257,9 @@ class JobFolder:
         return found
 
     # ------------------------------------------------------------ writing
-    def streams(self, made: bool = False) -> Tuple[int, int]:
+    def streams(self) -> Tuple[int, int]:
         """``.OUT`` and ``.ERR`` made new for this attempt (never an existing file), open
-        for writing; ``made``: made already (``state.staging``), opened as they are."""
-        if made:
-            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            out = os.open(os.path.basename(self.out_path), flags, dir_fd=self.fd)
-            try:
-                return out, os.open(os.path.basename(self.err_path), flags, dir_fd=self.fd)
-            except BaseException:
-                os.close(out)
-                raise
+        for writing."""
         out = create_file(self.out_path, self.fd)
         try:
             return out, create_file(self.err_path, self.fd)

@@ -14,7 +14,7 @@ Only a job whose folder does not exist yet is staged: a folder with an earlier
 attempt's files is opened the usual way, as its files move aside.
 """
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 from hog.proc import is_alive
 from hog.state.files import open_dir
@@ -46,6 +46,18 @@ def stage(folder: JobFolder, lock_wait_s: float) -> Optional[FolderLock]:
     finally:
         os.close(parent_fd)
     return folder.lock(lock_wait_s)
+
+
+def streams(folder: JobFolder) -> Tuple[int, int]:
+    """The staged folder's ``.OUT`` and ``.ERR`` (made by ``JobFolder.streams`` when it
+    was staged, then closed), opened for writing as they are, as its job starts."""
+    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    out = os.open(os.path.basename(folder.out_path), flags, dir_fd=folder.fd)
+    try:
+        return out, os.open(os.path.basename(folder.err_path), flags, dir_fd=folder.fd)
+    except BaseException:
+        os.close(out)
+        raise
 
 
 def publish(folder: JobFolder) -> bool:
