@@ -56,7 +56,7 @@ def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_th
     started, finished = hq.tmp / "started.txt", hq.tmp / "finished.txt"
     n = 8
     jobs = job_file(hq.tmp, *[
-        f"echo $HOG_JOB_INDEX >> {started}; sleep 1 && echo $HOG_JOB_INDEX >> {finished}"] * n)
+        f"echo $HOG_JOB_INDEX >> {started}; sleep 2 && echo $HOG_JOB_INDEX >> {finished}"] * n)
     a = hq.start("--job_file", jobs, "--gpus", "0,1", "--output_dir", out)
     wait_for(lambda: len(running_rows(out)) == 2, timeout=20, what="runner A running 2 jobs")
     b = hq.start("--job_file", jobs, "--gpus", "2", "--output_dir", out)
@@ -71,6 +71,10 @@ def test_the_jobs_of_a_runner_killed_while_another_is_active_are_recovered_by_th
     wait_for(lambda: not any(pid_alive(r["pid"]) for r in a_jobs), timeout=5,
              what="runner A's jobs to end with it")
     assert b.alive()
+    # those cut short (one that ended by itself as A was killed is recorded from its
+    # folder, not run again)
+    a_jobs = [r for r in a_jobs if str(r["id"]) not in counts_of(finished)]
+    assert a_jobs, "none of runner A's jobs was cut short"
 
     c = hq.start("--job_file", jobs, "--gpus", "3", "--output_dir", out)
     assert c.wait(60) == 0, c.output
