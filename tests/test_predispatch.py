@@ -100,6 +100,8 @@ def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(
     e.backend.end_job(0)
     e.settle()
     assert started(e) == [0, 1]
+    assert statuses(e) == {0: "succeeded", 1: "handed", 2: "handed"}
+    e.tick()                        # (job 1's Started is stored on the tick)
     assert statuses(e) == {0: "succeeded", 1: "running", 2: "handed"}
     assert e.st.running[0].job.index == 1 and e.st.next[0].job.index == 2
     assert e.st.progress.running[0].index == 1      # what the display shows on that slot
@@ -184,24 +186,23 @@ def test_a_late_handed_job_taken_back_before_it_arrives_never_starts(engines):
         store.close()
 
 
-def test_a_started_record_costs_no_commit_of_its_own_and_joins_the_next_write(engines):
-    e = engines.make(["echo 0", "echo 1"])
+def test_a_started_record_costs_no_commit_of_its_own_and_is_stored_with_its_end_or_the_tick(
+        engines):
+    e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
-    e.backend.start_job(0)
+    pid0 = e.backend.start_job(0)
     e.step()
     store = other_store(e)
     try:
         assert store.row(0).pid is None     # not committed alone
         e.backend.end_job(0)        # its Ended, and job 1's Started: one turn, one commit
         e.step()
-        assert store.row(0).pid is not None and store.row(0).status == "succeeded"
-        assert store.row(1).status == "running" and store.row(1).pid is not None
-        e.backend.start_job(0)      # (a Started alone, again)
-        e.step()
+        row = store.row(0)          # job 0's start went with its end, in one statement
+        assert row.status == "succeeded" and row.pid == pid0
+        assert store.row(1).status == "handed" and store.row(1).pid is None
         pid = e.st.pids[0]
-        assert store.row(1).pid != pid
         e.tick()                    # the tick stores what was heard
-        assert store.row(1).pid == pid
+        assert store.row(1).status == "running" and store.row(1).pid == pid
     finally:
         store.close()
 
@@ -227,7 +228,7 @@ def test_hog_kill_of_a_handed_job_cancels_it_at_once_and_it_never_starts(engines
     assert not os.path.exists(e.st.layout.folder(1))
 
 
-def test_a_handed_job_cancelled_as_its_slot_starts_it_is_stopped_at_once(engines):
+def test_a_handed_job_cancelled_as_its_slot_starts_it_is_stopped_on_the_tick(engines):
     e = engines.make(["echo 0", "echo 1"])
     e.settle()
     store = other_store(e)
@@ -237,6 +238,7 @@ def test_a_handed_job_cancelled_as_its_slot_starts_it_is_stopped_at_once(engines
         store.close()
     e.backend.end_job(0)    # the slot starts job 1 before the runner's tick saw the cancel
     e.settle()
+    e.tick()                # its start is stored: the row says it was cancelled meanwhile
     assert (0, StopHow.CANCEL) in e.backend.stops
     e.backend.end_job(0, Status.CANCELLED)
     assert e.run_all()

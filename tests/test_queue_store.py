@@ -111,6 +111,9 @@ def test_every_transition_is_recorded_and_matches_the_job_folders(hq):
         assert marker(folder) == mark
         assert (data["status"], data["exit_code"], data["signal"]) == (status, code, sig)
         assert row["pid"] == data["pid"] and row["attempt"] == data["attempt"] == 1
+        # (issue 11: a short job's start is stored with its end, identity and all)
+        assert (row["pgid"], row["sid"], row["proc_start"]) == \
+            (data["pgid"], data["pid"], str(data["proc_start"])), i
         assert row["gpus"] == "5" and data["gpus"] == ["5"]
         assert row["started"] <= row["ended"]
     assert query(out, "SELECT ended FROM runners")[0]["ended"] is not None

@@ -22,7 +22,15 @@ from typing import List, Tuple
 
 import pytest
 
-from .harness import CHECKOUT, assert_no_traceback, job_file, run_hog, start_hog, wait_for
+from .harness import (
+    CHECKOUT,
+    assert_no_traceback,
+    job_file,
+    run_hog,
+    start_hog,
+    status_counts,
+    wait_for,
+)
 
 if str(CHECKOUT) not in sys.path:
     sys.path.insert(0, str(CHECKOUT))
@@ -296,9 +304,10 @@ def test_report_while_a_runner_works_shows_running_jobs_and_never_writes_the_sto
     hog = start_hog(tmp_path, "--job_file", jobs, "--gpus", "0,1", "--display", "plain")
     db = tmp_path / "output" / ".hog" / "hog.sqlite"
 
-    def two_running():
+    def two_running():      # (the store hears of a start on the runner's next tick)
         held = re.findall(r"\[hog [\d:]+\] start held", hog.output)
-        return len(held) == 2 and "done quick" in hog.output
+        return len(held) == 2 and "done quick" in hog.output \
+            and status_counts(tmp_path / "output").get("running") == 2
     wait_for(two_running, timeout=30, what="quick done and both held jobs running")
     r = make_report(tmp_path, "output", "--output", tmp_path / "live.html")
     assert r.returncode == 0, r.stderr

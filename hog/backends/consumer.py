@@ -4,7 +4,8 @@ It receives a ``Dispatch``, runs the job (``spawn``) in its environment (``joben
 records the attempt in its folder (``attempt``) and reports back. It decides nothing.
 A ``Dispatch`` that comes while a job runs is the slot's next job (``handoff``: its
 folder is made ahead): when the job ends, the next one is spawned first and the ended
-one recorded after (INFO, marker, ``Ended``, then the next one's ``Started``);
+one recorded after (INFO, marker, ``Ended``, then the next one's ``Started``; a job
+started alone has its ``Started`` sent with what follows, or after 50 ms);
 ``Withdraw`` takes it back unstarted (``Withdrawn``), and so does a ``Stop(KILL)``,
 ``Quit`` or the runner's EOF.
 If the runner dies, the consumer sees its pipe close, ends the running job's process
@@ -109,7 +110,10 @@ class Consumer(Handoff):
             live = current
             started = Started(live.d.slot, live.d.job.index, live.pid, live.started,
                               proc=live.proc)
-            self.send(started if before is None else [before, started])  # (one wake-up)
+            if before is None:      # (sent with what follows, its Ended if it is short)
+                self.hold(started)
+            else:
+                self.send([before, started])    # (one wake-up)
             status, ended = self._finish_wait(live)
             nxt = self._next_to_start(failed=status is not None or not _exited_0(live.watch))
             following = None if nxt is None else self._begin(nxt)
@@ -298,15 +302,17 @@ class Consumer(Handoff):
         retry_at = None if info_due is None else time.time() + backoff.next()
         while True:
             now = time.time()
-            wake = min((t for t in (deadline, retry_at) if t is not None), default=None)
+            wake = min((t for t in (deadline, retry_at, self.report_at) if t is not None),
+                       default=None)
             why = watch.wait(self.fd, None if wake is None else max(0.0, wake - now))
             if why == "exited":
                 return None
             if why == "timeout":
+                self.report_due()
                 if deadline is not None and time.time() >= deadline:
                     spawn.end_group(watch, self.grace)
                     return Status.TIMEOUT
-                due = info_due
+                due = info_due if retry_at is not None and time.time() >= retry_at else None
                 if due is not None and due.pid is not None and due.start_time is not None:
                     pid, started = due.pid, due.start_time
                     if self._tried(d, lambda: due.started(pid, started), told=True):

@@ -8,11 +8,12 @@ the next one.
 """
 import os
 import select
+import time
 from typing import Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
-from hog.messages import Dispatch, Quit, Stop, StopHow, Withdraw, Withdrawn
+from hog.messages import Dispatch, Quit, Started, Stop, StopHow, Withdraw, Withdrawn
 from hog.state.jobdir import Layout, UnsafePath
 
 
@@ -30,12 +31,31 @@ class Handoff:
         self.next: Optional[Dispatch] = None    # handed ahead: starts when the job ends
         self.last_ok = False        # the last job succeeded, and nothing followed it yet
         self.staged: Optional[Attempt] = None   # the next job's folder, made ahead
+        self.held: Optional[Started] = None     # a Started not sent yet (``hold``)
+        self.report_at: Optional[float] = None  # when it is sent at the latest
 
     def send(self, message) -> None:
+        """Send ``message`` (a list: in one frame, one wake-up of the runner), after the
+        ``Started`` held back, in the same frame."""
+        if self.held is not None:
+            message = [self.held, *(message if isinstance(message, list) else [message])]
+            self.held = self.report_at = None
         if self.runner_gone:
             return
         if not wire.send(self.conn, message):
             self.runner_gone = True
+
+    def hold(self, started: Started) -> None:
+        """``started`` goes with the next message this slot sends (its job's ``Ended``,
+        a ``CannotWrite``), or alone after ``REPORT_S`` (``report_due``): a short job's
+        start and end then cost the runner one turn, not two."""
+        self.held, self.report_at = started, time.time() + REPORT_S
+
+    def report_due(self) -> None:
+        """Send the ``Started`` held back, if its time has come."""
+        if self.held is not None and self.report_at is not None \
+                and time.time() >= self.report_at:
+            self.send([])
 
     def _starts_late(self, d: Dispatch) -> bool:
         """``d`` was handed to follow this slot's last job, which ended before it came.
@@ -141,6 +161,7 @@ class Handoff:
 
 
 LOW_DISK_BYTES = 2 ** 20
+REPORT_S = 0.05     # a started job's Started waits at most this long for its Ended
 
 
 def _disk_low(root: str) -> bool:

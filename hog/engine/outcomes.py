@@ -1,20 +1,21 @@
 """What comes back from the slots, and jobs that end without running.
 
 Backend events go into the store (``started``, ``ended``); a ``Started`` is written
-with the turn's other writes (``flush_started``: an ``Ended``, a claim, the tick), not
-in a transaction of its own (recovery reads the pid from INFO while the store lacks
-it). When a slot's job ends, the job handed to it ahead (``dispatch.predispatch``)
-is running in its place (``promote``, same transaction); one the slot gave back
-(``Withdrawn``) is queued again, or cancelled. A failed or timed-out
-attempt with retries left is queued again; a final outcome is counted
-(``Progress``), shown, handed to the watched directory and the hooks. A slot whose
-executor vanished has its job recorded as interrupted and is replaced. Jobs that
-can never run here (unschedulable) or whose dependencies failed (skipped) get a
+on the next tick (``flush_started``), or with its job's end if that comes first (one
+statement: a short job's row changes twice, not three times), never in a transaction
+of its own (recovery reads the pid from INFO while the store lacks it). When a slot's
+job ends, the job handed to it ahead (``dispatch.predispatch``) is running in its
+place (``promote``, same transaction); one the slot gave back (``Withdrawn``) is
+queued again, or cancelled. A failed or timed-out attempt with retries left is queued
+again; a final outcome is counted (``Progress``), shown, handed to the watched
+directory and the hooks. A slot whose executor vanished has its job recorded as
+interrupted and is replaced. Jobs that can never run here (unschedulable) or whose
+dependencies failed (skipped) get a
 job folder, a status and an outcome like any other.
 """
 import time
 from dataclasses import replace
-from typing import List, Optional, cast
+from typing import List, Optional, Tuple, cast
 
 from hog.backends.attempt import Attempt, add_gpu_usage
 from hog.backends.base import LocalCapacity, Resizable, implements
@@ -32,7 +33,7 @@ from hog.messages import (
     StopHow,
     Withdrawn,
 )
-from hog.model import Job, Outcome, Status
+from hog.model import Job, JobProcess, Outcome, Status
 from hog.sources.watch import finish
 from hog.state.diskguard import cannot_write, check_present
 from hog.state.files import UnsafePath
@@ -52,7 +53,7 @@ def on_event(st: RunState, event: Event) -> None:
         if handed:
             del st.promoted[slot]
             confirmed(st, slot, event.index)
-        st.started_due.append((event, handed))  # stored with this turn's (or the next) writes
+        st.started_due.append((event, handed))  # stored on the tick, or with its end
         if st.monitor is not None:
             st.monitor.ours = frozenset(st.pids.values())
             st.monitor.track(pid, gpus.split(",") if gpus else ())
@@ -78,14 +79,14 @@ def on_event(st: RunState, event: Event) -> None:
 
 
 def flush_started(st: RunState, now: bool = False) -> None:
-    """Store the ``Started`` events heard so far, if this turn writes anyway (or
-    ``now``)."""
-    if not st.started_due or not (now or st.store.in_turn()):
+    """Store the ``Started`` events heard so far, if ``now`` (the tick, the run's end):
+    a job that ends before that has its start stored with its end (``ended``), in one
+    statement."""
+    if not st.started_due or not now:
         return
     due, st.started_due = st.started_due, []
     for event, handed in due:
-        gpus = None if event.gpu_ids is None else ",".join(event.gpu_ids)
-        if st.store.started(event.index, event.pid, event.started, gpus=gpus,
+        if st.store.started(event.index, event.pid, event.started, gpus=_gpus(event),
                             proc=event.proc, handed=handed) or not handed:
             continue
         d = st.running.get(event.slot)      # cancelled meanwhile (hog kill): it stops
@@ -99,7 +100,7 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     """``outcome``'s job ended; ``started_next``: its slot started the job handed to it
     ahead (a handed job it did not start comes back as ``Withdrawn``)."""
     d = st.running.pop(outcome.slot, None)
-    flush_started(st, now=True)
+    start = _started_due(st, outcome.index)
     pid = st.pids.pop(outcome.slot, None)
     if st.monitor is not None and pid is not None:
         outcome = gpu_usage(st, outcome, pid)
@@ -109,7 +110,7 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
         and reruns.counted(st, outcome) <= d.job.retries and not st.killing
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
-                   usage=outcome.usage)
+                   usage=outcome.usage, start=start)
     st.promoted.pop(outcome.slot, None)     # (a handed job that could not start)
     nxt = st.next.pop(outcome.slot, None) if d is not None else None
     # the slot started the job handed to it, or (it reached the slot only after this
@@ -137,6 +138,21 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
                            + (f"{rerun} (no retry used)" if rerun else "retrying"))
         return
     account(st, outcome)
+
+
+def _started_due(st: RunState, index: int) \
+        -> Optional[Tuple[int, Optional[str], Optional[JobProcess]]]:
+    """Job ``index``'s ``Started``, if it is not stored yet (taken from those due): its
+    pid, GPU ids and process identity, stored with its end."""
+    for i, (event, _) in enumerate(st.started_due):
+        if event.index == index:
+            del st.started_due[i]
+            return event.pid, _gpus(event), event.proc
+    return None
+
+
+def _gpus(event: Started) -> Optional[str]:
+    return None if event.gpu_ids is None else ",".join(event.gpu_ids)
 
 
 def gpu_usage(st: RunState, outcome: Outcome, pid: int) -> Outcome:

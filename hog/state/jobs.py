@@ -367,18 +367,27 @@ class Jobs(Writer, RunnerRows):
 
     def ended(self, job_id: int, status: Status, exit_code: Optional[int],
               signal: Optional[str], started: float, ended: float, note: str = "",
-              requeue: bool = False, usage: Usage = NO_USAGE) -> None:
+              requeue: bool = False, usage: Usage = NO_USAGE,
+              start: Optional[Tuple[int, Optional[str], Optional[JobProcess]]] = None
+              ) -> None:
         """Record how an attempt ended (and what it used); ``requeue``: queue the job for
-        another attempt."""
+        another attempt. ``start``: its pid, GPU ids and process identity when its start
+        (``started``) was not stored yet: stored with its end, in one statement."""
         final = "queued" if requeue else status.value
+        args = (final, exit_code, signal, started, ended,
+                note or ("" if not requeue else f"attempt ended {status.value}; retrying"),
+                requeue, *usage.fields().values())
+        sets = ""
+        if start is not None:
+            pid, gpus, proc = start
+            sets = ", pid = ?, gpus = coalesce(?, gpus), pgid = ?, sid = ?, proc_start = ?"
+            args += (pid, gpus) + ((None, None, None) if proc is None else
+                                   (proc.pgid, proc.sid, proc.start))
         self._write(
             "UPDATE jobs SET status = ?, exit_code = ?, signal = ?, started = ?, ended = ?, "
             "note = ?, runner = CASE WHEN ? THEN NULL ELSE runner END, cpu_user_s = ?, "
-            "cpu_system_s = ?, max_rss_bytes = ?, gpu_mem_peak_bytes = ?, gpu_util_mean = ? "
-            "WHERE id = ?",
-            (final, exit_code, signal, started, ended,
-             note or ("" if not requeue else f"attempt ended {status.value}; retrying"),
-             requeue, *usage.fields().values(), job_id))
+            "cpu_system_s = ?, max_rss_bytes = ?, gpu_mem_peak_bytes = ?, gpu_util_mean = ?"
+            f"{sets} WHERE id = ?", args + (job_id,))
 
     def set_status(self, job_id: int, status: Status, note: str = "") -> None:
         self._write("UPDATE jobs SET status = ?, note = ?, ended = ? WHERE id = ?",
