@@ -40,8 +40,26 @@ def definition_digest(command: str, env: Iterable[Tuple[str, str]], cwd: Optiona
     canonical = {"command": command, "env": sorted(dict(env).items()), "cwd": cwd,
                  "gpus": int(count) if count.is_integer() else count}
     text = json.dumps(canonical, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    import hashlib  # here, not at the top: 3 ms of OpenSSL that ``hog status`` never needs
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:DIGEST_CHARS]
+    return _sha256()(text.encode("ascii")).hexdigest()[:DIGEST_CHARS]
+
+
+def _sha256() -> Any:
+    """SHA-256 from Python's own module (``_sha2``; ``_sha256`` before 3.12): the same
+    digests as ``hashlib``'s, without the 2-3 ms of OpenSSL ``hashlib`` loads first (on
+    the way to the first job; ``hog status`` never needs either)."""
+    global _SHA256
+    if _SHA256 is None:
+        import importlib
+        for name in ("_sha2", "_sha256", "hashlib"):
+            try:
+                _SHA256 = importlib.import_module(name).sha256
+                break
+            except (ImportError, AttributeError):
+                continue
+    return _SHA256
+
+
+_SHA256: Any = None
 
 
 def job_digest(job: Job) -> str:
