@@ -14,7 +14,7 @@ from hog.messages import Ended, Withdrawn
 from hog.model import Status
 from hog.state.jobdir import Layout, read_info
 from hog.state.staging import next_dir
-from tests.harness import pid_alive, wait_for
+from tests.harness import job_file, pid_alive, run_hog, wait_for
 from tests.slot_support import dispatch, ended, events_until, start_slot
 
 
@@ -117,3 +117,13 @@ def test_what_a_killed_slot_made_ahead_is_removed_by_the_next_slot(slot, tmp_pat
     backend.shutdown([])
     slot()                                               # a new slot on the same output
     wait_for(lambda: staged(backend.layout) == [], what="the stale folder removed")
+
+
+def test_a_sweep_that_ends_leaves_no_staging_folder_behind(tmp_path):
+    out, seen = tmp_path / "out", tmp_path / "seen"
+    jobs = job_file(tmp_path, f"sleep 0.5; ls {out}/.hog/next > {seen}", "true", "true")
+    r = run_hog(tmp_path, "--job_file", jobs, "--gpus", "0", "--output_dir", out)
+    assert r.returncode == 0, r.stderr
+    names = seen.read_text().split()        # job 1 was made ahead while job 0 ran
+    assert len(names) == 1 and names[0].startswith("job_1."), names
+    assert "hog.sqlite" in os.listdir(out / ".hog") and not (out / ".hog" / "next").exists()

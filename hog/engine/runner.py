@@ -35,7 +35,7 @@ from hog.engine.state import READY_AHEAD, RunState
 from hog.errors import UsageError, WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
-from hog.state import gpulog
+from hog.state import gpulog, staging
 from hog.state.diskguard import cannot_write
 from hog.state.jobdir import Layout
 
@@ -273,6 +273,8 @@ class Runner:
         st = self.st
         # leaving by an exception with jobs running: they must not outlive us
         st.backend.shutdown(list(st.running))
+        if not st.root_gone:
+            staging.remove_if_empty(st.layout)     # (what the slots made ahead is gone)
         if st.monitor is not None:
             st.monitor.stop()
             gpulog.append_looks(st.layout, st.monitor.take_history())

@@ -9,7 +9,8 @@ The output directory never shows a folder for a job that has not started. A job 
 back has its staged folder removed (``discard``); one that cannot be moved into place
 (a folder of that name appeared meanwhile, the output directory is gone) is removed
 and the folder made the usual way, which refuses what it always refuses. What a
-killed slot left here is removed by the next slot that starts (``clear_stale``).
+killed slot left here is removed by the next slot that starts (``clear_stale``); the
+folder itself goes, once empty, as a runner ends (``remove_if_empty``).
 Only a job whose folder does not exist yet is staged: a folder with an earlier
 attempt's files is opened the usual way, as its files move aside.
 """
@@ -120,6 +121,15 @@ def clear_stale(layout: Layout) -> None:
             os.rmdir(path)
         except OSError:
             pass
+
+
+def remove_if_empty(layout: Layout) -> None:
+    """The run ends (its slots are gone): ``.hog/next/`` goes if nothing is left in it
+    (a slot of another runner may still be using it: then it stays)."""
+    try:
+        os.rmdir(next_dir(layout))
+    except OSError:
+        pass
 
 
 def _exists(name: str, dir_fd: int) -> bool:
