@@ -9,7 +9,7 @@ CPU-only slots (-1, -2, ...) start on their first job.
 """
 import signal
 import time
-from typing import TYPE_CHECKING, Dict, Iterable, List, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Union
 
 from hog.backends import spawn, wire
 from hog.backends.consumer import consumer_main
@@ -25,9 +25,11 @@ from hog.messages import (
     Stop,
     StopHow,
     Withdraw,
+    Withdrawn,
 )
 from hog.model import JobTrace
-from hog.state.jobdir import Layout
+from hog.state.info import info_process
+from hog.state.jobdir import Layout, read_info
 
 if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)
     from multiprocessing.connection import Connection
@@ -52,6 +54,7 @@ class LocalBackend:
         self.readers: Dict[int, wire.Reader] = {}
         self.pids: Dict[int, int] = {}
         self.traces: Dict[int, JobTrace] = {}
+        self.sent: Dict[int, Dict[int, Dispatch]] = {}     # per slot: jobs not ended yet
 
     def label(self) -> str:
         return ",".join(self.gpus)
@@ -79,6 +82,7 @@ class LocalBackend:
         conn = self.conns.pop(slot)
         self.slot_of_conn.pop(id(conn), None)
         self.readers.pop(slot, None)
+        self.sent.pop(slot, None)
         self._send_conn(conn, Quit())
         conn.close()
         self.procs.pop(slot).join(5)
@@ -86,6 +90,7 @@ class LocalBackend:
     def submit(self, d: Dispatch) -> None:
         if d.slot not in self.conns:      # CPU slots start on first use
             self.add_slot(d.slot)
+        self.sent.setdefault(d.slot, {})[d.job.index] = d
         self._send(d.slot, d)
 
     def withdraw(self, slot: int, index: int) -> None:
@@ -129,6 +134,9 @@ class LocalBackend:
         elif isinstance(event, Ended):
             self.pids.pop(event.outcome.slot, None)
             self.traces.pop(event.outcome.slot, None)
+            self.sent.get(slot, {}).pop(event.outcome.index, None)
+        elif isinstance(event, Withdrawn):
+            self.sent.get(slot, {}).pop(event.index, None)
         return event
 
     def _died(self, slot: int) -> SlotLost:
@@ -142,11 +150,22 @@ class LocalBackend:
         proc.join(1)
         pid = self.pids.pop(slot, None)
         trace = self.traces.pop(slot, None)
+        sent = self.sent.pop(slot, {})
         if pid is not None:
             spawn.signal_group(pid, signal.SIGKILL)
-        if trace is not None:       # what left its group went to init with the slot gone
-            spawn.end_leftovers([trace], 0.0)
+        # what left its group went to init with the slot gone; a job whose Started the
+        # slot held back (it had just begun) is found by its INFO
+        traces = [trace] if trace is not None else \
+            [t for t in map(self._recorded, sent.values()) if t is not None]
+        if traces:
+            spawn.end_leftovers(traces, 0.0)
         return SlotLost(slot, f"its slot process died (exit code {proc.exitcode})")
+
+    def _recorded(self, d: Dispatch) -> Optional[JobTrace]:
+        """``d``'s job as its INFO records it, if that attempt started on this host."""
+        proc = info_process(read_info(self.layout, d.job.index), d.attempt)
+        return None if proc is None else \
+            JobTrace(proc, job_dir_variable(self.layout.folder(d.job.index)))
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots (leaving by an exception), then stop every

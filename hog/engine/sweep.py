@@ -31,7 +31,7 @@ from hog.sources import SourceSpec, open_source, watch
 from hog.state.db import StoreCorrupt
 from hog.state.files import check_location
 from hog.state.folderlock import lock_folder
-from hog.state.info import HOST
+from hog.state.info import info_process
 from hog.state.jobdir import Layout, folder_verdict, read_info
 from hog.state.rebuild import REBUILT, check_output, hog_folders
 from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
@@ -129,17 +129,7 @@ def job_process(layout: Layout, row: JobRow) -> Optional[JobProcess]:
     its INFO's (written by its slot process before the runner heard of it)."""
     if row.pid is not None and row.pgid is not None and row.proc_start:
         return JobProcess(row.pid, row.pgid, row.sid or row.pgid, row.proc_start)
-    info = read_info(layout, row.id)
-    if info.get("host") != HOST or info.get("attempt") != row.attempt:
-        return None
-    try:
-        pid = int(info["pid"])
-        start = str(info.get("proc_start") or "")
-        if not start:          # no start time: a pid alone may name another process now
-            return None
-        return JobProcess(pid, int(info.get("pgid", pid)), int(info.get("sid", pid)), start)
-    except (KeyError, TypeError, ValueError):
-        return None
+    return info_process(read_info(layout, row.id), row.attempt)
 
 
 def folder_state(layout: Layout, row: JobRow) -> Optional[Tuple[str, dict]]:

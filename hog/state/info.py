@@ -11,7 +11,7 @@ INFO back is the job folder's (``jobdir.read_info``).
 import re
 from typing import Iterable, Optional
 
-from hog.model import Status
+from hog.model import JobProcess, Status
 from hog.proc import host
 from hog.state.files import iso
 
@@ -83,3 +83,19 @@ def info_fields(*, name: str, index: int, command: str, gpu_ids: Iterable[str], 
         "ended": iso(ended),
         "duration_s": None if ended is None or started is None else round(ended - started, 3),
     }
+
+
+def info_process(info: dict, attempt: int) -> Optional[JobProcess]:
+    """Who attempt ``attempt``'s job is, by its INFO (written by its slot as it starts,
+    before anyone else hears of it): None for an INFO of another attempt or host, or
+    one without the process's start time (a pid alone may name another process now)."""
+    if info.get("host") != HOST or info.get("attempt") != attempt:
+        return None
+    try:
+        pid = int(info["pid"])
+        start = str(info.get("proc_start") or "")
+        if not start:
+            return None
+        return JobProcess(pid, int(info.get("pgid", pid)), int(info.get("sid", pid)), start)
+    except (KeyError, TypeError, ValueError):
+        return None
