@@ -267,7 +267,8 @@ def test_no_turn_of_the_runner_scans_every_job(tmp_path):
     try:
         for sql in statements:
             plan = [r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}")]
-            scans = [p for p in plan if p.split()[:2] in (["SCAN", "jobs"], ["SCAN", "j"])]
+            scans = [p for p in plan if p.split()[:2] in (["SCAN", "jobs"], ["SCAN", "j"])
+                     and p != "SCAN jobs USING INDEX jobs_queue"]   # (queued jobs alone)
             assert scans == [], (sql, plan)
     finally:
         db.close()
@@ -284,3 +285,18 @@ def test_hog_status_reads_the_first_jobs_of_a_status_without_sorting_them_all(st
         plan = [r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")]
         assert plan[0] == "SEARCH jobs USING INDEX jobs_by_status_id (status=?)", plan
         assert not any("TEMP B-TREE" in p for p in plan), plan
+
+
+def test_the_runners_reading_of_the_queue_takes_the_first_in_run_order_without_a_sort(store):
+    store.add(jobs(*["true"] * 30))
+    for i in (3, 7):                                # a job's end leaves the run-order index
+        assert store.claim(i, 0, 1, 0, "0") == 1
+        store.ended(i, Status.SUCCEEDED, 0, None, 1.0, 2.0)
+    traced = []
+    store.db.set_trace_callback(traced.append)
+    rows = store.queued(5)
+    store.db.set_trace_callback(None)
+    assert [r.id for r in rows] == [0, 1, 2, 4, 5]
+    plan = [r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {traced[0]}")]
+    assert plan[0] == "SCAN jobs USING INDEX jobs_queue", plan     # queued jobs alone
+    assert not any("TEMP B-TREE" in p for p in plan), plan

@@ -182,7 +182,8 @@ class Database:
 
     # ------------------------------------------------------------- rows
     def _rows(self, where: str, args: tuple = ()) -> List[JobRow]:
-        """Job rows ``SELECT``ed with ``where`` (its ``WHERE``, ``ORDER BY``, ``LIMIT``)."""
+        """Job rows ``SELECT``ed with ``where`` (its ``INDEXED BY``, ``WHERE``, ``ORDER
+        BY``, ``LIMIT``)."""
         return [JobRow(*r) for r in self.db.execute(f"SELECT {JOB_COLUMNS} FROM jobs {where}",
                                                      args)]
 

@@ -289,9 +289,11 @@ class Jobs(Writer, RunnerRows):
 
     # ------------------------------------------------------ scheduling
     def queued(self, limit: int, after: Optional[Tuple[int, int]] = None) -> List[JobRow]:
-        """The next queued jobs in run order: priority (high first), then id."""
-        return self._rows(f"WHERE {RUNNABLE_SQL} ORDER BY priority DESC, id LIMIT ?",
-                          (limit,))
+        """The next queued jobs in run order: priority (high first), then id (read in
+        that order from the index of the queued jobs, which the planner does not always
+        choose by itself: the other would sort them all)."""
+        return self._rows(f"INDEXED BY jobs_queue WHERE {RUNNABLE_SQL} "
+                          "ORDER BY priority DESC, id LIMIT ?", (limit,))
 
     def claim(self, job_id: int, attempts: int, runner: int, slot: int,
               gpus: str, handed: bool = False) -> Optional[int]:
