@@ -6,9 +6,9 @@ Every state change of a job is committed here before it is acted on (a job is
 any point leaves a state that ``recover`` can reconcile with the job folders.
 ``claim`` is one conditional ``UPDATE``, so two runners on one queue never take
 the same job. A job claimed as a busy slot's next job is ``handed``: it is not
-running (``hog status`` says so) until ``promote`` (in the transaction that records
-the end of the job before it); ``unhand`` gives one its slot did not start back to
-the queue, its attempt uncounted; recovery does the same for a dead runner's.
+running (``hog status`` says so) until its start is stored (``started``, or with its
+end: ``ended``); ``unhand`` gives one its slot did not start back to the queue, its
+attempt uncounted; recovery (``state.orphans``) does the same for a dead runner's.
 ``Jobs`` is a role over the one connection of ``state.db``; ``state.store.Store``
 combines it with the others.
 
@@ -20,14 +20,12 @@ jobs it no longer lists are known, kept, and never started.
 import json
 import time
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hog.model import NO_USAGE, Job, JobProcess, Status, Usage
-from hog.state.db import Writer
-from hog.state.files import from_iso
 from hog.state.identity import Occurrences, job_digest
+from hog.state.orphans import OrphanRows
 from hog.state.rows import IN_SOURCE_SQL, PARAM_KEYS, RUNNABLE_SQL, JobRow, job_spec
-from hog.state.runners import RunnerRows, runner_alive
 
 RERUNNABLE = tuple(s.value for s in Status.having("rerunnable"))
 RESUMED = tuple(s.value for s in Status.having("resumed"))     # not cancelled
@@ -38,94 +36,10 @@ _INSERT = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, prior
 _INSERT_READ = ("INSERT INTO jobs (id, source_pos, name, command, spec, origin, priority, added, "
                 "ident, digest, seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
-# What a job folder says, for ``recover``: None, or (verdict, INFO mapping).
-FolderStatus = Callable[[JobRow], Optional[Tuple[Optional[str], Dict[str, Any]]]]
-
-
-class Jobs(Writer, RunnerRows):
+class Jobs(OrphanRows):
     """Writing the queue's jobs (and the runner's reads of what to run next)."""
 
     _occurrences: Optional[Occurrences] = None     # the keys of the reading under way
-
-    # ------------------------------------------------------- recovery
-    def orphans_left(self, me: Optional[int] = None) -> bool:
-        """Is a job of this queue left running by a runner that died (or ended)? Reads
-        only: cheap enough for every tick of every runner."""
-        if any(r.id != me and not runner_alive(r) for r in self.active_runners()):
-            return True
-        return self.db.execute(
-            "SELECT 1 FROM jobs WHERE status IN ('running', 'handed') AND (runner IS NULL "
-            "OR runner NOT IN (SELECT id FROM runners WHERE ended IS NULL)) LIMIT 1"
-        ).fetchone() is not None
-
-    def orphans(self, me: Optional[int] = None) -> List[JobRow]:
-        """Retire the runners that died; the jobs they (or runners already retired) left
-        ``running``. Nothing is changed on the jobs: ``requeue_orphans`` does, once what
-        is left of them has been ended. ``me``: this runner, alive by definition."""
-        with self.transaction():
-            for r in self.active_runners():
-                if r.id != me and not runner_alive(r):
-                    self.db.execute("UPDATE runners SET ended = ? WHERE id = ? AND ended IS NULL",
-                                    (time.time(), r.id))
-            live_ids = {r.id for r in self.active_runners()}
-            return [row for row in self._rows("WHERE status IN ('running', 'handed')")
-                    if row.runner not in live_ids]
-
-    def still_orphans(self, rows: Iterable[JobRow]) -> List[JobRow]:
-        """Those of ``rows`` (from ``orphans``) still as they were read: running, same
-        attempt, same runner (none recovered, queued again and claimed meanwhile)."""
-        now = {r.id: r for r in self._rows("WHERE status IN ('running', 'handed')")}
-        return [row for row in rows if row.id in now and (
-            now[row.id].status, now[row.id].attempt, now[row.id].runner) == (
-            row.status, row.attempt, row.runner)]
-
-    def requeue_orphans(self, judged: Iterable[Tuple[JobRow, Optional[str], Dict[str, Any]]]
-                        ) -> List[Tuple[JobRow, str]]:
-        """Settle jobs from ``orphans`` by what their folders say, (row, verdict, INFO)
-        with verdict 'succeeded', 'failed' or None: a folder with SUCCESS wins (its exit
-        code and end time are taken from INFO); anything else is recorded interrupted
-        and queued again. Each change is conditional on the row being as ``orphans``
-        read it (still running, same attempt, same runner), so of two runners that
-        recover the same job only one does. A ``handed`` job whose folder holds no INFO
-        of its attempt never started: it is queued again as it was before its claim.
-        Returns the (row, new status) pairs done."""
-        changed = []
-        same = "WHERE id = ? AND status = ? AND attempt = ? AND runner IS ?"
-        with self.transaction():
-            for row, verdict, info in judged:
-                key = (row.id, row.status, row.attempt, row.runner)
-                if row.status == "handed" and verdict is None \
-                        and info.get("attempt") != row.attempt:
-                    cur = self.db.execute(
-                        f"UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, "
-                        f"attempt = attempt - 1, started = NULL, note = '' {same}", key)
-                    status = "handed"       # queued again: it had not started
-                elif verdict == "succeeded":
-                    cur = self.db.execute(
-                        "UPDATE jobs SET status = 'succeeded', exit_code = ?, signal = ?, "
-                        f"ended = ?, note = 'recovered from its folder' {same}",
-                        (info.get("exit_code", 0), info.get("signal"),
-                         from_iso(info.get("ended")) or time.time(), *key))
-                    status = "succeeded"
-                else:
-                    cur = self.db.execute(
-                        "UPDATE jobs SET status = 'queued', runner = NULL, pid = NULL, "
-                        f"pgid = NULL, sid = NULL, proc_start = NULL, note = ? {same}",
-                        (f"interrupted: its runner (pid {self.runner_pid(row.runner)}) "
-                         f"died; queued again", *key))
-                    status = "interrupted"
-                if cur.rowcount == 1:
-                    changed.append((row, status))
-        return changed
-
-    def recover(self, folder_status: FolderStatus) -> List[Tuple[JobRow, str]]:
-        """``orphans`` then ``requeue_orphans`` with ``folder_status(row)`` (None, or
-        (verdict, INFO mapping)), for callers with nothing left to end."""
-        judged = []
-        for row in self.orphans():
-            verdict, info = folder_status(row) or (None, {})
-            judged.append((row, verdict, info))
-        return self.requeue_orphans(judged)
 
     # ---------------------------------------------------------- ingest
     def begin_reading(self) -> int:
@@ -288,7 +202,7 @@ class Jobs(Writer, RunnerRows):
                 job.priority, now)
 
     # ------------------------------------------------------ scheduling
-    def queued(self, limit: int, after: Optional[Tuple[int, int]] = None) -> List[JobRow]:
+    def queued(self, limit: int) -> List[JobRow]:
         """The next queued jobs in run order: priority (high first), then id (read in
         that order from the index of the queued jobs, which the planner does not always
         choose by itself: the other would sort them all)."""
