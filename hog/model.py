@@ -90,7 +90,7 @@ class Job:
     env: Tuple[Tuple[str, str], ...] = ()
     cwd: Optional[str] = None
     timeout: Optional[float] = None
-    retries: int = 0
+    retries: Optional[int] = None      # None: not set (--retries, else none); 0 is its own
     priority: int = 0
     gpu_ids: Tuple[str, ...] = ()      # affinity: only these GPU ids
     after: Tuple[str, ...] = ()        # names of jobs that must succeed first

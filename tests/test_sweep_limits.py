@@ -34,11 +34,26 @@ def test_timeout_applies_to_every_job_without_its_own(tmp_path):
 
 
 def test_retries_applies_to_every_job_without_its_own(tmp_path):
-    jobs = job_file(tmp_path, "exit 1  # hog: name=default", "exit 1  # hog: name=own retries=1")
+    jobs = job_file(tmp_path, "exit 1  # hog: name=default", "exit 1  # hog: name=own retries=1",
+                    "exit 1  # hog: name=none retries=0")
     r = run_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--retries", "3")
     assert r.returncode == 1
     found = rows(tmp_path)
     assert found["default"][:2] == ("failed", 4) and found["own"][:2] == ("failed", 2)
+    assert found["none"][:2] == ("failed", 1)      # its own retries=0 opts out
+
+
+def test_a_jobs_own_retries_0_holds_when_the_sweep_runs_again_with_retries(tmp_path):
+    jobs = job_file(tmp_path, "exit 1  # hog: name=none retries=0", "exit 1  # hog: name=any")
+    assert run_hog(tmp_path, "--job-file", jobs, "--gpus", "0").returncode == 1
+    assert {k: v[:2] for k, v in rows(tmp_path).items()} == {"none": ("failed", 1),
+                                                             "any": ("failed", 1)}
+    r = run_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--retries", "2")  # (resumed)
+    assert r.returncode == 1, r.stderr
+    # resumed, each failed job runs again; then "any" has 2 retries in all (attempts 2
+    # and 3), "none" none
+    assert {k: v[:2] for k, v in rows(tmp_path).items()} == {"none": ("failed", 2),
+                                                             "any": ("failed", 3)}
 
 
 def test_bad_sweep_wide_values_are_one_usage_line(tmp_path):

@@ -1,9 +1,9 @@
 """Sweep-wide limits: ``--timeout`` and ``--retries`` as every job's defaults, and
 ``--max-failures N`` (after N failed jobs, start nothing new).
 
-A job's own ``timeout`` wins over ``--timeout``; its own ``retries`` wins over
-``--retries`` when it is above 0 (the store keeps ``retries=0`` as "not set", so a
-job cannot opt out of a sweep-wide ``--retries``). The defaults apply to the job as
+A job's own ``timeout`` wins over ``--timeout``, and its own ``retries`` over
+``--retries`` (``retries=0`` included: a job opts out of a sweep-wide ``--retries``;
+a job that says nothing takes it, else none). The defaults apply to the job as
 this runner runs it (the store keeps what the source said), so they cover jobs of
 the source, of ``hog add`` and of an earlier run alike.
 
@@ -27,8 +27,8 @@ def with_defaults(st: RunState, job: Job) -> Job:
     changes: Dict[str, Any] = {}
     if job.timeout is None and st.cfg.timeout is not None:
         changes["timeout"] = st.cfg.timeout
-    if job.retries == 0 and st.cfg.retries:
-        changes["retries"] = st.cfg.retries
+    if job.retries is None:
+        changes["retries"] = st.cfg.retries or 0
     return replace(job, **changes) if changes else job
 
 

@@ -107,7 +107,7 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     st.cancelling.discard(outcome.index)
     rerun = reruns.after_end(st, d, outcome) if d is not None and not st.killing else ""
     retry = bool(rerun) or d is not None and outcome.status in (Status.FAILED, Status.TIMEOUT) \
-        and reruns.counted(st, outcome) <= d.job.retries and not st.killing
+        and reruns.counted(st, outcome) <= (d.job.retries or 0) and not st.killing
     st.store.ended(outcome.index, outcome.status, outcome.exit_code, outcome.signal,
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage, start=start)
