@@ -14,6 +14,7 @@ from hog.config import RunConfig
 from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_FAILED
 from hog.engine.runner import Runner
+from hog.model import USAGE_FIELDS
 from hog.sources import SourceSpec
 from hog.state.store import Store
 from tests.harness import (
@@ -23,6 +24,7 @@ from tests.harness import (
     job_dirs,
     job_file,
     marker,
+    query,
     status_counts,
 )
 from tests.test_engine import Clock, RecordingDisplay, step_until
@@ -268,3 +270,34 @@ def test_hog_add_and_status_on_a_lost_queue_refuse_and_write_nothing(hq, how):
     if hog_files is not None:
         assert {p.name: p.read_bytes() for p in (out / ".hog").glob("*")
                 if p.is_file()} == hog_files          # (folders: in the listing above)
+
+
+def usage_and_params(out):
+    rows = {r["id"]: tuple(r[k] for k in USAGE_FIELDS) for r in query(
+        out, "SELECT * FROM jobs ORDER BY id")}
+    keys = query(out, "SELECT value FROM meta WHERE key = 'param_keys'")
+    return rows, [k["value"] for k in keys]
+
+
+@pytest.mark.timeout(90)
+def test_a_rebuilt_queue_has_what_each_job_used_and_the_grids_parameters(hq):
+    out = hq.tmp / "out"
+    sweep = hq.tmp / "sweep.yaml"
+    sweep.write_text("jobs:\n  - sweep:\n      cmd: 'head -c 2000000 /dev/zero | wc -c # {lr}'\n"
+                     "      grid: {lr: [0.1, 0.01], seed: [1, 2]}\n")
+    r = hq.run("--job_file", sweep, "--gpus", "0", "--output_dir", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    before = usage_and_params(out)
+    assert len(before[0]) == 4 and all(u[2] for u in before[0].values())   # max RSS known
+    assert before[1] == ['["lr", "seed"]']
+    shutil.rmtree(out / ".hog")
+    for name in ("results.csv", "results.jsonl"):
+        (out / name).unlink()
+
+    r = hq.run("rebuild", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert usage_and_params(out) == before
+    r = hq.run("--job_file", sweep, "--gpus", "0", "--output_dir", out)   # nothing to run
+    assert r.returncode == 0 and "already succeeded" in r.stdout, r.stdout + r.stderr
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert "param.lr" in header and "param.seed" in header and "max_rss_bytes" in header

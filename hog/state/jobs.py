@@ -22,7 +22,7 @@ import time
 from itertools import islice
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from hog.model import NO_USAGE, Job, JobProcess, Status, Usage
+from hog.model import NO_USAGE, USAGE_FIELDS, Job, JobProcess, Status, Usage
 from hog.state.identity import Occurrences, job_digest
 from hog.state.orphans import OrphanRows
 from hog.state.rows import IN_SOURCE_SQL, PARAM_KEYS, RUNNABLE_SQL, JobRow, job_spec
@@ -263,6 +263,16 @@ class Jobs(OrphanRows):
                 self.db.execute("UPDATE jobs SET ident = NULL WHERE ident = ? AND id != ?",
                                 (ident, job_id))
                 self.db.execute("UPDATE jobs SET ident = ? WHERE id = ?", (ident, job_id))
+
+    def restore_usage(self, usage: Dict[int, Dict[str, float]]) -> None:
+        """Give rows what their last attempts used, as their folders recorded it (``hog
+        rebuild``): ``model.USAGE_FIELDS`` by name."""
+        with self.transaction():
+            for job_id, figures in usage.items():
+                names = [k for k in USAGE_FIELDS if k in figures]
+                if names:
+                    self.db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in names)} "
+                                    "WHERE id = ?", (*(figures[k] for k in names), job_id))
 
     def started(self, job_id: int, pid: int, started: float,
                 gpus: Optional[str] = None, proc: Optional[JobProcess] = None,

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Set, Tuple
 
 from hog.errors import HogError, UsageError
-from hog.model import Status
+from hog.model import USAGE_FIELDS, Status
 from hog.proc import runs_job_of
 from hog.state.db import DB_NAME
 from hog.state.files import from_iso
 from hog.state.jobdir import INFO, STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
+from hog.state.rows import PARAM_KEYS
 from hog.state.schema import MIGRATIONS
 from hog.state.store import Store
 
@@ -171,8 +172,9 @@ def rebuild(output_dir: str, force: bool = False) -> Rebuilt:
     moved aside to ``hog.sqlite.broken-TIME`` (with its -wal and -shm), never deleted;
     refused while a runner is active on a readable one, while a job of a folder without
     a marker still runs, and (unless ``force``) when the queue records every folder.
-    Each folder becomes one job row: its number, name, command, options, origin,
-    source position, attempt count, times, and its status (SUCCESS: succeeded;
+    Each folder becomes one job row: its number, name, command, options (with a grid
+    point's parameters), origin, source position, attempt count, times, what its last
+    attempt used (CPU, memory, GPU figures), and its status (SUCCESS: succeeded;
     FAILURE: INFO's final status, else failed; no marker: interrupted, run again on
     resume)."""
     root = output_dir
@@ -208,6 +210,12 @@ def rebuild(output_dir: str, force: bool = False) -> Rebuilt:
     store = Store(state_dir)            # migrates the rows to the current schema
     try:
         store.restore_idents({row["id"]: row["ident"] for row in rows if row["ident"]})
+        store.restore_usage({row["id"]: row["usage"] for row in rows if row["usage"]})
+        params = sorted({str(pair[0]) for row in rows
+                         for pair in json.loads(row["spec"]).get("params", ())
+                         if isinstance(pair, list) and pair})
+        if params:                      # the grid's columns of the results files
+            store.set_meta(PARAM_KEYS, json.dumps(params))
         counts = store.counts()
     finally:
         store.close()
@@ -326,4 +334,6 @@ def _row_of(layout: Layout, n: int, folder_name: str) -> dict:
         "ended": from_iso(latest.get("ended")) if latest.get("ended") else None,
         "note": "rebuilt from its folder",
         "ident": latest.get("ident") if isinstance(latest.get("ident"), str) else None,
+        "usage": {k: latest[k] for k in USAGE_FIELDS if isinstance(latest.get(k), (int, float))
+                  and not isinstance(latest.get(k), bool)},    # what its last attempt used
     }
