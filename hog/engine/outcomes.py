@@ -4,14 +4,14 @@ Backend events go into the store (``started``, ``ended``); a ``Started`` is writ
 on the next tick (``flush_started``), or with its job's end if that comes first (one
 statement: a short job's row changes twice, not three times), never in a transaction
 of its own (recovery reads the pid from INFO while the store lacks it). When a slot's
-job ends, the job handed to it ahead (``dispatch.predispatch``) is running in its
-place (``promote``, same transaction); one the slot gave back (``Withdrawn``) is
-queued again, or cancelled. A failed or timed-out attempt with retries left is queued
-again; a final outcome is counted (``Progress``), shown, handed to the watched
-directory and the hooks. A slot whose executor vanished has its job recorded as
-interrupted and is replaced. Jobs that can never run here (unschedulable) or whose
-dependencies failed (skipped) get a
-job folder, a status and an outcome like any other.
+job ends, the job handed to it ahead (``dispatch.predispatch``) counts as running in
+its place (``promote``; its row says so once its start is stored); one the slot gave
+back (``Withdrawn``) is queued again, or cancelled. A failed or timed-out attempt with
+retries left is queued again; a final outcome is counted (``Progress``), shown, handed
+to the watched directory and the hooks. A slot whose executor vanished has its job
+recorded as interrupted and is replaced. Jobs that can never run here (unschedulable)
+or whose dependencies failed (skipped) get a job folder, a status and an outcome like
+any other.
 """
 import time
 from dataclasses import replace
