@@ -23,6 +23,7 @@ from .harness import (
     job_file,
     marker,
     out,
+    query,
     run_hog,
     track,
     wait_for,
@@ -115,6 +116,7 @@ def test_each_job_runs_as_a_ray_task_on_the_gpus_ray_assigned(ray_hog, tmp_path)
         assert data["status"] == "succeeded" and data["exit_code"] == 0
         assert out(folder) == (f"cvd=[{','.join(data['gpus'])}] i={data['index']} a=1 n={name} "
                                f"d={folder} pwd={tmp_path} order=PCI_BUS_ID\n")
+        assert data["max_rss_bytes"] > 0 and data["cpu_user_s"] is not None   # measured
     bad = info(by_name["bad"])
     assert (bad["status"], bad["exit_code"]) == ("failed", 3)
     assert err(by_name["bad"]) == "failing\n"
@@ -129,6 +131,9 @@ def test_each_job_runs_as_a_ray_task_on_the_gpus_ray_assigned(ray_hog, tmp_path)
         assert why in err(by_name[name])
     counts = {k: n for k, n in status_json(tmp_path)["counts"].items() if n}
     assert counts == {"succeeded": 4, "failed": 2, "timeout": 1, "unschedulable": 3}
+    used = {r["name"]: r["max_rss_bytes"] for r in query(
+        tmp_path / "output", "SELECT name, max_rss_bytes FROM jobs WHERE status = 'succeeded'")}
+    assert sorted(used) == ["cpu", "half", "one", "two"] and all(used.values())   # stored
 
 
 def test_a_yaml_sweep_and_a_yielder_run_on_ray(ray_hog, tmp_path):

@@ -43,7 +43,7 @@ from hog.messages import (
     Stop,
     StopHow,
 )
-from hog.model import Outcome, Status
+from hog.model import NO_USAGE, USAGE_FIELDS, Outcome, Status, Usage
 from hog.state.diskguard import check_present
 from hog.state.jobdir import Layout, UnsafePath
 
@@ -269,7 +269,8 @@ class Bridge:
             status = Status.TIMEOUT
         else:
             status = Status.SUCCEEDED if result["exit_code"] == 0 else Status.FAILED
-        self._finish(task, status, result["exit_code"], result["signal"], result["ended"], "")
+        self._finish(task, status, result["exit_code"], result["signal"], result["ended"], "",
+                     _usage(result.get("usage")))
 
     def _lost(self, task: _Task, status: Status, why: str) -> None:
         """The task ended without a result of its own: record why, in its folder too."""
@@ -283,9 +284,10 @@ class Bridge:
                   lambda: _unwritten(task, status, None, None, now, why))
 
     def _finish(self, task: _Task, status: Status, exit_code, sig, ended: float,
-                note: str) -> None:
-        self._end(task, lambda: _attempt(task).finished(status, exit_code, sig, ended, note),
-                  lambda: _unwritten(task, status, exit_code, sig, ended, note))
+                note: str, usage: Usage = NO_USAGE) -> None:
+        self._end(task, lambda: _attempt(task).finished(status, exit_code, sig, ended, note,
+                                                        usage=usage),
+                  lambda: _unwritten(task, status, exit_code, sig, ended, note, usage))
 
     def _end(self, task: _Task, write: Callable[[], Outcome],
              unwritten: Callable[[], Outcome]) -> None:
@@ -370,11 +372,19 @@ def _attempt(task: _Task) -> Attempt:
     return task.attempt
 
 
+def _usage(figures: object) -> Usage:
+    """What the node measured of the job (``Usage``'s fields by name); none if absent
+    (a node of an older hog)."""
+    if not isinstance(figures, dict):
+        return NO_USAGE
+    return Usage(**{k: v for k, v in figures.items() if k in USAGE_FIELDS})
+
+
 def _unwritten(task: _Task, status: Status, exit_code, sig, ended: float,
-               note: str) -> Outcome:
+               note: str, usage: Usage = NO_USAGE) -> Outcome:
     """The outcome of ``task`` whose ending could not be written."""
     if task.attempt is not None:
-        return task.attempt.outcome(status, exit_code, sig, ended, note)
+        return task.attempt.outcome(status, exit_code, sig, ended, note, usage=usage)
     d = task.d
     return Outcome(index=d.job.index, name=d.name, slot=d.slot, status=status,
                    exit_code=exit_code, signal=sig, started=ended, ended=ended,

@@ -149,7 +149,8 @@ def run_job(spec: dict):
         assert watch.status is not None     # reaped: it exited or its group was ended
         exit_code, sig = spawn.exit_status(watch.status)
         yield ("ended", dict(status="timeout" if timed_out else None, exit_code=exit_code,
-                             signal=sig, ended=ended, note="", pid=pid, started_ok=True))
+                             signal=sig, ended=ended, note="", pid=pid, started_ok=True,
+                             usage=watch.reaped.usage().fields()))  # (CPU, peak memory)
     except BaseException:
         # ray.cancel (KeyboardInterrupt) or anything unexpected: the job must not
         # outlive its task.
