@@ -128,6 +128,14 @@ class Usage:
         """The figures by name (INFO, results, ``hog status --json``), in this order."""
         return {name: getattr(self, name) for name in USAGE_FIELDS}
 
+    @classmethod
+    def from_fields(cls, figures: object) -> "Usage":
+        """``fields()`` read back (what a Ray node sent); unknown names and anything
+        but a mapping are ignored."""
+        if not isinstance(figures, dict):
+            return cls()
+        return cls(**{k: v for k, v in figures.items() if k in USAGE_FIELDS})
+
 
 USAGE_FIELDS = ("cpu_user_s", "cpu_system_s", "max_rss_bytes", "gpu_mem_peak_bytes",
                 "gpu_util_mean")

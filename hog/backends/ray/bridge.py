@@ -43,7 +43,7 @@ from hog.messages import (
     Stop,
     StopHow,
 )
-from hog.model import NO_USAGE, USAGE_FIELDS, Outcome, Status, Usage
+from hog.model import NO_USAGE, Outcome, Status, Usage
 from hog.state.diskguard import check_present
 from hog.state.jobdir import Layout, UnsafePath
 
@@ -270,7 +270,7 @@ class Bridge:
         else:
             status = Status.SUCCEEDED if result["exit_code"] == 0 else Status.FAILED
         self._finish(task, status, result["exit_code"], result["signal"], result["ended"], "",
-                     _usage(result.get("usage")))
+                     Usage.from_fields(result.get("usage")))
 
     def _lost(self, task: _Task, status: Status, why: str) -> None:
         """The task ended without a result of its own: record why, in its folder too."""
@@ -370,14 +370,6 @@ def _let_go(task: _Task) -> None:
 def _attempt(task: _Task) -> Attempt:
     assert task.attempt is not None     # (its folder is made by the write before)
     return task.attempt
-
-
-def _usage(figures: object) -> Usage:
-    """What the node measured of the job (``Usage``'s fields by name); none if absent
-    (a node of an older hog)."""
-    if not isinstance(figures, dict):
-        return NO_USAGE
-    return Usage(**{k: v for k, v in figures.items() if k in USAGE_FIELDS})
 
 
 def _unwritten(task: _Task, status: Status, exit_code, sig, ended: float,
