@@ -170,9 +170,9 @@ class ClusterNodes:
 
 @dataclass(frozen=True)
 class JobMsg:
-    """Producer: the source's next job."""
+    """Producer: the source's next jobs, in order (one, or a batch read from a file)."""
 
-    job: Job
+    jobs: Tuple[Job, ...]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ building the messages' classes.
 """
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, TypeVar, Union
 
 
 class Status(str, Enum):
@@ -97,6 +97,20 @@ class Job:
     auto_name: bool = False            # ``name`` was made up by hog (an unnamed YAML sweep's
                                        # point), so it is not what identifies the job
     params: Tuple[Tuple[str, Any], ...] = ()   # a grid point: (parameter, value), in grid order
+
+
+_D = TypeVar("_D")
+
+
+def evolve(obj: _D, **changes: Any) -> _D:
+    """``dataclasses.replace`` for this module's frozen dataclasses (no ``__post_init__``,
+    no slots): a copy of ``obj``'s fields with ``changes``, without calling ``__init__``
+    (a fifth of the cost, on the runner's path of every job)."""
+    new = object.__new__(type(obj))
+    fields_of = new.__dict__
+    fields_of.update(obj.__dict__)
+    fields_of.update(changes)
+    return new
 
 
 def slot_label(slot: int) -> str:

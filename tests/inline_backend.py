@@ -171,7 +171,7 @@ def source_messages(spec: SourceSpec) -> Iterator[bytes]:
     n = 0
     try:
         for job in open_source(spec):
-            yield pickle.dumps(JobMsg(job))
+            yield pickle.dumps(JobMsg((job,)))
             n += 1
     except (HogError, SourceError) as e:     # as hog.sources.producer.produce says it
         yield pickle.dumps(SourceFailed(str(e)))

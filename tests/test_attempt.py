@@ -136,7 +136,7 @@ def test_messages_cross_a_pipe_unchanged():
                       started=1.0, ended=2.0)
     messages = [Started(0, 1, 99, 1.0), Started(0, 1, 99, 1.0, "h", ("2",)), Ended(outcome),
                 SlotLost(0, "why"), BackendFailed("why"), Stop(StopHow.CANCEL), Quit(),
-                ForSlot(3, dispatch()), JobMsg(Job(0, "true")), SourceTotal(5), SourceEnd(5),
+                ForSlot(3, dispatch()), JobMsg((Job(0, "true"),)), SourceTotal(5), SourceEnd(5),
                 SourceFailed("bad")]
     for m in messages:
         assert pickle.loads(pickle.dumps(m, pickle.HIGHEST_PROTOCOL)) == m

@@ -691,3 +691,25 @@ def test_the_ready_list_is_kept_only_while_a_new_batch_sorts_after_it(engines):
     while len(st.ready) >= READY_AHEAD // 2:
         st.ready.pop()
     assert not still_the_head(st, later, again=0)           # too few left to choose from
+
+
+def test_the_ready_list_counts_its_cpu_only_jobs_through_every_change():
+    """``RunState.ready`` keeps the count that lets a turn with only CPU slots free skip
+    a head of GPU jobs without going through it."""
+    from hog.engine.state import Ready
+    ready = Ready()
+    entries = [(object(), Job(index=i, command="true", gpus=0 if i % 3 == 0 else 1))
+               for i in range(12)]
+
+    def recount() -> int:
+        return sum(not job.gpus for _, job in ready)
+    ready.extend(entries[:8])
+    assert ready.cpu_jobs == recount() == 3
+    ready.remove(entries[3])
+    ready.insert(0, entries[9])
+    ready.append(entries[10])
+    ready.pop()
+    ready.popleft()
+    assert ready.cpu_jobs == recount() == 2
+    ready.clear()
+    assert ready.cpu_jobs == recount() == 0

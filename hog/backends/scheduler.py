@@ -18,7 +18,7 @@ wait once it is at the head to about one job duration (Ray lets it starve).
 """
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, DefaultDict, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hog.model import Job, Slot
@@ -310,8 +310,9 @@ class Scheduler:
             self.used[name] -= amount
         for gpu in alloc.placement.gpu_ids:
             self.mem_used[gpu] -= alloc.memory
-        self.running[job.index] = _Alloc(replace(alloc.placement, job_id=job.index), job,
-                                         self.clock(), 0.0)
+        held = alloc.placement      # (built, not replaced: the path of every job)
+        self.running[job.index] = _Alloc(Placement(job.index, held.slots, held.gpu_ids,
+                                                   held.cpu), job, self.clock(), 0.0)
 
     # ------------------------------------------------------------ inner
     def _resources_fit(self, job: Job) -> bool:

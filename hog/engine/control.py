@@ -137,6 +137,8 @@ def change_slots(st: RunState, spec: str) -> None:
 def handle_signals(st: RunState, wake_r: Optional[socket.socket]) -> None:
     """Act on the signals the flags hold; ``wake_r``: the wake-up socket, when it is
     readable (drained here)."""
+    if wake_r is None and not st.flags.counts:
+        return          # (the usual turn: no signal came)
     try:
         while wake_r is not None and wake_r.recv(64):
             pass

@@ -97,7 +97,7 @@ def place(st: RunState) -> None:
             if not st.ready:
                 return
         if local and cast(LocalCapacity, st.sched).only_cpu_jobs_fit() \
-                and all(job.gpus for _, job in st.ready):
+                and not st.ready.cpu_jobs:
             return      # (only CPU slots are free: the usual case of a busy GPU box)
         first_back = _coming_back(st)
         entries = {job.index: (row, job) for row, job in st.ready
@@ -224,7 +224,7 @@ def withdraw(st: RunState, slot: int, why: str) -> None:
 def may_start(st: RunState, row: JobRow, job: Job) -> bool:
     """Asked by the scheduler about a job it would consider (lazily: not once there
     is no room left for it): not impossible here, dependencies met."""
-    if MEMORY in dict(job.resources) and not st.memory_known:
+    if job.resources and not st.memory_known and MEMORY in dict(job.resources):
         learn_gpu_memory(st)
     return startable(st, row, job)
 

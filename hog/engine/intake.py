@@ -3,6 +3,7 @@ a batch at a time, at most ``LOOKAHEAD`` jobs ahead of the slots; the sweep's to
 as the source is read; the end of the source (or its error).
 """
 import pickle
+import select
 import sqlite3
 from typing import List, Optional, Tuple
 
@@ -23,7 +24,7 @@ def ingest(st: RunState) -> None:
     each turn until the store takes them (the tick carries on only once it has)."""
     if not may_ingest(st) or (st.held is None and not writable.may_start(st)):
         return
-    if st.held is None and not st.producer_exited and not st.queue._reader.poll():
+    if st.held is None and not st.producer_exited and not source_ready(st):
         return
     if not st.store.commit_turn():      # the turn so far first: ingest commits on its own
         return
@@ -52,13 +53,13 @@ def take(st: RunState) -> Tuple[List[Job], Optional[str]]:
     # While slots are idle, hand the first jobs over at once; then take big batches.
     limit = INGEST_BATCH if st.running else max(4, 2 * st.sched.room())
     while len(batch) < limit:
-        if not st.queue._reader.poll():
+        if not source_ready(st):
             if st.producer_exited and not batch:
                 ended = f"the job source process died (exit code {st.producer.exitcode})"
             break
         message = pickle.loads(st.queue.get())
         if isinstance(message, JobMsg):
-            batch.append(message.job)
+            batch.extend(message.jobs)
         elif isinstance(message, SourceTotal):
             st.source_total = message.total
         else:
@@ -66,6 +67,20 @@ def take(st: RunState) -> Tuple[List[Job], Optional[str]]:
             break
     st.received += len(batch)
     return batch, ended
+
+
+def source_ready(st: RunState) -> bool:
+    """Has the producer's queue a message to take? One ``poll`` of its pipe, kept from
+    call to call (the reader's own ``poll`` builds a selector each time: a dear call on
+    a turn that comes once a job)."""
+    reader = st.queue._reader
+    fileno = getattr(reader, "fileno", None)
+    if fileno is None:      # (a queue that is not a pipe: the inline test harness's)
+        return bool(reader.poll())
+    if st.queue_poll is None:
+        st.queue_poll = select.poll()
+        st.queue_poll.register(fileno(), select.POLLIN)
+    return bool(st.queue_poll.poll(0))
 
 
 def store_jobs(st: RunState, batch: List[Job]) -> None:

@@ -13,12 +13,11 @@ unschedulable), an attempt that is retried not counted. Reaching N drains the ru
 as ``hog stop`` does: running jobs finish, nothing new starts, the summary says why,
 and the exit code is 1.
 """
-from dataclasses import replace
 from typing import Any, Dict
 
 from hog.engine import control
 from hog.engine.state import RunState
-from hog.model import Job
+from hog.model import Job, evolve
 
 
 def with_defaults(st: RunState, job: Job) -> Job:
@@ -29,7 +28,7 @@ def with_defaults(st: RunState, job: Job) -> Job:
         changes["timeout"] = st.cfg.timeout
     if job.retries is None:
         changes["retries"] = st.cfg.retries or 0
-    return replace(job, **changes) if changes else job
+    return evolve(job, **changes) if changes else job
 
 
 def check_failures(st: RunState) -> None:

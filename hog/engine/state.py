@@ -19,7 +19,7 @@ added later), and passed to the functions of ``sweep``, ``intake``, ``dispatch``
   ``killing``, ``stop_reason``, ``exit_signal``).
 """
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from hog.backends.base import Admission, Backend
 from hog.config import RunConfig
@@ -61,6 +61,47 @@ class PendingDisplay:
 
 
 READY_AHEAD = 64    # queued jobs read ahead into ``RunState.ready`` (the queue's head)
+Entry = Tuple[JobRow, Job]
+
+
+class Ready(deque):  # (of Entry)
+    """``RunState.ready``: the queue's head, (row, job) in run order, which also counts
+    its CPU-only jobs (``cpu_jobs``), so that a turn with only CPU slots free learns
+    that none fits without going through every entry (each turn of a GPU sweep)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu_jobs = 0
+
+    def append(self, entry: Entry) -> None:
+        super().append(entry)
+        self.cpu_jobs += not entry[1].gpus
+
+    def extend(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def insert(self, i: int, entry: Entry) -> None:
+        super().insert(i, entry)
+        self.cpu_jobs += not entry[1].gpus
+
+    def remove(self, entry: Entry) -> None:
+        super().remove(entry)
+        self.cpu_jobs -= not entry[1].gpus
+
+    def pop(self) -> Entry:
+        entry = super().pop()
+        self.cpu_jobs -= not entry[1].gpus
+        return entry
+
+    def popleft(self) -> Entry:
+        entry = super().popleft()
+        self.cpu_jobs -= not entry[1].gpus
+        return entry
+
+    def clear(self) -> None:
+        super().clear()
+        self.cpu_jobs = 0
 
 
 class RunState:
@@ -88,11 +129,12 @@ class RunState:
         self.resume = False
         self.producer: Any = None
         self.queue: Any = None          # the producer's queue (with the producer)
+        self.queue_poll: Any = None     # a select.poll of its pipe (intake.source_ready)
         self.monitor: Any = None        # --min_free_memory / --exclusive only
         self.registry = Registry()      # for those started with --wait_for_running
         self.hooks: Any = None          # --on_job_end / --on_finish only
         # the job path
-        self.ready: Deque[Tuple[JobRow, Job]] = deque()   # the queue's head: READY_AHEAD
+        self.ready = Ready()            # the queue's head: READY_AHEAD jobs
         self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
