@@ -27,7 +27,7 @@ from hog.messages import (
     Withdraw,
     Withdrawn,
 )
-from hog.model import JobTrace
+from hog.model import JobProcess, JobTrace
 from hog.state.info import info_process
 from hog.state.jobdir import Layout, read_info
 
@@ -53,7 +53,7 @@ class LocalBackend:
         self.slot_of_conn: Dict[int, int] = {}
         self.readers: Dict[int, wire.Reader] = {}
         self.pids: Dict[int, int] = {}
-        self.traces: Dict[int, JobTrace] = {}
+        self.started: Dict[int, Started] = {}      # per slot: its running job's start
         self.sent: Dict[int, Dict[int, Dispatch]] = {}     # per slot: jobs not ended yet
 
     def label(self) -> str:
@@ -129,11 +129,10 @@ class LocalBackend:
     def _note(self, slot: int, event: Event) -> Event:
         if isinstance(event, Started):
             self.pids[slot] = event.pid
-            self.traces[slot] = JobTrace(event.proc, job_dir_variable(
-                self.layout.folder(event.index)))
+            self.started[slot] = event     # (its trace is made only if the slot dies)
         elif isinstance(event, Ended):
             self.pids.pop(event.outcome.slot, None)
-            self.traces.pop(event.outcome.slot, None)
+            self.started.pop(event.outcome.slot, None)
             self.sent.get(slot, {}).pop(event.outcome.index, None)
         elif isinstance(event, Withdrawn):
             self.sent.get(slot, {}).pop(event.index, None)
@@ -149,7 +148,8 @@ class LocalBackend:
         proc = self.procs.pop(slot)
         proc.join(1)
         pid = self.pids.pop(slot, None)
-        trace = self.traces.pop(slot, None)
+        start = self.started.pop(slot, None)
+        trace = None if start is None else self._trace(start.proc, start.index)
         sent = self.sent.pop(slot, {})
         if pid is not None:
             spawn.signal_group(pid, signal.SIGKILL)
@@ -164,8 +164,11 @@ class LocalBackend:
     def _recorded(self, d: Dispatch) -> Optional[JobTrace]:
         """``d``'s job as its INFO records it, if that attempt started on this host."""
         proc = info_process(read_info(self.layout, d.job.index), d.attempt)
-        return None if proc is None else \
-            JobTrace(proc, job_dir_variable(self.layout.folder(d.job.index)))
+        return None if proc is None else self._trace(proc, d.job.index)
+
+    def _trace(self, proc: Optional[JobProcess], index: int) -> JobTrace:
+        """What tells job ``index``'s processes (``spawn.end_leftovers``)."""
+        return JobTrace(proc, job_dir_variable(self.layout.folder(index)))
 
     def shutdown(self, running: Iterable[int]) -> None:
         """Kill the jobs of ``running`` slots (leaving by an exception), then stop every

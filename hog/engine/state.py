@@ -89,7 +89,7 @@ class Ready(deque):  # (of Entry)
         super().remove(entry)
         self.cpu_jobs -= not entry[1].gpus
 
-    def pop(self) -> Entry:
+    def pop(self) -> Entry:  # type: ignore[override]  # (as deque.pop: no index)
         entry = super().pop()
         self.cpu_jobs -= not entry[1].gpus
         return entry

@@ -33,6 +33,7 @@ _DEFAULTS = Job(index=0, command="")
 _SPEC_KEYS = ("gpus", "resources", "env", "cwd", "timeout", "retries", "priority", "gpu_ids",
               "after", "params")
 _PAIRS = ("resources", "env", "params")
+_SPEC_DEFAULTS = tuple((key, getattr(_DEFAULTS, key)) for key in _SPEC_KEYS)
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ class RunnerRow:
 def job_spec(job: Job) -> str:
     """The job's options that differ from the defaults, as JSON."""
     spec = {}
-    for key in _SPEC_KEYS:
-        value = getattr(job, key)
-        if value != getattr(_DEFAULTS, key):
+    fields = vars(job)      # (a frozen dataclass's fields: read as a dict, once a job)
+    for key, default in _SPEC_DEFAULTS:
+        value = fields[key]
+        if value != default:
             spec[key] = [list(x) for x in value] if key in _PAIRS else value
     return json.dumps(spec, sort_keys=True) if spec else "{}"
