@@ -43,23 +43,28 @@ def definition_digest(command: str, env: Iterable[Tuple[str, str]], cwd: Optiona
     return _sha256()(text.encode("ascii")).hexdigest()[:DIGEST_CHARS]
 
 
-def _sha256() -> Any:
-    """SHA-256 from Python's own module (``_sha2``; ``_sha256`` before 3.12): the same
-    digests as ``hashlib``'s, without the 2-3 ms of OpenSSL ``hashlib`` loads first (on
-    the way to the first job; ``hog status`` never needs either)."""
-    global _SHA256
-    if _SHA256 is None:
+def builtin_hash(name: str, modules: Tuple[str, ...]) -> Any:
+    """The hash function ``name`` from the first of ``modules`` that has it: Python's
+    own modules (``_sha2``, ``_blake2``) before ``hashlib``, which loads OpenSSL first
+    (8 ms on the way to the first job; the digests are the same)."""
+    found = _HASHES.get(name)
+    if found is None:
         import importlib
-        for name in ("_sha2", "_sha256", "hashlib"):
+        for module in modules:
             try:
-                _SHA256 = importlib.import_module(name).sha256
+                found = _HASHES[name] = getattr(importlib.import_module(module), name)
                 break
             except (ImportError, AttributeError):
                 continue
-    return _SHA256
+    return found
 
 
-_SHA256: Any = None
+_HASHES: Dict[str, Any] = {}
+
+
+def _sha256() -> Any:
+    """SHA-256 (``_sha2``; ``_sha256`` before 3.12; else ``hashlib``'s)."""
+    return builtin_hash("sha256", ("_sha2", "_sha256", "hashlib"))
 
 
 def job_digest(job: Job) -> str:

@@ -18,7 +18,6 @@ checked the same way, completed and moved into place, so the end of a run encode
 the jobs that had not finished in order (``save_results``).
 """
 import csv
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple
 
 from hog.model import Status
 from hog.state.files import UnsafePath, refuse_symlink, replaced_atomically
+from hog.state.identity import builtin_hash
 from hog.state.jobdir import RESULTS_CSV, RESULTS_JSONL, RESULTS_MARK, RESULTS_SPOOL, Layout
 from hog.state.reading import SweepReader
 from hog.state.resultdates import checkpoint, date_after_store, date_results
@@ -57,7 +57,7 @@ class Checkpoint:
 def _digest(rows: Sequence[ResultRow]) -> str:
     """The digest of rows: of their values, exactly."""
     text = "".join(map(tuple.__repr__, rows)).encode("utf-8", "backslashreplace")
-    return hashlib.blake2b(text, digest_size=16).hexdigest()
+    return builtin_hash("blake2b", ("_blake2", "hashlib"))(text, digest_size=16).hexdigest()
 
 
 def _stat(file: Any) -> List[int]:
