@@ -713,3 +713,30 @@ def test_the_ready_list_counts_its_cpu_only_jobs_through_every_change():
     assert ready.cpu_jobs == recount() == 2
     ready.clear()
     assert ready.cpu_jobs == recount() == 0
+
+
+def test_an_idle_runner_stores_only_the_first_jobs_of_a_batch_and_the_rest_next(engines):
+    """The producer sends a file's jobs in batches: a runner with idle slots stores only
+    what they can start at once (the first job starts sooner), the rest of the batch on
+    its next turn, in order, none lost."""
+    import pickle
+
+    from hog.messages import JobMsg, SourceEnd
+    jobs = [Job(index=i, command=f"echo {i}", where=f"loop-test:{i + 1}") for i in range(65)]
+    e = engines.make(["true"])
+    e.st.queue._reader.messages = iter([pickle.dumps(JobMsg(tuple(jobs[:1]))),
+                                        pickle.dumps(JobMsg(tuple(jobs[1:]))),
+                                        pickle.dumps(SourceEnd(65))])
+    e.step()
+    assert e.st.received == 4 and len(e.st.taken_ahead) == 61   # (one slot: room for 4)
+    assert [d.job.command for d in e.backend.submitted] == ["echo 0"]
+    for _ in range(3 * len(jobs)):
+        if e.settle():
+            break
+        for slot in list(e.backend.attempts):
+            e.backend.end_job(slot, Status.SUCCEEDED)
+    assert e.finished
+    assert e.st.received == 65 and not e.st.taken_ahead
+    assert sorted(d.job.command for d in e.backend.submitted) == \
+        sorted(f"echo {i}" for i in range(65))
+    assert [r.command for r in e.st.store.all_rows()] == [f"echo {i}" for i in range(65)]

@@ -24,7 +24,8 @@ def ingest(st: RunState) -> None:
     each turn until the store takes them (the tick carries on only once it has)."""
     if not may_ingest(st) or (st.held is None and not writable.may_start(st)):
         return
-    if st.held is None and not st.producer_exited and not source_ready(st):
+    if st.held is None and not st.producer_exited and not st.taken_ahead \
+            and not source_ready(st):
         return
     if not st.store.commit_turn():      # the turn so far first: ingest commits on its own
         return
@@ -48,18 +49,20 @@ def ingest(st: RunState) -> None:
 def take(st: RunState) -> Tuple[List[Job], Optional[str]]:
     """The jobs the producer has ready (up to a batch), and how the source ended if it
     did (None while it goes on; '' for its end, else its error)."""
-    batch: List[Job] = []
     ended: Optional[str] = None
     # While slots are idle, hand the first jobs over at once; then take big batches.
     limit = INGEST_BATCH if st.running else max(4, 2 * st.sched.room())
+    batch, st.taken_ahead = st.taken_ahead[:limit], st.taken_ahead[limit:]
     while len(batch) < limit:
         if not source_ready(st):
             if st.producer_exited and not batch:
                 ended = f"the job source process died (exit code {st.producer.exitcode})"
             break
         message = pickle.loads(st.queue.get())
-        if isinstance(message, JobMsg):
-            batch.extend(message.jobs)
+        if isinstance(message, JobMsg):     # (the rest of a batch: stored next time)
+            room = limit - len(batch)
+            batch.extend(message.jobs[:room])
+            st.taken_ahead.extend(message.jobs[room:])
         elif isinstance(message, SourceTotal):
             st.source_total = message.total
         else:
