@@ -19,13 +19,14 @@ free and idle (nothing queued could go there), when the disk refuses writes, whe
 another runner works on the queue (jobs are not promised to this one's slots then),
 and when a queued job that sorts before it (a higher priority added later) is
 waiting: then it is queued again as it was, its attempt not counted. Ray slots are
-not handed jobs ahead.
+not handed jobs ahead. The run loop also claims the jobs after a handed one ahead,
+in blocks (``engine.reserve``).
 """
 import time
 from typing import List, Optional, Sequence, Set, Tuple, cast
 
 from hog.backends.base import LocalCapacity, PreDispatching, implements
-from hog.engine import limits, outcomes, reruns, writable
+from hog.engine import limits, outcomes, reruns, reserve, writable
 from hog.engine.progress import Running
 from hog.engine.state import READY_AHEAD, RunState
 from hog.gpus.discovery import query_gpus
@@ -63,6 +64,7 @@ def fill(st: RunState) -> None:
     if st.stopping or st.others_running or not writable.may_start(st):
         for slot in list(st.next):      # (the disk refuses writes: nothing new starts)
             withdraw(st, slot, "stop")
+        reserve.give_back(st)
         return
     reclaim_for_free_slots(st)
     place(st)
@@ -73,9 +75,12 @@ def reclaim_for_free_slots(st: RunState) -> None:
     """A slot is free and a job handed to a busy slot could run there: it is taken back
     (and placed again in its turn), not left waiting behind that slot's current job
     while later jobs take the free slot."""
-    if not st.next or not st.sched.has_room() or not implements(st.sched, LocalCapacity):
+    if not (st.next or st.reserve) or not st.sched.has_room() \
+            or not implements(st.sched, LocalCapacity):
         return
     free_gpus = cast(LocalCapacity, st.sched).free_gpus()
+    if free_gpus:
+        reserve.give_back(st)       # (a free slot takes the queue's head, in order)
     for slot, d in list(st.next.items()):
         if free_gpus and (not d.job.gpu_ids or free_gpus & set(d.job.gpu_ids)):
             withdraw(st, slot, "free")
@@ -153,6 +158,7 @@ def predispatch(st: RunState) -> None:
     if not st.alone:
         for slot in list(st.next):
             withdraw(st, slot, "peers")
+        reserve.give_back(st)
         return
     for slot, d in list(st.next.items()):
         if not sched.can_hand(slot):        # retiring (hog gpus), or its GPU is taken
@@ -163,9 +169,19 @@ def predispatch(st: RunState) -> None:
     if not st.ready:
         refill(st)
     withdraw_overtaken(st)
+    while free and st.reserve:          # claimed ahead by an earlier turn: no claim now
+        taken = reserve.take(st, free)
+        if taken is None:
+            break
+        free.remove(taken.slot)
+        st.next[taken.slot] = taken
+        st.claimed.append(taken)
+    if free and not st.ready:
+        refill(st)
+    claimed = 0
     for row, job in list(st.ready):
         if not free:
-            return
+            break
         if job.index in st.waiting_deps:
             continue
         if not handable(job) or job.index in st.reruns or job.index in st.oom_alone:
@@ -174,7 +190,7 @@ def predispatch(st: RunState) -> None:
         target = next((s for s in free if not job.gpu_ids
                        or st.running[s].gpu_ids[0] in job.gpu_ids), None)
         if target is None:
-            return
+            break
         if not may_start(st, row, job):
             continue
         st.ready.remove((row, job))
@@ -184,17 +200,47 @@ def predispatch(st: RunState) -> None:
         if attempt is None:         # (a handed job counts as ahead until it starts)
             st.ahead = max(0, st.ahead - 1)
             continue
+        claimed += 1
         free.remove(target)
         d = Dispatch(job=job, slot=target, gpu_ids=gpu_ids,
                      name=job.name or st.layout.folder_name(job.index), attempt=attempt,
                      source_pos=row.source_pos, ident=row.ident, ahead=True)
         st.next[target] = d
         st.claimed.append(d)
+    if claimed:
+        reserve.ran_dry(st)
+        claim_ahead(st)
+
+
+def claim_ahead(st: RunState) -> None:
+    """This turn claims (it commits): the next handable jobs of the queue's head are
+    claimed too, for the reserve (``engine.reserve``), in order, up to its size; the
+    first job that is not such a job ends it."""
+    for row, job in list(st.ready):
+        if len(st.reserve) >= reserve.size(st):
+            return
+        if job.index in st.waiting_deps or not handable(job) or job.gpu_ids \
+                or job.index in st.reruns or job.index in st.oom_alone \
+                or not may_start(st, row, job):
+            return
+        st.ready.remove((row, job))
+        attempt = st.store.claim(row.id, row.attempt, st.runner_id, None, None, handed=True)
+        if attempt is None:
+            st.ahead = max(0, st.ahead - 1)
+            continue
+        reserve.add(st, row, job, attempt)
 
 
 def withdraw_overtaken(st: RunState) -> None:
     """A queued job that sorts before a handed one (priority, then number): the
     worst handed ones are taken back, one for each such job."""
+    last = reserve.last_key(st)
+    for _, job in st.ready:     # (the reserve: given back if a queued job sorts within it)
+        if job.index in st.waiting_deps or job.index in st.not_here:
+            continue
+        if last is not None and (-job.priority, job.index) < last:
+            reserve.give_back(st)
+        break
     handed = sorted(((-d.job.priority, d.job.index), slot) for slot, d in st.next.items()
                     if d.job.index not in st.withdrawing)
     for _, job in st.ready:

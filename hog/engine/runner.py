@@ -27,7 +27,7 @@ import multiprocess
 from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
-from hog.engine import control, dispatch, intake, outcomes, sweep, waiting, writable
+from hog.engine import control, dispatch, intake, outcomes, reserve, sweep, waiting, writable
 from hog.engine.detach import ParentReport
 from hog.engine.poller import Poller
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
@@ -41,6 +41,9 @@ from hog.state.jobdir import Layout
 
 if TYPE_CHECKING:
     from hog.state.resultfiles import ResultsSpool
+
+
+HOLD_S = 0.05      # how long a turn's writes may wait for a later commit (engine.reserve)
 
 
 class Runner:
@@ -61,6 +64,7 @@ class Runner:
         self.st.health.clock = clock        # the quarantine rule's time: the loop's
         self.to_parent = ParentReport()     # --detach: the parent waits for a first job
         self._results: Optional["ResultsSpool"] = None
+        self.looping = False                # in run(): writes may wait for a later commit
 
     # ------------------------------------------------------------ set-up
     def open(self) -> None:
@@ -143,9 +147,13 @@ class Runner:
                 self._register_boot()
             ready: list = []
             poller = Poller()
+            st.claims_ahead = self.looping = True   # (a stepped engine: job by job)
             while not self.step(self.clock(), ready):
                 st.display.idle()
                 timeout = max(0.0, st.next_tick - self.clock())
+                if st.store.held_since is not None:     # writes left for a later commit
+                    timeout = min(timeout, max(0.0, st.store.held_since + st.store.hold_s
+                                               - time.monotonic()))
                 ready = poller.wait(self.waitables(wake_r), timeout)
                 control.handle_signals(st, wake_r if wake_r in ready else None)
         finally:
@@ -171,9 +179,14 @@ class Runner:
         # other shells, new jobs and the claims of the jobs to start; committed
         # before any of those jobs is sent to its slot.
         ticked = now >= st.next_tick
+        # a turn that claims nothing while jobs are claimed ahead (engine.reserve) may
+        # leave its writes to the next commit, HOLD_S at most; the tick commits
+        st.store.hold_s = HOLD_S if self.looping and st.reserve and st.alone \
+            and not ticked and not st.stopping else 0.0
         with st.store.batch():
             self._handle_ready(ready)
             if now >= st.next_tick:
+                reserve.on_tick(st)     # (requests from other shells see none claimed ahead)
                 control.tick(st, now)
                 writable.tick(st)
             intake.ingest(st)
@@ -287,9 +300,11 @@ class Runner:
             st.queue.cancel_join_thread()
         if st.store_open:
             if st.runner_id:    # registered (row ids start at 1)
+                st.store.hold_s = 0.0
                 with st.store.batch():      # (what the runner heard, not yet stored)
                     outcomes.flush_started(st, now=True)
                     outcomes.unhand_all(st)
+                    reserve.give_back(st)
                 sweep.forget_unstarted_scripts(st)
                 writable.last_writes(st)    # what the disk refused so far, and retiring
                 if not st.root_gone:

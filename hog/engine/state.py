@@ -140,6 +140,10 @@ class RunState:
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
         self.next: Dict[int, Dispatch] = {}     # by busy slot: its next job, handed ahead
+        self.claims_ahead = False       # claim in blocks (engine.reserve): the run loop's
+        self.reserve: List[Tuple[JobRow, Job, int]] = []    # claimed ahead: row, job, attempt
+        self.reserve_size = 0
+        self.reserve_used = 0           # taken from the reserve since the last tick
         self.withdrawing: Dict[int, str] = {}   # job id -> why it is being taken back
         self.started_due: List[Any] = []        # (Started, handed), stored with the next write
         self.promoted: Dict[int, int] = {}      # by slot: the handed job it runs now, whose

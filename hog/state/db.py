@@ -94,6 +94,11 @@ class Database:
         # writes of batches the disk refused (full, read-only), applied by a later one
         self.unsaved: List[Tuple[str, tuple]] = []
         self._turn: List[Tuple[str, tuple]] = []       # this batch's writes so far
+        # a batch that claimed nothing may leave its writes for a later one to commit,
+        # up to ``hold_s`` after the first of them (the run loop's, with claims ahead)
+        self.hold_s = 0.0
+        self.held_since: Optional[float] = None
+        self.claimed_now = False
         self.write_error: Optional[str] = None         # why the last batch was refused
         self._retry_at = 0.0
         try:
@@ -244,6 +249,7 @@ class Writer(Database):
                 pass
         self.unsaved.extend(self._turn)
         self._turn.clear()
+        self.held_since = None
         self.write_error = why
         self._retry_at = time.monotonic() + RETRY_S
 
@@ -261,6 +267,7 @@ class Writer(Database):
                     raise
                 self.batch_failed(why)
                 return False
+            self.held_since = None
             self.unsaved.clear()
             self._turn.clear()
         return True
@@ -289,6 +296,7 @@ class Batch:
     def __enter__(self) -> Writer:
         store = self.store
         store.batching = True
+        store.claimed_now = False
         if store.write_error is not None and time.monotonic() >= store._retry_at:
             store.write_error = None        # try the disk again
         if store.unsaved and store.write_error is None:
@@ -313,11 +321,19 @@ class Batch:
         why = None if exc is None else cannot_write(exc)
         if exc_type is not None and why is None:
             store.db.execute("ROLLBACK")
+            store.held_since = None
             store._turn.clear()
             return False
+        if why is None and not store.claimed_now and store.hold_s:
+            now = time.monotonic()
+            if store.held_since is None:
+                store.held_since = now
+            if now - store.held_since < store.hold_s:
+                return False            # (committed with a later batch's writes)
         if why is None:
             try:
                 store.db.execute("COMMIT")
+                store.held_since = None
                 store.unsaved.clear()
                 store._turn.clear()
                 return False

@@ -209,8 +209,8 @@ class Jobs(OrphanRows):
         return self._rows(f"INDEXED BY jobs_queue WHERE {RUNNABLE_SQL} "
                           "ORDER BY priority DESC, id LIMIT ?", (limit,))
 
-    def claim(self, job_id: int, attempts: int, runner: int, slot: int,
-              gpus: str, handed: bool = False) -> Optional[int]:
+    def claim(self, job_id: int, attempts: int, runner: int, slot: Optional[int],
+              gpus: Optional[str], handed: bool = False) -> Optional[int]:
         """Mark a queued job running on this runner (``handed``: handed to ``slot`` as
         its next job), if it is still queued with ``attempts`` attempts behind it (one
         statement, so atomic); returns its new attempt number, or None when another
@@ -224,7 +224,14 @@ class Jobs(OrphanRows):
             "started = ?, ended = NULL, note = '' "
             "WHERE id = ? AND status = 'queued' AND attempt = ?",
             (runner, slot, gpus, time.time(), job_id, attempts), keep=False)
+        self.claimed_now = True         # (a claim is committed before its job is sent)
         return attempts + 1 if cur is not None and cur.rowcount == 1 else None
+
+    def assign_handed(self, job_id: int, slot: int, gpus: str) -> None:
+        """A job claimed ahead for no slot yet (``engine.reserve``) is handed to
+        ``slot``."""
+        self._write("UPDATE jobs SET slot = ?, gpus = ? WHERE id = ? AND status = 'handed'",
+                    (slot, gpus, job_id))
 
     def handed_elsewhere(self, me: int) -> bool:
         """Has another runner handed jobs to its slots ahead (which it gives back to

@@ -1,0 +1,172 @@
+"""Jobs claimed ahead in blocks (``engine.reserve``, the run loop's): a turn that hands
+a busy slot its next job also claims the next few handable jobs, so later handovers
+need no claim (nor a commit) of their own. They are handed over in run order; a
+reserved job is ``handed`` in the store (shown and counted as queued, recovered like
+any handed job); the reserve goes back to the queue, each job as before its claim, on
+every tick, when a slot is free, when a queued job sorts within it, when another
+runner works on the queue and when the run stops.
+
+Stepped engines (``claims_ahead`` on, as the loop sets it), then real ``python -m hog``
+runs, which always claim ahead."""
+import pytest
+
+from hog.engine import control
+from hog.engine.reserve import RESERVE_MAX
+from hog.model import Status
+from tests.harness import job_dirs, job_file, run_hog, status_counts
+from tests.test_predispatch import HandingEngines, started, statuses
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def engines(tmp_path):
+    made = HandingEngines(str(tmp_path / "out"))
+    yield made
+    for engine in list(made.live):
+        made.finish(engine)
+
+
+def claiming(engines, jobs, **options):
+    e = engines.make(jobs, **options)
+    e.st.claims_ahead = True
+    return e
+
+
+def hand_over(e, times: int, slot: int = 0) -> None:
+    """End ``slot``'s job ``times`` times, each starting its next (the clock stands)."""
+    for _ in range(times):
+        e.settle()
+        e.backend.end_job(slot, Status.SUCCEEDED)
+    e.settle()
+
+
+def reserved(e) -> list:
+    return [job.index for _, job, _ in e.st.reserve]
+
+
+def test_short_jobs_are_claimed_ahead_in_blocks_and_handed_over_in_run_order(engines):
+    e = claiming(engines, ["true"] * 60)
+    hand_over(e, 12)
+    assert e.st.reserve, "nothing was claimed ahead"
+    assert len(e.st.reserve) <= RESERVE_MAX
+    after = started(e)[-1] + 1          # the one running, then its next, then the reserve
+    assert reserved(e) == list(range(after + 1, after + 1 + len(e.st.reserve)))
+    rows = statuses(e)
+    assert all(rows[i] == "handed" for i in reserved(e))
+    assert e.counts() == {"succeeded": 12, "queued": 48}     # (reserved: shown as queued)
+    assert e.run_all()
+    assert started(e) == list(range(60))
+    assert e.counts() == {"succeeded": 60}
+    assert all(r.attempt == 1 for r in e.st.store.all_rows())
+
+
+def test_the_reserve_goes_back_to_the_queue_on_the_tick_as_it_was(engines):
+    e = claiming(engines, ["true"] * 40)
+    hand_over(e, 8)
+    held = reserved(e)
+    assert held
+    e.tick()
+    assert not e.st.reserve
+    rows = {r.id: r for r in e.st.store.all_rows()}
+    assert all(rows[i].status == "queued" and rows[i].attempt == 0 for i in held)
+    assert e.run_all()
+    assert started(e) == list(range(40))
+
+
+def test_a_free_slot_takes_the_reserve_back_and_the_queue_head_runs_first(engines):
+    e = claiming(engines, ["true"] * 40, slots=("0", "1"))
+    for _ in range(6):
+        e.settle()
+        e.backend.end_job(0, Status.SUCCEEDED)
+    e.settle()
+    held = reserved(e)
+    assert held
+    e.backend.end_job(1, Status.FAILED)     # slot 1 frees (its next job comes back)
+    e.settle()
+    nexts = [d.job.index for d in e.st.next.values()]
+    assert held[0] in started(e) + nexts    # went back, and is the next to start
+    queued = sorted(i for i, s in statuses(e).items() if s == "queued")
+    assert max(started(e)) < min(queued + [99])     # nothing started out of order
+    assert e.run_all()
+    assert sorted(started(e)) == list(range(40))
+    assert list(statuses(e).values()).count("succeeded") == 39
+
+
+def test_a_job_that_sorts_within_the_reserve_takes_it_back(engines, monkeypatch):
+    """A source read as slots free up brings a higher priority job while jobs are
+    claimed ahead: they go back, and it runs next."""
+    monkeypatch.setattr("hog.engine.intake.LOOKAHEAD", 12)
+    jobs = ["true"] * 30 + [{"cmd": "urgent", "priority": 5}] + ["true"] * 10
+    e = claiming(engines, jobs)
+    claimed_ahead = False
+    for _ in range(40):
+        e.settle()
+        if 30 in started(e):
+            break
+        claimed_ahead |= bool(e.st.reserve)
+        e.backend.end_job(0, Status.SUCCEEDED)
+    assert claimed_ahead
+    order = started(e)
+    assert 30 in order and order.index(30) < 28, order     # before the jobs it overtook
+    assert e.run_all()
+    assert sorted(started(e)) == list(range(41))
+
+
+def test_a_stopped_run_gives_its_reserve_back_and_ends(engines):
+    e = claiming(engines, ["true"] * 40)
+    hand_over(e, 8)
+    held = reserved(e)
+    assert held
+    control.drain(e.st, "stopped")
+    e.settle()
+    assert not e.st.reserve
+    assert all(statuses(e)[i] == "queued" for i in held)
+    for slot in list(e.backend.attempts):
+        e.backend.end_job(slot, Status.SUCCEEDED)
+    assert e.settle()
+    engines.finish(e)
+    assert "handed" not in statuses(e).values()
+
+
+def test_a_real_sweep_of_short_jobs_runs_each_once_in_order_with_claims_ahead(tmp_path):
+    job_file(tmp_path, *[f"echo {i} >> {tmp_path / 'ledger'}" for i in range(300)])
+    r = run_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ledger").read_text().split() == [str(i) for i in range(300)]
+    assert len(job_dirs(tmp_path)) == 300
+    assert status_counts(tmp_path / "output") == {"succeeded": 300}
+
+
+def test_sigkill_of_the_runners_group_with_jobs_claimed_ahead_runs_each_once_on_rerun(
+        tmp_path):
+    """The runner's whole group is killed while it holds jobs claimed ahead (and writes
+    not committed yet): on the rerun, every job that was not running then has run
+    exactly once, and a job claimed ahead that never started has no attempt counted."""
+    import os
+    import signal
+
+    from tests.harness import counts_of, job_rows, start_hog, wait_for
+    out, ledger, go = tmp_path / "out", tmp_path / "ledger.txt", tmp_path / "go"
+    hold = f"while [ ! -e {go} ]; do sleep 0.05; done; echo 40 >> {ledger}"
+    jobs = job_file(tmp_path, *[f"echo {i} >> {ledger}" for i in range(40)], hold,
+                    *[f"echo {i} >> {ledger}" for i in range(41, 60)])
+    runner = start_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--output-dir", out)
+
+    def claimed_ahead() -> bool:
+        rows = job_rows(out) if (out / ".hog" / "hog.sqlite").exists() else {}
+        return any(r["status"] == "handed" and r["slot"] is None for r in rows.values())
+    wait_for(lambda: counts_of(ledger).get("39") == 1 and claimed_ahead(), timeout=30,
+             what="job 40 running, later jobs claimed ahead")
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait(10)
+    go.touch()
+    r = run_hog(tmp_path, "--job-file", jobs, "--gpus", "0", "--output-dir", out, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = counts_of(ledger)      # (job 40 was running: interrupted, and run again)
+    assert {k: n for k, n in counts.items() if k != "40"} == \
+        {str(i): 1 for i in range(60) if i != 40}
+    assert counts["40"] >= 1
+    rows = job_rows(out)
+    assert all(row["status"] == "succeeded" for row in rows.values())
+    assert all(rows[i]["attempt"] == 1 for i in range(41, 60))
