@@ -145,19 +145,6 @@ def test_a_schema_v1_queue_is_migrated_with_its_jobs_counted(tmp_path):
         assert check(store)[0] == {"succeeded": 2, "failed": 1}
         assert store.retry([1]) == [1]
         assert check(store)[0] == {"succeeded": 2, "queued": 1}
-        assert store.db.execute("PRAGMA page_size").fetchone()[0] == 4096   # as it was
-    finally:
-        store.close()
-
-
-def test_a_new_queue_has_small_pages_so_a_turn_commits_less(tmp_path):
-    """A turn changes a few rows and index entries and commits each page it changed:
-    a new queue's pages are 1 KiB."""
-    store = Store(str(tmp_path / ".hog"))
-    try:
-        store.add([Job(index=0, command="true")])
-        assert store.db.execute("PRAGMA page_size").fetchone()[0] == 1024
-        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         store.close()
 

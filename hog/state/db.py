@@ -127,12 +127,6 @@ class Database:
         # synchronous first: a new file then becomes a WAL database with one sync, not
         # the several of the default FULL (tens of milliseconds on a busy disk)
         self.db.execute("PRAGMA synchronous = NORMAL")
-        # a new file's pages are 1 KiB, not 4: a runner's turn changes a few rows and
-        # index entries, each in its own page, and commits every page it changed to the
-        # WAL (with a checksum over it): a fifth less of the store's cost per job
-        # (measured); a million-job queue adds and reads as fast (an existing file keeps
-        # its page size)
-        self.db.execute("PRAGMA page_size = 1024")
         self.db.execute("PRAGMA journal_mode = WAL")
         # statement journals in memory: each insert fires the counting triggers
         # (state.schema version 4), and a journal file per statement costs a system call
