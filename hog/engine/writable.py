@@ -57,7 +57,7 @@ def after_turn(st: RunState) -> None:
     for d in st.claimed:
         if st.next.get(d.slot) is d:        # handed ahead: taken back before it is sent
             del st.next[d.slot]
-            st.store.unhand(d.job.index)    # (one claimed ahead by an earlier turn)
+            st.store.unhand(d.job.index, later=True)    # (one claimed ahead earlier)
             continue
         st.running.pop(d.slot, None)
         st.progress.running.pop(d.slot, None)

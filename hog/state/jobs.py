@@ -243,17 +243,19 @@ class Jobs(OrphanRows):
         return self.db.execute("SELECT 1 FROM jobs WHERE id = ? AND status = 'handed'",
                                (job_id,)).fetchone() is not None
 
-    def unhand(self, job_id: int, cancelled: bool = False) -> None:
+    def unhand(self, job_id: int, cancelled: bool = False, later: bool = False) -> None:
         """A handed job its slot gave back unstarted: queued again as before its claim
-        (its attempt not counted), or (``cancelled``) cancelled before it started."""
-        if cancelled:
+        (its attempt not counted), or (``cancelled``) cancelled before it started.
+        ``later``: after a batch the disk refused, kept for the next one (applied
+        before anything it claims)."""
+        if later:
+            self.unsaved.append((_UNHAND, (job_id,)))
+        elif cancelled:
             self._write("UPDATE jobs SET status = 'cancelled', ended = ?, "
                         "note = 'cancelled before it started', attempt = attempt - 1 "
                         "WHERE id = ? AND status = 'handed'", (time.time(), job_id))
         else:
-            self._write("UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, "
-                        "started = NULL, attempt = attempt - 1 WHERE id = ? "
-                        "AND status = 'handed'", (job_id,))
+            self._write(_UNHAND, (job_id,))
 
     def in_turn(self) -> bool:
         """Has this turn written anything yet (its transaction begun)?"""
@@ -342,6 +344,10 @@ class Jobs(OrphanRows):
                 if cur.rowcount:
                     done.append(jid)
         return done
+
+
+_UNHAND = ("UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, started = NULL, "
+           "attempt = attempt - 1 WHERE id = ? AND status = 'handed'")
 
 
 def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
