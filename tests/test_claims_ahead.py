@@ -13,18 +13,13 @@ import pytest
 from hog.engine import control
 from hog.engine.reserve import RESERVE_MAX
 from hog.model import Status
+from tests import test_predispatch
 from tests.harness import job_dirs, job_file, run_hog, status_counts
-from tests.test_predispatch import HandingEngines, started, statuses
+from tests.test_predispatch import started, statuses
 
 pytestmark = pytest.mark.timeout(120)
 
-
-@pytest.fixture
-def engines(tmp_path):
-    made = HandingEngines(str(tmp_path / "out"))
-    yield made
-    for engine in list(made.live):
-        made.finish(engine)
+engines = test_predispatch.engines      # the fixture: stepped engines with handing slots
 
 
 def claiming(engines, jobs, **options):
