@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from hog.backends import wire
 from hog.backends.attempt import Attempt
 from hog.messages import CannotWrite, Dispatch, Ended, Started, StopHow
 from hog.model import Job, Status
@@ -83,7 +84,7 @@ def bridge(tmp_path):
     layout = Layout(str(tmp_path))
     layout.prepare_root()
     b = bridge_mod.Bridge(child, layout, 1.0, FakeRay())
-    b.heard = lambda: [parent.recv() for _ in iter(lambda: parent.poll(0), False)]
+    b.heard = lambda: [wire.receive(parent) for _ in iter(lambda: parent.poll(0), False)]
     yield b
     parent.close()
     child.close()

@@ -56,3 +56,37 @@ def test_a_closed_pipe_with_nothing_left_is_eof(pipe):
     theirs.close()
     with pytest.raises(EOFError):
         wire.Reader(ours).messages()
+
+
+def test_every_message_of_a_job_comes_back_equal_and_of_its_own_class(pipe):
+    from hog.messages import Dispatch, Ended, Started, Stop, StopHow, Withdrawn
+    from hog.model import Job, JobProcess, Outcome, Status, Usage
+    ours, theirs = pipe
+    job = Job(7, "python train.py --lr 0.1", "sweep.yaml:3", name="lr-0.1", gpus=1,
+              resources=(("memory", 2.0),), env=(("SEED", "1"),), cwd="/tmp", timeout=9.5,
+              retries=2, priority=-1, gpu_ids=("1",), after=("prep",),
+              params=(("lr", 0.1), ("layers", [2, 3]), ("opt", {"name": "adam"})))
+    outcome = Outcome(index=7, name="lr-0.1", slot=1, status=Status.TIMEOUT, exit_code=None,
+                      signal="SIGTERM", started=1.5, ended=2.5, pid=99, attempt=2,
+                      err_path="/out/job_7/job_7.ERR", note="n",
+                      usage=Usage(cpu_user_s=0.5, max_rss_bytes=1 << 20))
+    messages = [
+        Dispatch(job, 1, ("1",), "lr-0.1", attempt=2, source_pos=3, ident="k", ahead=True),
+        [Ended(outcome, started_next=True),
+         Started(1, 8, 100, 2.6, proc=JobProcess(100, 100, 100, "4242"))],
+        Started(0, 9, 101, 3.0, host="node-2", gpu_ids=("0", "1")),
+        Withdrawn(1, 8),
+        Stop(StopHow.CANCEL),           # (not one of a job's: pickled as it is)
+        (1, "a tuple"),
+    ]
+    for message in messages:
+        assert wire.send(theirs, message)
+    got = []
+    reader = wire.Reader(ours)
+    while len(got) < len(messages):
+        got += reader.messages()
+    assert got == messages
+    assert [type(m) for m in got] == [type(m) for m in messages]
+    assert got[1][0].outcome.status is Status.TIMEOUT
+    assert wire.send(theirs, messages[1])
+    assert wire.receive(ours) == messages[1]        # (the slot's side of the pipe)
