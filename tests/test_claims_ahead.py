@@ -12,6 +12,7 @@ import pytest
 
 from hog.engine import control
 from hog.engine.reserve import RESERVE_MAX
+from hog.engine.runner import GATHER_S, gather_s
 from hog.model import Status
 from tests import test_predispatch
 from tests.harness import job_dirs, job_file, run_hog, status_counts
@@ -165,3 +166,23 @@ def test_sigkill_of_the_runners_group_with_jobs_claimed_ahead_runs_each_once_on_
     rows = job_rows(out)
     assert all(row["status"] == "succeeded" for row in rows.values())
     assert all(rows[i]["attempt"] == 1 for i in range(41, 60))
+
+
+def test_the_loop_gathers_slot_reports_only_while_every_busy_slot_holds_its_next_job(
+        engines):
+    e = claiming(engines, ["true"] * 8, slots=("0", "1"))
+    e.settle()
+    assert set(e.st.running) == {0, 1} and set(e.st.next) == {0, 1}
+    assert gather_s(e.st) == GATHER_S   # (nothing waits on the runner: it may read later)
+    control.drain(e.st, "test")
+    assert gather_s(e.st) == 0
+    assert e.run_all()
+    assert gather_s(e.st) == 0          # (nothing runs)
+
+
+def test_the_loop_does_not_gather_while_a_busy_slot_has_no_next_job(engines):
+    e = claiming(engines, ["true"] * 3, slots=("0", "1"))
+    e.settle()
+    assert set(e.st.running) == {0, 1} and len(e.st.next) == 1
+    assert gather_s(e.st) == 0          # that slot's end is answered at once
+    assert e.run_all()

@@ -44,6 +44,19 @@ if TYPE_CHECKING:
 
 
 HOLD_S = 0.05      # how long a turn's writes may wait for a later commit (engine.reserve)
+GATHER_S = 0.001   # how long the loop leaves the slots unread while none waits on it
+
+
+def gather_s(st: RunState) -> float:
+    """How long the loop may leave the slots' pipes unread after a turn (signals are
+    still heard at once): ``GATHER_S`` while every busy slot holds its next job, handed
+    ahead, so that what several slots report in that time costs one turn, not one each
+    (work done just after a wake-up costs several times what it costs on a warm CPU:
+    docs/performance.md); 0 when a busy slot may be waiting on the runner (it holds no
+    next job) or the run is stopping."""
+    if not st.running or st.stopping or len(st.next) < len(st.running):
+        return 0.0
+    return GATHER_S if all(slot in st.next for slot in st.running) else 0.0
 
 
 class Runner:
@@ -146,7 +159,7 @@ class Runner:
             if st.cfg.resume_on_boot:
                 self._register_boot()
             ready: list = []
-            poller = Poller()
+            poller, signals = Poller(), Poller()
             st.claims_ahead = self.looping = True   # (a stepped engine: job by job)
             while not self.step(self.clock(), ready):
                 st.display.idle()
@@ -154,6 +167,9 @@ class Runner:
                 if st.store.held_since is not None:     # writes left for a later commit
                     timeout = min(timeout, max(0.0, st.store.held_since + st.store.hold_s
                                                - time.monotonic()))
+                gather = gather_s(st)
+                if gather and timeout > gather and not signals.wait([wake_r], gather):
+                    timeout -= gather   # (the slots' reports of that time: in one turn)
                 ready = poller.wait(self.waitables(wake_r), timeout)
                 control.handle_signals(st, wake_r if wake_r in ready else None)
         finally:
