@@ -19,13 +19,16 @@ HOST = host()
 
 
 def _scalar(value) -> str:
+    kind = type(value)
+    if kind is str:
+        return quoted(value)
     if value is None:
         return "null"
     if value is True:
         return "true"
     if value is False:
         return "false"
-    if isinstance(value, (int, float)):
+    if kind is int or kind is float or isinstance(value, (int, float)):
         return repr(value)
     return quoted(str(value))
 
@@ -49,6 +52,8 @@ def _escape(match: "re.Match[str]") -> str:
 def quoted(text: str) -> str:
     """``text`` as a YAML double-quoted scalar of printable ASCII that reads back exactly
     (a lone surrogate, which no input should let through, is written as ``\\udXXX``)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'         # (the usual case: nothing to escape)
     return '"' + _NEEDS_ESCAPE.sub(_escape, text) + '"'
 
 
