@@ -61,10 +61,19 @@ def render_info(fields: dict) -> str:
     """YAML text for a flat mapping (lists of strings become flow sequences)."""
     lines = []
     for key, value in fields.items():
-        if isinstance(value, (list, tuple)):
-            lines.append(f"{key}: [{', '.join(_scalar(v) for v in value)}]")
+        kind = type(value)      # (the usual kinds first, by exact type: once a field)
+        if kind is str:
+            text = f'"{value}"' if value.isascii() and value.isprintable() \
+                and '"' not in value and "\\" not in value else quoted(value)
+        elif value is None:
+            text = "null"
+        elif kind is int or kind is float:
+            text = repr(value)
+        elif isinstance(value, (list, tuple)):
+            text = f"[{', '.join(_scalar(v) for v in value)}]"
         else:
-            lines.append(f"{key}: {_scalar(value)}")
+            text = _scalar(value)
+        lines.append(f"{key}: {text}")
     return "\n".join(lines) + "\n"
 
 
