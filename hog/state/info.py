@@ -63,8 +63,7 @@ def render_info(fields: dict) -> str:
     for key, value in fields.items():
         kind = type(value)      # (the usual kinds first, by exact type: once a field)
         if kind is str:
-            text = f'"{value}"' if value.isascii() and value.isprintable() \
-                and '"' not in value and "\\" not in value else quoted(value)
+            text = quoted(value)
         elif value is None:
             text = "null"
         elif kind is int or kind is float:
