@@ -21,8 +21,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, DefaultDict, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from hog.backends.fit import gpu_order, job_memory, named_resources, why_never_fits
 from hog.model import Job, Slot
-from hog.placement import MEMORY, Placement, Verdicts
+from hog.placement import Placement, Verdicts
 
 
 @dataclass
@@ -40,14 +41,6 @@ class Capacity:
     resources: Dict[str, float] = field(default_factory=dict)
     gpu_memory: Dict[str, float] = field(default_factory=dict)   # bytes per GPU id
     cpu_slots: int = 1
-
-
-def job_memory(job: Job) -> float:
-    return dict(job.resources).get(MEMORY, 0.0)
-
-
-def named_resources(job: Job) -> List[Tuple[str, float]]:
-    return [(k, v) for k, v in job.resources if k != MEMORY]
 
 
 class Scheduler:
@@ -79,7 +72,7 @@ class Scheduler:
     # --------------------------------------------------------- capacity
     def gpus(self) -> List[str]:
         if self._gpus is None:
-            self._gpus = sorted(set(s.gpu for s in self.slots.values()), key=_gpu_order)
+            self._gpus = sorted(set(s.gpu for s in self.slots.values()), key=gpu_order)
         return self._gpus
 
     def _capacity_changed(self) -> None:
@@ -183,46 +176,8 @@ class Scheduler:
         return changed
 
     def _never_fits(self, job: Job) -> Optional[str]:
-        gpus = [g for g in self.gpus() if g not in self.excluded]
-        if job.gpu_ids and job.gpus and set(job.gpu_ids) & self.excluded \
-                and set(job.gpu_ids) <= set(self.gpus()):
-            held = sorted(set(job.gpu_ids) & self.excluded, key=_gpu_order)
-            return f"must run on GPU {','.join(job.gpu_ids)}; GPU {','.join(held)} is " \
-                   f"quarantined (hog gpus DIR --release GPU lets it serve again)"
-        if job.gpus != int(job.gpus):
-            return f"asks for a fraction of a GPU (gpus={job.gpus:g}), which needs " \
-                   f"--backend ray; here, list a GPU id twice in --gpus to share it"
-        if job.gpus == 0:
-            if self.cpu_total == 0:
-                return "is a CPU-only job (gpus=0); this runner has no CPU slots (--cpu_slots)"
-        elif job.gpu_ids:
-            missing = [g for g in job.gpu_ids if g not in gpus]
-            if missing:
-                return f"must run on GPU {','.join(job.gpu_ids)}; this runner has no GPU " \
-                       f"{','.join(missing)}"
-            if len(job.gpu_ids) < job.gpus:
-                return f"needs {job.gpus} GPUs but is pinned to {len(job.gpu_ids)}"
-        elif job.gpus > len(gpus):
-            return f"needs {job.gpus} GPUs; this runner has {len(gpus)}" if not self.cpu_only \
-                else f"needs {job.gpus:g} GPU(s); this runner has none (--gpus none: CPU-only)"
-        memory = job_memory(job)
-        if memory and job.gpus:
-            if not self.gpu_memory:
-                return f"needs memory={_size(memory)} per GPU; this runner knows no GPU memory " \
-                       f"(no nvidia-smi: give --gpu_memory)"
-            allowed = job.gpu_ids or gpus
-            fitting = [g for g in allowed if self.gpu_memory.get(g, 0) >= memory]
-            if len(fitting) < job.gpus:
-                most = max(self.gpu_memory.get(g, 0) for g in allowed)
-                where = "the largest GPU here" if not job.gpu_ids else \
-                    f"the largest of GPU {','.join(job.gpu_ids)}"
-                return f"needs memory={_size(memory)} per GPU; {where} has {_size(most)}"
-        for name, amount in named_resources(job):
-            if name not in self.resources:
-                return f"needs {name}={amount:g}; this runner has no {name}"
-            if amount > self.resources[name]:
-                return f"needs {name}={amount:g}; this runner has {self.resources[name]:g}"
-        return None
+        return why_never_fits(job, self.gpus(), self.excluded, self.cpu_total, self.cpu_only,
+                              self.gpu_memory, self.resources)
 
     def schedule(self, candidates: Iterable[Job],
                  startable: Optional[Callable[[Job], bool]] = None) -> List[Placement]:
@@ -327,7 +282,7 @@ class Scheduler:
             return Placement(job.index, (self.cpu_free[-1],), (), cpu=True)
         memory = job_memory(job)
         allowed = set(job.gpu_ids) if job.gpu_ids else None
-        free = sorted((self.load[self.slots[i].gpu], _gpu_order(self.slots[i].gpu), i)
+        free = sorted((self.load[self.slots[i].gpu], gpu_order(self.slots[i].gpu), i)
                       for i in self.free)
         chosen, seen = [], set()
         alone = job.index in self.exclusive
@@ -387,7 +342,7 @@ class Scheduler:
             ends = [now + max(0.0, self._remaining(a, now)) for a in self.running.values()
                     if gpu in a.placement.gpu_ids]
             ready_at[gpu] = min(ends) if ends else now
-        order = sorted(ready_at, key=lambda g: (ready_at[g], _gpu_order(g)))[:max(1, int(job.gpus))]
+        order = sorted(ready_at, key=lambda g: (ready_at[g], gpu_order(g)))[:max(1, int(job.gpus))]
         start = max((ready_at[g] for g in order), default=now)
         return set(order), start
 
@@ -397,14 +352,3 @@ class Scheduler:
             return True                 # nothing known yet: keep the GPUs busy
         expected = min(mean, job.timeout) if job.timeout else mean
         return head_start is not None and now + expected <= head_start
-
-
-def _gpu_order(gpu: str):
-    return (0, int(gpu), "") if gpu.isdigit() else (1, 0, gpu)
-
-
-def _size(n: float) -> str:
-    for unit, scale in (("T", 2 ** 40), ("G", 2 ** 30), ("M", 2 ** 20), ("K", 2 ** 10)):
-        if n >= scale:
-            return f"{n / scale:g}{unit}"
-    return f"{n:g}"
