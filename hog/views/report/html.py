@@ -3,20 +3,20 @@ CSS and script in ``assets/``, inlined), with its summary cards, the timeline's 
 a histogram of durations (inline SVG), the failed jobs' stderr and the runners."""
 import html
 import json
-import math
 import os
 import re
 import time
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence
 
-from hog.humanize import fmt_duration
 from hog.model import Status, slot_label
 from hog.state.rows import JobRow
 from hog.state.runners import HEARTBEAT_S
 from hog.views.report import pack
 from hog.views.report.gather import Sweep
 from hog.views.report.gpus import gpu_section, job_usage_columns
+from hog.views.report.histogram import duration as short_duration
+from hog.views.report.histogram import histogram
 from hog.views.report.timeline import (
     Bar,
     Lane,
@@ -59,7 +59,7 @@ def build(sweep: Sweep) -> str:
         "CSS": _read_asset("report.css"),
         "SUMMARY": _summary(sweep, counts, use, t0, t1),
         "LEGEND": _legend(counts, bars, use),
-        "HISTOGRAM": _histogram(sweep.rows),
+        "HISTOGRAM": histogram(sweep.rows, COLORS["succeeded"], COLORS["failed"]),
         "FAILURES": _failures(sweep, counts),
         "RUNNERS": _runners(sweep),
         "GPUS": gpu_section(sweep.gpu_looks, sweep.rows, sweep.layout.folder_name),
@@ -191,17 +191,17 @@ def _summary(sweep: Sweep, counts: Counter, use: Usage, t0: float, t1: float) ->
         _card("Jobs", f"{total:,}", f"{done:,} finished" + (
             f", {counts['running']:,} running" if counts.get("running") else "") + (
             f", {counts['queued']:,} queued" if counts.get("queued") else ""), "jobs"),
-        _card("Wall time", _duration(t1) if sweep.attempts else "&ndash;",
+        _card("Wall time", short_duration(t1) if sweep.attempts else "&ndash;",
               f"from {html.escape(_clock(t0))}" + (" (still running)" if sweep.alive else "")),
         _card("GPU-slot utilisation", util_text,
-              f"busy {_duration(use.busy_s)} of {_duration(use.offered_s)} slot time"
-              f" offered; idle {_duration(max(0.0, idle))}" if use.offered_s
+              f"busy {short_duration(use.busy_s)} of {short_duration(use.offered_s)} slot time"
+              f" offered; idle {short_duration(max(0.0, idle))}" if use.offered_s
               else "no runner has offered GPU slots yet", "util"),
-        _card("Job durations", _duration(_quantile(durations, 0.5)) if durations
+        _card("Job durations", short_duration(_quantile(durations, 0.5)) if durations
               else "&ndash;",
-              f"median; p90 {_duration(_quantile(durations, 0.9))}, max "
-              f"{_duration(durations[-1])}" if durations else "no job has ended yet"),
-        _card("GPU time", _duration(gpu_time), "sum over jobs of duration &times; GPUs"),
+              f"median; p90 {short_duration(_quantile(durations, 0.9))}, max "
+              f"{short_duration(durations[-1])}" if durations else "no job has ended yet"),
+        _card("GPU time", short_duration(gpu_time), "sum over jobs of duration &times; GPUs"),
         _card("Runners", f"{len(sweep.runners)}",
               html.escape(", ".join(hosts)) + (f"; {len(sweep.alive)} active"
                                                 if sweep.alive else "")),
@@ -226,108 +226,6 @@ def _legend(counts: Counter, bars: List[Bar], use: Usage) -> str:
         items.append('<span class="key"><i class="part"></i>further GPU of a multi-GPU job'
                      '</span>')
     return "".join(items)
-
-
-def _histogram(rows: List[JobRow]) -> str:
-    """Durations of the jobs that ended, succeeded and not, as an inline SVG."""
-    ok: List[float] = []
-    bad: List[float] = []
-    ran = {s.value for s in Status if s.finished and s.started_command}
-    for r in rows:
-        if r.started is not None and r.ended is not None and r.status in ran \
-                and r.note != "cancelled before it started":
-            (ok if r.status == "succeeded" else bad).append(max(0.0, r.ended - r.started))
-    values = ok + bad
-    if not values:
-        return '<p class="empty">No job has ended yet.</p>'
-    lo, hi = min(values), max(values)
-    log = lo > 0 and hi / lo > 30
-    n = max(5, min(40, int(math.sqrt(len(values))) + 1))
-    if hi - lo < 1e-9:
-        edges = [lo - 0.5, lo + 0.5] if lo >= 0.5 else [0.0, max(1.0, 2 * lo)]
-        n = 1
-    elif log:
-        a, b = math.log10(lo), math.log10(hi)
-        edges = [10 ** (a + (b - a) * i / n) for i in range(n + 1)]
-    else:
-        edges = [lo + (hi - lo) * i / n for i in range(n + 1)]
-
-    def binned(vals):
-        out = [0] * n
-        if log:
-            base, width = math.log10(lo), (math.log10(hi) - math.log10(lo)) / n
-            log10 = math.log10
-            where = [int((log10(v if v > lo else lo) - base) / width) for v in vals]
-        else:
-            base, width = edges[0], (edges[-1] - edges[0]) / n
-            where = [int((v - base) / width) for v in vals]
-        for i in where:
-            out[n - 1 if i > n - 1 else (i if i > 0 else 0)] += 1
-        return out
-
-    ok_n, bad_n = binned(ok), binned(bad)
-    step = _nice_step(max(a + b for a, b in zip(ok_n, bad_n)) / 4)
-    top = step * math.ceil(max(a + b for a, b in zip(ok_n, bad_n)) / step)
-    w, h, left, bottom, right, head = 760, 230, 48, 34, 12, 12
-    pw, ph = w - left - right, h - bottom - head
-    parts = [f'<svg class="hist" viewBox="0 0 {w} {h}" role="img" '
-             f'aria-label="histogram of job durations">']
-    for k in range(round(top / step) + 1):          # horizontal grid and counts
-        y = head + ph - ph * k * step / top
-        parts.append(f'<line class="grid" x1="{left}" x2="{w - right}" y1="{y:.1f}" '
-                     f'y2="{y:.1f}"/><text class="axis" x="{left - 6}" y="{y + 4:.1f}" '
-                     f'text-anchor="end">{k * step:,}</text>')
-    bw = pw / n
-    for i in range(n):
-        x = left + i * bw
-        label = f"{_duration(edges[i])} to {_duration(edges[i + 1])}"
-        y = head + ph
-        for count, status, cls in ((ok_n[i], "succeeded", "ok"), (bad_n[i], "failed", "bad")):
-            if not count:
-                continue
-            bh = ph * count / top
-            y -= bh
-            parts.append(f'<rect class="bin {cls}" x="{x + 0.5:.1f}" y="{y:.1f}" '
-                         f'width="{max(1.0, bw - 1):.1f}" height="{bh:.1f}" '
-                         f'fill="{COLORS[status]}"><title>{label}: {count} '
-                         f'{"succeeded" if cls == "ok" else "did not succeed"}</title></rect>')
-    for i in _tick_indices(n):
-        x = left + i * bw
-        parts.append(f'<text class="axis" x="{x:.1f}" y="{h - bottom + 16}" '
-                     f'text-anchor="middle">{_duration(edges[i])}</text>')
-    parts.append(f'<text class="axis" x="{left + pw / 2:.1f}" y="{h - 2}" '
-                 f'text-anchor="middle">duration{" (log scale)" if log else ""}</text>')
-    parts.append("</svg>")
-    median = sorted(values)[len(values) // 2]
-    caption = (f'<p class="caption">{len(values):,} jobs that ended; median '
-               f'{_duration(median)}; {len(bad):,} did not succeed (red).</p>')
-    return "".join(parts) + caption
-
-
-def _tick_indices(n: int) -> List[int]:
-    step = max(1, math.ceil(n / 8))
-    return list(range(0, n + 1, step))
-
-
-def _nice_step(raw: float) -> int:
-    """1, 2, 5, 10, 20, 50, ... at least ``raw``."""
-    step = 1
-    while True:
-        for m in (1, 2, 5):
-            if step * m >= raw:
-                return step * m
-        step *= 10
-
-
-def _duration(s: Optional[float]) -> str:
-    """Like the rest of hog (1m05s, 2h03m00s), and exact enough for short jobs."""
-    if s is None:
-        return "?"
-    if s < 1:
-        return f"{s * 1000:.0f}ms"
-    if s < 10:
-        return f"{s:.1f}s"
-    return fmt_duration(s)
 
 
 def _failures(sweep: Sweep, counts: Counter) -> str:
@@ -361,8 +259,8 @@ def _failures(sweep: Sweep, counts: Counter) -> str:
         else:
             how = html.escape(r.note or r.status)
         if r.status == "timeout" and r.job().timeout:
-            how += f" at its {_duration(r.job().timeout)} timeout"
-        duration = _duration(r.ended - r.started) \
+            how += f" at its {short_duration(r.job().timeout)} timeout"
+        duration = short_duration(r.ended - r.started) \
             if r.started is not None and r.ended is not None else ""
         where = f"GPU {r.gpus}" if r.gpus else ("CPU" if r.slot is not None and r.slot < 0
                                                  else "")
@@ -400,7 +298,7 @@ def _runners(sweep: Sweep) -> str:
         rows.append(f"<tr><td>{r.id}</td><td>{html.escape(r.host)}</td><td>{r.pid}</td>"
                     f"<td><code>{html.escape(r.gpus)}</code></td>"
                     f"<td>{html.escape(_clock(start, True))}</td>"
-                    f"<td>{_duration(end - start)}</td><td>{ran[r.id]:,}</td>"
+                    f"<td>{short_duration(end - start)}</td><td>{ran[r.id]:,}</td>"
                     f"<td>{state}</td></tr>")
     return ("<table class=\"runners\"><thead><tr><th>runner</th><th>host</th><th>pid</th>"
             "<th>--gpus</th><th>started</th><th>ran for</th><th>jobs run</th><th>state</th>"
