@@ -12,7 +12,7 @@ import pytest
 
 from hog.engine import control
 from hog.engine.reserve import RESERVE_MAX
-from hog.engine.runner import GATHER_S, gather_s
+from hog.engine.runner import GATHER_S, GATHER_SLOTS, gather_s
 from hog.model import Status
 from tests import test_predispatch
 from tests.harness import job_dirs, job_file, run_hog, status_counts
@@ -170,9 +170,9 @@ def test_sigkill_of_the_runners_group_with_jobs_claimed_ahead_runs_each_once_on_
 
 def test_the_loop_gathers_slot_reports_only_while_every_busy_slot_holds_its_next_job(
         engines):
-    e = claiming(engines, ["true"] * 8, slots=("0", "1"))
+    e = claiming(engines, ["true"] * 12, slots=("0", "0", "1"))
     e.settle()
-    assert set(e.st.running) == {0, 1} and set(e.st.next) == {0, 1}
+    assert set(e.st.running) == {0, 1, 2} and set(e.st.next) == {0, 1, 2}
     assert gather_s(e.st) == GATHER_S   # (nothing waits on the runner: it may read later)
     control.drain(e.st, "test")
     assert gather_s(e.st) == 0
@@ -181,8 +181,17 @@ def test_the_loop_gathers_slot_reports_only_while_every_busy_slot_holds_its_next
 
 
 def test_the_loop_does_not_gather_while_a_busy_slot_has_no_next_job(engines):
-    e = claiming(engines, ["true"] * 3, slots=("0", "1"))
+    e = claiming(engines, ["true"] * 5, slots=("0", "0", "1"))
     e.settle()
-    assert set(e.st.running) == {0, 1} and len(e.st.next) == 1
+    assert set(e.st.running) == {0, 1, 2} and len(e.st.next) == 2
     assert gather_s(e.st) == 0          # that slot's end is answered at once
+    assert e.run_all()
+
+
+@pytest.mark.parametrize("slots", [("0",), ("0", "1")])
+def test_the_loop_does_not_gather_the_reports_of_fewer_busy_slots(engines, slots):
+    e = claiming(engines, ["true"] * 8, slots=slots)
+    e.settle()
+    assert len(e.st.running) == len(slots) < GATHER_SLOTS and set(e.st.next) == set(e.st.running)
+    assert gather_s(e.st) == 0          # one at a time: a window would only add a wake-up
     assert e.run_all()

@@ -45,16 +45,19 @@ if TYPE_CHECKING:
 
 HOLD_S = 0.05      # how long a turn's writes may wait for a later commit (engine.reserve)
 GATHER_S = 0.001   # how long the loop leaves the slots unread while none waits on it
+GATHER_SLOTS = 3   # ... with at least this many busy slots
 
 
 def gather_s(st: RunState) -> float:
     """How long the loop may leave the slots' pipes unread after a turn (signals are
-    still heard at once): ``GATHER_S`` while every busy slot holds its next job, handed
-    ahead, so that what several slots report in that time costs one turn, not one each
-    (work done just after a wake-up costs several times what it costs on a warm CPU:
-    docs/performance.md); 0 when a busy slot may be waiting on the runner (it holds no
-    next job) or the run is stopping."""
-    if not st.running or st.stopping or len(st.next) < len(st.running):
+    still heard at once): ``GATHER_S`` while ``GATHER_SLOTS`` slots or more are busy and
+    each holds its next job, handed ahead, so that what several slots report in that
+    time costs one turn, not one each (work done just after a wake-up costs several
+    times what it costs on a warm CPU: docs/performance.md). 0 when a busy slot may be
+    waiting on the runner (it holds no next job), when the run is stopping, and with
+    fewer busy slots: one slot's reports come one at a time, and a window would only
+    add a wake-up to each (measured: no gain with two slots, a loss of throughput)."""
+    if len(st.running) < GATHER_SLOTS or st.stopping or len(st.next) < len(st.running):
         return 0.0
     return GATHER_S if all(slot in st.next for slot in st.running) else 0.0
 
