@@ -56,8 +56,25 @@ class Checkpoint:
 
 def _digest(rows: Sequence[ResultRow]) -> str:
     """The digest of rows: of their values, exactly."""
-    text = "".join(map(tuple.__repr__, rows)).encode("utf-8", "backslashreplace")
-    return builtin_hash("blake2b", ("_blake2", "hashlib"))(text, digest_size=16).hexdigest()
+    return _Digest().add(rows).hexdigest()
+
+
+class _Digest:
+    """``_digest`` of rows given a part at a time: the rows of a checkpoint that grows
+    are each read once, not all again each time it grows."""
+
+    def __init__(self) -> None:
+        self.hash = builtin_hash("blake2b", ("_blake2", "hashlib"))(digest_size=16)
+        self.count = 0
+
+    def add(self, rows: Sequence[ResultRow]) -> "_Digest":
+        self.hash.update("".join(map(tuple.__repr__, rows)).encode("utf-8",
+                                                                   "backslashreplace"))
+        self.count += len(rows)
+        return self
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()        # (it may be added to after)
 
 
 def _stat(file: Any) -> List[int]:
@@ -244,7 +261,7 @@ class ResultsSpool:
         self.encoder: Optional[_Encoder] = None
         self.start = Checkpoint(0, -1, 0, 0, "")
         self.checkpoints: List[Checkpoint] = []
-        self.open_rows: List[ResultRow] = []     # the last checkpoint's, if it may grow
+        self.open: Optional[_Digest] = None     # the last checkpoint's rows, if it may grow
         self.broken = False
 
     def _open(self, store: SweepReader) -> None:
@@ -282,14 +299,15 @@ class ResultsSpool:
                 jb, cb = self.encoder.encode(rows[:cut])
                 self.files[0].write(jb)
                 self.files[1].write(cb)
-                grow = self.open_rows and len(self.open_rows) + cut <= CHECK_EVERY
-                segment = self.open_rows + rows[:cut] if grow else rows[:cut]
+                grow = self.open is not None and self.open.count + cut <= CHECK_EVERY
+                segment = self.open if grow and self.open is not None else _Digest()
+                segment.add(rows[:cut])
                 if grow:
                     self.checkpoints.pop()
                 self.checkpoints.append(Checkpoint(at.count + cut, rows[cut - 1][0],
                                                    at.jsonl + len(jb), at.csv + len(cb),
-                                                   _digest(segment)))
-                self.open_rows = segment if len(segment) < CHECK_EVERY else []
+                                                   segment.hexdigest()))
+                self.open = segment if segment.count < CHECK_EVERY else None
                 if cut < CHECK_EVERY:
                     return
         except (OSError, sqlite3.Error, UnsafePath):     # the end of the run writes whole
