@@ -152,8 +152,9 @@ def test_sigkill_of_the_runners_group_with_jobs_claimed_ahead_runs_each_once_on_
     def claimed_ahead() -> bool:
         rows = job_rows(out) if (out / ".hog" / "hog.sqlite").exists() else {}
         return any(r["status"] == "handed" and r["slot"] is None for r in rows.values())
-    wait_for(lambda: counts_of(ledger).get("39") == 1 and claimed_ahead(), timeout=30,
-             what="job 40 running, later jobs claimed ahead")
+    ended = out / "job_39" / "SUCCESS"  # (its slot starts job 40 first, then records 39)
+    wait_for(lambda: counts_of(ledger).get("39") == 1 and ended.exists() and claimed_ahead(),
+             timeout=30, what="job 40 running, job 39 recorded, later jobs claimed ahead")
     os.killpg(runner.pid, signal.SIGKILL)
     runner.wait(10)
     go.touch()
