@@ -299,11 +299,13 @@ class ResultsSpool:
                 jb, cb = self.encoder.encode(rows[:cut])
                 self.files[0].write(jb)
                 self.files[1].write(cb)
-                grow = self.open is not None and self.open.count + cut <= CHECK_EVERY
-                segment = self.open if grow and self.open is not None else _Digest()
+                segment = self.open if self.open is not None \
+                    and self.open.count + cut <= CHECK_EVERY else None
+                if segment is not None:
+                    self.checkpoints.pop()      # (the last checkpoint grows)
+                else:
+                    segment = _Digest()
                 segment.add(rows[:cut])
-                if grow:
-                    self.checkpoints.pop()
                 self.checkpoints.append(Checkpoint(at.count + cut, rows[cut - 1][0],
                                                    at.jsonl + len(jb), at.csv + len(cb),
                                                    segment.hexdigest()))
