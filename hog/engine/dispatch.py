@@ -187,24 +187,20 @@ def predispatch(st: RunState) -> None:
         if not handable(job) or job.index in st.reruns or job.index in st.oom_alone:
             return          # it keeps its place at the head: nothing is promised past it
                             # (a job run again is placed afresh: alone, or elsewhere)
-        target = next((s for s in free if not job.gpu_ids
-                       or st.running[s].gpu_ids[0] in job.gpu_ids), None)
+        target = reserve.slot_for(st, job, free)
         if target is None:
             break
         if not may_start(st, row, job):
             continue
         st.ready.remove((row, job))
-        gpu_ids = st.running[target].gpu_ids
-        attempt = st.store.claim(row.id, row.attempt, st.runner_id, target, gpu_ids[0],
-                                 handed=True)
+        attempt = st.store.claim(row.id, row.attempt, st.runner_id, target,
+                                 st.running[target].gpu_ids[0], handed=True)
         if attempt is None:         # (a handed job counts as ahead until it starts)
             st.ahead = max(0, st.ahead - 1)
             continue
         claimed += 1
         free.remove(target)
-        d = Dispatch(job=job, slot=target, gpu_ids=gpu_ids,
-                     name=job.name or st.layout.folder_name(job.index), attempt=attempt,
-                     source_pos=row.source_pos, ident=row.ident, ahead=True)
+        d = reserve.handed(st, row, job, target, attempt)
         st.next[target] = d
         st.claimed.append(d)
     if claimed:

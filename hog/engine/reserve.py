@@ -42,16 +42,25 @@ def take(st: RunState, free: List[int]) -> Optional[Dispatch]:
     slots without a next job) it may run on; None (and the reserve given back) when
     it may run on none of them."""
     row, job, attempt = st.reserve[0]
-    target = next((s for s in free if not job.gpu_ids
-                   or st.running[s].gpu_ids[0] in job.gpu_ids), None)
+    target = slot_for(st, job, free)
     if target is None:
         give_back(st)
         return None
     st.reserve.pop(0)
     st.reserve_used += 1
-    gpu_ids = st.running[target].gpu_ids
-    st.store.assign_handed(row.id, target, ",".join(gpu_ids))
-    return Dispatch(job=job, slot=target, gpu_ids=gpu_ids,
+    st.store.assign_handed(row.id, target, ",".join(st.running[target].gpu_ids))
+    return handed(st, row, job, target, attempt)
+
+
+def slot_for(st: RunState, job: Job, free: List[int]) -> Optional[int]:
+    """The first of ``free`` (busy one-GPU slots without a next job) ``job`` may run on."""
+    return next((s for s in free if not job.gpu_ids
+                 or st.running[s].gpu_ids[0] in job.gpu_ids), None)
+
+
+def handed(st: RunState, row: JobRow, job: Job, slot: int, attempt: int) -> Dispatch:
+    """``job``, claimed as attempt ``attempt``, as the next job of busy ``slot``."""
+    return Dispatch(job=job, slot=slot, gpu_ids=st.running[slot].gpu_ids,
                     name=job.name or st.layout.folder_name(job.index), attempt=attempt,
                     source_pos=row.source_pos, ident=row.ident, ahead=True)
 
