@@ -9,6 +9,10 @@
       command running (it writes $EPOCHREALTIME; target: <= 100 ms)
   S4  one hog add DIR -- CMD (target: <= 100 ms)
   S5  hog --version
+  S6  a finished sweep of --folders jobs (default 100,000), each with its job folder
+      (made here: rows marked succeeded, a folder with INFO and SUCCESS each): hog status
+      DIR, --json, and hog add DIR -- CMD (the same targets as S2 and S4: O(1) in the
+      sweep's jobs and folders)
   S0  the interpreter alone (python -c pass): what every row above includes
 
 ``--python``: the interpreter to measure with, e.g. a fresh venv's (``python3 -m venv V``;
@@ -18,13 +22,14 @@ to its system Python (on this one, a .pth that loads certifi: about 15 ms of eac
 Each prints min / median / max of a few runs (S1 runs once unless --reps-big).
 Usage: python3 benchmarks/bench_store.py [--reps 5] [--only S2 --only S4]
        [--tree PATH: the checkout whose hog is measured; default this one]
-       [--jobs 1000000] [--first-lines 100000]
+       [--jobs 1000000] [--first-lines 100000] [--folders 100000]
 Standard library only; bash 5 (for $EPOCHREALTIME). Every run happens in a fresh
 temporary folder, removed at the end.
 """
 import argparse
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -108,6 +113,23 @@ def first_job(hog: Hog, tmp: Path, lines: int, rep: int) -> float:
     return float(text) - t0
 
 
+def finished_sweep(hog: Hog, tmp: Path, n: int) -> Path:
+    """A sweep of ``n`` jobs that all succeeded, each with its folder."""
+    root = tmp / "done"
+    hog.run(["add", str(root), "--job-file", str(lines_file(tmp / "done.txt", n))])
+    db = sqlite3.connect(str(root / ".hog" / "hog.sqlite"))
+    with db:
+        db.execute("UPDATE jobs SET status = 'succeeded', attempt = 1, exit_code = 0, "
+                   "started = 1.7e9 + id, ended = 1.7e9 + id + 0.5")
+    db.close()
+    for i in range(n):
+        folder = root / f"job_{i}"
+        folder.mkdir()
+        (folder / "INFO").write_text(f'name: "job_{i}"\nindex: {i}\nstatus: "succeeded"\n')
+        (folder / "SUCCESS").write_text("")
+    return root
+
+
 def bare(python: str, env) -> float:
     t0 = time.perf_counter()
     subprocess.run([python, "-c", "pass"], env=env, check=True)
@@ -118,13 +140,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--reps-big", type=int, default=1, help="repetitions of S1")
-    ap.add_argument("--only", action="append", choices=["S0", "S1", "S2", "S3", "S4", "S5"])
+    ap.add_argument("--only", action="append", choices=["S0", "S1", "S2", "S3", "S4", "S5", "S6"])
     ap.add_argument("--python", default=sys.executable, help="the interpreter (default: this)")
     ap.add_argument("--tree", type=Path, default=ROOT)
     ap.add_argument("--jobs", type=int, default=1_000_000)
     ap.add_argument("--first-lines", type=int, default=100_000)
+    ap.add_argument("--folders", type=int, default=100_000, help="the jobs of S6")
     args = ap.parse_args()
-    only = set(args.only or ["S0", "S1", "S2", "S3", "S4", "S5"])
+    only = set(args.only or ["S0", "S1", "S2", "S3", "S4", "S5", "S6"])
     print(f"hog from {args.tree} with {args.python}; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="hog-bench-store-") as t:
@@ -160,6 +183,14 @@ def main() -> None:
                 args.reps, lambda i: hog.run(["add", str(tmp / "one"), "--", "true"])[0]))
         if "S5" in only:
             show("S5 hog --version", repeat(args.reps, lambda i: hog.run(["--version"])[0]))
+        if "S6" in only:
+            done = finished_sweep(hog, tmp, args.folders)
+            show(f"S6 hog status ({args.folders} jobs and folders)", repeat(
+                args.reps, lambda i: hog.run(["status", str(done)])[0]))
+            show("S6 hog status --json", repeat(
+                args.reps, lambda i: hog.run(["status", str(done), "--json"])[0]))
+            show("S6 hog add DIR -- CMD", repeat(
+                args.reps, lambda i: hog.run(["add", str(done), "--", "true"])[0]))
         if "S0" in only:
             show("S0 the interpreter alone (python -c pass)", repeat(args.reps, lambda i: bare(
                 args.python, hog.env)))

@@ -300,3 +300,26 @@ def test_the_runners_reading_of_the_queue_takes_the_first_in_run_order_without_a
     plan = [r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {traced[0]}")]
     assert plan[0] == "SCAN jobs USING INDEX jobs_queue", plan     # queued jobs alone
     assert not any("TEMP B-TREE" in p for p in plan), plan
+
+
+def test_the_latest_finished_jobs_are_read_from_the_end_without_sorting_them_all(store):
+    """``hog status --json``'s ``finished`` and the attached view's ended jobs: read
+    from the index of when jobs ended (schema version 9), not by sorting every one."""
+    ids = store.add(jobs(*["true"] * 12))
+    runner = store.register_runner("0")
+    for n, jid in enumerate(ids[:10]):
+        assert store.claim(jid, 0, runner, 0, "0") == 1
+        status = Status.FAILED if n % 3 == 0 else Status.SUCCEEDED
+        store.ended(jid, status, 0, None, 1.0, 100.0 - n)      # the later, the earlier
+    store.ended(ids[9], Status.FAILED, 1, None, 1.0, 50.0, requeue=True)   # queued again
+    traced = []
+    store.db.set_trace_callback(traced.append)
+    latest = store.latest_ended(["succeeded", "failed"], 4)
+    since = store.ended_since(93.5)
+    store.db.set_trace_callback(None)
+    assert [r.id for r in latest] == [ids[0], ids[1], ids[2], ids[3]]
+    assert [r.id for r in since] == [ids[6], ids[5], ids[4], ids[3], ids[2], ids[1], ids[0]]
+    for sql in traced:
+        plan = [r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert plan[0].startswith("SEARCH jobs USING INDEX jobs_by_end"), (sql, plan)
+        assert not any("TEMP B-TREE" in p for p in plan), plan

@@ -14,8 +14,9 @@ from hog.config import RunConfig
 from hog.engine.control import TICK_S
 from hog.engine.progress import EXIT_FAILED
 from hog.engine.runner import Runner
-from hog.model import USAGE_FIELDS
+from hog.model import USAGE_FIELDS, Job
 from hog.sources import SourceSpec
+from hog.state.queuecheck import SAMPLE, folder_numbers, queue_problem
 from hog.state.store import Store
 from tests.harness import (
     assert_no_traceback,
@@ -301,3 +302,24 @@ def test_a_rebuilt_queue_has_what_each_job_used_and_the_grids_parameters(hq):
     assert r.returncode == 0 and "already succeeded" in r.stdout, r.stdout + r.stderr
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
     assert "param.lr" in header and "param.seed" in header and "max_rss_bytes" in header
+
+
+def test_a_verbs_check_looks_up_a_sample_of_the_folders_and_a_sweeps_every_one(tmp_path):
+    """``hog status``, ``add``, ``stop``, ``kill`` look up the first ``SAMPLE`` folders the
+    directory lists, so they cost the same on a sweep of a million folders; a sweep
+    looks up every folder before it runs anything."""
+    out = tmp_path / "out"
+    store = Store(str(out / ".hog"))
+    store.add([Job(index=i, command="true") for i in range(300)])
+    for i in range(300):
+        (out / f"job_{i}").mkdir()
+        (out / f"job_{i}" / "INFO").write_text("")
+    listed = [n for n, _ in folder_numbers(str(out))]          # the directory's own order
+    assert len(listed) == 300 and len(folder_numbers(str(out), SAMPLE)) == SAMPLE
+    assert queue_problem(str(out)) is None and queue_problem(str(out), SAMPLE) is None
+    store.db.execute("DELETE FROM jobs WHERE id = ?", (listed[-1],))   # a folder it lost
+    assert queue_problem(str(out)) == ("replaced", 300)
+    assert queue_problem(str(out), SAMPLE) is None              # not among those looked up
+    store.db.execute("DELETE FROM jobs WHERE id = ?", (listed[0],))
+    assert queue_problem(str(out), SAMPLE) == ("replaced", 300)
+    store.close()

@@ -28,8 +28,8 @@ from hog.errors import EXIT_INT, HogError, UsageError
 from hog.model import Job
 from hog.state.files import check_location
 from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.queuecheck import SAMPLE, check_output, check_queue
 from hog.state.reading import open_sweep
-from hog.state.rebuild import check_output, check_queue, rebuild
 from hog.state.store import Store
 
 # Only what ``hog add``, ``status``, ``stop`` and ``kill`` need is imported here (the
@@ -40,7 +40,9 @@ from hog.state.store import Store
 def open_store(directory: str, create: bool = False) -> Store:
     """The store of the sweep in ``directory`` (``UsageError`` if there is none, or if
     its job folders are not what its queue records: checked before anything is
-    written, ``create`` included: one another user could swap is made nowhere)."""
+    written, ``create`` included: one another user could swap is made nowhere). The
+    check looks up a sample of the folders, so it costs the same at any sweep size;
+    a sweep's own check, before it runs anything, looks up every one."""
     if create:
         check_location(directory, "hog add:")
     if not os.path.isdir(directory):
@@ -48,9 +50,9 @@ def open_store(directory: str, create: bool = False) -> Store:
             raise UsageError(f"{directory}: no such directory")
         os.makedirs(directory, exist_ok=True)
     elif create:
-        check_output(Layout(directory), directory)
+        check_output(Layout(directory), directory, SAMPLE)
     else:
-        check_queue(directory)
+        check_queue(directory, sample=SAMPLE)
     return Store(os.path.join(directory, STATE_DIR), create=create)
 
 
@@ -65,7 +67,7 @@ def cmd_status(argv: List[str]) -> int:
     from hog.views.status import status_data, status_lines  # only for this verb
     args = status_parser().parse_args(argv)
     store = open_store(check_default_dir("status", args.dir))
-    data = status_data(store, args.dir)
+    data = status_data(store, args.dir, finished_limit=1000 if args.json else 0)
     if args.json:
         json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -179,6 +181,7 @@ def cmd_rebuild(argv: List[str]) -> int:
     args = rebuild_parser().parse_args(argv)
     if not os.path.isdir(check_default_dir("rebuild", args.dir)):
         raise UsageError(f"{args.dir}: no such directory")
+    from hog.state.rebuild import rebuild  # only for this verb
     done = rebuild(args.dir, force=args.force)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(done.counts.items()))
     print(f"hog: rebuilt the queue of {args.dir}/ from {sum(done.counts.values())} job "

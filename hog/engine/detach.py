@@ -19,7 +19,7 @@ from hog.engine.sweep import move_output_aside
 from hog.errors import EXIT_INT
 from hog.state.files import atomic_write
 from hog.state.jobdir import RUNNER_LOG, Layout
-from hog.state.rebuild import check_output
+from hog.state.queuecheck import check_output
 
 STATUS_VAR = "HOG_DETACH_STATUS"
 WAIT_S = 60.0

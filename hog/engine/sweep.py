@@ -33,7 +33,8 @@ from hog.state.files import check_location
 from hog.state.folderlock import lock_folder
 from hog.state.info import info_process
 from hog.state.jobdir import Layout, folder_verdict, read_info
-from hog.state.rebuild import REBUILT, check_output, hog_folders
+from hog.state.queuecheck import check_output, hog_folders
+from hog.state.rows import REBUILT
 from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
 
 WRITER_WAIT_S = 5.0     # beyond the grace: a dead runner's slot process ending its job

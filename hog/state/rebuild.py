@@ -1,44 +1,36 @@
-"""The job folders as the sweep's second record: telling a lost queue from a new
-directory, and rebuilding the queue from the folders (``hog rebuild DIR``).
+"""Rebuilding the queue from the job folders (``hog rebuild DIR``), the sweep's second
+record.
 
 Every attempt leaves an ``INFO`` in its folder (earlier ones as ``INFO.N``) naming the
 job, its command, options, origin, status, attempt and times. So when
 ``.hog/hog.sqlite`` is missing, empty, corrupt, or replaced by a database whose jobs do
-not match the folders, hog never takes the directory for a new one:
-``check_queue`` refuses to run or queue anything there (``QueueLost``), and
+not match the folders (``state.queuecheck`` refuses to run anything there),
 ``rebuild`` moves the broken database aside and recreates one job row per folder with
 its final status, so that the next run runs only what had not succeeded.
 """
 import json
 import os
-import re
 import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional
 
 from hog.errors import HogError, UsageError
 from hog.model import USAGE_FIELDS, Status
 from hog.proc import runs_job_of
 from hog.state.db import DB_NAME
 from hog.state.files import from_iso
-from hog.state.jobdir import INFO, STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
-from hog.state.rows import PARAM_KEYS
+from hog.state.jobdir import STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
+from hog.state.queuecheck import FOLDER, hog_folders, queue_problem
+from hog.state.rows import PARAM_KEYS, REBUILT
 from hog.state.schema import MIGRATIONS
 from hog.state.store import Store
 
-REBUILT = "rebuilt"          # meta key: when ``hog rebuild`` made this queue
-_FOLDER = re.compile(r"^(.*?)(\d+)$")
 _FINAL = {s.value for s in Status if s.finished}
 BROKEN_SUFFIXES = ("", "-wal", "-shm", "-journal")
 _COLUMNS = ("id", "source_pos", "name", "command", "spec", "origin", "priority", "status",
             "attempt", "slot", "gpus", "pid", "exit_code", "signal", "started", "ended", "note")
-
-
-class QueueLost(UsageError):
-    """Job folders exist but the queue that records them is missing, empty, corrupt or
-    replaced: nothing is run or written (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -48,120 +40,6 @@ class Rebuilt:
     counts: Dict[str, int]
     prefix: str
     moved_to: Optional[str]
-
-
-def hog_folders(root: str) -> Dict[int, str]:
-    """Folders of ``root`` that hog wrote (``<prefix><N>`` holding an INFO or INFO.N),
-    by number."""
-    found: Dict[int, str] = {}
-    for n, name in _folder_numbers(root):
-        if _has_info(os.path.join(root, name)):
-            found.setdefault(n, name)
-    return found
-
-
-def _has_info(folder: str) -> bool:
-    if os.path.exists(os.path.join(folder, INFO)):
-        return True
-    try:
-        return any(n.startswith(INFO + ".") for n in os.listdir(folder))
-    except OSError:
-        return False
-
-
-def queue_problem(root: str) -> Optional[Tuple[str, int]]:
-    """('missing' | 'empty' | 'corrupt' | 'replaced', number of hog job folders) when
-    ``root`` holds job folders that its queue does not record; None otherwise (no
-    folders, or a queue that knows every one of them)."""
-    db = os.path.join(root, STATE_DIR, DB_NAME)
-    if not os.path.isdir(root):
-        return None
-    try:
-        size: Optional[int] = os.stat(db).st_size
-    except FileNotFoundError:
-        size = None
-    except OSError:
-        return None             # unreadable: the store's own checks say why
-    folders = hog_folders(root) if size in (None, 0) else None
-    if size is None:
-        return ("missing", len(folders)) if folders else None
-    if size == 0:
-        return ("empty", len(folders)) if folders else None
-    numbers = _folder_numbers(root)     # before the ids: a row is committed before
-    try:                                # its folder is made, so none is missed
-        known = _job_ids(db, [n for n, _ in numbers])
-    except sqlite3.OperationalError:
-        return None             # locked or unreadable: the store's own checks say why
-    except sqlite3.DatabaseError:
-        folders = hog_folders(root)
-        return ("corrupt", len(folders)) if folders else None
-    unknown = [name for n, name in numbers if n not in known
-               and _has_info(os.path.join(root, name))]
-    return ("replaced", len(hog_folders(root))) if unknown else None
-
-
-def _job_ids(db: str, numbers: List[int]) -> Set[int]:
-    """Those of ``numbers`` that are jobs of the queue: looked up, so a queue of a
-    million jobs with few folders is not read whole."""
-    con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)   # never creates
-    try:
-        con.execute("PRAGMA busy_timeout = 30000")
-        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone():
-            return set()
-        known: Set[int] = set()
-        for i in range(0, len(numbers), 500):
-            chunk = numbers[i:i + 500]
-            known.update(r[0] for r in con.execute(
-                f"SELECT id FROM jobs WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-        return known
-    finally:
-        con.close()
-
-
-def _folder_numbers(root: str) -> List[Tuple[int, str]]:
-    """(N, name) of every folder of ``root`` named like a job folder."""
-    found: List[Tuple[int, str]] = []
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return found
-    for entry in entries:
-        m = _FOLDER.match(entry.name)
-        if m is not None and not entry.name.startswith(".") \
-                and entry.is_dir(follow_symlinks=False):
-            found.append((int(m.group(2)), entry.name))
-    return found
-
-
-def lost_message(output_dir: str, kind: str, n: int) -> str:
-    out = output_dir.rstrip("/") or output_dir
-    return (f"{out}/ holds {n} job folder(s) but its queue ({STATE_DIR}/{DB_NAME}) is "
-            f"{kind}; nothing was run or overwritten; to rebuild the queue from the job "
-            f"folders: hog rebuild {out}")
-
-
-def check_queue(root: str, output_dir: Optional[str] = None) -> None:
-    """Refuse (``QueueLost``) an output directory whose job folders its queue lost;
-    ``output_dir``: how the user spelled ``root``, for the message."""
-    problem = queue_problem(root)
-    if problem is not None:
-        raise QueueLost(lost_message(output_dir or root, *problem))
-
-
-def check_output(layout: Layout, output_dir: str) -> None:
-    """Before anything is written there: refuse an output directory whose job folders
-    its queue does not record (folders from elsewhere, or a queue missing, empty,
-    corrupt or replaced). It only reads; a sweep, ``--detach`` and ``hog add`` run it
-    before they create anything."""
-    check_queue(layout.root, output_dir)
-    if not os.path.exists(os.path.join(layout.state_dir, DB_NAME)) \
-            and os.path.isdir(layout.root):
-        existing = layout.existing_job_folders()
-        if existing:
-            out = output_dir.rstrip("/") or output_dir
-            raise UsageError(f"{out}/ holds job folders ({', '.join(existing)}, ...) but "
-                             f"no hog queue; nothing is overwritten: use another "
-                             f"--output_dir, or --fresh to move that one aside")
 
 
 # ------------------------------------------------------------------ rebuild
@@ -282,7 +160,7 @@ def _refuse_if_live(state_dir: str, output_dir: str) -> None:
 
 
 def _prefix_of(folders: Dict[int, str]) -> str:
-    stems = Counter(_FOLDER.match(name).group(1) for name in folders.values())  # type: ignore
+    stems = Counter(FOLDER.match(name).group(1) for name in folders.values())  # type: ignore
     return stems.most_common(1)[0][0]
 
 

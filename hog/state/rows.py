@@ -22,6 +22,7 @@ RUNNABLE_SQL = ("status = 'queued' AND (ident IS NULL OR seen IS NULL OR seen = 
                 "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'reading'), 0))")
 
 PARAM_KEYS = "param_keys"   # meta: the grid parameters any job carries (JSON list, sorted)
+REBUILT = "rebuilt"         # meta: when ``hog rebuild`` made this queue
 
 # The columns of ``jobs`` in the order of JobRow's fields.
 JOB_COLUMNS = ("id, source_pos, name, command, spec, origin, priority, status, attempt, runner, "

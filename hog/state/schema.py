@@ -6,7 +6,7 @@ version must take.
 """
 from typing import Dict
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # The schema of each version, and how to go from version N-1 to N. A database of
 # any earlier version is migrated in one transaction when it is opened.
@@ -187,7 +187,13 @@ SCHEMA_V8 = """
 DROP INDEX jobs_by_status;
 CREATE INDEX jobs_queue ON jobs (priority DESC, id) WHERE status = 'queued'
 """
+# Version 9: the jobs that ended, by when they ended (a partial index: a job's end adds
+# its one entry), so that the latest finished jobs (``hog status --json``) are read from
+# its end instead of sorting every finished job (13 ms at 20,000 jobs, 0.6 s at 10^6).
+SCHEMA_V9 = """
+CREATE INDEX jobs_by_end ON jobs (ended) WHERE ended IS NOT NULL
+"""
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
                               3: SCHEMA_V3,
                               4: SCHEMA_V4, 5: SCHEMA_V5, 6: SCHEMA_V6, 7: SCHEMA_V7,
-                              8: SCHEMA_V8}
+                              8: SCHEMA_V8, 9: SCHEMA_V9}

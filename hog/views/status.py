@@ -20,9 +20,11 @@ from hog.state.reading import SweepReader
 from hog.state.runners import runner_alive
 
 
-def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) -> Dict[str, Any]:
+def status_data(store: SweepReader, directory: str, failed_limit: int = 1000,
+                finished_limit: int = 1000) -> Dict[str, Any]:
     """What ``hog status --json`` prints. Its keys are always there (``counts`` has every
-    status, zeros included), so scripts can rely on them."""
+    status, zeros included), so scripts can rely on them. ``finished_limit``: how many
+    of the jobs that ended last ``finished`` lists (the text shows none of them)."""
     now = time.time()
     layout = Layout(directory, store.meta("prefix") or "job_")
     runners = []
@@ -52,7 +54,7 @@ def status_data(store: SweepReader, directory: str, failed_limit: int = 1000) ->
     finished = [dict(id=j.id, name=j.name or layout.folder_name(j.id), status=j.status,
                      attempt=j.attempt, gpus=j.gpus, started=j.started, ended=j.ended,
                      **_usage(j))
-                for j in store.latest_ended(ended, failed_limit)]
+                for j in store.latest_ended(ended, finished_limit)] if finished_limit else []
     found = store.counts()
     counts = {s.value: found.pop(s.value, 0) for s in Status if s is not Status.HANDED}
     counts.update(found)
