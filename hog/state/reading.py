@@ -133,12 +133,14 @@ class SweepReader(RunnerRows):
         first, last = self.db.execute("SELECT min(started), max(ended) FROM jobs").fetchone()
         return first, last
 
-    def duration_stats(self) -> Tuple[int, float]:
-        """(jobs that ran to an end, the sum of their durations in seconds)."""
+    def duration_stats(self, latest: int = 1000) -> Tuple[int, float]:
+        """(jobs that ran to an end, the sum of their durations in seconds), of the
+        ``latest`` that ended last: read from the end of ``jobs_by_end``, so the same
+        cost at any sweep size (the mean of the recent jobs, for a time left)."""
         n, total = self.db.execute(
-            f"SELECT count(*), coalesce(sum(ended - started), 0) FROM jobs WHERE status IN "
-            f"{TIMED_SQL} AND started IS NOT NULL "
-            "AND ended IS NOT NULL").fetchone()
+            "SELECT count(*), coalesce(sum(ended - started), 0) FROM (SELECT started, ended "
+            f"FROM jobs WHERE ended IS NOT NULL AND +status IN {TIMED_SQL} "
+            "AND started IS NOT NULL ORDER BY ended DESC LIMIT ?)", (latest,)).fetchone()
         return n, float(total)
 
 

@@ -75,7 +75,8 @@ class StoreView:
         self.running = self.store.rows_with_status("running")
         self.failures = self.store.latest_ended(FAILED, LISTED_FAILURES)
         self.stats = self.store.duration_stats()
-        self.span = self.store.time_span()
+        if not self.runners:    # (a past sweep: shown from its first start to its end)
+            self.span = self.store.time_span()
 
     def snapshot(self, notice: str = "") -> Snapshot:
         c = self.counts
