@@ -740,3 +740,26 @@ def test_an_idle_runner_stores_only_the_first_jobs_of_a_batch_and_the_rest_next(
     assert sorted(d.job.command for d in e.backend.submitted) == \
         sorted(f"echo {i}" for i in range(65))
     assert [r.command for r in e.st.store.all_rows()] == [f"echo {i}" for i in range(65)]
+
+
+def test_a_finished_sweep_run_again_is_read_in_growing_batches_not_a_few_jobs_a_turn(
+        engines):
+    """An idle runner stores a few jobs a turn, so the first one starts at once; but a
+    turn whose jobs start nothing (they had succeeded already) doubles the next, so
+    a finished sweep of 200 jobs is read again in a handful of turns, not 50."""
+    jobs = [f"true {i}" for i in range(200)]
+    first = engines.make(jobs)
+    for _ in range(3 * len(jobs)):
+        if first.settle():
+            break
+        for slot in list(first.backend.attempts):
+            first.backend.end_job(slot, Status.SUCCEEDED)
+    assert engines.finish(first) == 0
+    again = engines.make(jobs)
+    turns = 1
+    while not again.step():
+        turns += 1
+        assert turns < 100, "read a few jobs a turn"
+    assert turns <= 10, turns             # 4, 8, 16, 32, 64, 128
+    assert again.st.received == 200 and not again.backend.submitted
+    assert again.counts() == {"succeeded": 200}

@@ -50,8 +50,15 @@ def take(st: RunState) -> Tuple[List[Job], Optional[str]]:
     """The jobs the producer has ready (up to a batch), and how the source ended if it
     did (None while it goes on; '' for its end, else its error)."""
     ended: Optional[str] = None
-    # While slots are idle, hand the first jobs over at once; then take big batches.
-    limit = INGEST_BATCH if st.running else max(4, 2 * st.sched.room())
+    # While slots are idle, hand the first jobs over at once; then take big batches. A
+    # turn whose jobs started nothing (jobs that had succeeded already, on a resume)
+    # doubles the next one, so a finished sweep is read in batches, not 4 jobs a turn.
+    if st.running:
+        limit = INGEST_BATCH
+        st.idle_take = 0
+    else:
+        limit = st.idle_take = min(INGEST_BATCH, max(4, 2 * st.sched.room(),
+                                                     2 * st.idle_take))
     batch, st.taken_ahead = st.taken_ahead[:limit], st.taken_ahead[limit:]
     while len(batch) < limit:
         if not source_ready(st):
