@@ -17,7 +17,7 @@ import sys
 import textwrap
 
 from hog.model import Job
-from hog.state.identity import Occurrences, job_digest
+from hog.state.identity import Occurrences, canonical_text, definition_digest, job_digest
 from hog.state.rows import job_spec
 from hog.state.schema import SCHEMA_V1, SCHEMA_VERSION
 from hog.state.store import Store
@@ -394,3 +394,22 @@ def test_a_long_source_read_in_batches_finds_every_job_again_when_its_lines_shif
         assert store.runnable_count() == 1401
     finally:
         store.close()
+
+
+def test_a_jobs_digest_is_the_same_whichever_way_its_text_is_made():
+    """The digests the store holds were made from ``json.dumps`` of the definition; the
+    direct text of a plain job (no env, no cwd, whole GPUs) gives the same bytes, so
+    no stored job changes identity."""
+    commands = ["echo a", "", 'say "hi" \\ there', "tab\tnew\nline\x00\x1f\x7f",
+                "caf\u00e9 \u4e2d \U0001f600", "lone \ud800 surrogate", "/" * 300]
+    for command in commands:
+        for gpus in (0, 1, 2, 1.0, True, 8):
+            count = float(gpus)
+            expected = json.dumps({"command": command, "env": [], "cwd": None,
+                                   "gpus": int(count)}, sort_keys=True, ensure_ascii=True,
+                                  separators=(",", ":"))
+            assert canonical_text(command, (), None, gpus) == expected, (command, gpus)
+    assert definition_digest("echo a", (), None, 1) == "2211a790d02f1dc680e1d8f7"
+    assert definition_digest("python train.py --lr 0.1 # \u00e9", (), None, 2) == \
+        "5d58f5eccde9b9a53ea3f4ce"
+    assert definition_digest("x", [("A", "1")], "/tmp", 0.5) == "0dd52712606a52000c370c1b"

@@ -36,11 +36,25 @@ AUTO_SWEEP_NAME = re.compile(r"sweep\d+-[^=]+=")     # what sources/yaml.py name
 def definition_digest(command: str, env: Iterable[Tuple[str, str]], cwd: Optional[str],
                       gpus: Any) -> str:
     """A stable hash of a job's definition (the same on every machine and version)."""
+    return _sha256()(canonical_text(command, env, cwd, gpus).encode("ascii")
+                     ).hexdigest()[:DIGEST_CHARS]
+
+
+def canonical_text(command: str, env: Iterable[Tuple[str, str]], cwd: Optional[str],
+                   gpus: Any) -> str:
+    """The definition as the digest reads it: compact, sorted, ASCII JSON. A job with
+    no ``env`` and no ``cwd`` on a whole number of GPUs (most jobs: every job of a
+    sweep is digested as it is read) has its text made directly, the same bytes."""
     count = float(gpus)
+    whole = count.is_integer()
+    if whole and cwd is None and not env:
+        return f'{{"command":{_json_string(command)},"cwd":null,"env":[],"gpus":{int(count)}}}'
     canonical = {"command": command, "env": sorted(dict(env).items()), "cwd": cwd,
-                 "gpus": int(count) if count.is_integer() else count}
-    text = json.dumps(canonical, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return _sha256()(text.encode("ascii")).hexdigest()[:DIGEST_CHARS]
+                 "gpus": int(count) if whole else count}
+    return json.dumps(canonical, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+
+
+_json_string = json.encoder.encode_basestring_ascii     # (what json.dumps quotes with)
 
 
 def builtin_hash(name: str, modules: Tuple[str, ...]) -> Any:
