@@ -5,15 +5,16 @@ whose jobs do not match the folders, hog never takes the directory for a new one
 rebuild DIR`` (``state.rebuild``), which recreates the queue from the folders.
 
 A sweep looks up every folder before it runs anything; the verbs (``hog add``,
-``status``, ``stop``, ``kill``, ...) look up a ``SAMPLE`` of them, the first the directory
-lists, so that they cost the same on a sweep of a million folders. A queue missing,
-empty or corrupt is found either way; a replaced one as soon as a folder it does not
-know is among those looked up (every folder, for a fresh database).
+``status``, ``stop``, ``kill``, ...) look up a ``SAMPLE`` of them (the first the
+directory lists that hold an INFO), so that they cost the same on a sweep of a million
+folders. A queue missing, empty or corrupt is found either way; a replaced one as soon
+as a folder it does not know is among those looked up (any folder, for a fresh
+database).
 """
 import os
 import re
 import sqlite3
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from hog.errors import UsageError
 from hog.state.db import DB_NAME
@@ -26,8 +27,6 @@ SAMPLE = 64      # job folders a verb's check looks up (a sweep's own check: eve
 class QueueLost(UsageError):
     """Job folders exist but the queue that records them is missing, empty, corrupt or
     replaced: nothing is run or written (exit 2)."""
-
-
 
 
 def hog_folders(root: str) -> Dict[int, str]:
@@ -52,9 +51,9 @@ def _has_info(folder: str) -> bool:
 def queue_problem(root: str, sample: Optional[int] = None) -> Optional[Tuple[str, int]]:
     """('missing' | 'empty' | 'corrupt' | 'replaced', number of hog job folders) when
     ``root`` holds job folders that its queue does not record; None otherwise (no
-    folders, or a queue that knows every one of them). ``sample``: only that many job
-    folders (the first the directory lists) are looked up, so the check costs the same
-    on a sweep of a million folders; None: every folder."""
+    folders, or a queue that knows every one of them). ``sample``: only that many of
+    hog's job folders (the first the directory lists) are looked up, so the check costs
+    the same on a sweep of a million folders; None: every folder."""
     db = os.path.join(root, STATE_DIR, DB_NAME)
     if not os.path.isdir(root):
         return None
@@ -69,8 +68,10 @@ def queue_problem(root: str, sample: Optional[int] = None) -> Optional[Tuple[str
         return ("missing", len(folders)) if folders else None
     if size == 0:
         return ("empty", len(folders)) if folders else None
-    numbers = folder_numbers(root, sample)     # before the ids: a row is committed before
-    try:                                # its folder is made, so none is missed
+    # the folders before the ids: a row is committed before its folder is made, so
+    # none is missed
+    numbers = folder_numbers(root) if sample is None else _first_hog_folders(root, sample)
+    try:
         known = _job_ids(db, [n for n, _ in numbers])
     except sqlite3.OperationalError:
         return None             # locked or unreadable: the store's own checks say why
@@ -100,22 +101,33 @@ def _job_ids(db: str, numbers: List[int]) -> Set[int]:
         con.close()
 
 
-def folder_numbers(root: str, limit: Optional[int] = None) -> List[Tuple[int, str]]:
-    """(N, name) of every folder of ``root`` named like a job folder (the first
-    ``limit`` the directory lists, if given)."""
+def folder_numbers(root: str) -> List[Tuple[int, str]]:
+    """(N, name) of every folder of ``root`` named like a job folder, in the order the
+    directory lists them."""
+    return list(_folders(root))
+
+
+def _first_hog_folders(root: str, n: int) -> List[Tuple[int, str]]:
+    """(N, name) of the first ``n`` folders of ``root`` that hog wrote (with an INFO)."""
     found: List[Tuple[int, str]] = []
+    for number, name in _folders(root):
+        if _has_info(os.path.join(root, name)):
+            found.append((number, name))
+            if len(found) == n:
+                break
+    return found
+
+
+def _folders(root: str) -> Iterator[Tuple[int, str]]:
     try:
         with os.scandir(root) as entries:
             for entry in entries:
                 m = FOLDER.match(entry.name)
                 if m is not None and not entry.name.startswith(".") \
                         and entry.is_dir(follow_symlinks=False):
-                    found.append((int(m.group(2)), entry.name))
-                    if len(found) == limit:
-                        break
+                    yield int(m.group(2)), entry.name
     except OSError:
-        pass
-    return found
+        return
 
 
 def lost_message(output_dir: str, kind: str, n: int) -> str:
