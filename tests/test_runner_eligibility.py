@@ -3,7 +3,6 @@ active, or while a runner is --keep-alive; it ends unschedulable only when the l
 runner that might run it finishes. The rule (engine/eligibility.py) is pure; the
 engine asks it again only when the set of runners changes."""
 import json
-from dataclasses import replace
 
 from hog.engine import waiting
 from hog.engine.eligibility import Peer, could_run, decide, peer, runner_set, wanted
@@ -93,7 +92,7 @@ def test_the_runner_set_changes_when_a_runner_joins_ends_or_changes_gpus_not_on_
     a, b = row(1, gpus="0"), row(2, gpus="1")
     assert runner_set([a]) != runner_set([a, b])
     assert runner_set([a, b]) != runner_set([a, row(2, gpus="1,2")])
-    beat = replace(b, heartbeat=123.0)
+    beat = b._replace(heartbeat=123.0)
     assert runner_set([a, b]) == runner_set([a, beat])
 
 
