@@ -10,10 +10,11 @@ Stepped engines (``claims_ahead`` on, as the loop sets it), then real ``python -
 runs, which always claim ahead."""
 import pytest
 
-from hog.engine import control
+from hog.engine import control, reserve
 from hog.engine.reserve import RESERVE_MAX
 from hog.engine.runner import GATHER_S, GATHER_SLOTS, gather_s
-from hog.model import Status
+from hog.model import Job, Status
+from hog.state.store import Store
 from tests import test_predispatch
 from tests.harness import job_dirs, job_file, run_hog, status_counts
 from tests.test_predispatch import started, statuses
@@ -196,3 +197,60 @@ def test_the_loop_does_not_gather_the_reports_of_fewer_busy_slots(engines, slots
     assert len(e.st.running) == len(slots) < GATHER_SLOTS and set(e.st.next) == set(e.st.running)
     assert gather_s(e.st) == 0          # one at a time: a window would only add a wake-up
     assert e.run_all()
+
+
+def test_the_reserve_given_back_goes_to_the_head_of_the_ready_list_unread(
+        engines, monkeypatch):
+    """Giving the reserve back (a tick, a free slot, a stop) puts its jobs back where
+    they were taken from, at the head of the ready list with the rows they were
+    claimed with: the queue is not read again for them (64 rows and their jobs, on
+    every such turn). A queued job that sorts before them has the list read again."""
+    e = claiming(engines, ["true"] * 40)
+    hand_over(e, 8)
+    held = reserved(e)
+    assert held
+    reads = []
+    queued = e.st.store.queued
+    monkeypatch.setattr(e.st.store, "queued", lambda n: reads.append(n) or queued(n))
+    before = [job.index for _, job in e.st.ready]
+    e.tick()
+    assert not e.st.reserve
+    assert [job.index for _, job in e.st.ready][:len(held) + len(before)] == held + before
+    assert reads == []
+    rows = {r.id: r for r in e.st.store.all_rows()}
+    assert all(rows[i].status == "queued" and rows[i].attempt == 0 for i in held)
+    assert e.run_all()
+    assert started(e) == list(range(40))
+    assert all(r.attempt == 1 for r in e.st.store.all_rows())
+    assert engines.finish(e) == 0
+
+    e = claiming(engines, [f"echo {i}" for i in range(40)])    # (another sweep's jobs)
+    hand_over(e, 8)
+    assert e.st.reserve
+    other = Store(e.st.layout.state_dir)            # hog add from another shell
+    [added] = other.add([Job(index=0, command="urgent", priority=5)])
+    other.close()
+    urgent = e.st.store.row(added)
+    assert urgent is not None
+    e.st.ready.insert(0, (urgent, urgent.job()))    # (as a reading of the queue finds it)
+    reserve.give_back(e.st)
+    assert not e.st.ready                           # read again, in order
+    assert e.run_all()
+    assert e.counts() == {"succeeded": 81}
+
+
+def test_a_job_given_back_after_a_failure_runs_before_the_reserve_given_back(engines):
+    """One slot: its job fails, so the job handed to it comes back unstarted while the
+    ready list is empty and the reserve holds the jobs after it; the reserve goes back
+    too, and the job that came back runs first, in order."""
+    e = claiming(engines, [f"echo {i}" for i in range(40)])
+    hand_over(e, 6)
+    while e.st.ready:                   # (the ready list used up: it says nothing now)
+        e.st.ready.popleft()
+    assert e.st.reserve and 0 in e.st.next
+    handed = e.st.next[0].job.index
+    e.backend.end_job(0, Status.FAILED)     # its next job comes back unstarted
+    e.settle()
+    assert started(e)[-1] == handed, (started(e), handed, reserved(e))
+    assert e.run_all(Status.SUCCEEDED)
+    assert started(e) == list(range(40)) and started(e).count(handed) == 1
