@@ -86,10 +86,10 @@ def give_back(st: RunState) -> None:
         st.store.unhand(row.id)
     st.ahead += len(st.reserve)
     entries = [(row, job) for row, job, _ in st.reserve]
+    last = last_key(st)
     st.reserve.clear()
-    last = entries[-1][1]
-    if not st.ready or (-st.ready[0][1].priority, st.ready[0][1].index) < \
-            (-last.priority, last.index):
+    head = st.ready[0][1] if st.ready else None
+    if head is None or last is None or (-head.priority, head.index) < last:
         st.ready.clear()
         return
     for entry in reversed(entries):
