@@ -61,6 +61,7 @@ class InlineBackend:
         self.shut_down: Optional[List[int]] = None
         self.attempts: Dict[int, Attempt] = {}     # by slot
         self.events: Deque[Event] = deque()
+        self.took = 1.0         # how long a job ran, by default (``end_job``)
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self._next_pid = 40000
@@ -143,15 +144,20 @@ class InlineBackend:
 
     def end_job(self, slot: int, status: Status = Status.SUCCEEDED,
                 exit_code: Optional[int] = None, note: str = "",
-                started_next: bool = False) -> Outcome:
+                started_next: bool = False, took: Optional[float] = None) -> Outcome:
         """The job on ``slot`` ends as ``status`` (its folder gets INFO and the marker);
-        ``exit_code`` defaults to 0 for succeeded, 1 for failed, none otherwise."""
+        ``exit_code`` defaults to 0 for succeeded, 1 for failed, none otherwise. It ran
+        ``took`` seconds (default ``self.took``: a job of a second, not a short one,
+        which a slot is handed more jobs ahead after)."""
         if self.attempts[slot].pid is None:
             self.start_job(slot)
         attempt = self.attempts.pop(slot)
         if exit_code is None:
             exit_code = {Status.SUCCEEDED: 0, Status.FAILED: 1}.get(status)
-        outcome = attempt.finished(status, exit_code, None, time.time(), note=note)
+        took = self.took if took is None else took
+        assert attempt.start_time is not None
+        outcome = attempt.finished(status, exit_code, None, attempt.start_time + took,
+                                   note=note)
         self._queue(Ended(outcome, started_next=started_next))
         return outcome
 
@@ -289,13 +295,14 @@ class RecordingDisplay:
 
 class HandingBackend(InlineBackend):
     """An ``InlineBackend`` that is also ``PreDispatching``, as the local slots are: a
-    dispatch to a busy slot is held as its next job (``nexts``) and started, like a
-    consumer does, right after the slot's current job ends (its ``Ended`` first, then
-    the next one's ``Started``); ``withdraw`` gives a held one back (``Withdrawn``)."""
+    dispatch to a busy slot is held as one of its next jobs (``nexts``, in order) and
+    the first started, like a consumer does, right after the slot's current job ends
+    (its ``Ended`` first, then the next one's ``Started``); after a job that did not
+    succeed every held one goes back (``Withdrawn``), and ``withdraw`` gives one back."""
 
     def __init__(self, layout: Layout, slots: Iterable[int], gpus: Iterable[str] = ()):
         super().__init__(layout, slots, gpus)
-        self.nexts: Dict[int, Dispatch] = {}
+        self.nexts: Dict[int, List[Dispatch]] = {}
         self.withdrawals: List[int] = []
         self.last_ok: Dict[int, bool] = {}      # by slot: its last job succeeded, and
                                                 # nothing followed it yet
@@ -312,7 +319,7 @@ class HandingBackend(InlineBackend):
                 self.committed.append(None if row is None else row.status)
             finally:
                 store.close()
-            self.nexts[d.slot] = d
+            self.nexts.setdefault(d.slot, []).append(d)
             return
         if d.ahead:
             self.arrives_late(d)
@@ -332,7 +339,10 @@ class HandingBackend(InlineBackend):
     def delay(self, slot: int) -> Dispatch:
         """The next job handed to ``slot`` is still on its way (and whatever is sent to
         the slot after it) until ``deliver``."""
-        d = self.nexts.pop(slot)
+        handed = self.nexts[slot]
+        d = handed.pop()
+        if not handed:
+            del self.nexts[slot]
         self.in_flight[slot] = [d]
         return d
 
@@ -357,19 +367,33 @@ class HandingBackend(InlineBackend):
             self.in_flight[slot].append(index)
             return
         self.withdrawals.append(index)
-        d = self.nexts.get(slot)
-        if d is not None and d.job.index == index:
-            del self.nexts[slot]
-            self._queue(Withdrawn(slot, index))
+        handed = self.nexts.get(slot, [])
+        for d in handed:
+            if d.job.index == index:
+                handed.remove(d)
+                if not handed:
+                    del self.nexts[slot]
+                self._queue(Withdrawn(slot, index))
+                break
+
+    def lose_slot(self, slot: int, why: str = "its slot process died (exit code -9)") -> None:
+        self.nexts.pop(slot, None)      # (what it held goes with it)
+        self.in_flight.pop(slot, None)
+        super().lose_slot(slot, why)
 
     def end_job(self, slot: int, status: Status = Status.SUCCEEDED,
                 exit_code: Optional[int] = None, note: str = "",
-                started_next: bool = False) -> Outcome:
-        d = self.nexts.pop(slot, None)
+                started_next: bool = False, took: Optional[float] = None) -> Outcome:
+        handed = self.nexts.pop(slot, [])
+        d = handed.pop(0) if handed else None
+        if handed:
+            self.nexts[slot] = handed
         if d is not None and status is not Status.SUCCEEDED:    # given back, as a slot does
-            self._queue(Withdrawn(slot, d.job.index))
+            for h in [d] + self.nexts.pop(slot, []):
+                self._queue(Withdrawn(slot, h.job.index))
             d = None
-        outcome = super().end_job(slot, status, exit_code, note, started_next=d is not None)
+        outcome = super().end_job(slot, status, exit_code, note, started_next=d is not None,
+                                  took=took)
         self.last_ok[slot] = d is None and status is Status.SUCCEEDED
         if d is not None:       # the next one is spawned before the runner hears
             self.submitted.append(d)

@@ -81,7 +81,7 @@ def test_a_free_slot_takes_the_reserve_back_and_the_queue_head_runs_first(engine
     assert held
     e.backend.end_job(1, Status.FAILED)     # slot 1 frees (its next job comes back)
     e.settle()
-    nexts = [d.job.index for d in e.st.next.values()]
+    nexts = [d.job.index for ds in e.st.next.values() for d in ds]
     assert held[0] in started(e) + nexts    # went back, and is the next to start
     queued = sorted(i for i, s in statuses(e).items() if s == "queued")
     assert max(started(e)) < min(queued + [99])     # nothing started out of order
@@ -248,7 +248,7 @@ def test_a_job_given_back_after_a_failure_runs_before_the_reserve_given_back(eng
     while e.st.ready:                   # (the ready list used up: it says nothing now)
         e.st.ready.popleft()
     assert e.st.reserve and 0 in e.st.next
-    handed = e.st.next[0].job.index
+    handed = e.st.next[0][0].job.index
     e.backend.end_job(0, Status.FAILED)     # its next job comes back unstarted
     e.settle()
     assert started(e)[-1] == handed, (started(e), handed, reserved(e))

@@ -43,12 +43,17 @@ class HandingEngines(Engines):
         return backend, sched
 
 
-@pytest.fixture
-def engines(tmp_path):
+def handing_engines(tmp_path):
+    """Stepped runners over ``HandingBackend``, each shut down by the end of the test."""
     made = HandingEngines(str(tmp_path / "out"))
     yield made
     for engine in list(made.live):
         made.finish(engine)
+
+
+@pytest.fixture
+def engines(tmp_path):
+    yield from handing_engines(tmp_path)
 
 
 def other_store(e: Engine) -> Store:
@@ -81,7 +86,7 @@ def test_a_busy_slot_is_handed_its_next_job_claimed_as_handed_not_running(engine
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
     assert started(e) == [0]
-    assert e.backend.nexts[0].job.index == 1
+    assert e.backend.nexts[0][0].job.index == 1
     assert e.backend.committed == ["running", "handed"]     # committed before it was sent
     assert statuses(e) == {0: "running", 1: "handed", 2: "queued"}
     store = other_store(e)
@@ -103,7 +108,7 @@ def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(
     assert statuses(e) == {0: "succeeded", 1: "handed", 2: "handed"}
     e.tick()                        # (job 1's Started is stored on the tick)
     assert statuses(e) == {0: "succeeded", 1: "running", 2: "handed"}
-    assert e.st.running[0].job.index == 1 and e.st.next[0].job.index == 2
+    assert e.st.running[0].job.index == 1 and e.st.next[0][0].job.index == 2
     assert e.st.progress.running[0].index == 1      # what the display shows on that slot
     assert e.run_all()
     assert e.counts() == {"succeeded": 3}
@@ -113,7 +118,7 @@ def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(
 def test_after_a_failure_the_handed_job_comes_back_and_the_runner_places_it_again(engines):
     e = engines.make(["exit 1", "echo 1", "echo 2"])
     e.settle()
-    assert e.backend.nexts[0].job.index == 1
+    assert e.backend.nexts[0][0].job.index == 1
     e.backend.end_job(0, Status.FAILED)     # the slot gives job 1 back with the Ended
     e.settle()
     while e.backend.pending:
@@ -144,7 +149,7 @@ def test_a_handed_job_that_reaches_its_slot_after_a_success_starts_there_as_it_c
     assert e.st.promoted == {}
     e.tick()                                # (its Started is stored with the next write)
     assert statuses(e) == {0: "succeeded", 1: "running", 2: "handed"}
-    assert e.st.promoted == {} and e.backend.nexts[0].job.index == 2
+    assert e.st.promoted == {} and e.backend.nexts[0][0].job.index == 2
     assert e.run_all()
     assert e.counts() == {"succeeded": 3}
     assert started(e) == [0, 1, 2]
@@ -221,7 +226,7 @@ def test_hog_kill_of_a_handed_job_cancels_it_at_once_and_it_never_starts(engines
     e.tick()
     e.settle()
     assert e.backend.withdrawals == [1] and 0 not in e.backend.nexts or \
-        e.backend.nexts[0].job.index == 2
+        e.backend.nexts[0][0].job.index == 2
     assert e.run_all()
     assert started(e) == [0, 2]
     assert statuses(e) == {0: "succeeded", 1: "cancelled", 2: "succeeded"}
@@ -296,7 +301,7 @@ def test_a_higher_priority_job_added_later_overtakes_the_handed_one(engines):
     e.tick()
     e.settle()
     assert e.backend.withdrawals == [1]
-    assert e.backend.nexts[0].job.index == urgent
+    assert e.backend.nexts[0][0].job.index == urgent
     assert statuses(e)[1] == "queued"
     assert e.run_all()
     assert started(e) == [0, urgent, 1, 2]
@@ -320,7 +325,7 @@ def test_a_one_gpu_job_pinned_elsewhere_is_not_handed_to_this_slot(engines):
     e = engines.make(["a", {"cmd": "pinned", "gpu_ids": ["1"]}, "c"], slots=("0", "1"))
     e.settle()
     assert started(e) == [0, 1]
-    assert e.backend.nexts[0].job.index == 2 or e.backend.nexts[1].job.index == 2
+    assert e.backend.nexts[0][0].job.index == 2 or e.backend.nexts[1][0].job.index == 2
     assert e.run_all()
     assert e.counts() == {"succeeded": 3}
 
@@ -328,7 +333,7 @@ def test_a_one_gpu_job_pinned_elsewhere_is_not_handed_to_this_slot(engines):
 def test_a_handed_job_is_taken_back_to_run_on_a_slot_that_frees_first(engines):
     e = engines.make(["long", "short", "next"], slots=("0", "1"))
     e.settle()
-    [(slot, d)] = list(e.backend.nexts.items())
+    [(slot, [d])] = list(e.backend.nexts.items())
     assert d.job.index == 2
     other = 1 - slot
     e.backend.end_job(other)        # the other slot frees first, with nothing handed
@@ -345,7 +350,7 @@ def test_a_handed_job_is_taken_back_to_run_on_a_slot_that_frees_first(engines):
 def test_hog_gpus_removing_a_busy_slot_takes_back_its_handed_job(engines):
     e = engines.make([f"echo {i}" for i in range(4)], slots=("0", "1"))
     e.settle()
-    assert sorted(d.job.index for d in e.backend.nexts.values()) == [2, 3]
+    assert sorted(d.job.index for ds in e.backend.nexts.values() for d in ds) == [2, 3]
     store = other_store(e)
     try:
         store.request_gpus(e.st.runner_id, "0")
@@ -353,7 +358,7 @@ def test_hog_gpus_removing_a_busy_slot_takes_back_its_handed_job(engines):
         store.close()
     e.tick()
     e.settle()
-    assert e.backend.withdrawals == [e.st.next[0].job.index ^ 1] or \
+    assert e.backend.withdrawals == [e.st.next[0][0].job.index ^ 1] or \
         len(e.backend.withdrawals) == 1
     assert 1 not in e.backend.nexts
     e.backend.end_job(1)

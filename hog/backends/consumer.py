@@ -3,9 +3,10 @@
 It receives a ``Dispatch``, runs the job (``spawn``) in its environment (``jobenv``),
 records the attempt in its folder (``attempt``) and reports back. It decides nothing.
 A ``Dispatch`` that comes while a job runs is the slot's next job (``handoff``: its
-folder is made ahead): when the job ends, the next one is spawned first and the ended
-one recorded after (INFO, marker, ``Ended``, then the next one's ``Started``; a job
-started alone has its ``Started`` sent with what follows, or after 50 ms);
+folder is made ahead; several may wait, in order): when the job ends, the next one is
+spawned first and the ended one recorded after (INFO, marker, ``Ended``, then the next
+one's ``Started``; a job started alone has its ``Started`` sent with what follows, or
+after 50 ms, and so have the reports of short jobs while several are handed ahead);
 ``Withdraw`` takes it back unstarted (``Withdrawn``), and so does a ``Stop(KILL)``,
 ``Quit`` or the runner's EOF.
 If the runner dies, the consumer sees its pipe close, ends the running job's process
@@ -29,7 +30,7 @@ from typing import Callable, Iterable, Optional, Tuple, TypeVar, Union
 
 from hog.backends import spawn, subreaper, wire
 from hog.backends.attempt import Attempt
-from hog.backends.handoff import Handoff
+from hog.backends.handoff import HOLD_WHILE, Handoff
 from hog.backends.jobenv import job_env
 from hog.messages import (
     CannotWrite,
@@ -110,10 +111,13 @@ class Consumer(Handoff):
             live = current
             started = Started(live.d.slot, live.d.job.index, live.pid, live.started,
                               proc=live.proc)
-            if before is None:      # (sent with what follows, its Ended if it is short)
-                self.hold(started)
+            reports = [started] if before is None else [before, started]
+            if before is None or len(self.next) >= HOLD_WHILE:
+                self.hold(reports)      # (sent with what follows: its Ended if it is short,
+                                        # or the next jobs' while several are handed)
             else:
-                self.send([before, started])    # (one wake-up)
+                self.send(reports)      # (one wake-up; the runner hands more)
+            self._stage()       # the next job's folder, made while this one runs
             status, ended = self._finish_wait(live)
             nxt = self._next_to_start(failed=status is not None or not _exited_0(live.watch))
             following = None if nxt is None else self._begin(nxt)
@@ -334,7 +338,7 @@ class Consumer(Handoff):
             if isinstance(message, Signal):      # forwarded by the runner; the job goes on
                 spawn.signal_group(watch.pid, message.signum)
             elif self._side_message(message) and isinstance(message, Dispatch):
-                self._stage(message)    # its next job: the folder made while this one runs
+                self._stage()   # its next job: the folder made while this one runs
 
 
 class _Stopped(Exception):

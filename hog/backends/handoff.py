@@ -1,19 +1,23 @@
-"""What a slot does with the job handed to follow the one it runs (pre-dispatch): it
-holds it, makes its folder ahead (``state.staging``), starts it the moment the current
-job ends if that job succeeded and nothing takes it back, or gives it back
-(``Withdrawn``) with whatever was made for it. A handed job that comes only after the
-job ended starts by the same rule (``_starts_late``). ``Consumer`` (``consumer.py``) is
-a ``Handoff``: it runs and records the jobs; this is its side of the runner's pipe for
-the next one.
+"""What a slot does with the jobs handed to follow the one it runs (pre-dispatch): it
+holds them in order, makes the first one's folder ahead (``state.staging``), starts it
+the moment the current job ends if that job succeeded and nothing takes it back, or
+gives back (``Withdrawn``) every job it holds, with whatever was made for them. A
+handed job that comes only after the job ended starts by the same rule
+(``_starts_late``). While more than one handed job waits (short jobs: the runner hands
+several ahead), the reports of the jobs that end and start are held and sent together
+(``hold``), once one handed job is left or ``REPORT_S`` has passed: one wake-up of the
+runner for several jobs. ``Consumer`` (``consumer.py``) is a ``Handoff``: it runs and
+records the jobs; this is its side of the runner's pipe for the next ones.
 """
 import os
 import select
 import time
-from typing import Optional
+from collections import deque
+from typing import Deque, List, Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
-from hog.messages import Dispatch, Quit, Started, Stop, StopHow, Withdraw, Withdrawn
+from hog.messages import Dispatch, Quit, Stop, StopHow, Withdraw, Withdrawn
 from hog.state.jobdir import Layout, UnsafePath
 
 
@@ -28,33 +32,36 @@ class Handoff:
         self.layout = layout
         self.runner_gone = False
         self.quitting = False       # told to Quit: no next job starts
-        self.next: Optional[Dispatch] = None    # handed ahead: starts when the job ends
+        self.next: Deque[Dispatch] = deque()    # handed ahead: the first starts when
+                                                # the job ends, the others after it
         self.last_ok = False        # the last job succeeded, and nothing followed it yet
-        self.staged: Optional[Attempt] = None   # the next job's folder, made ahead
-        self.held: Optional[Started] = None     # a Started not sent yet (``hold``)
-        self.report_at: Optional[float] = None  # when it is sent at the latest
+        self.staged: Optional[Attempt] = None   # the first next job's folder, made ahead
+        self.held: List = []        # reports not sent yet (``hold``)
+        self.report_at: Optional[float] = None  # when they are sent at the latest
 
     def send(self, message) -> None:
         """Send ``message`` (a list: in one frame, one wake-up of the runner), after the
-        ``Started`` held back, in the same frame."""
-        if self.held is not None:
-            message = [self.held, *(message if isinstance(message, list) else [message])]
-            self.held = self.report_at = None
+        reports held back, in the same frame."""
+        if self.held:
+            message = [*self.held, *(message if isinstance(message, list) else [message])]
+            self.held, self.report_at = [], None
         if self.runner_gone:
             return
         if not wire.send(self.conn, message):
             self.runner_gone = True
 
-    def hold(self, started: Started) -> None:
-        """``started`` goes with the next message this slot sends (its job's ``Ended``,
-        a ``CannotWrite``), or alone after ``REPORT_S`` (``report_due``): a short job's
-        start and end then cost the runner one turn, not two."""
-        self.held, self.report_at = started, time.time() + REPORT_S
+    def hold(self, reports: List) -> None:
+        """``reports`` (a ``Started``, the ``Ended`` before it) go with the next message
+        this slot sends (a job's ``Ended``, a ``CannotWrite``), or after ``REPORT_S``
+        at the latest (``report_due``): a short job's start and end then cost the runner
+        one turn, not two, and several short jobs handed ahead one turn together."""
+        if not self.held:
+            self.report_at = time.time() + REPORT_S
+        self.held.extend(reports)
 
     def report_due(self) -> None:
-        """Send the ``Started`` held back, if its time has come."""
-        if self.held is not None and self.report_at is not None \
-                and time.time() >= self.report_at:
+        """Send the reports held back, if their time has come."""
+        if self.held and self.report_at is not None and time.time() >= self.report_at:
             self.send([])
 
     def _starts_late(self, d: Dispatch) -> bool:
@@ -78,11 +85,14 @@ class Handoff:
             self.runner_gone = True
         return ok and self._may_start(d)
 
-    def _stage(self, d: Dispatch) -> None:
-        """Make the folder of ``d``, handed to follow the running job, ahead
+    def _stage(self) -> None:
+        """Make the folder of the first job handed to follow the running one ahead
         (``state.staging``), if it has none yet; nothing if that fails (it is made as
         it starts, the usual way)."""
-        if self.staged is not None or os.path.lexists(self.layout.folder(d.job.index)):
+        if not self.next or self.staged is not None:
+            return
+        d = self.next[0]
+        if os.path.lexists(self.layout.folder(d.job.index)):
             return
         try:
             self.staged = Attempt.stage(self.layout, d)
@@ -112,20 +122,21 @@ class Handoff:
         meanwhile is read first (a ``Withdraw`` may be waiting); none once the slot
         was told to quit or the runner is gone, nor after a job that did not succeed
         (``failed``): the runner then chooses what runs next (--max-failures, a
-        quarantine, a retry first). The pipe is read even when nothing was handed yet:
-        the next job may be there, sent while this one ran but not read before it ended."""
+        quarantine, a retry first). A next job that does not start now takes every
+        job handed after it back with it. The pipe is read even when nothing was handed
+        yet: the next job may be there, sent while this one ran but not read before it
+        ended."""
         try:
             while not self.runner_gone and self.waiting.poll(0):  # (conn.poll: 0.1 ms)
                 self._side_message(wire.receive(self.conn))     # (a Stop: for the ended job)
         except (EOFError, OSError):
             self.runner_gone = True
-        d, self.next = self.next, None
-        if d is None:
+        if not self.next:
             return None
-        if failed or not self._may_start(d):
-            self._give_back(d)
+        if failed or not self._may_start(self.next[0]):
+            self._drop_next()
             return None
-        return d
+        return self.next.popleft()
 
     def _give_back(self, d: Dispatch) -> None:
         self._unstage(d.job.index)
@@ -142,11 +153,13 @@ class Handoff:
         """A message about the next job (a ``Dispatch``, ``Withdraw``, ``Quit``); True if
         it was one. (A Stop or Signal here was for a job that has ended.)"""
         if isinstance(message, Dispatch):
-            self.next = message
+            self.next.append(message)
         elif isinstance(message, Withdraw):
-            if self.next is not None and self.next.job.index == message.index:
-                self._give_back(self.next)
-                self.next = None
+            for d in self.next:
+                if d.job.index == message.index:
+                    self.next.remove(d)
+                    self._give_back(d)
+                    break
         elif isinstance(message, Quit):
             self._drop_next()
             self.quitting = True
@@ -155,13 +168,14 @@ class Handoff:
         return True
 
     def _drop_next(self) -> None:
-        if self.next is not None:
-            self._give_back(self.next)
-            self.next = None
+        """Every job handed ahead goes back."""
+        while self.next:
+            self._give_back(self.next.popleft())
 
 
 LOW_DISK_BYTES = 2 ** 20
-REPORT_S = 0.05     # a started job's Started waits at most this long for its Ended
+REPORT_S = 0.05     # a report held back waits at most this long for the next message
+HOLD_WHILE = 2      # reports are held back while this many handed jobs still wait
 
 
 def _disk_low(root: str) -> bool:

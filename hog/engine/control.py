@@ -19,7 +19,7 @@ from typing import Optional
 from hog.backends.base import LocalCapacity, PreDispatching, Resizable, Signalling
 from hog.config import slots_for
 from hog.engine import intake, reruns, sweep, waiting, writable
-from hog.engine.state import RunState
+from hog.engine.state import RunState, handed_jobs
 from hog.errors import UsageError
 from hog.messages import StopHow
 from hog.state import gpulog
@@ -67,11 +67,11 @@ def tick(st: RunState, now: float) -> None:
             if d.job.index == job_id and job_id not in st.cancelling:
                 st.cancelling.add(job_id)
                 st.backend.stop(slot, StopHow.CANCEL)
-    for slot, d in st.next.items():     # handed ahead and cancelled (hog kill): taken back
+    for d in handed_jobs(st):       # handed ahead and cancelled (hog kill): taken back
         if st.withdrawing.get(d.job.index) != "cancel" and not st.store.still_handed(
                 d.job.index):
             if d.job.index not in st.withdrawing and isinstance(st.backend, PreDispatching):
-                st.backend.withdraw(slot, d.job.index)
+                st.backend.withdraw(d.slot, d.job.index)
             st.withdrawing[d.job.index] = "cancel"
     spec = st.store.take_gpus_request(st.runner_id)
     if spec is not None:

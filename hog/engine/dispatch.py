@@ -8,10 +8,13 @@ dispatch (``claimed``); ``send_claimed`` hands them to the backend after the com
 Pre-dispatch (``predispatch``, local slots): each busy one-GPU slot is also handed its
 next job, claimed as ``handed`` in the same turn's transaction, so that the slot
 spawns it the moment its current job ends, before recording that one; the
-runner's round trip is no longer between two jobs. Only one-GPU jobs without memory
-or named resources are handed ahead, in queue order, stopping at the first queued
-job that is not such a job (a multi-GPU job waiting at the head keeps its
-reservation: the slots it waits for are not promised further). A handed job is taken
+runner's round trip is no longer between two jobs. A slot whose last job was short
+(under ``SHORT_S``) is handed ``DEEP`` jobs ahead, started in turn: it then reports
+several jobs at once (``backends.handoff``), one turn of the runner for them all.
+Only one-GPU jobs without memory or named resources are handed ahead, in queue
+order, stopping at the first queued job that is not such a job (a multi-GPU job
+waiting at the head keeps its reservation: the slots it waits for are not promised
+further). A handed job is taken
 back (``withdraw``; the slot answers ``Withdrawn`` unless it already started it)
 when the run stops (drain or kill), when it is cancelled, when its slot retires
 (``hog gpus``) or its GPU is taken by others, when a slot it could run on is
@@ -28,7 +31,7 @@ from typing import List, Optional, Sequence, Set, Tuple, cast
 from hog.backends.base import LocalCapacity, PreDispatching, implements
 from hog.engine import limits, outcomes, reruns, reserve, writable
 from hog.engine.progress import Running
-from hog.engine.state import READY_AHEAD, RunState
+from hog.engine.state import DEEP, READY_AHEAD, RunState, handed_jobs
 from hog.gpus.discovery import query_gpus
 from hog.messages import Dispatch
 from hog.model import Job, Status
@@ -62,8 +65,8 @@ def fill(st: RunState) -> None:
     """Start queued jobs while there is room and the planner finds a place; hand busy
     slots their next job."""
     if st.stopping or st.others_running or not writable.may_start(st):
-        for slot in list(st.next):      # (the disk refuses writes: nothing new starts)
-            withdraw(st, slot, "stop")
+        for d in handed_jobs(st):       # (the disk refuses writes: nothing new starts)
+            withdraw(st, d, "stop")
         reserve.give_back(st)
         return
     reclaim_for_free_slots(st)
@@ -81,15 +84,15 @@ def reclaim_for_free_slots(st: RunState) -> None:
     free_gpus = cast(LocalCapacity, st.sched).free_gpus()
     if free_gpus:
         reserve.give_back(st)       # (a free slot takes the queue's head, in order)
-    for slot, d in list(st.next.items()):
+    for d in handed_jobs(st):
         if free_gpus and (not d.job.gpu_ids or free_gpus & set(d.job.gpu_ids)):
-            withdraw(st, slot, "free")
+            withdraw(st, d, "free")
 
 
 def _coming_back(st: RunState) -> Optional[Tuple[int, int]]:
     """The run order (priority, then number) of the first handed job being taken back
     to be queued again: no job after it is placed before it is back in the queue."""
-    keys = [(-d.job.priority, d.job.index) for d in st.next.values()
+    keys = [(-d.job.priority, d.job.index) for d in handed_jobs(st)
             if st.withdrawing.get(d.job.index, "cancel") != "cancel"]
     return min(keys) if keys else None
 
@@ -156,16 +159,15 @@ def predispatch(st: RunState) -> None:
         st.alone_at = st.next_tick
         st.alone = len(st.store.live_runners()) <= 1
     if not st.alone:
-        for slot in list(st.next):
-            withdraw(st, slot, "peers")
+        for d in handed_jobs(st):
+            withdraw(st, d, "peers")
         reserve.give_back(st)
         return
-    for slot, d in list(st.next.items()):
-        if not sched.can_hand(slot):        # retiring (hog gpus), or its GPU is taken
-            withdraw(st, slot, "slot")
+    for d in handed_jobs(st):
+        if not sched.can_hand(d.slot):      # retiring (hog gpus), or its GPU is taken
+            withdraw(st, d, "slot")
     reclaim_for_free_slots(st)
-    free = [slot for slot, d in st.running.items() if slot not in st.next
-            and len(d.gpu_ids) == 1 and slot >= 0 and sched.can_hand(slot)]
+    free = wanting(st)
     if not st.ready:
         refill(st)
     withdraw_overtaken(st)
@@ -174,7 +176,7 @@ def predispatch(st: RunState) -> None:
         if taken is None:
             break
         free.remove(taken.slot)
-        st.next[taken.slot] = taken
+        st.next.setdefault(taken.slot, []).append(taken)
         st.claimed.append(taken)
     if free and not st.ready:
         refill(st)
@@ -201,7 +203,7 @@ def predispatch(st: RunState) -> None:
         claimed += 1
         free.remove(target)
         d = reserve.handed(st, row, job, target, attempt)
-        st.next[target] = d
+        st.next.setdefault(target, []).append(d)
         st.claimed.append(d)
     if claimed:
         reserve.ran_dry(st)
@@ -237,7 +239,8 @@ def withdraw_overtaken(st: RunState) -> None:
         if last is not None and (-job.priority, job.index) < last:
             reserve.give_back(st)
         break
-    handed = sorted(((-d.job.priority, d.job.index), slot) for slot, d in st.next.items()
+    handed = sorted(((-d.job.priority, d.job.index), i, d)
+                    for i, d in enumerate(handed_jobs(st))
                     if d.job.index not in st.withdrawing)
     for _, job in st.ready:
         if not handed:
@@ -246,14 +249,27 @@ def withdraw_overtaken(st: RunState) -> None:
             continue
         if (-job.priority, job.index) > handed[-1][0]:
             return
-        withdraw(st, handed.pop()[1], "overtaken")
+        withdraw(st, handed.pop()[2], "overtaken")
 
 
-def withdraw(st: RunState, slot: int, why: str) -> None:
-    """Take back ``slot``'s next job (``why``: "cancel" cancels it, anything else queues
-    it again), once the slot says it had not started it."""
-    d = st.next[slot]
-    index = d.job.index
+def wanting(st: RunState) -> List[int]:
+    """The busy one-GPU slots that take a job ahead now, each once for every job it
+    takes (one, or ``DEEP`` after a short job, less those it holds), in rounds: every
+    such slot its first before any its second."""
+    sched = cast(LocalCapacity, st.sched)
+    want = {slot: (DEEP if slot in st.short else 1) - len(st.next.get(slot, ()))
+            for slot, d in st.running.items()
+            if len(d.gpu_ids) == 1 and slot >= 0 and sched.can_hand(slot)}
+    free: List[int] = []
+    for n in range(max(want.values(), default=0)):
+        free += [slot for slot, k in want.items() if k > n]
+    return free
+
+
+def withdraw(st: RunState, d: Dispatch, why: str) -> None:
+    """Take back ``d``, a job handed ahead to its slot (``why``: "cancel" cancels it,
+    anything else queues it again), once the slot says it had not started it."""
+    slot, index = d.slot, d.job.index
     if index in st.withdrawing:
         if why == "cancel":
             st.withdrawing[index] = why

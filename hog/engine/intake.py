@@ -8,7 +8,7 @@ import sqlite3
 from typing import List, Optional, Tuple
 
 from hog.engine import writable
-from hog.engine.state import READY_AHEAD, RunState
+from hog.engine.state import READY_AHEAD, RunState, handed_count
 from hog.messages import JobMsg, SourceFailed, SourceTotal
 from hog.model import Job
 from hog.state.diskguard import cannot_write
@@ -156,6 +156,6 @@ def source_ended(st: RunState, error: str) -> None:
 
 
 def refresh_total(st: RunState) -> None:
-    st.ahead = st.store.runnable_count() + len(st.next)    # (handed ahead: not started)
+    st.ahead = st.store.runnable_count() + handed_count(st)    # (handed: not started)
     st.base_total = st.progress.finished + len(st.running) + st.ahead
     show_total(st)

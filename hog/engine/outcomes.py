@@ -19,9 +19,9 @@ from typing import List, Optional, Tuple, cast
 
 from hog.backends.attempt import Attempt, add_gpu_usage
 from hog.backends.base import LocalCapacity, Resizable, implements
-from hog.engine import control, intake, limits, reruns, waiting, writable
+from hog.engine import control, intake, limits, reruns, slotloss, waiting, writable
 from hog.engine.progress import Running
-from hog.engine.state import RunState
+from hog.engine.state import SHORT_S, RunState, handed_jobs
 from hog.messages import (
     BackendFailed,
     CannotWrite,
@@ -69,7 +69,7 @@ def on_event(st: RunState, event: Event) -> None:
         withdrawn(st, event.slot, event.index)
     elif isinstance(event, SlotLost):
         writable.slot_wrote(st, event.slot)
-        consumer_died(st, event.slot, event.why)
+        slotloss.consumer_died(st, event.slot, event.why)
     elif isinstance(event, CannotWrite):
         writable.on_cannot_write(st, event)
     elif isinstance(event, BackendFailed) and not st.fatal:
@@ -100,6 +100,10 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
     """``outcome``'s job ended; ``started_next``: its slot started the job handed to it
     ahead (a handed job it did not start comes back as ``Withdrawn``)."""
     d = st.running.pop(outcome.slot, None)
+    if outcome.ended - outcome.started < SHORT_S:      # (more are handed to it ahead)
+        st.short.add(outcome.slot)
+    else:
+        st.short.discard(outcome.slot)
     start = _started_due(st, outcome.index)
     pid = st.pids.pop(outcome.slot, None)
     if st.monitor is not None and pid is not None:
@@ -112,17 +116,23 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
                    outcome.started, outcome.ended, rerun or outcome.note, requeue=retry,
                    usage=outcome.usage, start=start)
     st.promoted.pop(outcome.slot, None)     # (a handed job that could not start)
-    nxt = st.next.pop(outcome.slot, None) if d is not None else None
+    handed = st.next.get(outcome.slot, []) if d is not None else []
+    nxt = handed[0] if handed else None
     # the slot started the job handed to it, or (it reached the slot only after this
     # job ended) starts it as it comes, as a slot does after a success
     promoted = nxt is not None and d is not None and (
         started_next or outcome.status is Status.SUCCEEDED)
     if promoted:
         assert nxt is not None and d is not None
+        del handed[0]
+        if not handed:
+            del st.next[outcome.slot]
         promote(st, d, nxt)
     else:
-        if nxt is not None:     # its slot ended without starting it: it never will
-            taken_back(st, nxt)
+        if handed:      # its slot ended without starting them: it never will
+            del st.next[outcome.slot]
+            for h in handed:
+                taken_back(st, h)
         release(st, outcome.index)
     # (the registry hears "idle" on the tick: a slot handed its next job at once must
     # not cost two file writes per job)
@@ -220,10 +230,13 @@ def withdrawn(st: RunState, slot: int, index: int) -> None:
     if st.promoted.get(slot) == index:
         unpromoted(st, slot)
         return
-    d = st.next.get(slot)
-    if d is None or d.job.index != index:
+    handed = st.next.get(slot, [])
+    d = next((h for h in handed if h.job.index == index), None)
+    if d is None:
         return      # (taken back already: its slot's job ended without starting it)
-    del st.next[slot]
+    handed.remove(d)
+    if not handed:
+        del st.next[slot]
     taken_back(st, d)
 
 
@@ -260,7 +273,7 @@ def back_in_ready(st: RunState, index: int) -> None:
 def unhand_all(st: RunState) -> None:
     """The run ends: jobs still handed to slots (which never start them now) are
     queued again."""
-    for d in st.next.values():
+    for d in handed_jobs(st):
         st.store.unhand(d.job.index, cancelled=st.withdrawing.get(d.job.index) == "cancel")
     st.next.clear()
 
@@ -275,29 +288,6 @@ def account(st: RunState, outcome: Outcome) -> None:
     if st.hooks is not None:
         from hog.engine.hooks import job_variables  # the hooks module: only with hooks
         st.hooks.job_ended(outcome.name, job_variables(outcome, st.layout, st.progress))
-
-
-def consumer_died(st: RunState, slot: int, why: str) -> None:
-    """A slot's executor vanished (the backend ended its job): record it, replace it."""
-    nxt = st.next.pop(slot, None)
-    if nxt is not None:                 # never started: the slot died first
-        st.withdrawing.pop(nxt.job.index, None)
-        st.store.unhand(nxt.job.index)
-        st.ready.clear()
-    if slot in st.promoted:             # (nor had the one promoted there, as it heard)
-        st.withdrawing.pop(st.promoted[slot], None)
-        unpromoted(st, slot)
-    d = st.running.get(slot)
-    if d is not None:
-        pid = st.pids.get(slot)
-        started = st.progress.running[slot].started
-        now = time.time()
-        ended(st, write_folder_without_consumer(st, d, Status.INTERRUPTED, started, now,
-                                                pid, why))
-    if not (st.killing or st.stopping) and isinstance(st.backend, Resizable) \
-            and isinstance(st.sched, LocalCapacity) and st.sched.owns_slot(slot):
-        st.display.message(f"slot {slot}: {why}; starting a new one")
-        st.backend.add_slot(slot)
 
 
 def write_folder_without_consumer(st: RunState, d: Dispatch, status: Status, started: float,

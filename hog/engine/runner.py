@@ -59,7 +59,7 @@ def gather_s(st: RunState) -> float:
     add a wake-up to each (measured: no gain with two slots, a loss of throughput)."""
     if len(st.running) < GATHER_SLOTS or st.stopping:
         return 0.0
-    return GATHER_S if all(slot in st.next for slot in st.running) else 0.0
+    return GATHER_S if all(st.next.get(slot) for slot in st.running) else 0.0
 
 
 class Runner:

@@ -61,6 +61,8 @@ class PendingDisplay:
 
 
 READY_AHEAD = 64    # queued jobs read ahead into ``RunState.ready`` (the queue's head)
+DEEP = 3            # jobs handed ahead to a busy slot whose last job was short
+SHORT_S = 0.05      # a job that ran less than this is short
 Entry = Tuple[JobRow, Job]
 
 
@@ -140,7 +142,9 @@ class RunState:
         self.claimed: List[Dispatch] = []   # claimed this turn, sent once committed
         self.running: Dict[int, Dispatch] = {}
         self.pids: Dict[int, int] = {}
-        self.next: Dict[int, Dispatch] = {}     # by busy slot: its next job, handed ahead
+        self.next: Dict[int, List[Dispatch]] = {}   # by busy slot: its next jobs, handed
+                                                    # ahead, in the order it starts them
+        self.short: Set[int] = set()    # slots whose last job was short: handed more ahead
         self.claims_ahead = False       # claim in blocks (engine.reserve): the run loop's
         self.reserve: List[Tuple[JobRow, Job, int]] = []    # claimed ahead: row, job, attempt
         self.reserve_size = 0
@@ -205,3 +209,12 @@ class RunState:
     @property
     def store_open(self) -> bool:
         return self._store is not None
+
+
+def handed_jobs(st: RunState) -> List[Dispatch]:
+    """Every job handed ahead to a busy slot, slot by slot, each slot's in its order."""
+    return [d for ds in st.next.values() for d in ds]
+
+
+def handed_count(st: RunState) -> int:
+    return sum(len(ds) for ds in st.next.values())

@@ -55,8 +55,11 @@ def after_turn(st: RunState) -> None:
         return
     failed(st, why)
     for d in st.claimed:
-        if st.next.get(d.slot) is d:        # handed ahead: taken back before it is sent
-            del st.next[d.slot]
+        handed = st.next.get(d.slot, [])
+        if any(h is d for h in handed):     # handed ahead: taken back before it is sent
+            handed.remove(d)
+            if not handed:
+                del st.next[d.slot]
             st.store.unhand(d.job.index, later=True)    # (one claimed ahead earlier)
             continue
         st.running.pop(d.slot, None)
