@@ -96,6 +96,29 @@ def test_a_failure_gives_back_every_job_handed_to_its_slot_and_they_run_next_in_
     assert e.counts() == {"succeeded": 7, "failed": 1}
 
 
+def test_a_free_slot_takes_back_jobs_handed_behind_a_short_jobs_successor_only_once_it_runs_long(
+        engines):
+    e = engines.make([f"echo {i}" for i in range(6)], slots=("0", "1"))
+    e.settle()
+    assert sorted(started(e)) == [0, 1] and handed_to(e, 0) + handed_to(e, 1) == [2, 3]
+    e.backend.end_job(0, took=SHORT)            # slot 0 runs 2; 4 and 5 are handed to it
+    e.settle()
+    assert handed_to(e, 0) == [4, 5]
+    e.backend.end_job(1, took=SHORT)            # slot 1 runs 3, then ends it: nothing is
+    e.settle()                                  # left in the queue for it
+    e.backend.end_job(1, took=SHORT)
+    e.settle()
+    assert 1 not in e.st.running and handed_to(e, 0) == [4, 5]
+    assert e.backend.withdrawals == []          # job 2 runs since under SHORT_S
+    e.st.progress.running[0].started -= 10 * SHORT_S    # it has run long now
+    e.tick()
+    e.settle()
+    assert sorted(e.backend.withdrawals) == [4, 5]
+    assert e.st.running[1].job.index == 4       # the free slot runs the first taken back
+    assert e.run_all()
+    assert Counter(started(e)) == Counter(range(6))
+
+
 def test_hog_kill_of_a_job_second_in_line_on_a_slot_cancels_it_before_it_starts(engines):
     e = deep(engines, 8)
     victim = handed_to(e)[1]

@@ -31,7 +31,7 @@ from typing import List, Optional, Sequence, Set, Tuple, cast
 from hog.backends.base import LocalCapacity, PreDispatching, implements
 from hog.engine import limits, outcomes, reruns, reserve, writable
 from hog.engine.progress import Running
-from hog.engine.state import DEEP, READY_AHEAD, RunState, handed_jobs
+from hog.engine.state import DEEP, READY_AHEAD, SHORT_S, RunState, handed_jobs
 from hog.gpus.discovery import query_gpus
 from hog.messages import Dispatch
 from hog.model import Job, Status
@@ -77,16 +77,28 @@ def fill(st: RunState) -> None:
 def reclaim_for_free_slots(st: RunState) -> None:
     """A slot is free and a job handed to a busy slot could run there: it is taken back
     (and placed again in its turn), not left waiting behind that slot's current job
-    while later jobs take the free slot."""
+    while later jobs take the free slot. Not while that job is a short one's successor
+    that has run less than ``SHORT_S`` yet: the jobs handed behind it start within
+    milliseconds (taking them back would cost more than it saves), and once it has run
+    longer they are taken back as any other."""
     if not (st.next or st.reserve) or not st.sched.has_room() \
             or not implements(st.sched, LocalCapacity):
         return
     free_gpus = cast(LocalCapacity, st.sched).free_gpus()
-    if free_gpus:
-        reserve.give_back(st)       # (a free slot takes the queue's head, in order)
+    if not free_gpus:
+        return
+    reserve.give_back(st)       # (a free slot takes the queue's head, in order)
+    now = time.time()
     for d in handed_jobs(st):
-        if free_gpus and (not d.job.gpu_ids or free_gpus & set(d.job.gpu_ids)):
+        if (not d.job.gpu_ids or free_gpus & set(d.job.gpu_ids)) and not _soon(st, d.slot, now):
             withdraw(st, d, "free")
+
+
+def _soon(st: RunState, slot: int, now: float) -> bool:
+    """Do the jobs handed to ``slot`` start soon? Its last job was short, and the one it
+    runs now has run less than ``SHORT_S``."""
+    running = st.progress.running.get(slot)
+    return slot in st.short and running is not None and now - running.started < SHORT_S
 
 
 def _coming_back(st: RunState) -> Optional[Tuple[int, int]]:
