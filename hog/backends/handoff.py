@@ -3,10 +3,11 @@ holds them in order, makes the first one's folder ahead (``state.staging``), sta
 the moment the current job ends if that job succeeded and nothing takes it back, or
 gives back (``Withdrawn``) every job it holds, with whatever was made for them. A
 handed job that comes only after the job ended starts by the same rule
-(``_starts_late``). While more than one handed job waits (short jobs: the runner hands
-several ahead), the reports of the jobs that end and start are held and sent together
-(``hold``), once one handed job is left or ``REPORT_S`` has passed: one wake-up of the
-runner for several jobs. ``Consumer`` (``consumer.py``) is a ``Handoff``: it runs and
+(``_starts_late``). While ``HOLD_WHILE`` handed jobs or more wait (short jobs: the
+runner hands several ahead), the reports of the jobs that end and start are held and
+sent together (``hold``), once fewer are left (the runner has time to hand more before
+the slot runs dry) or ``REPORT_S`` has passed: one wake-up of the runner for several
+jobs. ``Consumer`` (``consumer.py``) is a ``Handoff``: it runs and
 records the jobs; this is its side of the runner's pipe for the next ones.
 """
 import os
@@ -175,7 +176,7 @@ class Handoff:
 
 LOW_DISK_BYTES = 2 ** 20
 REPORT_S = 0.05     # a report held back waits at most this long for the next message
-HOLD_WHILE = 2      # reports are held back while this many handed jobs still wait
+HOLD_WHILE = 3      # reports are held back while this many handed jobs still wait
 
 
 def _disk_low(root: str) -> bool:

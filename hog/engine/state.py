@@ -61,7 +61,7 @@ class PendingDisplay:
 
 
 READY_AHEAD = 64    # queued jobs read ahead into ``RunState.ready`` (the queue's head)
-DEEP = 3            # jobs handed ahead to a busy slot whose last job was short
+DEEP = 6            # jobs handed ahead to a busy slot whose last job was short
 SHORT_S = 0.05      # a job that ran less than this is short
 Entry = Tuple[JobRow, Job]
 
