@@ -18,11 +18,11 @@ import pytest
 import hog.backends.handoff as handoff
 from hog.engine.state import DEEP, SHORT_S
 from hog.messages import Ended, Started
-from hog.model import Status
+from hog.model import Job, Status
 from hog.state.jobdir import read_info
 from tests.harness import job_file, job_rows, pid_alive, start_hog, wait_for
 from tests.slot_support import dispatch, ended, start_slot
-from tests.test_predispatch import handing_engines, started, statuses
+from tests.test_predispatch import handing_engines, other_store, started, statuses
 
 SHORT = SHORT_S / 10
 
@@ -37,8 +37,8 @@ def handed_to(e, slot: int = 0) -> list:
 
 
 def deep(engines, n: int):
-    """A run of ``n`` jobs (``DEEP + 2`` at least) on one slot whose first job was short: it holds job 1 and
-    is handed ``DEEP`` jobs ahead."""
+    """A run of ``n`` jobs (``DEEP + 2`` at least) on one slot whose first job was
+    short: it holds job 1 and is handed ``DEEP`` jobs ahead."""
     e = engines.make([f"echo {i}" for i in range(n)])
     e.settle()
     e.backend.end_job(0, took=SHORT)
@@ -138,6 +138,67 @@ def test_hog_kill_of_a_job_second_in_line_on_a_slot_cancels_it_before_it_starts(
     assert sorted(started(e)) == [i for i in range(8) if i != victim]
     assert statuses(e)[victim] == "cancelled"
     assert not os.path.exists(e.st.layout.folder(victim))
+
+
+def test_hog_stop_takes_back_every_job_handed_deep_queued_as_before_unstarted(engines):
+    e = deep(engines, 10)
+    held = handed_to(e)
+    store = other_store(e)
+    try:
+        store.request("drain", e.st.runner_id)
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert sorted(e.backend.withdrawals) == held and not e.backend.nexts
+    assert all(statuses(e)[i] == "queued" and e.row(i).attempt == 0 for i in held)
+    e.backend.end_job(0, took=SHORT)
+    assert e.settle()       # finished: nothing new started
+    assert started(e) == [0, 1]
+
+
+def test_a_higher_priority_job_added_later_overtakes_the_last_jobs_handed_deep(engines):
+    e = deep(engines, 10)
+    held = handed_to(e)
+    store = other_store(e)
+    try:
+        urgent = store.add([Job(index=0, command="urgent", priority=10),
+                            Job(index=0, command="urgent too", priority=10)])
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert sorted(e.backend.withdrawals) == held[-2:]       # the two that sort last
+    assert handed_to(e)[:len(held) - 2] == held[:-2]        # the rest keep their place
+    e.backend.took = SHORT
+    assert e.run_all()
+    order = started(e)
+    assert all(order.index(u) < order.index(held[-2]) for u in urgent)
+    assert Counter(order) == Counter(list(range(10)) + urgent)
+
+
+def test_hog_gpus_removing_a_slot_takes_back_every_job_handed_deep_to_it(engines):
+    e = engines.make([f"echo {i}" for i in range(16)], slots=("0", "1"))
+    e.settle()
+    e.backend.end_job(1, took=SHORT)
+    e.settle()
+    held = handed_to(e, 1)
+    assert len(held) == DEEP
+    store = other_store(e)
+    try:
+        store.request_gpus(e.st.runner_id, "0")
+    finally:
+        store.close()
+    e.tick()
+    e.settle()
+    assert set(held) <= set(e.backend.withdrawals) and 1 not in e.backend.nexts
+    e.backend.end_job(1)
+    e.settle()
+    assert e.backend.removed == [1]
+    e.backend.took = SHORT
+    assert e.run_all()
+    assert Counter(started(e)) == Counter(range(16))
+    assert all(d.slot == 0 for d in e.backend.submitted if d.job.index in held)
 
 
 def test_a_vanished_slot_that_held_its_reports_back_has_them_read_from_the_folders(

@@ -182,7 +182,7 @@ def predispatch(st: RunState) -> None:
     free = wanting(st)
     if not st.ready:
         refill(st)
-    withdraw_overtaken(st)
+    withdraw_overtaken(st, len(free))
     while free and st.reserve:          # claimed ahead by an earlier turn: no claim now
         taken = reserve.take(st, free)
         if taken is None:
@@ -241,9 +241,11 @@ def claim_ahead(st: RunState) -> None:
         reserve.add(st, row, job, attempt)
 
 
-def withdraw_overtaken(st: RunState) -> None:
+def withdraw_overtaken(st: RunState, room: int = 0) -> None:
     """A queued job that sorts before a handed one (priority, then number): the
-    worst handed ones are taken back, one for each such job."""
+    worst handed ones are taken back, one for each such job beyond the ``room`` the
+    busy slots have for more jobs ahead (those are handed it this turn, after the
+    ones they hold, as the ones taken back would have been)."""
     last = reserve.last_key(st)
     for _, job in st.ready:     # (the reserve: given back if a queued job sorts within it)
         if job.index in st.waiting_deps or job.index in st.not_here:
@@ -261,6 +263,9 @@ def withdraw_overtaken(st: RunState) -> None:
             continue
         if (-job.priority, job.index) > handed[-1][0]:
             return
+        if room > 0:
+            room -= 1
+            continue
         withdraw(st, handed.pop()[2], "overtaken")
 
 
