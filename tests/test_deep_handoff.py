@@ -22,7 +22,7 @@ from hog.model import Job, Status
 from hog.state.jobdir import read_info
 from tests.harness import job_file, job_rows, pid_alive, start_hog, wait_for
 from tests.slot_support import dispatch, ended, start_slot
-from tests.test_predispatch import handing_engines, other_store, started, statuses
+from tests.test_predispatch import another_shell, handing_engines, started, statuses
 
 SHORT = SHORT_S / 10
 
@@ -124,11 +124,8 @@ def test_a_free_slot_takes_back_jobs_handed_behind_a_short_jobs_successor_only_o
 def test_hog_kill_of_a_job_second_in_line_on_a_slot_cancels_it_before_it_starts(engines):
     e = deep(engines, 8)
     victim = handed_to(e)[1]
-    store = e.st.store.__class__(e.st.layout.state_dir)
-    try:
+    with another_shell(e) as store:
         assert store.cancel(victim) == "cancelled"
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert victim in e.backend.withdrawals and victim not in handed_to(e)
@@ -143,11 +140,8 @@ def test_hog_kill_of_a_job_second_in_line_on_a_slot_cancels_it_before_it_starts(
 def test_hog_stop_takes_back_every_job_handed_deep_queued_as_before_unstarted(engines):
     e = deep(engines, 10)
     held = handed_to(e)
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         store.request("drain", e.st.runner_id)
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert sorted(e.backend.withdrawals) == held and not e.backend.nexts
@@ -160,12 +154,9 @@ def test_hog_stop_takes_back_every_job_handed_deep_queued_as_before_unstarted(en
 def test_a_higher_priority_job_added_later_overtakes_the_last_jobs_handed_deep(engines):
     e = deep(engines, 10)
     held = handed_to(e)
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         urgent = store.add([Job(index=0, command="urgent", priority=10),
                             Job(index=0, command="urgent too", priority=10)])
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert sorted(e.backend.withdrawals) == held[-2:]       # the two that sort last
@@ -184,11 +175,8 @@ def test_hog_gpus_removing_a_slot_takes_back_every_job_handed_deep_to_it(engines
     e.settle()
     held = handed_to(e, 1)
     assert len(held) == DEEP
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         store.request_gpus(e.st.runner_id, "0")
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert set(held) <= set(e.backend.withdrawals) and 1 not in e.backend.nexts

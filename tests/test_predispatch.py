@@ -10,6 +10,8 @@ Stepped engine tests over ``HandingBackend`` (tests/inline_backend.py), then rea
 import os
 import signal
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -60,6 +62,16 @@ def other_store(e: Engine) -> Store:
     return Store(e.st.layout.state_dir)
 
 
+@contextmanager
+def another_shell(e: Engine) -> Iterator[Store]:
+    """The store as another shell opens it (``hog kill``, ``hog stop``, ``hog add``)."""
+    store = other_store(e)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def started(e: Engine):
     return [d.job.index for d in e.backend.submitted]
 
@@ -73,12 +85,9 @@ def claims_of(e: Engine) -> list:
 
 
 def statuses(e: Engine):
-    with_store = other_store(e)
-    try:
-        rows = [with_store.row(i) for i in range(50)]
+    with another_shell(e) as store:
+        rows = [store.row(i) for i in range(50)]
         return {r.id: r.status for r in rows if r is not None}
-    finally:
-        with_store.close()
 
 
 # ------------------------------------------------------------------- the hand-over
@@ -89,14 +98,11 @@ def test_a_busy_slot_is_handed_its_next_job_claimed_as_handed_not_running(engine
     assert e.backend.nexts[0][0].job.index == 1
     assert e.backend.committed == ["running", "handed"]     # committed before it was sent
     assert statuses(e) == {0: "running", 1: "handed", 2: "queued"}
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         data = status_data(store, e.st.cfg.output_dir)
         assert [r["id"] for r in data["running"]] == [0]
         assert "1 running" in status_lines(data, e.st.cfg.output_dir, "job_")[0]
         assert store.row(1).attempt == 1 and store.row(1).pid is None
-    finally:
-        store.close()
 
 
 def test_when_a_job_ends_its_slot_has_already_started_the_next_and_gets_another(engines):
@@ -184,11 +190,8 @@ def test_a_late_handed_job_taken_back_before_it_arrives_never_starts(engines):
     assert e.run_all()
     assert e.st.promoted == {} and started(e) == [0]
     assert statuses(e) == {0: "succeeded", 1: "queued", 2: "queued"}
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         assert store.row(1).attempt == 0    # its claim undone: the attempt not counted
-    finally:
-        store.close()
 
 
 def test_a_started_record_costs_no_commit_of_its_own_and_is_stored_with_its_end_or_the_tick(
@@ -197,8 +200,7 @@ def test_a_started_record_costs_no_commit_of_its_own_and_is_stored_with_its_end_
     e.settle()
     pid0 = e.backend.start_job(0)
     e.step()
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         assert store.row(0).pid is None     # not committed alone
         e.backend.end_job(0)        # its Ended, and job 1's Started: one turn, one commit
         e.step()
@@ -208,21 +210,16 @@ def test_a_started_record_costs_no_commit_of_its_own_and_is_stored_with_its_end_
         pid = e.st.pids[0]
         e.tick()                    # the tick stores what was heard
         assert store.row(1).status == "running" and store.row(1).pid == pid
-    finally:
-        store.close()
 
 
 # ------------------------------------------------------------------ cancel, drain, kill
 def test_hog_kill_of_a_handed_job_cancels_it_at_once_and_it_never_starts(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         assert store.cancel(1) == "cancelled"
         row = store.row(1)
         assert row.status == "cancelled" and row.attempt == 0
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert e.backend.withdrawals == [1] and 0 not in e.backend.nexts or \
@@ -236,11 +233,8 @@ def test_hog_kill_of_a_handed_job_cancels_it_at_once_and_it_never_starts(engines
 def test_a_handed_job_cancelled_as_its_slot_starts_it_is_stopped_on_the_tick(engines):
     e = engines.make(["echo 0", "echo 1"])
     e.settle()
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         store.cancel(1)
-    finally:
-        store.close()
     e.backend.end_job(0)    # the slot starts job 1 before the runner's tick saw the cancel
     e.settle()
     e.tick()                # its start is stored: the row says it was cancelled meanwhile
@@ -253,11 +247,8 @@ def test_a_handed_job_cancelled_as_its_slot_starts_it_is_stopped_on_the_tick(eng
 def test_hog_stop_takes_the_handed_job_back_to_the_queue_unstarted(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"])
     e.settle()
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         store.request("drain", e.st.runner_id)
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert e.backend.withdrawals == [1] and not e.backend.nexts
@@ -265,21 +256,15 @@ def test_hog_stop_takes_the_handed_job_back_to_the_queue_unstarted(engines):
     e.backend.end_job(0)
     assert e.settle()       # finished: nothing new started
     assert started(e) == [0]
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         assert store.row(1).attempt == 0 and store.row(1).status == "queued"
-    finally:
-        store.close()
 
 
 def test_hog_stop_now_interrupts_the_running_job_and_queues_the_handed_one(engines):
     e = engines.make(["echo 0", "echo 1"])
     e.settle()
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         store.request("kill", e.st.runner_id)
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert (0, StopHow.KILL) in e.backend.stops and e.backend.withdrawals == [1]
@@ -293,11 +278,8 @@ def test_hog_stop_now_interrupts_the_running_job_and_queues_the_handed_one(engin
 def test_a_higher_priority_job_added_later_overtakes_the_handed_one(engines):
     e = engines.make(["echo 0", "echo 1", "echo 2"], keep_alive=False)
     e.settle()
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         [urgent] = store.add([Job(index=0, command="urgent", priority=10)])
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert e.backend.withdrawals == [1]
@@ -351,11 +333,8 @@ def test_hog_gpus_removing_a_busy_slot_takes_back_its_handed_job(engines):
     e = engines.make([f"echo {i}" for i in range(4)], slots=("0", "1"))
     e.settle()
     assert sorted(d.job.index for ds in e.backend.nexts.values() for d in ds) == [2, 3]
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         store.request_gpus(e.st.runner_id, "0")
-    finally:
-        store.close()
     e.tick()
     e.settle()
     assert e.backend.withdrawals == [e.st.next[0][0].job.index ^ 1] or \
@@ -376,13 +355,10 @@ def test_a_lost_slot_queues_its_handed_job_again_unstarted(engines):
     e.backend.lose_slot(0)
     e.settle()
     assert statuses(e)[0] in ("interrupted", "running", "succeeded")
-    store = other_store(e)
-    try:
+    with another_shell(e) as store:
         row = store.row(1)
         assert row.status in ("queued", "running") and (row.status == "running"
                                                          or row.attempt == 0)
-    finally:
-        store.close()
 
 
 # -------------------------------------------------------------- real runs of hog
