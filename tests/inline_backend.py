@@ -336,15 +336,17 @@ class HandingBackend(InlineBackend):
         else:
             self._queue(Withdrawn(d.slot, d.job.index))
 
-    def delay(self, slot: int) -> Dispatch:
-        """The next job handed to ``slot`` is still on its way (and whatever is sent to
-        the slot after it) until ``deliver``."""
+    def delay(self, slot: int, every: bool = False) -> Dispatch:
+        """The last job handed to ``slot`` (``every``: all it holds) is still on its way
+        (and whatever is sent to the slot after it) until ``deliver``; the first of
+        them."""
         handed = self.nexts[slot]
-        d = handed.pop()
+        moved = handed[:] if every else [handed[-1]]
+        del handed[len(handed) - len(moved):]
         if not handed:
             del self.nexts[slot]
-        self.in_flight[slot] = [d]
-        return d
+        self.in_flight[slot] = list(moved)
+        return moved[0]
 
     def deliver(self, slot: int) -> None:
         """What was sent to ``slot`` since ``delay`` reaches it, in order (a slot reads

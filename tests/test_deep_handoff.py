@@ -16,6 +16,7 @@ from collections import Counter
 import pytest
 
 import hog.backends.handoff as handoff
+from hog.engine import dispatch as engine_dispatch
 from hog.engine.state import DEEP, SHORT_S
 from hog.messages import Ended, Started
 from hog.model import Job, Status
@@ -28,7 +29,8 @@ SHORT = SHORT_S / 10
 
 
 @pytest.fixture
-def engines(tmp_path):
+def engines(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_dispatch, "CALM", 1)    # deep after one success (the rule: CALM)
     yield from handing_engines(tmp_path)
 
 
@@ -62,6 +64,27 @@ def test_a_slot_whose_job_was_short_is_handed_several_jobs_ahead_in_run_order(en
     assert e.run_all()
     assert started(e) == list(range(10))
     assert e.counts() == {"succeeded": 10}
+
+
+def test_after_a_failure_slots_are_handed_one_ahead_until_calm_jobs_in_a_row_succeed(
+        engines, monkeypatch):
+    monkeypatch.setattr(engine_dispatch, "CALM", 3)
+    e = engines.make(["true", "true", "exit 3"] + [f"echo {i}" for i in range(3, 20)])
+    e.settle()
+    for _ in range(2):
+        e.backend.end_job(0, took=SHORT)
+        e.settle()
+    assert len(handed_to(e)) == 1               # two successes: not yet calm
+    e.backend.end_job(0, Status.FAILED, took=SHORT)
+    e.settle()
+    for n in range(3):
+        assert len(handed_to(e)) <= 1, n        # after the failure: one at a time
+        e.backend.end_job(0, took=SHORT)
+        e.settle()
+    assert len(handed_to(e)) == DEEP            # three in a row succeeded
+    e.backend.took = SHORT
+    assert e.run_all()
+    assert Counter(started(e)) == Counter(range(20))
 
 
 def test_a_slot_whose_job_ran_long_is_handed_one_job_ahead(engines):
@@ -119,6 +142,23 @@ def test_a_free_slot_takes_back_jobs_handed_behind_a_short_jobs_successor_only_o
     assert e.st.running[1].job.index == 4       # the free slot runs the first taken back
     assert e.run_all()
     assert Counter(started(e)) == Counter(range(6))
+
+
+def test_jobs_handed_deep_that_reach_their_slot_after_a_failure_each_run_once(engines):
+    e = engines.make(["true", "exit 3", "true", "true"])
+    e.settle()
+    e.backend.end_job(0, took=SHORT)
+    e.settle()
+    assert started(e) == [0, 1] and handed_to(e) == [2, 3]
+    e.backend.delay(0, every=True)              # 2 and 3 are on their way as 1 fails
+    e.backend.end_job(0, Status.FAILED, took=SHORT)
+    assert not e.settle()                       # (not finished: they are coming back)
+    assert handed_to(e) == [2, 3]               # and not handed again before
+    e.backend.deliver(0)                        # the slot gives them back
+    e.backend.took = SHORT
+    assert e.run_all()
+    assert started(e) == [0, 1, 2, 3]           # once each (a Withdrawn of the first
+    assert e.counts() == {"succeeded": 3, "failed": 1}     # handing took back the second)
 
 
 def test_hog_kill_of_a_job_second_in_line_on_a_slot_cancels_it_before_it_starts(engines):

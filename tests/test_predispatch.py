@@ -169,9 +169,10 @@ def test_a_handed_job_that_reaches_its_slot_after_a_failure_goes_back_to_the_que
     e.backend.end_job(0, Status.FAILED)     # runner chooses what runs next there
     e.settle()
     assert e.st.progress.failed == 1 and e.st.promoted == {}
-    assert claims[0] == d.job.index         # queued again, and claimed afresh
-    e.backend.deliver(0)                    # the slot gives the handed one back, and
-    e.settle()                              # starts what the runner sent after it
+    assert claims == [] and e.st.next[0] == [d]     # it comes back with its Withdrawn
+    e.backend.deliver(0)                    # the slot gives the handed one back: it is
+    e.settle()                              # queued again, and claimed afresh
+    assert claims[0] == d.job.index
     assert e.run_all()
     assert e.counts() == {"failed": 1, "succeeded": 2}
     assert started(e) == [0, 1, 2]

@@ -31,7 +31,7 @@ from typing import List, Optional, Sequence, Set, Tuple, cast
 from hog.backends.base import LocalCapacity, PreDispatching, implements
 from hog.engine import limits, outcomes, reruns, reserve, writable
 from hog.engine.progress import Running
-from hog.engine.state import DEEP, READY_AHEAD, SHORT_S, RunState, handed_jobs
+from hog.engine.state import CALM, DEEP, READY_AHEAD, SHORT_S, RunState, handed_jobs
 from hog.gpus.discovery import query_gpus
 from hog.messages import Dispatch
 from hog.model import Job, Status
@@ -271,10 +271,11 @@ def withdraw_overtaken(st: RunState, room: int = 0) -> None:
 
 def wanting(st: RunState) -> List[int]:
     """The busy one-GPU slots that take a job ahead now, each once for every job it
-    takes (one, or ``DEEP`` after a short job, less those it holds), in rounds: every
-    such slot its first before any its second."""
+    takes (one, or ``DEEP`` after a short job once ``CALM`` jobs in a row succeeded,
+    less those it holds), in rounds: every such slot its first before any its second."""
     sched = cast(LocalCapacity, st.sched)
-    want = {slot: (DEEP if slot in st.short else 1) - len(st.next.get(slot, ()))
+    deep = DEEP if st.calm >= CALM else 1
+    want = {slot: (deep if slot in st.short else 1) - len(st.next.get(slot, ()))
             for slot, d in st.running.items()
             if len(d.gpu_ids) == 1 and slot >= 0 and sched.can_hand(slot)}
     free: List[int] = []

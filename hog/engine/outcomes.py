@@ -104,6 +104,7 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
         st.short.add(outcome.slot)
     else:
         st.short.discard(outcome.slot)
+    st.calm = st.calm + 1 if outcome.status is Status.SUCCEEDED else 0
     start = _started_due(st, outcome.index)
     pid = st.pids.pop(outcome.slot, None)
     if st.monitor is not None and pid is not None:
@@ -128,12 +129,10 @@ def ended(st: RunState, outcome: Outcome, started_next: bool = False) -> None:
         if not handed:
             del st.next[outcome.slot]
         promote(st, d, nxt)
-    else:
-        if handed:      # its slot ended without starting them: it never will
-            del st.next[outcome.slot]
-            for h in handed:
-                taken_back(st, h)
-        release(st, outcome.index)
+    else:   # its slot will not start the jobs handed to it: each comes back with its
+        release(st, outcome.index)  # Withdrawn (sent, or on its way: not taken back
+                                    # before, or a stale one would take back the same job
+                                    # handed again)
     # (the registry hears "idle" on the tick: a slot handed its next job at once must
     # not cost two file writes per job)
     if st.monitor is not None:

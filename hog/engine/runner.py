@@ -257,6 +257,8 @@ class Runner:
             return False
         if st.stopping:
             return True
+        if st.next:     # handed to a slot whose job failed: on their way back to the queue
+            return False
         if st.cfg.keep_alive or not st.source_done or st.ready:
             return False
         if st.joiner and st.store.meta("ingest_done") != "1" and self._ingester_alive():

@@ -63,6 +63,10 @@ class PendingDisplay:
 READY_AHEAD = 64    # queued jobs read ahead into ``RunState.ready`` (the queue's head)
 DEEP = 6            # jobs handed ahead to a busy slot whose last job was short
 SHORT_S = 0.05      # a job that ran less than this is short
+CALM = 20           # jobs that succeeded in a row before any slot is handed DEEP: around
+                    # failures the runner chooses each next job (a failure gives back all
+                    # a slot holds, and six at a time would bunch the failing jobs on the
+                    # slots that free first, which looks like a sick GPU to quarantine)
 Entry = Tuple[JobRow, Job]
 
 
@@ -145,6 +149,7 @@ class RunState:
         self.next: Dict[int, List[Dispatch]] = {}   # by busy slot: its next jobs, handed
                                                     # ahead, in the order it starts them
         self.short: Set[int] = set()    # slots whose last job was short: handed more ahead
+        self.calm = 0                   # jobs that succeeded since the last that did not
         self.claims_ahead = False       # claim in blocks (engine.reserve): the run loop's
         self.reserve: List[Tuple[JobRow, Job, int]] = []    # claimed ahead: row, job, attempt
         self.reserve_size = 0
