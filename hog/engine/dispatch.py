@@ -95,10 +95,11 @@ def reclaim_for_free_slots(st: RunState) -> None:
 
 
 def _soon(st: RunState, slot: int, now: float) -> bool:
-    """Do the jobs handed to ``slot`` start soon? Its last job was short, and the one it
-    runs now has run less than ``SHORT_S``."""
+    """Do the jobs handed to ``slot`` start soon? Slots are handed deep (``CALM``), its
+    last job was short, and the one it runs now has run less than ``SHORT_S``."""
     running = st.progress.running.get(slot)
-    return slot in st.short and running is not None and now - running.started < SHORT_S
+    return st.calm >= CALM and slot in st.short and running is not None \
+        and now - running.started < SHORT_S
 
 
 def _coming_back(st: RunState) -> Optional[Tuple[int, int]]:
