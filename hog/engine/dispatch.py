@@ -8,17 +8,18 @@ dispatch (``claimed``); ``send_claimed`` hands them to the backend after the com
 Pre-dispatch (``predispatch``, local slots): each busy one-GPU slot is also handed its
 next job, claimed as ``handed`` in the same turn's transaction, so that the slot
 spawns it the moment its current job ends, before recording that one; the
-runner's round trip is no longer between two jobs. A slot whose last job was short
-(under ``SHORT_S``) is handed ``DEEP`` jobs ahead, started in turn: it then reports
-several jobs at once (``backends.handoff``), one turn of the runner for them all.
-Only one-GPU jobs without memory or named resources are handed ahead, in queue
-order, stopping at the first queued job that is not such a job (a multi-GPU job
-waiting at the head keeps its reservation: the slots it waits for are not promised
-further). A handed job is taken
-back (``withdraw``; the slot answers ``Withdrawn`` unless it already started it)
-when the run stops (drain or kill), when it is cancelled, when its slot retires
-(``hog gpus``) or its GPU is taken by others, when a slot it could run on is
-free and idle (nothing queued could go there), when the disk refuses writes, when
+runner's round trip is no longer between two jobs. Once ``CALM`` jobs in a row
+succeeded, a slot whose last job was short (under ``SHORT_S``) is handed ``DEEP``
+jobs ahead, started in turn: it then reports several jobs at once
+(``backends.handoff``), one turn of the runner for them all. Only one-GPU jobs
+without memory or named resources are handed ahead, in queue order, stopping at the
+first queued job that is not such a job (a multi-GPU job waiting at the head keeps
+its reservation: the slots it waits for are not promised further). A handed job is
+taken back (``withdraw``; the slot answers ``Withdrawn`` unless it already started
+it) when the run stops (drain or kill), when it is cancelled, when its slot retires
+(``hog gpus``) or its GPU is taken by others, when a slot it could run on is free
+(unless it is handed deep behind a job that has run under ``SHORT_S``), when the
+disk refuses writes, when
 another runner works on the queue (jobs are not promised to this one's slots then),
 and when a queued job that sorts before it (a higher priority added later) is
 waiting: then it is queued again as it was, its attempt not counted. Ray slots are
