@@ -367,3 +367,48 @@ def test_a_bad_min_free_memory_is_a_usage_error(tmp_path):
                 env=smi.env)
     assert r.returncode == 2
     assert "--min_free_memory" in r.stderr and "'lots'" in r.stderr
+
+
+# ------------------------------------------- when the monitor's first look comes
+def held_smi(smi: FakeSmi) -> Path:
+    """Make ``smi`` answer only once the returned file exists (30 s at most): an
+    nvidia-smi that takes its time, as on a busy machine with many GPUs."""
+    release = smi.dir / "release"
+    exe = smi.bin / "nvidia-smi"
+    text = exe.read_text()
+    exe.write_text(text.replace(
+        "case", f"for i in $(seq 600); do [ -e {release} ] && break; sleep 0.05; done\ncase", 1))
+    return release
+
+
+def test_the_first_job_does_not_wait_for_the_gpu_monitors_first_look(tmp_path):
+    smi = FakeSmi(tmp_path)
+    release = held_smi(smi)
+    stamp = tmp_path / "stamp"
+    job_file(tmp_path, f"touch {stamp}", "true")
+    hog = start_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", env=smi.env)
+    try:
+        wait_for(stamp.exists, 20, what="the first job, with nvidia-smi not answering")
+        assert not release.exists()
+    finally:
+        release.touch()
+    assert hog.wait(30) == 0, hog.output
+    assert smi.log.exists()                     # the monitor asked, in its thread
+    assert marker(job_dir(tmp_path, 1)) == "SUCCESS"
+
+
+@pytest.mark.parametrize("flags", [["--min_free_memory", "10G"], ["--exclusive"]],
+                         ids=["min_free_memory", "exclusive"])
+def test_with_gpu_checks_no_job_starts_before_the_first_look(tmp_path, flags):
+    smi = FakeSmi(tmp_path)
+    release = held_smi(smi)
+    stamp = tmp_path / "stamp"
+    job_file(tmp_path, f"echo $EPOCHREALTIME > {stamp}")
+    hog = start_hog(tmp_path, "--job_file", "jobs.txt", "--gpus", "0", *flags, env=smi.env)
+    try:
+        wait_for(smi.log.exists, 20, what="hog asking nvidia-smi")
+        released = time.time()
+    finally:
+        release.touch()
+    assert hog.wait(30) == 0, hog.output
+    assert float(stamp.read_text()) > released

@@ -42,8 +42,10 @@ def test_on_job_end_runs_once_per_job_with_its_outcome(tmp_path):
     assert rows["slow"][2:5] == ["timeout", "", "SIGTERM"]
     assert rows["never"][2] == "unschedulable"
     assert abs(float(rows["slow"][7]) - info(job_dir(tmp_path, 2))["duration_s"]) < 0.01
-    assert rows[lines[-1].split("|")[0]][8:10] == ["1", "3"]     # counts as of the last end
-    assert all(row[10] == "4" for row in rows.values())
+    last = rows[lines[-1].split("|")[0]]
+    assert last[8:11] == ["1", "3", "4"]    # the counts as of the last end, and the total
+    # (a job may end before the runner has read the source's end: no total yet, empty)
+    assert {row[10] for row in rows.values()} <= {"4", ""}
     assert "ok in" in hooks_log(tmp_path)
 
 

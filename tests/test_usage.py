@@ -150,9 +150,10 @@ class FakeGpus:
 
     def until_looked_at(self) -> str:
         """Shell that waits until the monitor has looked twice more (a full look while
-        the job's processes are reported)."""
+        the job's processes are reported). The monitor's first look may come as the
+        first jobs start (engine/gpuwatch.py), before it knows them: counted from it."""
         log = self.log
-        return (f'n=$(grep -c apps {log}); '
+        return (f'until [ -e {log} ]; do sleep 0.05; done; n=$(grep -c apps {log}); '
                 f'while [ "$(grep -c apps {log})" -lt $((n + 2)) ]; do sleep 0.05; done')
 
 

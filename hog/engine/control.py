@@ -18,11 +18,10 @@ from typing import Optional
 
 from hog.backends.base import LocalCapacity, PreDispatching, Resizable, Signalling
 from hog.config import slots_for
-from hog.engine import intake, reruns, sweep, waiting, writable
+from hog.engine import gpuwatch, intake, reruns, sweep, waiting, writable
 from hog.engine.state import RunState, handed_jobs
 from hog.errors import UsageError
 from hog.messages import StopHow
-from hog.state import gpulog
 from hog.state.jobdir import RUNNER_LOG
 from hog.state.store import HEARTBEAT_S
 
@@ -32,15 +31,7 @@ TICK_S = 0.5
 def tick(st: RunState, now: float) -> None:
     """Every 0.5 s: requests from other shells, heartbeat, GPU checks."""
     st.next_tick = now + TICK_S
-    if st.monitor is not None and isinstance(st.sched, LocalCapacity) \
-            and st.sched.set_unavailable(st.monitor.unavailable):
-        busy = sorted(g for g in st.monitor.unavailable if g in st.cfg.slots)
-        st.display.message(f"GPU(s) in use by others, no new jobs there: "
-                           f"{','.join(busy) or 'none now'}")
-    if st.monitor is not None:
-        if isinstance(st.sched, LocalCapacity):
-            st.sched.set_foreign_memory(st.monitor.foreign)
-        gpulog.append_looks(st.layout, st.monitor.take_history())
+    gpuwatch.tick(st, now)
     st.registry.update(len(st.running))
     if st.cfg.wait_for_running:
         note_others_running(st)

@@ -30,7 +30,7 @@ import time
 from typing import List, Optional, Sequence, Set, Tuple, cast
 
 from hog.backends.base import LocalCapacity, PreDispatching, implements
-from hog.engine import limits, outcomes, reruns, reserve, writable
+from hog.engine import gpuwatch, limits, outcomes, reruns, reserve, writable
 from hog.engine.progress import Running
 from hog.engine.state import CALM, DEEP, READY_AHEAD, SHORT_S, RunState, handed_jobs
 from hog.gpus.discovery import query_gpus
@@ -48,6 +48,7 @@ def learn_gpu_memory(st: RunState) -> None:
     sched = st.sched
     if not isinstance(sched, LocalCapacity):    # Ray turns memory= jobs down
         return
+    gpuwatch.look_now(st)       # (what others hold, before the first memory= job)
     seen = st.monitor.gpus if st.monitor is not None else []   # (NVML without nvidia-smi)
     for g in seen or query_gpus() or []:
         if g.memory_total_mib:

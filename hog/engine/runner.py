@@ -24,15 +24,24 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import multiprocess
 
-from hog.backends.base import LocalCapacity
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
-from hog.engine import control, dispatch, intake, outcomes, reserve, sweep, waiting, writable
+from hog.engine import (
+    control,
+    dispatch,
+    gpuwatch,
+    intake,
+    outcomes,
+    reserve,
+    sweep,
+    waiting,
+    writable,
+)
 from hog.engine.detach import ParentReport
 from hog.engine.poller import Poller
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
 from hog.engine.state import READY_AHEAD, RunState
-from hog.errors import UsageError, WriteRefused
+from hog.errors import WriteRefused
 from hog.signals import SignalFlags
 from hog.sources.producer import producer_main
 from hog.state import gpulog, staging
@@ -118,22 +127,10 @@ class Runner:
                                          args=(st.cfg.source, st.queue))
             st.producer.start()
         st.backend.start()
-        checks = st.cfg.min_free_memory is not None or st.cfg.exclusive
-        if checks or (st.cfg.slots and isinstance(st.sched, LocalCapacity)):
-            # the GPU monitor (NVML or nvidia-smi): loaded only for local GPU slots
-            from hog.gpus.monitor import GpuMonitor
-            st.monitor = GpuMonitor(st.cfg.min_free_memory, st.cfg.exclusive)
-            if st.monitor.reader is not None:
-                st.monitor.start()
-            if st.monitor.error and checks:
-                raise UsageError(f"--min_free_memory/--exclusive need nvidia-smi: "
-                                 f"{st.monitor.error}")
-            if st.monitor.error:    # nothing answers: no GPU figures, no cost
-                st.monitor.stop()
-                st.monitor = None
-            elif isinstance(st.sched, LocalCapacity):  # --backend ray refuses the checks
-                st.sched.set_unavailable(st.monitor.unavailable)
-                st.sched.set_foreign_memory(st.monitor.foreign)
+        if gpuwatch.checks(st):
+            gpuwatch.start_checked(st)
+        elif gpuwatch.wanted(st):       # once the first jobs are sent (engine.gpuwatch)
+            st.monitor_due_by = self.clock() + gpuwatch.DUE_S
         st.registry.describe(st.progress.slots, st.layout.root)
         st.registry.update(0)   # every runner says when it runs jobs
         if st.cfg.wait_for_running:
@@ -213,6 +210,8 @@ class Runner:
             outcomes.flush_started(st, now=ticked)     # (with the turn's writes, or the tick)
         writable.after_turn(st)     # refused by the disk: kept for later, claims undone
         dispatch.send_claimed(st)
+        if st.monitor_due_by is not None and st.running:
+            gpuwatch.start_due(st)
         if ticked:
             self.results.advance(st.store)
         if self.to_parent.waiting:

@@ -138,7 +138,8 @@ class RunState:
         self.queue_poll: Any = None     # a select.poll of its pipe (intake.source_ready)
         self.taken_ahead: List[Job] = []    # taken from its queue, to store next (intake)
         self.idle_take = 0                  # jobs an idle runner stores next (intake.take)
-        self.monitor: Any = None        # --min_free_memory / --exclusive only
+        self.monitor: Any = None        # the GPU monitor, for local slots (engine.gpuwatch)
+        self.monitor_due_by: Optional[float] = None     # when it starts at the latest
         self.registry = Registry()      # for those started with --wait_for_running
         self.hooks: Any = None          # --on_job_end / --on_finish only
         # the job path

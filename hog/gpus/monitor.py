@@ -141,16 +141,21 @@ class GpuMonitor:
     usage hold the latest verdicts. ``reader`` None: nothing can be asked (``error``)."""
 
     def __init__(self, min_free: Optional[float], exclusive: bool, interval: float = CHECK_S,
-                 reader=None):
+                 reader=None, open_now: bool = True):
         self.min_free = min_free
         self.exclusive = exclusive
         self.interval = interval
-        self.reader = open_reader() if reader is None else reader
+        # open_now False: NVML (its start can take a while) or nvidia-smi is looked for
+        # in the thread, which looks at once (``start(look_first=False)``)
+        self.reader = open_reader() if reader is None and open_now else reader
         self.ours: FrozenSet[int] = frozenset()
         self.unavailable: FrozenSet[str] = frozenset()
         self.foreign: Dict[str, float] = {}
         self.gpus: List[Gpu] = []       # as last seen (memory totals for memory= jobs)
-        self.error = "" if self.reader is not None else "nvidia-smi did not answer"
+        self.error = "" if self.reader is not None or not open_now \
+            else "nvidia-smi did not answer"
+        self.looked = threading.Event()  # set once the first look is done, answered or not
+        self.gave_up = False            # the first look in the thread found nothing to ask
         self.checks = 0
         self.cpu_s = 0.0                # this thread's CPU time in its looks
         self.history: List[Tuple[float, Dict[str, Tuple[int, Optional[float]]]]] = []
@@ -226,13 +231,26 @@ class GpuMonitor:
         out, self.history = self.history, []
         return out
 
-    def start(self) -> None:
-        self.check_once()
+    def start(self, look_first: bool = True) -> None:
+        """Look every ``interval`` seconds; the first look now (``look_first``: before
+        this returns, its verdicts needed before any job starts) or at once in the
+        thread."""
+        if look_first:
+            self.check_once()
+            self.looked.set()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def _loop(self) -> None:
+        if not self.looked.is_set():
+            if self.reader is None:
+                self.reader = open_reader()
+            self.check_once()
+            self.looked.set()
+            if self.error:          # nothing answers: no GPU figures, no cost
+                self.gave_up = True
+                return
         while not self._stop.wait(self.interval):
             self.check_once()
