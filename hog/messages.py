@@ -2,17 +2,19 @@
 (``hog.backends.wire``); the data they carry is ``hog.model``'s.
 
 - producer -> runner: ``JobMsg``, ``SourceTotal``, ``SourceEnd``, ``SourceFailed``;
-- runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``): a ``Dispatch`` (to a
+- runner -> a slot (a consumer, or the Ray bridge as ``ForSlot``, which with the
+  Ray bridge's own messages is in ``hog.backends.ray.messages``): a ``Dispatch`` (to a
   busy local slot: its next job, started as soon as the current one ends; ``Withdraw``
   takes it back), ``Stop(StopHow.KILL | StopHow.CANCEL)``, ``Signal(signum)`` (forward
   it to the job) and ``Quit`` (exit);
 - a backend -> the runner: ``Started``, ``Ended``, ``Withdrawn``, ``SlotLost``,
   ``CannotWrite``, ``BackendFailed``;
-- the Ray bridge -> its backend: ``ClusterReady``, ``ClusterRefused``, ``ClusterNodes``.
+- the Ray bridge -> its backend: ``ClusterReady``, ``ClusterRefused``, ``ClusterNodes``
+  (``hog.backends.ray.messages``: only a Ray run makes those classes).
 """
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 from hog.model import Job, JobProcess, Outcome, Status
 
@@ -79,14 +81,6 @@ class Quit:
 
 
 @dataclass(frozen=True)
-class ForSlot:
-    """To the Ray bridge, which serves every slot: ``message`` is for ``slot``."""
-
-    slot: int
-    message: Union[Dispatch, Stop, Signal]
-
-
-@dataclass(frozen=True)
 class Started:
     """A job's process started. ``host`` and ``gpu_ids`` are set when the backend chose
     them (Ray); None means this machine and the GPU ids of the dispatch. ``proc``: the
@@ -145,27 +139,6 @@ class BackendFailed:
 
 
 Event = Union[Started, Ended, Withdrawn, SlotLost, CannotWrite, BackendFailed]
-
-
-@dataclass(frozen=True)
-class ClusterReady:
-    """The Ray bridge joined the cluster; these are its live nodes' resources."""
-
-    nodes: Sequence[Dict[str, float]]
-
-
-@dataclass(frozen=True)
-class ClusterRefused:
-    """The Ray bridge could not join the cluster (one line, for the user)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ClusterNodes:
-    """The cluster's live nodes changed."""
-
-    nodes: Sequence[Dict[str, float]]
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ import pytest
 
 from hog.backends.attempt import Attempt
 from hog.backends.jobenv import job_env
+from hog.backends.ray.messages import ForSlot
 from hog.messages import (
     BackendFailed,
     Dispatch,
     Ended,
-    ForSlot,
     JobMsg,
     Quit,
     SlotLost,

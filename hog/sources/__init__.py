@@ -16,7 +16,6 @@ from typing import Any, Iterator, Optional
 from hog.model import Job
 from hog.sources.text import STDIN, text_jobs, text_lines
 from hog.sources.watch import watch_jobs
-from hog.sources.yielder import iterable_jobs, yielder_jobs
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,13 @@ def open_source(spec: SourceSpec) -> Iterator[Job]:
     if spec.kind == "stdin":
         return text_jobs(STDIN)
     if spec.kind == "yielder":
+        from hog.sources.yielder import yielder_jobs  # (and traceback): only for yielders
         return yielder_jobs(spec.path)
     if spec.kind == "yaml":
         from hog.sources.yaml import yaml_jobs  # PyYAML loads only for YAML sources
         return yaml_jobs(spec.path)
     if spec.kind == "python":     # handed over by fork, never pickled
+        from hog.sources.yielder import iterable_jobs
         return iterable_jobs(spec.items, spec.path)
     if spec.kind == "watch":
         return watch_jobs(spec.path, spec.exit_when_empty)

@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Iterable, List, Optional
 from hog.backends import wire
 from hog.backends.ray.admission import RayAdmission
 from hog.backends.ray.driver import RaySettings, bridge_main
+from hog.backends.ray.messages import ClusterNodes, ClusterReady, ClusterRefused, ForSlot
 from hog.errors import UsageError
 from hog.messages import (
     BackendFailed,
-    ClusterNodes,
-    ClusterReady,
-    ClusterRefused,
     Dispatch,
     Ended,
     Event,
-    ForSlot,
     Quit,
     Signal,
     SlotLost,

@@ -29,20 +29,10 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 from hog.backends import wire
 from hog.backends.attempt import Attempt
+from hog.backends.ray.messages import ClusterNodes, ForSlot
 from hog.backends.ray.resources import alive_nodes, task_options
 from hog.backends.ray.writes import FolderWrites, OutputWrite
-from hog.messages import (
-    CannotWrite,
-    ClusterNodes,
-    Dispatch,
-    Ended,
-    ForSlot,
-    Quit,
-    Signal,
-    Started,
-    Stop,
-    StopHow,
-)
+from hog.messages import CannotWrite, Dispatch, Ended, Quit, Signal, Started, Stop, StopHow
 from hog.model import NO_USAGE, Outcome, Status, Usage
 from hog.state.diskguard import check_present
 from hog.state.jobdir import Layout, UnsafePath

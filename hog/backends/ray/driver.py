@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional
 
 from hog.backends import wire
 from hog.backends.ray.bridge import NODES_EVERY_S, Bridge
+from hog.backends.ray.messages import ClusterReady, ClusterRefused
 from hog.backends.ray.resources import alive_nodes
-from hog.messages import ClusterReady, ClusterRefused
 from hog.signals import SignalFlags
 from hog.state.jobdir import Layout
 
