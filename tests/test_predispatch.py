@@ -396,6 +396,52 @@ def test_sigkill_of_the_runners_group_with_a_handed_job_runs_it_exactly_once_on_
         wait_for(lambda: not pid_alive(job0), timeout=10, what="job 0 ended")
 
 
+def _handed_by_a_dead_runner(out, attempts) -> None:
+    """The store as a runner SIGKILLed with its slots leaves it: each job ``i`` handed
+    ahead as attempt ``attempts[i]`` by a runner whose process is gone."""
+    store = Store(str(out / ".hog"))
+    try:
+        dead = store.register_runner("0")
+        for job_id, attempt in enumerate(attempts):     # (earlier attempts: ended)
+            store.db.execute("UPDATE jobs SET attempt = ? WHERE id = ?", (attempt - 1, job_id))
+            assert store.claim(job_id, attempt - 1, dead, 0, "0", handed=True) == attempt
+        store.db.execute("UPDATE runners SET pid = 999999999 WHERE id = ?", (dead,))
+    finally:
+        store.close()
+
+
+def _folder(out, i: int, *files: str, attempt: int = 1, status: str = "running") -> None:
+    folder = out / f"job_{i}"
+    folder.mkdir()
+    for name in files:
+        text = (f'name: "job_{i}"\nindex: {i}\nattempt: {attempt}\nstatus: "{status}"\n'
+                f'exit_code: 0\n' if name == "INFO" else "")
+        (folder / name.format(i=i)).write_text(text)
+
+
+def test_a_dead_runners_handed_jobs_count_as_started_once_their_attempt_began(tmp_path):
+    """Its runner and slots were killed between the slot starting a handed job and
+    anyone telling the store; resumed, each job is settled by its folder."""
+    out, ledger = tmp_path / "out", tmp_path / "ledger.txt"
+    jobs = job_file(tmp_path, *[f"echo {i} >> {ledger}" for i in range(5)])
+    assert run_hog(tmp_path, "add", out, "--job-file", jobs).returncode == 0
+    _handed_by_a_dead_runner(out, [1, 1, 1, 1, 2])
+    _folder(out, 0, "job_{i}.OUT", "job_{i}.ERR")         # spawned, its INFO not written
+    # job 1: no folder (never moved into place: it never began)
+    _folder(out, 2, "INFO", "job_{i}.OUT", "job_{i}.ERR")            # began, no end
+    _folder(out, 3, "INFO", "job_{i}.OUT", "job_{i}.ERR", "SUCCESS",  # ended, unheard of
+            status="succeeded")
+    _folder(out, 4, "INFO", "job_{i}.OUT", "job_{i}.ERR", "FAILURE",  # attempt 1's end:
+            status="failed")                                         # attempt 2 never began
+    r = run_hog(tmp_path, "run", out, "--gpus", "0", timeout=40)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = job_rows(out)
+    assert {i: row["status"] for i, row in rows.items()} == {i: "succeeded" for i in range(5)}
+    assert {i: row["attempt"] for i, row in rows.items()} == {0: 2, 1: 1, 2: 2, 3: 1, 4: 2}
+    assert sorted(counts_of(ledger)) == ["0", "1", "2", "4"]    # job 3 had succeeded
+    assert "2 queued again, 1 had succeeded; 2 handed to its slots, never started" in r.stderr
+
+
 @pytest.mark.timeout(60)
 def test_hog_kill_of_a_handed_job_in_a_real_run_never_starts_it(tmp_path):
     out, ledger, go = tmp_path / "out", tmp_path / "ledger.txt", tmp_path / "go"

@@ -3,7 +3,6 @@ slot started again. A slot holds the reports of short jobs back while several ar
 handed to it (``backends.handoff``), so what it had not reported yet is read from the
 job folders first (``held_back``), in the order the slot ran them: no job it began is
 queued again, and none it never began is lost."""
-import os
 import time
 from typing import Optional
 
@@ -13,7 +12,7 @@ from hog.engine.state import RunState
 from hog.messages import Dispatch
 from hog.model import Outcome, Status
 from hog.state.files import from_iso
-from hog.state.jobdir import folder_verdict, read_info
+from hog.state.jobdir import attempt_began, folder_verdict
 
 
 def consumer_died(st: RunState, slot: int, why: str) -> None:
@@ -71,17 +70,9 @@ def held_back(st: RunState, slot: int, why: str) -> None:
 
 
 def _attempt_in_folder(st: RunState, d: Dispatch) -> Optional[dict]:
-    """``d``'s folder's INFO if it is of ``d``'s attempt, or {} if the folder holds this
-    attempt's streams and no INFO yet (its job may have been spawned, its INFO not yet
-    written): the slot began it. None: it never began (an earlier attempt's INFO is
-    moved aside before a new attempt's streams are made)."""
-    info = read_info(st.layout, d.job.index)
-    if info:
-        return info if info.get("attempt") == d.attempt else None
-    layout, index = st.layout, d.job.index
-    began = os.path.isfile(layout.out_path(index)) and not os.path.islink(layout.folder(index)) \
-        and not os.path.lexists(layout.info_path(index))
-    return {} if began else None
+    """``d``'s folder's INFO if it is of ``d``'s attempt, {} if the slot began it and has
+    not written its INFO yet, None if it never began (``jobdir.attempt_began``)."""
+    return attempt_began(st.layout, d.job.index, d.attempt)
 
 
 def _outcome_of(d: Dispatch, info: dict, verdict: str, err_path: str) -> Outcome:

@@ -32,7 +32,8 @@ from hog.state.db import StoreCorrupt
 from hog.state.files import check_location
 from hog.state.folderlock import lock_folder
 from hog.state.info import info_process
-from hog.state.jobdir import Layout, folder_verdict, read_info
+from hog.state.jobdir import Layout, attempt_began, folder_verdict, read_info
+from hog.state.orphans import UNSTARTED
 from hog.state.queuecheck import check_output, hog_folders
 from hog.state.rows import REBUILT
 from hog.state.store import DB_NAME, JobRow, RunnerRow, Store
@@ -103,9 +104,7 @@ def recover(st: RunState, wait: bool = True) -> List[Tuple[JobRow, str]]:
                                f"{len(left)} job(s) whose runner died")
         judged = []
         for row in rows:
-            verdict, info = folder_state(st.layout, row) or (
-                None, read_info(st.layout, row.id) if row.status == "handed" else {})
-            judged.append((row, verdict, info))     # (handed: did its attempt start?)
+            judged.append(judge(st.layout, row))
             st.orphans_seen.pop(row.id, None)
         return st.store.requeue_orphans(judged)
     finally:
@@ -131,6 +130,20 @@ def job_process(layout: Layout, row: JobRow) -> Optional[JobProcess]:
     if row.pid is not None and row.pgid is not None and row.proc_start:
         return JobProcess(row.pid, row.pgid, row.sid or row.pgid, row.proc_start)
     return info_process(read_info(layout, row.id), row.attempt)
+
+
+def judge(layout: Layout, row: JobRow) -> Tuple[JobRow, Optional[str], dict]:
+    """(row, verdict, INFO) of a dead runner's job, for ``requeue_orphans``. A handed job
+    counts as started once its attempt began (its folder moved into place as its slot
+    started it, streams or INFO there), as when a slot vanishes (``engine.slotloss``):
+    its runner and slot may have died before either told the store."""
+    if row.status == "handed":
+        began = attempt_began(layout, row.id, row.attempt)
+        if began is None:
+            return row, UNSTARTED, {}
+        return row, folder_verdict(layout, row.id) if began else None, began
+    verdict, info = folder_state(layout, row) or (None, {})
+    return row, verdict, info
 
 
 def folder_state(layout: Layout, row: JobRow) -> Optional[Tuple[str, dict]]:

@@ -339,6 +339,20 @@ def read_info(layout: Layout, index: int) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def attempt_began(layout: Layout, index: int, attempt: int) -> Optional[dict]:
+    """Did ``attempt`` of job ``index`` begin? Its INFO if the folder holds that
+    attempt's; {} if the folder holds streams and no INFO yet (the slot made this
+    attempt's streams and may have spawned its job: an earlier attempt's INFO and streams
+    are moved aside before a new attempt's streams are made, and a job handed ahead has
+    its folder moved into place only as it starts); None: it never began."""
+    info = read_info(layout, index)
+    if info:
+        return info if info.get("attempt") == attempt else None
+    began = os.path.isfile(layout.out_path(index)) and not os.path.islink(layout.folder(index)) \
+        and not os.path.lexists(layout.info_path(index))
+    return {} if began else None
+
+
 def earlier_attempts(layout: Layout, index: int) -> List[dict]:
     """The INFO of each earlier attempt kept in a job folder (``INFO.1``, ``INFO.2``, ...),
     oldest first; unreadable ones are left out."""

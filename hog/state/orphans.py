@@ -1,10 +1,11 @@
 """A dead runner's jobs in the queue: which runners died, the jobs they left
 ``running`` or ``handed`` (``orphans``), and each one settled by what its folder says
-(``requeue_orphans``): a success its folder records is kept, anything else is recorded
-interrupted and queued again, and a handed job that never started is queued again as
-it was. Each change is conditional on the row being as it was read, so of two runners
-that recover the same job only one does. What is left of the jobs' processes is
-ended first, by the runner (``engine.sweep``).
+(``requeue_orphans``): a success its folder records is kept, a handed job whose attempt
+never began is queued again as it was, and anything else (a handed job that began
+counts as started) is recorded interrupted and queued again. Each change is conditional
+on the row being as it was read, so of two runners that recover the same job only one
+does. What is left of the jobs' processes is ended first, by the runner
+(``engine.sweep``).
 """
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -14,6 +15,8 @@ from hog.state.files import from_iso
 from hog.state.rows import JobRow
 from hog.state.runners import RunnerRows, runner_alive
 
+# A verdict: a handed job whose attempt never began (``jobdir.attempt_began``).
+UNSTARTED = "unstarted"
 # What a job folder says, for ``recover``: None, or (verdict, INFO mapping).
 FolderStatus = Callable[[JobRow], Optional[Tuple[Optional[str], Dict[str, Any]]]]
 
@@ -56,20 +59,19 @@ class OrphanRows(Writer, RunnerRows):
     def requeue_orphans(self, judged: Iterable[Tuple[JobRow, Optional[str], Dict[str, Any]]]
                         ) -> List[Tuple[JobRow, str]]:
         """Settle jobs from ``orphans`` by what their folders say, (row, verdict, INFO)
-        with verdict 'succeeded', 'failed' or None: a folder with SUCCESS wins (its exit
-        code and end time are taken from INFO); anything else is recorded interrupted
-        and queued again. Each change is conditional on the row being as ``orphans``
-        read it (still running, same attempt, same runner), so of two runners that
-        recover the same job only one does. A ``handed`` job whose folder holds no INFO
-        of its attempt never started: it is queued again as it was before its claim.
-        Returns the (row, new status) pairs done."""
+        with verdict 'succeeded', 'failed', None or ``UNSTARTED``: a folder with SUCCESS
+        wins (its exit code and end time are taken from INFO); a ``handed`` job whose
+        attempt never began (``UNSTARTED``) is queued again as it was before its claim;
+        anything else is recorded interrupted and queued again. Each change is
+        conditional on the row being as ``orphans`` read it (still running, same
+        attempt, same runner), so of two runners that recover the same job only one
+        does. Returns the (row, new status) pairs done."""
         changed = []
         same = "WHERE id = ? AND status = ? AND attempt = ? AND runner IS ?"
         with self.transaction():
             for row, verdict, info in judged:
                 key = (row.id, row.status, row.attempt, row.runner)
-                if row.status == "handed" and verdict is None \
-                        and info.get("attempt") != row.attempt:
+                if verdict == UNSTARTED and row.status == "handed":
                     cur = self.db.execute(
                         f"UPDATE jobs SET status = 'queued', runner = NULL, slot = NULL, "
                         f"attempt = attempt - 1, started = NULL, note = '' {same}", key)
