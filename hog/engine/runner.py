@@ -138,8 +138,8 @@ class Runner:
 
     @property
     def results(self) -> "ResultsSpool":
-        """Finished jobs' results, encoded as they end (made on the first tick, which
-        comes after the first jobs are sent: 4.5 ms of imports not before them)."""
+        """Finished jobs' results, encoded as they end (made on the first tick after
+        the first jobs were sent: 4.5 ms of imports not before them)."""
         if self._results is None:
             from hog.state.resultfiles import ResultsSpool
             self._results = ResultsSpool(self.st.layout)
@@ -212,7 +212,7 @@ class Runner:
         dispatch.send_claimed(st)
         if st.monitor_due_by is not None and st.running:
             gpuwatch.start_due(st)
-        if ticked:
+        if ticked and st.started_any:   # (no results before a job was sent, nor imports)
             self.results.advance(st.store)
         if self.to_parent.waiting:
             self._tell_parent()
