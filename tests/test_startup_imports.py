@@ -62,6 +62,37 @@ def test_a_run_loads_the_engine_and_multiprocess(tmp_path):
     assert {"multiprocess", "hog.engine.runner"} <= names
 
 
+def test_a_run_loads_multiprocess_without_dill_which_stays_importable(tmp_path):
+    """No process of hog's pickles with dill (hog.engine.context): the hog command has
+    multiprocess take the standard pickle, and a job of its sweep still runs. dill is
+    found again once multiprocess has loaded (a yielder may import it)."""
+    jf = job_file(tmp_path, "true")
+    names = imported(tmp_path, "--job_file", jf, "--gpus", "0", "--output_dir", "out",
+                     "--display", "quiet")
+    assert {"multiprocess", "multiprocess.reduction", "hog.engine.runner"} <= names
+    assert {n for n in names if n.startswith("dill.")} == set()  # (its refused import
+    #                                                   is listed, as "dill", loading nothing)
+    assert (tmp_path / "out" / "job_0" / "SUCCESS").exists()
+    probe = ("import sys, pickle; from hog.engine.context import standard_pickling; "
+             "standard_pickling(); import multiprocess.reduction as r; "
+             "assert r.ForkingPickler.__mro__[1] is pickle.Pickler, r.ForkingPickler.__mro__; "
+             "assert 'dill' not in sys.modules; import dill; print(dill.__name__)")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=str(tmp_path), env=hog_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout.strip()) == (0, "dill"), r.stderr
+
+
+def test_a_program_that_loaded_dill_keeps_multiprocess_pickling_with_it(tmp_path):
+    """standard_pickling changes nothing once dill or multiprocess is loaded (an
+    embedding program's, as with hog.run)."""
+    probe = ("import dill, pickle; from hog.engine.context import standard_pickling; "
+             "standard_pickling(); import multiprocess.reduction as r; "
+             "assert r.ForkingPickler.__mro__[1] is not pickle.Pickler")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=str(tmp_path), env=hog_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_whole_sweep_never_loads_openssl_for_its_digests(tmp_path):
     """The jobs' digests and the results files' checkpoints hash with Python's own
     modules: ``hashlib`` loads OpenSSL first (8 ms of the run)."""

@@ -280,7 +280,10 @@ def cmd_watch(argv: List[str]) -> int:
 
 def _run(config: RunConfig) -> int:
     """Run the sweep. The engine (multiprocess, the backends, the store) and the display
-    load only here, so that --help, --version and the verbs start quickly."""
+    load only here, so that --help, --version and the verbs start quickly; multiprocess
+    without dill, which no process of hog's needs (hog.engine.context)."""
+    from hog.engine.context import standard_pickling
+    standard_pickling()
     from hog.engine.runner import run
     from hog.views.display import make_display
     return run(config, make_display)

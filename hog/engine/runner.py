@@ -22,8 +22,6 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-import multiprocess
-
 from hog.backends.factory import BackendFactory, make_backend
 from hog.config import RunConfig
 from hog.engine import (
@@ -37,6 +35,7 @@ from hog.engine import (
     waiting,
     writable,
 )
+from hog.engine.context import fork_context
 from hog.engine.detach import ParentReport
 from hog.engine.poller import Poller
 from hog.engine.progress import EXIT_USAGE, DisplayFactory, exit_code, summary
@@ -81,7 +80,7 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic,
                  backend_factory: BackendFactory = make_backend, ctx: Any = None):
         layout = Layout(os.path.abspath(config.output_dir), config.prefix)
-        ctx = ctx if ctx is not None else multiprocess.get_context("fork")
+        ctx = ctx if ctx is not None else fork_context()
         flags = SignalFlags()
         backend, sched = backend_factory(config, ctx, layout, flags)
         self.st = RunState(config, layout, ctx, flags, backend, sched, make_display)
