@@ -29,7 +29,7 @@ from hog.state.diskguard import cannot_write
 from hog.state.files import check_location
 from hog.state.identity import spec_digest, stored_given_name
 from hog.state.rows import JOB_COLUMNS, JobRow
-from hog.state.schema import KEY_ROWS_BY_POSITION, MIGRATIONS, SCHEMA_VERSION
+from hog.state.schema import FRESH, KEY_ROWS_BY_POSITION, MIGRATIONS, SCHEMA_VERSION
 
 DB_NAME = "hog.sqlite"
 RETRY_S = 0.5       # a batch the disk refused is tried again after this long
@@ -155,9 +155,16 @@ class Database:
                              f"knows up to {SCHEMA_VERSION}); upgrade hog")
         with Transaction(self.db):
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                self._execute_script(MIGRATIONS[v])
+            if version == 0 and self._empty():
+                self._execute_script(FRESH)     # a new queue: the latest schema at once
+            else:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    self._execute_script(MIGRATIONS[v])
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _empty(self) -> bool:
+        """A file with no table yet (a new queue), not one of version 0 with tables."""
+        return self.db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
 
     def _execute_script(self, script: str) -> None:
         """Run ``script`` statement by statement inside the open transaction (unlike

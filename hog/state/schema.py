@@ -9,10 +9,9 @@ from typing import Dict
 SCHEMA_VERSION = 9
 
 # The schema of each version, and how to go from version N-1 to N. A database of
-# any earlier version is migrated in one transaction when it is opened.
-SCHEMA_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE jobs (
+# any earlier version is migrated in one transaction when it is opened. The columns
+# of version 1's tables are named once, for it and for FRESH (below).
+JOBS_V1 = """
     id          INTEGER PRIMARY KEY,          -- N of the job folder <prefix>N
     source_pos  INTEGER UNIQUE,               -- position in the sweep's source, NULL if added
     name        TEXT,
@@ -32,11 +31,8 @@ CREATE TABLE jobs (
     ended       REAL,
     added       REAL NOT NULL,
     cancel      INTEGER NOT NULL DEFAULT 0,   -- 1: a user asked to cancel it
-    note        TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
-CREATE INDEX jobs_by_name ON jobs (name);
-CREATE TABLE runners (
+    note        TEXT NOT NULL DEFAULT ''"""
+RUNNERS_V1 = """
     id           INTEGER PRIMARY KEY,
     pid          INTEGER NOT NULL,
     host         TEXT NOT NULL,
@@ -46,7 +42,16 @@ CREATE TABLE runners (
     heartbeat    REAL NOT NULL,
     ended        REAL,
     request      TEXT,                        -- 'drain' | 'kill' from hog stop
-    gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR
+    gpus_request TEXT                         -- a new --gpus spec from hog gpus DIR"""
+SCHEMA_V1 = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+{JOBS_V1[1:]}
+);
+CREATE INDEX jobs_by_status ON jobs (status, priority DESC, id);
+CREATE INDEX jobs_by_name ON jobs (name);
+CREATE TABLE runners (
+{RUNNERS_V1[1:]}
 );
 """
 # Version 2: a job is identified by content, not by its position in the source
@@ -122,17 +127,13 @@ def _count(row: str, delta: str) -> str:
             f"SET n = n + excluded.n")
 
 
-SCHEMA_V4 = f"""
-CREATE INDEX jobs_by_status_id ON jobs (status, id);
-CREATE TABLE job_counts (
+COUNTS_TABLE = """CREATE TABLE job_counts (
     status TEXT NOT NULL,
     seen   INTEGER NOT NULL,
     n      INTEGER NOT NULL,
     PRIMARY KEY (status, seen)
-) WITHOUT ROWID;
-INSERT INTO job_counts (status, seen, n)
-SELECT status, {_reading_of("jobs")}, count(*) FROM jobs GROUP BY 1, 2;
-CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+) WITHOUT ROWID"""
+COUNT_TRIGGERS = f"""CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
     {_count("new", "1")};
 END;
 CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
@@ -143,7 +144,14 @@ WHEN old.status IS NOT new.status OR ({_reading_of("old")}) != ({_reading_of("ne
 BEGIN
     {_count("old", "-1")};
     {_count("new", "1")};
-END
+END"""
+
+SCHEMA_V4 = f"""
+CREATE INDEX jobs_by_status_id ON jobs (status, id);
+{COUNTS_TABLE};
+INSERT INTO job_counts (status, seen, n)
+SELECT status, {_reading_of("jobs")}, count(*) FROM jobs GROUP BY 1, 2;
+{COUNT_TRIGGERS}
 """
 # Version 5: what the latest attempt of a job used (``model.Usage``): CPU seconds and
 # peak resident memory from the kernel's accounting, GPU memory peak and utilisation
@@ -193,6 +201,35 @@ CREATE INDEX jobs_queue ON jobs (priority DESC, id) WHERE status = 'queued'
 SCHEMA_V9 = """
 CREATE INDEX jobs_by_end ON jobs (ended) WHERE ended IS NOT NULL
 """
+# A new, empty database is made at the latest version in one go: FRESH is what the
+# migrations above make of an empty one. Each statement of a script makes SQLite read
+# the schema again, so the 65 of the migrations cost a new queue 2-3 ms before its first
+# job, these 16 a fifth of that. tests/test_schema.py checks that both give the same
+# schema, meta and counts; a new version changes FRESH with its migration.
+FRESH = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+{JOBS_V1[1:]}
+  , ident TEXT, digest TEXT NOT NULL DEFAULT '', seen INTEGER,
+    pgid INTEGER, sid INTEGER, proc_start TEXT,
+    cpu_user_s REAL, cpu_system_s REAL, max_rss_bytes INTEGER, gpu_mem_peak_bytes INTEGER,
+    gpu_util_mean REAL, waiting TEXT
+);
+CREATE INDEX jobs_by_name ON jobs (name);
+CREATE TABLE runners (
+{RUNNERS_V1[1:]}
+  , keep_alive INTEGER NOT NULL DEFAULT 0, capacity TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX jobs_by_ident ON jobs (ident);
+INSERT INTO meta (key, value) VALUES ('reading', '1');
+INSERT INTO meta (key, value) VALUES ('read', '1');
+CREATE INDEX jobs_by_status_id ON jobs (status, id);
+{COUNTS_TABLE};
+{COUNT_TRIGGERS};
+CREATE INDEX jobs_waiting ON jobs (id) WHERE waiting IS NOT NULL;
+{SCHEMA_V7};
+CREATE INDEX jobs_queue ON jobs (priority DESC, id) WHERE status = 'queued';
+{SCHEMA_V9}"""
 MIGRATIONS: Dict[int, str] = {1: SCHEMA_V1, 2: SCHEMA_V2 + ";" + KEY_ROWS_BY_POSITION,
                               3: SCHEMA_V3,
                               4: SCHEMA_V4, 5: SCHEMA_V5, 6: SCHEMA_V6, 7: SCHEMA_V7,
