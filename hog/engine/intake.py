@@ -132,6 +132,12 @@ def may_ingest(st: RunState) -> bool:
 
 
 def show_total(st: RunState) -> None:
+    """The sweep's total, once it is known: the source counted (``SourceTotal``) or read
+    to its end. Before that it is unknown (None), not the jobs read so far: a hook that
+    compares HOG_FINISHED with HOG_TOTAL must not see a sweep of 4 jobs as 1 of 1."""
+    if st.source_total is None and not st.source_done:
+        st.progress.total = None
+        return
     unread = 0
     if st.source_total is not None and not st.source_done:
         unread = max(0, st.source_total - st.received)
