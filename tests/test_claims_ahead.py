@@ -254,3 +254,18 @@ def test_a_job_given_back_after_a_failure_runs_before_the_reserve_given_back(eng
     assert started(e)[-1] == handed, (started(e), handed, reserved(e))
     assert e.run_all(Status.SUCCEEDED)
     assert started(e) == list(range(40)) and started(e).count(handed) == 1
+
+
+def test_the_sweeps_total_counts_the_jobs_claimed_ahead(engines):
+    """Recounting the total (the source's end, a tick, a resize) counts the reserve: a
+    reserved job is handed to no slot yet and not queued in the store, but still to
+    run (a 3-job sweep ended with HOG_TOTAL=2 when one was reserved at the source's
+    end)."""
+    from hog.engine import intake
+    e = claiming(engines, ["true"] * 60)
+    hand_over(e, 12)
+    assert e.st.reserve and e.st.source_done
+    intake.refresh_total(e.st)
+    assert e.st.progress.total == 60
+    assert e.run_all()
+    assert e.st.progress.total == 60 and e.st.progress.finished == 60

@@ -162,6 +162,7 @@ def source_ended(st: RunState, error: str) -> None:
 
 
 def refresh_total(st: RunState) -> None:
-    st.ahead = st.store.runnable_count() + handed_count(st)    # (handed: not started)
+    # handed to a slot or claimed ahead for none yet (engine.reserve): not started
+    st.ahead = st.store.runnable_count() + handed_count(st) + len(st.reserve)
     st.base_total = st.progress.finished + len(st.running) + st.ahead
     show_total(st)
