@@ -20,7 +20,7 @@ from hog.engine import dispatch as engine_dispatch
 from hog.engine.state import DEEP, SHORT_S
 from hog.messages import Ended, Started
 from hog.model import Job, Status
-from hog.state.jobdir import read_info
+from hog.state.jobread import read_info
 from tests.harness import job_file, job_rows, pid_alive, start_hog, wait_for
 from tests.slot_support import dispatch, ended, start_slot
 from tests.test_predispatch import another_shell, handing_engines, started, statuses

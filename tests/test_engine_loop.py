@@ -30,7 +30,8 @@ from hog.engine.runner import Runner
 from hog.messages import Dispatch, StopHow
 from hog.model import Job, Status
 from hog.sources import SourceSpec
-from hog.state.jobdir import Layout, read_info
+from hog.state.jobdir import Layout
+from hog.state.jobread import read_info
 from hog.state.store import Store
 from tests.inline_backend import Clock, InlineBackend, InlineContext, RecordingDisplay
 

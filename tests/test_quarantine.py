@@ -9,7 +9,7 @@ from hog.config import build_config
 from hog.engine.health import Health
 from hog.errors import UsageError
 from hog.model import Status
-from hog.state.jobdir import earlier_attempts, read_info
+from hog.state.jobread import earlier_attempts, read_info
 from hog.views.status import status_data, status_lines
 from tests.harness import (
     info,

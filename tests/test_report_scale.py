@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from hog.state.files import from_iso
-from hog.state.jobdir import Layout, read_info
+from hog.state.jobdir import Layout
+from hog.state.jobread import read_info
 from hog.state.reading import SweepReader
 from hog.views.report.html import STATUS_ORDER
 

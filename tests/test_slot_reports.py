@@ -13,7 +13,7 @@ import pytest
 import hog.backends.handoff as handoff
 from hog.messages import Ended, SlotLost, Started
 from hog.model import Status
-from hog.state.jobdir import read_info
+from hog.state.jobread import read_info
 from tests.harness import pid_alive, wait_for
 from tests.slot_support import dispatch, ended, start_slot
 

@@ -12,7 +12,8 @@ import pytest
 from hog.backends.local import LocalBackend
 from hog.messages import Ended, Withdrawn
 from hog.model import Status
-from hog.state.jobdir import Layout, read_info
+from hog.state.jobdir import Layout
+from hog.state.jobread import read_info
 from hog.state.staging import next_dir
 from tests.harness import job_file, pid_alive, run_hog, wait_for
 from tests.slot_support import dispatch, ended, events_until, start_slot

@@ -29,7 +29,8 @@ from hog.messages import (
 )
 from hog.model import JobProcess, JobTrace
 from hog.state.info import info_process
-from hog.state.jobdir import Layout, read_info
+from hog.state.jobdir import Layout
+from hog.state.jobread import read_info
 
 if TYPE_CHECKING:   # the context's classes (multiprocess mirrors multiprocessing's)
     from multiprocessing.connection import Connection

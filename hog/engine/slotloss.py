@@ -12,7 +12,7 @@ from hog.engine.state import RunState
 from hog.messages import Dispatch
 from hog.model import Outcome, Status
 from hog.state.files import from_iso
-from hog.state.jobdir import attempt_began, folder_verdict
+from hog.state.jobread import attempt_began, folder_verdict
 
 
 def consumer_died(st: RunState, slot: int, why: str) -> None:
@@ -71,7 +71,7 @@ def held_back(st: RunState, slot: int, why: str) -> None:
 
 def _attempt_in_folder(st: RunState, d: Dispatch) -> Optional[dict]:
     """``d``'s folder's INFO if it is of ``d``'s attempt, {} if the slot began it and has
-    not written its INFO yet, None if it never began (``jobdir.attempt_began``)."""
+    not written its INFO yet, None if it never began (``jobread.attempt_began``)."""
     return attempt_began(st.layout, d.job.index, d.attempt)
 
 

@@ -32,7 +32,8 @@ from hog.state.db import StoreCorrupt
 from hog.state.files import check_location
 from hog.state.folderlock import lock_folder
 from hog.state.info import info_process
-from hog.state.jobdir import Layout, attempt_began, folder_verdict, read_info
+from hog.state.jobdir import Layout
+from hog.state.jobread import attempt_began, folder_verdict, read_info
 from hog.state.orphans import UNSTARTED
 from hog.state.queuecheck import check_output, hog_folders
 from hog.state.rows import REBUILT

@@ -6,7 +6,7 @@ ASCII, every other character escaped (``\\t``, ``\\x1b``, ``\\u00e9`` and, for a
 character beyond the BMP such as an emoji, ``\\U0001f600``: never a UTF-16 surrogate
 pair, which YAML reads back as two broken characters). That keeps the per-job cost to
 a few microseconds, and ``yaml.safe_load`` reads every string back exactly. Reading
-INFO back is the job folder's (``jobdir.read_info``).
+INFO back is ``jobread.read_info``'s.
 """
 import re
 from typing import Iterable, Optional

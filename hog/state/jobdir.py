@@ -11,7 +11,9 @@ Every file and folder inside the output directory is made and opened relative to
 directory file descriptor, with ``O_NOFOLLOW`` (and ``O_EXCL`` for new files): a
 symbolic link planted there is refused, never followed.
 
-What INFO holds and how it is written is ``state.info``'s; the folder's writer lock
+What INFO holds and how it is written is ``state.info``'s; reading folders back (INFO,
+earlier attempts, whether an attempt began, the marker's verdict) is
+``state.jobread``'s; the folder's writer lock
 (held from the start of an attempt until its marker) is ``state.folderlock``'s; the
 flags of cancelled handed jobs (``Layout.withdrawn_flag``) are ``state.withdrawn``'s.
 """
@@ -29,7 +31,6 @@ from hog.state.files import (
     create_file,
     open_append,
     open_dir,
-    open_read,
     symlink_refused,
 )
 from hog.state.folderlock import FolderLock, flock_fd
@@ -314,89 +315,6 @@ def _lexists(name: str, dir_fd: Optional[int]) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _read_text(path: str) -> Optional[str]:
-    """A file of a job folder, read without following a symbolic link, neither the
-    folder nor the file (None if missing, unreadable, or a link)."""
-    try:
-        with open(open_read(path), encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def read_info(layout: Layout, index: int) -> dict:
-    """A job folder's INFO as a mapping ({} if missing, unreadable or a link)."""
-    import yaml  # yaml: only when an INFO file is read
-    text = _read_text(layout.info_path(index))
-    if text is None:
-        return {}
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def attempt_began(layout: Layout, index: int, attempt: int) -> Optional[dict]:
-    """Did ``attempt`` of job ``index`` begin? Its INFO if the folder holds that
-    attempt's; {} if the folder holds streams and no INFO yet (the slot made this
-    attempt's streams and may have spawned its job: an earlier attempt's INFO and streams
-    are moved aside before a new attempt's streams are made, and a job handed ahead has
-    its folder moved into place only as it starts); None: it never began."""
-    info = read_info(layout, index)
-    if info:
-        return info if info.get("attempt") == attempt else None
-    began = os.path.isfile(layout.out_path(index)) and not os.path.islink(layout.folder(index)) \
-        and not os.path.lexists(layout.info_path(index))
-    return {} if began else None
-
-
-def earlier_attempts(layout: Layout, index: int) -> List[dict]:
-    """The INFO of each earlier attempt kept in a job folder (``INFO.1``, ``INFO.2``, ...),
-    oldest first; unreadable ones are left out."""
-    import yaml  # yaml: only when an INFO file is read
-    folder = layout.folder(index)
-    if os.path.islink(folder):
-        return []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    numbered = sorted(int(n[len(INFO) + 1:]) for n in names
-                      if n.startswith(INFO + ".") and n[len(INFO) + 1:].isdigit())
-    found = []
-    for n in numbered:
-        text = _read_text(os.path.join(folder, f"{INFO}.{n}"))
-        if text is None:
-            continue
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            continue
-        if isinstance(data, dict):
-            found.append(data)
-    return found
-
-
-def folder_verdict(layout: Layout, index: int) -> Optional[str]:
-    """'succeeded' or 'failed' from the folder's marker (None if none); a folder or a
-    marker that is a symbolic link counts for nothing."""
-    if not _is_real(layout.folder(index), stat.S_ISDIR):
-        return None
-    if _is_real(layout.marker_path(index, True), stat.S_ISREG):
-        return "succeeded"
-    if _is_real(layout.marker_path(index, False), stat.S_ISREG):
-        return "failed"
-    return None
-
-
-def _is_real(path: str, kind) -> bool:
-    try:
-        return bool(kind(os.lstat(path).st_mode))
-    except OSError:
-        return False
 
 
 def _numbered(name: str, stem: str, n: int) -> str:

@@ -15,7 +15,7 @@ from hog.state.files import from_iso
 from hog.state.rows import JobRow
 from hog.state.runners import RunnerRows, runner_alive
 
-# A verdict: a handed job whose attempt never began (``jobdir.attempt_began``).
+# A verdict: a handed job whose attempt never began (``jobread.attempt_began``).
 UNSTARTED = "unstarted"
 # What a job folder says, for ``recover``: None, or (verdict, INFO mapping).
 FolderStatus = Callable[[JobRow], Optional[Tuple[Optional[str], Dict[str, Any]]]]

@@ -21,7 +21,8 @@ from hog.model import USAGE_FIELDS, Status
 from hog.proc import runs_job_of
 from hog.state.db import DB_NAME
 from hog.state.files import from_iso
-from hog.state.jobdir import STATE_DIR, Layout, earlier_attempts, folder_verdict, read_info
+from hog.state.jobdir import STATE_DIR, Layout
+from hog.state.jobread import earlier_attempts, folder_verdict, read_info
 from hog.state.queuecheck import FOLDER, hog_folders, queue_problem
 from hog.state.rows import PARAM_KEYS, REBUILT
 from hog.state.schema import MIGRATIONS

@@ -19,11 +19,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 from hog.model import USAGE_FIELDS, Status, slot_label
 from hog.state.files import from_iso
-from hog.state.jobdir import (
-    Layout,
-    earlier_attempts,
-    read_info,
-)
+from hog.state.jobdir import Layout
+from hog.state.jobread import earlier_attempts, read_info
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, ResultRow, RunnerRow
 

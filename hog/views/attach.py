@@ -17,7 +17,8 @@ from hog.engine.progress import LISTED_FAILURES
 from hog.humanize import describe_end, end_line, eta_s, fmt_duration, start_line
 from hog.model import Status, slot_label
 from hog.signals import SignalWait
-from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout, read_info
+from hog.state.jobdir import RUNNER_LOG, STATE_DIR, Layout
+from hog.state.jobread import read_info
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow, RunnerRow
 from hog.views.dashboard import REFRESH_PER_SECOND, FailureView, SlotView, Snapshot, render

@@ -10,7 +10,8 @@ import sys
 from hog.errors import UsageError
 from hog.model import Status
 from hog.signals import SignalWait
-from hog.state.jobdir import Layout, folder_verdict
+from hog.state.jobdir import Layout
+from hog.state.jobread import folder_verdict
 from hog.state.reading import SweepReader
 from hog.state.rows import JobRow
 from hog.views.tail import Follower

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from hog.state.gpulog import Look, read_looks
-from hog.state.jobdir import Layout, earlier_attempts, read_info
+from hog.state.jobdir import Layout
+from hog.state.jobread import earlier_attempts, read_info
 from hog.state.reading import SweepReader
 from hog.state.results import Attempt, attempts
 from hog.state.rows import JobRow, RunnerRow
