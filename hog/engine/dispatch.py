@@ -1,6 +1,6 @@
 """From the queue to the slots: the ready list (queued jobs fetched from the store in
-order), dependencies (``after``), GPU memory totals, claims, and sending the claimed
-jobs once the turn's transaction is committed.
+order), dependencies (``after``, judged by ``engine.after``), GPU memory totals,
+claims, and sending the claimed jobs once the turn's transaction is committed.
 
 ``fill`` claims jobs while the scheduler finds room; each claim only records the
 dispatch (``claimed``); ``send_claimed`` hands them to the backend after the commit.
@@ -27,10 +27,10 @@ not handed jobs ahead. The run loop also claims the jobs after a handed one ahea
 in blocks (``engine.reserve``).
 """
 import time
-from typing import List, Optional, Sequence, Set, Tuple, cast
+from typing import List, Optional, Tuple, cast
 
 from hog.backends.base import LocalCapacity, PreDispatching, implements
-from hog.engine import gpuwatch, limits, outcomes, reruns, reserve, writable
+from hog.engine import after, gpuwatch, limits, outcomes, reruns, reserve, writable
 from hog.engine.progress import Running
 from hog.engine.state import CALM, DEEP, READY_AHEAD, SHORT_S, RunState, handed_jobs
 from hog.gpus.discovery import query_gpus
@@ -318,7 +318,7 @@ def startable(st: RunState, row: JobRow, job: Job) -> bool:
                                  why)
         return False
     if job.after:
-        state = dependencies(st, job)
+        state = after.dependencies(st, job)
         if state == "wait":
             st.waiting_deps.add(job.index)
             return False
@@ -328,59 +328,6 @@ def startable(st: RunState, row: JobRow, job: Job) -> bool:
             outcomes.skip(st, row, job, state)
             return False
     return True
-
-
-def dependencies(st: RunState, job: Job) -> str:
-    """'ok' when every job named in ``after`` succeeded, 'wait' while one may still,
-    else why this job will not run."""
-    waiting = False
-    for name in job.after:
-        rows = [r for r in st.store.by_name(name) if r.in_source]
-        if not rows:
-            if source_may_bring_more(st):    # a stream may name it further on
-                waiting = True
-                continue
-            return f"it is after {name!r}, but no job is named {name!r}"
-        for r in rows:
-            if r.status == "succeeded":
-                continue
-            if not Status(r.status).finished:
-                waiting = True
-            else:
-                return f"its dependency {name} ended {r.status}"
-    if waiting and job.name:
-        cycle = dependency_cycle(st, job)
-        if cycle:
-            return f"its dependencies form a cycle: {' -> '.join(cycle)}"
-    return "wait" if waiting else "ok"
-
-
-def source_may_bring_more(st: RunState) -> bool:
-    """Can jobs still arrive in the store from this sweep's source: this runner is
-    reading it, or (joining) the runner that reads it has not finished?"""
-    if not st.source_done:
-        return True
-    return st.joiner and st.store.meta("ingest_done") != "1"
-
-
-def dependency_cycle(st: RunState, job: Job) -> List[str]:
-    """The names of a cycle of queued jobs that wait on each other and on ``job`` (a
-    Python source or ``hog add`` can make one; files are checked when read), or []."""
-    def visit(names: Sequence[str], path: List[str], seen: Set[str]) -> List[str]:
-        for name in names:
-            if name == job.name:
-                return path + [name]
-            if name in seen:
-                continue
-            seen.add(name)
-            for r in st.store.by_name(name):
-                if r.status == Status.QUEUED.value:
-                    found = visit(r.job().after, path + [name], seen)
-                    if found:
-                        return found
-        return []
-    assert job.name is not None
-    return visit(job.after, [job.name], set())
 
 
 def dispatch(st: RunState, d: Dispatch) -> None:
