@@ -7,6 +7,8 @@
       on a queue of one job (the same if it is O(1) in jobs)
   S3  the first job of a 100,000-line job file: from starting hog to the first job's
       command running (it writes $EPOCHREALTIME; target: <= 100 ms)
+  S3h the same, started as the hog command a user types (the console script beside
+      --python, which pip makes): no runpy, which python -m loads (about 3.5 ms)
   S4  one hog add DIR -- CMD (target: <= 100 ms)
   S5  hog --version
   S6  a finished sweep of --folders jobs (default 100,000), each with its job folder
@@ -51,8 +53,11 @@ class Hog:
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.cwd = cwd
 
-    def popen(self, argv: List[str], **kw) -> subprocess.Popen:
-        return subprocess.Popen([self.python, "-m", "hog", *argv], cwd=str(self.cwd),
+    def popen(self, argv: List[str], script: bool = False, **kw) -> subprocess.Popen:
+        """``python -m hog ARGV``, or with ``script`` the hog command beside ``python``
+        (its ``hog`` loads the tree's package too: PYTHONPATH comes before the venv's)."""
+        start = [str(Path(self.python).parent / "hog")] if script else [self.python, "-m", "hog"]
+        return subprocess.Popen([*start, *argv], cwd=str(self.cwd),
                                 env=self.env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
 
@@ -90,13 +95,14 @@ def repeat(reps: int, once: Callable[[int], float]) -> List[float]:
     return [once(i) for i in range(reps)]
 
 
-def first_job(hog: Hog, tmp: Path, lines: int, rep: int) -> float:
+def first_job(hog: Hog, tmp: Path, lines: int, rep: int, script: bool = False) -> float:
     """Seconds from starting hog to the first job's command running."""
     stamp = tmp / f"stamp{rep}"
     jobs = lines_file(tmp / f"first{rep}.txt", lines, f"echo $EPOCHREALTIME > {stamp}")
     t0 = time.time()
     p = hog.popen(["--job-file", str(jobs), "--gpus", "0", "--output-dir",
-                   str(tmp / f"first{rep}"), "--display", "quiet"], start_new_session=True)
+                   str(tmp / f"first{rep}"), "--display", "quiet"], script=script,
+                  start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -140,7 +146,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--reps-big", type=int, default=1, help="repetitions of S1")
-    ap.add_argument("--only", action="append", choices=["S0", "S1", "S2", "S3", "S4", "S5", "S6"])
+    ap.add_argument("--only", action="append",
+                    choices=["S0", "S1", "S2", "S3", "S3h", "S4", "S5", "S6"])
     ap.add_argument("--python", default=sys.executable, help="the interpreter (default: this)")
     ap.add_argument("--tree", type=Path, default=ROOT)
     ap.add_argument("--jobs", type=int, default=1_000_000)
@@ -178,6 +185,12 @@ def main() -> None:
             first_job(hog, tmp, 10, -1)                     # compiles what a run loads
             show(f"S3 first job of a {args.first_lines}-line file", repeat(
                 args.reps, lambda i: first_job(hog, tmp, args.first_lines, i)))
+        if "S3h" in only:
+            if not (Path(args.python).parent / "hog").exists():
+                sys.exit(f"S3h: no hog command beside {args.python}")
+            first_job(hog, tmp, 10, -2, script=True)
+            show("S3h the same, as the hog command", repeat(
+                args.reps, lambda i: first_job(hog, tmp, args.first_lines, 100 + i, True)))
         if "S4" in only:
             show("S4 hog add DIR -- CMD", repeat(
                 args.reps, lambda i: hog.run(["add", str(tmp / "one"), "--", "true"])[0]))
