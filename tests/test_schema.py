@@ -19,11 +19,12 @@ def normalised(sql: str) -> str:
 
 
 def picture(path) -> dict:
-    """What a database file holds, by object: its SQL and columns, meta and counts."""
+    """What a database file holds, by object: its SQL and columns, meta and counts
+    (``sqlite_master``: its older name, which every SQLite hog runs on knows)."""
     con = sqlite3.connect(str(path))
     try:
         objects = {name: (kind, table, normalised(sql or "")) for kind, name, table, sql
-                   in con.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema")}
+                   in con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")}
         columns = {name: con.execute(f"PRAGMA table_xinfo({name})").fetchall()
                    for name, (kind, _, _) in objects.items() if kind == "table"}
         return dict(objects=objects, columns=columns,

@@ -164,7 +164,7 @@ class Database:
 
     def _empty(self) -> bool:
         """A file with no table yet (a new queue), not one of version 0 with tables."""
-        return self.db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
+        return self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
     def _execute_script(self, script: str) -> None:
         """Run ``script`` statement by statement inside the open transaction (unlike
