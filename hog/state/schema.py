@@ -2,7 +2,8 @@
 version N-1 one of version N (``Database`` applies what a file lacks, in one
 transaction, when it opens it). A new version is a new entry here, never an edit of
 an old one: ``tests/data/store-v1.sqlite`` is a real version-1 queue that every later
-version must take.
+version must take. A new, empty queue is made from ``FRESH``, the latest schema at
+once, which a new version changes too (``tests/test_schema.py`` holds them equal).
 """
 from typing import Dict
 
