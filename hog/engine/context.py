@@ -9,7 +9,10 @@ with the standard library (``hog.backends.wire``, ``hog.sources.producer``). So 
 command has ``multiprocess`` load with the standard pickle, the fallback its reduction
 module takes when ``dill`` cannot be imported (``standard_pickling``). ``dill`` stays
 installed and importable (a yielder may use it); a program that runs sweeps through
-``hog.run`` keeps ``multiprocess`` as it loads it there.
+``hog.run`` keeps ``multiprocess`` as it loads it there. The one thing this changes
+for a user: a yielder run by the hog command that uses ``multiprocess`` itself to
+send what only ``dill`` pickles (a lambda to a pool) gets the standard pickle's
+refusal; such a yielder runs as it did through ``hog.run``.
 """
 import sys
 from typing import Any
