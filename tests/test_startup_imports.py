@@ -123,3 +123,23 @@ def interpreter_alone(cwd) -> Set[str]:
                        env=hog_env(), capture_output=True, text=True, timeout=60)
     return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
             if line.startswith("import time:") and "|" in line}
+
+
+def test_a_yielder_that_sends_a_lambda_to_a_multiprocess_pool_runs_under_the_hog_command(
+        tmp_path):
+    """A yielder is the user's Python, run in hog's producer: multiprocess keeps dill
+    there, so what only dill pickles still goes to a pool (hog.engine.context)."""
+    (tmp_path / "sweep.py").write_text(
+        "def yielder():\n"
+        "    from multiprocess import Pool\n"
+        "    with Pool(2) as pool:\n"
+        "        for x in pool.map(lambda v: v * 2, range(3)):\n"
+        "            yield f'echo {x}'\n")
+    r = subprocess.run([sys.executable, "-m", "hog", "--job_yielder", "sweep.py", "--gpus", "0",
+                        "--output_dir", "out", "--display", "quiet"], cwd=str(tmp_path),
+                       env=hog_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    outs = sorted((tmp_path / "out" / f"job_{i}" / f"job_{i}.OUT").read_text().strip()
+                  for i in range(3))
+    assert outs == ["0", "2", "4"]

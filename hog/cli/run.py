@@ -281,9 +281,11 @@ def cmd_watch(argv: List[str]) -> int:
 def _run(config: RunConfig) -> int:
     """Run the sweep. The engine (multiprocess, the backends, the store) and the display
     load only here, so that --help, --version and the verbs start quickly; multiprocess
-    without dill, which no process of hog's needs (hog.engine.context)."""
-    from hog.engine.context import standard_pickling
-    standard_pickling()
+    without dill, which no process of hog's needs (hog.engine.context), unless the
+    sweep's source is Python code of the user's, which runs in hog's producer."""
+    from hog.engine.context import runs_user_python, standard_pickling
+    if not runs_user_python(config.source):
+        standard_pickling()
     from hog.engine.runner import run
     from hog.views.display import make_display
     return run(config, make_display)

@@ -8,14 +8,20 @@ forked, so nothing is pickled to start one, and every message is pickled by hog 
 with the standard library (``hog.backends.wire``, ``hog.sources.producer``). So the hog
 command has ``multiprocess`` load with the standard pickle, the fallback its reduction
 module takes when ``dill`` cannot be imported (``standard_pickling``). ``dill`` stays
-installed and importable (a yielder may use it); a program that runs sweeps through
-``hog.run`` keeps ``multiprocess`` as it loads it there. The one thing this changes
-for a user: a yielder run by the hog command that uses ``multiprocess`` itself to
-send what only ``dill`` pickles (a lambda to a pool) gets the standard pickle's
-refusal; such a yielder runs as it did through ``hog.run``.
+installed and importable. A sweep whose source is the user's Python code (a yielder
+file, which runs in hog's producer and may use ``multiprocess`` itself, say to send a
+lambda to a pool) keeps ``dill``, as does a program that runs sweeps through
+``hog.run``: there ``multiprocess`` is left as the user's process loads it.
 """
 import sys
-from typing import Any
+from typing import Any, Optional
+
+
+def runs_user_python(source: Optional[Any]) -> bool:
+    """Does the sweep's source (a ``SourceSpec``, or None) run the user's Python code in
+    hog's processes? A yielder file does; text, YAML, stdin and watched directories do
+    not (their jobs are bash)."""
+    return source is not None and source.kind in ("yielder", "python")
 
 
 def standard_pickling() -> None:
