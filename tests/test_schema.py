@@ -4,6 +4,7 @@ columns, indexes and triggers, the same meta rows and counts, and the same versi
 import re
 import shutil
 import sqlite3
+from pathlib import Path
 
 from hog.state import db as dbmod
 from hog.state.schema import SCHEMA_VERSION
@@ -82,7 +83,7 @@ def test_a_version_1_queue_is_still_migrated_not_made_anew(tmp_path):
     """tests/data/store-v1.sqlite has tables at version 1: its rows are kept."""
     state = tmp_path / "state"
     state.mkdir()
-    shutil.copyfile("tests/data/store-v1.sqlite", state / DB_NAME)
+    shutil.copyfile(Path(__file__).parent / "data" / "store-v1.sqlite", state / DB_NAME)
     Store(str(state)).close()
     con = sqlite3.connect(str(state / DB_NAME))
     try:
