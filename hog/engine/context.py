@@ -16,9 +16,11 @@ lambda to a pool) keeps ``dill``, as does a program that runs sweeps through
 import sys
 from typing import Any, Optional
 
+from hog.sources import SourceSpec
 
-def runs_user_python(source: Optional[Any]) -> bool:
-    """Does the sweep's source (a ``SourceSpec``, or None) run the user's Python code in
+
+def runs_user_python(source: Optional[SourceSpec]) -> bool:
+    """Does the sweep's source (None: the queue alone) run the user's Python code in
     hog's processes? A yielder file does; text, YAML, stdin and watched directories do
     not (their jobs are bash)."""
     return source is not None and source.kind in ("yielder", "python")
